@@ -1,0 +1,275 @@
+"""One typed configuration with every default in one place.
+
+Loaded from YAML and overridden by ``KEY=VALUE`` pairs with dotted keys
+(``train.lr=3e-4``). Unknown keys and wrong types fail before any work starts, naming the
+closest valid key and the expected type.
+
+Example:
+    >>> cfg = load_config(overrides=["train.epochs=3", "model.name=basenet"])
+    >>> cfg.train.epochs
+    3
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cnnlab.errors import ConfigError
+
+AugmentPreset = Literal["none", "light", "standard", "strong"]
+Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    root: str | None = None  # dataset folder (ROOT/<class>/*, ROOT/{train,val,test}/...) or CSV
+    val_fraction: float = Field(0.15, ge=0.0, lt=1.0)  # share of each class held out for val
+    test_fraction: float = Field(0.15, ge=0.0, lt=1.0)  # share of each class held out for test
+    split_file: str | None = None  # a split.csv from an earlier run: reuse it exactly
+    drop_small_classes: bool = False  # drop classes too small to split instead of failing
+    min_image_side: int = Field(4, ge=1)  # images smaller than this (px) are skipped "too small"
+    max_pixels: int = Field(89_478_485, ge=1)  # decompression-bomb guard (Pillow's default)
+    img_size: int | None = Field(None, ge=8, le=1024)  # model input side (px); None: model's own
+    channels: Literal[1, 3] | None = None  # input channels; None: 3 (1 if all grey and scratch)
+    crop_pct: float = Field(1.0, gt=0.0, le=1.0)  # eval centre crop = img_size / crop_pct resize
+    cache: Literal["auto", "memory", "disk", "off"] = "auto"  # decoded uint8 image cache
+    num_workers: int = Field(0, ge=0)  # DataLoader workers for decoding (cache=off only)
+    augment: AugmentPreset = "light"  # none | light (flip+shift) | standard | strong
+    hflip: bool | None = None  # random horizontal flip; None: as the preset says
+    vflip: bool | None = None  # random vertical flip
+    shift: float | None = Field(None, ge=0.0, le=0.5)  # max translation, fraction of the side
+    zoom: float | None = Field(None, ge=0.0, le=0.9)  # max zoom in/out, fraction
+    rotation: float | None = Field(None, ge=0.0, le=180.0)  # max rotation, degrees
+    shear: float | None = Field(None, ge=0.0, le=45.0)  # max shear, degrees
+    brightness: float | None = Field(None, ge=0.0, le=1.0)  # max brightness jitter, fraction
+    contrast: float | None = Field(None, ge=0.0, le=1.0)  # max contrast jitter, fraction
+    mixup: float = Field(0.0, ge=0.0)  # mixup alpha; 0 switches it off
+    cutmix: float = Field(0.0, ge=0.0)  # cutmix alpha; 0 switches it off
+    audit: bool = True  # run the quick data audit (duplicates, leakage) before training
+
+
+class CNNSpec(_Section):
+    """The search space people tune for a CNN built from scratch (model ``cnn``)."""
+
+    filters: list[int] = Field(default_factory=lambda: [64, 128, 256])  # filters per block
+    convs_per_block: int = Field(2, ge=1, le=8)  # conv layers in each block
+    kernel_size: int | list[int] = 3  # one size for all blocks, or one per block
+    activation: Activation = "relu"  # activation after every conv and hidden dense layer
+    batch_norm: bool = True  # batch norm after every conv
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)  # dropout after each block
+    pooling: Literal["max", "avg"] = "max"  # down-sampling at the end of each block
+    global_pool: Literal["avg", "max", "flatten"] = "avg"  # how the feature map meets the head
+    hidden_units: int = Field(0, ge=0)  # dense layer before the classifier; 0 = none
+
+
+class ModelConfig(_Section):
+    name: str = "cnn"  # any name from `cnnlab models`: our CNNs or a timm model
+    mode: str | None = None  # scratch|frozen|finetune|partial:N|staged; None: by model kind
+    pretrained: Literal["auto", "true", "false"] = "auto"  # auto: pretrained unless scratch
+    weights: str | None = None  # a .safetensors/.pth file with pretrained weights
+    head: Literal["linear", "mlp", "logreg", "svm"] = "linear"  # classifier on the backbone
+    head_hidden: int = Field(256, ge=1)  # hidden units of the mlp head
+    head_activation: Activation = "relu"  # activation of the mlp head
+    head_dropout: float = Field(0.0, ge=0.0, lt=1.0)  # dropout before the classifier
+    cnn: CNNSpec = Field(default_factory=CNNSpec)  # architecture of model `cnn`
+
+    @field_validator("mode")
+    @classmethod
+    def _check_mode(cls, value: str | None) -> str | None:
+        if value is None or value in {"scratch", "frozen", "finetune", "staged"}:
+            return value
+        if value.startswith("partial:") and value.split(":", 1)[1].isdigit():
+            return value
+        raise ValueError("expected scratch, frozen, finetune, staged or partial:N (N stages)")
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(15, ge=1)  # passes over the training split
+    batch_size: int = Field(64, ge=1)  # images per optimisation step
+    optimizer: Literal[
+        "sgd", "adam", "adamw", "nadam", "radam", "rmsprop", "adadelta", "adagrad", "asgd"
+    ] = "sgd"
+    lr: float | None = Field(None, gt=0.0)  # peak learning rate; None: the optimizer's default
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)  # SGD / RMSprop momentum
+    nesterov: bool = True  # Nesterov momentum for SGD
+    weight_decay: float = Field(5e-4, ge=0.0)  # L2 penalty (decoupled for AdamW)
+    l1: float = Field(0.0, ge=0.0)  # L1 penalty on weights, added to the loss
+    grad_clip: float | None = Field(None, gt=0.0)  # clip the gradient norm to this
+    scheduler: Literal[
+        "none", "step", "multistep", "exponential", "cosine", "onecycle", "plateau", "warmup"
+    ] = "onecycle"
+    warmup_epochs: int = Field(0, ge=0)  # linear warm-up before cosine / warmup schedules
+    step_size: int = Field(10, ge=1)  # epochs between decays (step)
+    milestones: list[int] = Field(default_factory=lambda: [30, 60])  # epochs (multistep)
+    gamma: float = Field(0.1, gt=0.0, le=1.0)  # decay factor (step, multistep, exponential)
+    plateau_patience: int = Field(3, ge=0)  # epochs without progress before reducing the lr
+    loss: Literal["ce", "focal"] = "ce"  # cross entropy or focal loss
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)  # cross-entropy label smoothing
+    focal_gamma: float = Field(2.0, ge=0.0)  # focusing parameter of the focal loss
+    class_weights: Literal["none", "auto"] = "none"  # auto: inverse class frequency
+    monitor: str = "val/macro_f1"  # metric that picks the best epoch and stops early
+    early_stopping: bool = False  # stop when `monitor` stops improving
+    patience: int = Field(5, ge=1)  # epochs without improvement before stopping
+    min_delta: float = Field(0.0, ge=0.0)  # smallest change that counts as improvement
+    freeze_epochs: int = Field(1, ge=0)  # staged mode: epochs with the backbone frozen
+    backbone_lr_mult: float = Field(1.0, gt=0.0)  # backbone lr = lr x this (fine-tuning)
+    frozen_views: int = Field(1, ge=1)  # frozen mode: augmented views per train image (1: none)
+    seed: int = 42  # seeds split, weights, batches and augmentation
+    precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = "auto"  # auto: bf16 if native
+    channels_last: Literal["auto", "true", "false"] = "auto"  # memory format for conv nets
+    compile: bool = False  # torch.compile the model
+    accelerator: str = "auto"  # cpu | gpu | auto
+    devices: int | str = "auto"  # number of devices, or "auto"
+    strategy: str = "auto"  # auto | ddp | ddp_spawn ... (passed to Lightning)
+    num_nodes: int = Field(1, ge=1)  # machines for multi-node DDP
+    max_time: float | None = Field(None, gt=0.0)  # time budget in seconds; stops cleanly
+
+
+class EvalConfig(_Section):
+    split: Literal["val", "test"] = "test"  # split the final report is computed on
+    tta: Literal["auto", "true", "false"] = "auto"  # flip TTA; auto: if trained with hflip
+    top_k: int = Field(5, ge=1)  # k of the top-k accuracy
+    ece_bins: int = Field(15, ge=2)  # bins of the calibration error and reliability diagram
+    worst_mistakes: int = Field(16, ge=0)  # images in the gallery of worst mistakes
+
+
+class Config(_Section):
+    name: str | None = None  # run name; None: <model>-<mode>-<time>
+    runs_dir: str = "runs"  # where run folders are created
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+
+def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        keys.append(key)
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            keys.extend(_valid_keys(sub, key + "."))
+    return keys
+
+
+def valid_keys() -> list[str]:
+    """All dotted keys a user may set, e.g. ``train.lr``."""
+    return _valid_keys(Config)
+
+
+def _suggest(key: str) -> str:
+    close = difflib.get_close_matches(key, valid_keys(), n=1, cutoff=0.5)
+    if not close:  # a bare field name without its section: look at the last part only
+        tails = {k.rsplit(".", 1)[-1]: k for k in valid_keys()}
+        hit = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(tails), n=1, cutoff=0.7)
+        close = [tails[hit[0]]] if hit else []
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    node = tree
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"'{key}': '{part}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``KEY=VALUE`` and read VALUE as a YAML scalar (never ``eval``)."""
+    if "=" not in text:
+        raise ConfigError(f"'{text}' is not KEY=VALUE (example: train.lr=3e-4)")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if key not in valid_keys():
+        raise ConfigError(f"unknown config key '{key}'{_suggest(key)}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"'{key}': cannot read value '{raw}': {exc}") from None
+    if isinstance(value, str) and value.lower() in {"true", "false"}:
+        value = value.lower() == "true"
+    return key, value
+
+
+def _describe(err: dict[str, Any]) -> str:
+    key = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"unknown config key '{key}'{_suggest(key)}"
+    got = err.get("input")
+    return f"'{key}' = {got!r}: {err['msg']}"
+
+
+def build_config(tree: dict[str, Any]) -> Config:
+    """Validate a nested dict into a :class:`Config`, with readable errors."""
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        lines = [_describe(e) for e in exc.errors()]
+        raise ConfigError("invalid configuration: " + "; ".join(lines)) from None
+
+
+# YAML reads `true` as a bool; these tri-state fields take the strings "auto"/"true"/"false".
+_TRISTATE = {("model", "pretrained"), ("train", "channels_last"), ("eval", "tta")}
+
+
+def _tristate_to_str(tree: dict[str, Any]) -> None:
+    for section, key in _TRISTATE:
+        value = tree.get(section, {}).get(key) if isinstance(tree.get(section), dict) else None
+        if isinstance(value, bool):
+            tree[section][key] = "true" if value else "false"
+    train = tree.get("train")
+    if isinstance(train, dict) and isinstance(train.get("precision"), int):
+        train["precision"] = str(train["precision"])
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    values: dict[str, Any] | None = None,
+) -> Config:
+    """Read the configuration: defaults, then a YAML file, then dotted values, then overrides.
+
+    Args:
+        path: a YAML file with any subset of the sections.
+        overrides: ``KEY=VALUE`` strings from the command line.
+        values: dotted keys to values, as the Python API and CLI flags pass them.
+    """
+    tree: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"config file not found: {file}")
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{file}: expected a mapping of sections, got {type(loaded).__name__}")
+        tree = loaded
+    for key, value in (values or {}).items():
+        if key not in valid_keys():
+            raise ConfigError(f"unknown config key '{key}'{_suggest(key)}")
+        _set_dotted(tree, key, value)
+    for text in overrides or []:
+        key, value = parse_override(text)
+        _set_dotted(tree, key, value)
+    _tristate_to_str(tree)
+    return build_config(tree)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved configuration as YAML (the run folder's ``config.yaml``)."""
+    text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    Path(path).write_text(text, encoding="utf-8")

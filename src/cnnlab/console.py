@@ -1,0 +1,73 @@
+"""One rich console for all output, so ``--quiet`` silences everything in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+T = TypeVar("T")
+
+console = Console(stderr=False, highlight=False)
+_state = {"quiet": False}
+
+
+def set_quiet(quiet: bool) -> None:
+    _state["quiet"] = quiet
+    console.quiet = quiet
+
+
+def is_quiet() -> bool:
+    return _state["quiet"]
+
+
+def info(message: str) -> None:
+    """Print a line unless ``--quiet``."""
+    console.print(message)
+
+
+def warn(message: str) -> None:
+    """Warnings are printed even with ``--quiet``; they go to stderr."""
+    Console(stderr=True, highlight=False).print(f"[yellow]warning:[/] {message}")
+
+
+def progress_bar(transient: bool = False) -> Progress:
+    """A progress bar with count, elapsed time and ETA."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[extra]}"),
+        console=console,
+        transient=transient,
+        disable=_state["quiet"],
+    )
+
+
+def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+    """Iterate with a progress bar (silent under ``--quiet``)."""
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task(description, total=total, extra="")
+        for item in items:
+            yield item
+            bar.advance(task)
+
+
+_results = Console(highlight=False)
+
+
+def result(renderable: object) -> None:
+    """Print a result (a table, the report path): shown even with ``--quiet``."""
+    _results.print(renderable)

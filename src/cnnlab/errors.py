@@ -1,0 +1,46 @@
+"""The exception types cnnlab raises for user mistakes and bad input.
+
+Every error a user can cause derives from :class:`CnnlabError`; the CLI turns these into a
+one-line message and a non-zero exit instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class CnnlabError(Exception):
+    """Base class for errors caused by input, configuration or files (not by bugs)."""
+
+
+class ConfigError(CnnlabError):
+    """An unknown key, a wrong type or an out-of-range value in the configuration."""
+
+
+class DataError(CnnlabError):
+    """The dataset folder, manifest or split cannot be used as given."""
+
+
+class ImageLoadError(CnnlabError):
+    """One image file cannot be decoded; carries the path and a short reason."""
+
+    def __init__(self, path: object, reason: str, detail: str = "") -> None:
+        self.path = str(path)
+        self.reason = reason
+        self.detail = detail
+        msg = f"{self.path}: {reason}" + (f" ({detail})" if detail else "")
+        super().__init__(msg)
+
+
+class ModelError(CnnlabError):
+    """An unknown model name or an invalid architecture specification."""
+
+
+class WeightsError(CnnlabError):
+    """Pretrained weights that cannot be found, loaded or matched to the model."""
+
+
+class CheckpointError(CnnlabError):
+    """A checkpoint that is incomplete, unsafe or does not match the run."""
+
+
+class RunError(CnnlabError):
+    """A run folder that is missing or does not follow the run-folder contract."""

@@ -1,0 +1,168 @@
+"""The run-folder contract: create, list and load run folders.
+
+A run folder (``runs/<name>/``, never overwritten) is everything downstream tools read:
+predict, the app, comparisons and ensembles know nothing of the training engine.
+
+Layout::
+
+    config.yaml          resolved configuration
+    classes.json         class names in label order
+    split.csv            path,label,split for every sample (reusable by later runs)
+    data_report.json     what the scan found and skipped
+    metrics.csv          one row per epoch, train/... and val/... columns
+    summary.json         final metrics, best epoch, timing
+    model.safetensors    weights of the best epoch
+    model.json           the model card (architecture, classes, preprocessing, ...)
+    checkpoints/         last.ckpt and best.ckpt for resume
+    plots/*.png          learning curves, confusion matrix, ...
+    report.html          self-contained report (report.md beside it)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import RunError
+
+CONFIG = "config.yaml"
+CLASSES = "classes.json"
+SPLIT = "split.csv"
+DATA_REPORT = "data_report.json"
+METRICS = "metrics.csv"
+SUMMARY = "summary.json"
+WEIGHTS = "model.safetensors"
+MODEL_CARD = "model.json"
+CHECKPOINTS = "checkpoints"
+PLOTS = "plots"
+REPORT_HTML = "report.html"
+REPORT_MD = "report.md"
+
+_SAFE_NAME = re.compile(r"[^\w.\-]+", re.UNICODE)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a file so a crash leaves either the old or the new content, never half."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Atomically write JSON (UTF-8, non-ASCII kept readable)."""
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"{path}: missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path}: not valid JSON ({exc})") from None
+
+
+def create_run_dir(runs_dir: str | Path, name: str) -> Path:
+    """Create ``runs_dir/name``; if it exists, ``name-2``, ``name-3``... Never overwrites."""
+    root = Path(runs_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    base = _SAFE_NAME.sub("_", name).strip("._") or "run"
+    for i in range(1, 10_000):
+        candidate = root / (base if i == 1 else f"{base}-{i}")
+        try:
+            candidate.mkdir()  # atomic: two processes never get the same folder
+        except FileExistsError:
+            continue
+        (candidate / PLOTS).mkdir()
+        (candidate / CHECKPOINTS).mkdir()
+        return candidate
+    raise RunError(f"{root}: too many runs named '{base}'")
+
+
+@dataclass
+class Run:
+    """A run folder on disk; the properties read its files lazily."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return read_json(self.path / SUMMARY)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(read_json(self.path / CLASSES))
+
+    @property
+    def model_card(self) -> dict[str, Any]:
+        return read_json(self.path / MODEL_CARD)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        import yaml
+
+        file = self.path / CONFIG
+        if not file.is_file():
+            raise RunError(f"{file}: missing")
+        return yaml.safe_load(file.read_text(encoding="utf-8"))
+
+    @property
+    def report(self) -> Path:
+        return self.path / REPORT_HTML
+
+    def metrics(self) -> list[dict[str, str]]:
+        """Rows of ``metrics.csv`` (one per epoch), values as strings."""
+        file = self.path / METRICS
+        if not file.is_file():
+            return []
+        with file.open(newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+
+    @property
+    def is_complete(self) -> bool:
+        return all((self.path / f).is_file() for f in (SUMMARY, WEIGHTS, MODEL_CARD))
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+
+def load_run(path: str | Path) -> Run:
+    """Open a finished run folder, or fail naming what is missing."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RunError(f"run folder not found: {path} (list runs with `cnnlab runs`)")
+    missing = [f for f in (MODEL_CARD, WEIGHTS, CLASSES) if not (path / f).is_file()]
+    if missing:
+        raise RunError(f"{path}: not a finished run, missing {', '.join(missing)}")
+    return Run(path)
+
+
+def list_runs(runs_dir: str | Path = "runs") -> list[Run]:
+    """Runs under ``runs_dir`` (folders with a config.yaml), oldest first."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return []
+    found = [Run(p) for p in root.iterdir() if p.is_dir() and (p / CONFIG).is_file()]
+    return sorted(found, key=lambda r: ((r.path / CONFIG).stat().st_mtime, r.name))

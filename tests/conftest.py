@@ -1,0 +1,72 @@
+"""Shared fixtures: tiny generated image folders and a way to prove a folder was not touched."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+# Keep every test offline and its caches inside the test's own temp folder.
+os.environ.setdefault("CNNLAB_OFFLINE", "1")
+
+
+def make_class_image(label: int, rng: np.random.Generator, size: int = 32) -> Image.Image:
+    """A small RGB picture whose class is learnable: a shape and a colour per class."""
+    bg = tuple(int(v) for v in rng.integers(0, 60, size=3))
+    img = Image.new("RGB", (size, size), bg)
+    draw = ImageDraw.Draw(img)
+    colours = [(230, 40, 40), (40, 200, 40), (40, 80, 230), (220, 220, 40), (200, 40, 200)]
+    colour = colours[label % len(colours)]
+    jitter = int(rng.integers(-3, 4))
+    lo, hi = size // 4 + jitter, 3 * size // 4 + jitter
+    if label % 3 == 0:
+        draw.ellipse([lo, lo, hi, hi], fill=colour)
+    elif label % 3 == 1:
+        draw.rectangle([lo, lo, hi, hi], fill=colour)
+    else:
+        draw.polygon([(size // 2, lo), (lo, hi), (hi, hi)], fill=colour)
+    noise = rng.integers(0, 25, size=(size, size, 3), dtype=np.uint8)
+    arr = np.clip(np.asarray(img, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
+    return Image.fromarray(arr)
+
+
+def write_folder(root: Path, classes: int = 3, per_class: int = 12, size: int = 32,
+                 seed: int = 0, ext: str = ".png") -> Path:
+    """Write ROOT/<class>/<i><ext> with learnable images; returns ROOT."""
+    rng = np.random.default_rng(seed)
+    for c in range(classes):
+        folder = root / f"class_{c}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            make_class_image(c, rng, size).save(folder / f"img_{i:03d}{ext}")
+    return root
+
+
+def folder_digest(root: Path) -> dict[str, str]:
+    """Path -> sha256 of every file under root (symlinks recorded by target, not followed)."""
+    digest: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in sorted(filenames) + sorted(d for d in dirnames if Path(dirpath, d).is_symlink()):
+            path = Path(dirpath, name)
+            rel = str(path.relative_to(root))
+            if path.is_symlink():
+                digest[rel] = "link:" + os.readlink(path)
+            else:
+                digest[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Each test gets its own CNNLAB_CACHE so no state leaks between tests."""
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path_factory.mktemp("cnnlab-cache")))
+
+
+@pytest.fixture
+def tiny_folder(tmp_path: Path) -> Path:
+    """3 classes x 12 images of 32 px, flat ROOT/<class>/* layout."""
+    return write_folder(tmp_path / "tiny", classes=3, per_class=12)
