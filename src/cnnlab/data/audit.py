@@ -1,0 +1,170 @@
+"""Data audit: what is in a dataset, and what in it would quietly ruin an experiment.
+
+``audit_dataset`` is the quick check run before training (exact duplicates, the same image in
+train and test, the same image under two labels) and costs nothing: the scan already hashed
+every file. ``write_audit`` is ``cnnlab data inspect``: it adds near duplicates (perceptual
+hash via ``imagehash``, a well-kept library), per-channel mean/std, a class chart, sample
+grids and a self-contained HTML page.
+
+Example:
+    >>> html = write_audit(scan_dataset("data/flowers"), "data_audit/flowers")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cnnlab.data.image import load_image, to_array
+from cnnlab.data.parallel import map_chunks
+from cnnlab.data.stats import class_counts, image_stats
+from cnnlab.errors import ImageLoadError
+
+if TYPE_CHECKING:
+    from cnnlab.data.scan import ScanResult
+    from cnnlab.data.split import Split
+
+THUMB = 64  # px; enough for a perceptual hash and for colour statistics
+NEAR_BITS = 4  # max Hamming distance of 64-bit pHashes to call two images near duplicates
+NEAR_MAX_IMAGES = 20_000  # the pairwise comparison is quadratic
+MAX_LISTED = 200  # groups/pairs listed in the report
+
+
+def _split_of(scan: ScanResult, split: Split | None) -> dict[str, str | None]:
+    if split is not None:
+        return {s.path: s.split for s in split.samples}
+    return {r.path: r.split for r in scan.records}
+
+
+def audit_dataset(scan: ScanResult, split: Split | None = None) -> dict[str, Any]:
+    """Exact duplicates, leakage across splits and label conflicts, each with paths."""
+    where = _split_of(scan, split)
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in scan.records:
+        groups[r.sha1].append({"path": r.path, "label": r.label, "split": where.get(r.path)})
+    dupes = [g for g in groups.values() if len(g) > 1]
+    leakage = [g for g in dupes if len({m["split"] for m in g if m["split"]}) > 1]
+    conflicts = [g for g in dupes if len({m["label"] for m in g}) > 1]
+    return {
+        "exact_duplicates": len(dupes),
+        "leakage": len(leakage),
+        "label_conflicts": len(conflicts),
+        "duplicate_groups": dupes[:MAX_LISTED],
+        "leakage_groups": leakage[:MAX_LISTED],
+        "conflict_groups": conflicts[:MAX_LISTED],
+    }
+
+
+def thumb_stats(paths: list[str], root: str) -> list[dict[str, Any]]:
+    """Worker: perceptual hash and per-channel pixel sums of a small RGB thumbnail."""
+    import imagehash
+
+    out: list[dict[str, Any]] = []
+    for rel in paths:
+        try:
+            img = load_image(Path(root, rel), 3, draft_side=THUMB)
+        except ImageLoadError as exc:
+            out.append({"error": exc.reason})
+            continue
+        arr = to_array(img, THUMB).reshape(-1, 3).astype(np.float64) / 255.0
+        out.append(
+            {
+                "phash": str(imagehash.phash(img)),
+                "sum": arr.sum(0).tolist(),
+                "sq": (arr**2).sum(0).tolist(),
+                "n": len(arr),
+            }
+        )
+    return out
+
+
+def near_duplicates(hashes: list[int], max_bits: int = NEAR_BITS) -> list[tuple[int, int, int]]:
+    """Pairs ``(i, j, distance)`` of 64-bit hashes within ``max_bits``; blockwise, vectorised."""
+    h = np.asarray(hashes, dtype=np.uint64)
+    pairs: list[tuple[int, int, int]] = []
+    for start in range(0, len(h), 512):
+        block = h[start : start + 512]
+        dist = np.bitwise_count(block[:, None] ^ h[None, :])
+        for a, b in zip(*np.nonzero(dist <= max_bits), strict=True):
+            i = start + int(a)
+            if i < int(b):
+                pairs.append((i, int(b), int(dist[a, b])))
+    return pairs
+
+
+def _thumb_pass(scan: ScanResult, progress: bool) -> dict[str, Any]:
+    """Near duplicates and mean/std over every image, from one parallel thumbnail pass."""
+    paths = [r.path for r in scan.records]
+    stats = map_chunks(
+        thumb_stats, paths, str(scan.root), description="hashing images", progress=progress
+    )
+    ok = [(p, s) for p, s in zip(paths, stats, strict=True) if "phash" in s]
+    n = sum(s["n"] for _, s in ok) or 1
+    mean = np.sum([s["sum"] for _, s in ok], axis=0) / n if ok else np.zeros(3)
+    sq = np.sum([s["sq"] for _, s in ok], axis=0) / n if ok else np.zeros(3)
+    std = np.sqrt(np.maximum(sq - mean**2, 0.0))
+    sha = {r.path: r.sha1 for r in scan.records}
+    label = {r.path: r.label for r in scan.records}
+    near: list[dict[str, Any]] = []
+    if len(ok) <= NEAR_MAX_IMAGES:
+        hashes = [int(s["phash"], 16) for _, s in ok]
+        for i, j, d in near_duplicates(hashes):
+            a, b = ok[i][0], ok[j][0]
+            if sha[a] != sha[b]:  # exact copies are reported separately
+                near.append({"a": a, "b": b, "distance": d, "same_label": label[a] == label[b]})
+    return {
+        "channel_mean": [round(float(v), 4) for v in mean],
+        "channel_std": [round(float(v), 4) for v in std],
+        "near_duplicates": len(near),
+        "near_pairs": near[:MAX_LISTED],
+        "near_checked": len(ok) <= NEAR_MAX_IMAGES,
+    }
+
+
+def collect_audit(
+    scan: ScanResult, split: Split | None = None, near: bool = True, progress: bool = True
+) -> dict[str, Any]:
+    """Everything ``audit.json`` holds."""
+    counts = class_counts(scan)
+    doc: dict[str, Any] = {
+        "root": str(scan.root),
+        "layout": scan.layout,
+        "num_images": len(scan.records),
+        "classes": counts,
+        "imbalance_ratio": round(max(counts.values()) / max(1, min(counts.values())), 3),
+        "image_stats": image_stats(scan),
+        "skipped": [{"path": s.path, "reason": s.reason} for s in scan.skipped],
+        "ignored": scan.ignored,
+        "unsupported": scan.unsupported,
+    }
+    doc.update(audit_dataset(scan, split))
+    if near:
+        doc.update(_thumb_pass(scan, progress))
+    return doc
+
+
+def write_audit(
+    scan: ScanResult,
+    out_dir: str | os.PathLike[str],
+    split: Split | None = None,
+    near: bool = True,
+    progress: bool = True,
+) -> Path:
+    """Write ``audit.json``, ``classes.png``, ``samples/*.png`` and ``audit.html``; returns the
+    HTML path. Nothing is written inside the dataset folder."""
+    from cnnlab.data.audit_html import class_chart, render_html, sample_grids
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = collect_audit(scan, split, near, progress)
+    (out / "audit.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
+    chart = class_chart(doc["classes"], out / "classes.png")
+    grids = sample_grids(scan, out / "samples")
+    html = out / "audit.html"
+    html.write_text(render_html(doc, chart, grids), encoding="utf-8")
+    return html

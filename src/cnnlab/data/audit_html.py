@@ -1,0 +1,134 @@
+"""The pictures and the self-contained HTML page of ``cnnlab data inspect``."""
+
+from __future__ import annotations
+
+import base64
+import html
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from cnnlab.data.image import load_image, to_array
+from cnnlab.errors import ImageLoadError
+
+if TYPE_CHECKING:
+    from cnnlab.data.scan import ScanResult
+
+GRID_PER_CLASS = 8
+GRID_SIDE = 96  # px per thumbnail
+
+
+def class_chart(counts: dict[str, int], path: Path) -> Path:
+    """Horizontal bar chart of images per class."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(counts)[:60]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(names) + 1.2))
+    ax.barh(names[::-1], [counts[n] for n in names][::-1], color="#4878a8")
+    ax.set_xlabel("images")
+    ax.set_title("images per class" + (" (first 60)" if len(counts) > 60 else ""))
+    fig.tight_layout()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # missing glyphs for CJK/emoji names in the font
+        fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def sample_grids(scan: ScanResult, folder: Path) -> dict[str, Path]:
+    """One strip of up to 8 images per class, ``samples/class_000.png``..."""
+    folder.mkdir(parents=True, exist_ok=True)
+    by_class: dict[str, list[str]] = {}
+    for r in scan.records:
+        paths = by_class.setdefault(r.label, [])
+        if len(paths) < GRID_PER_CLASS:
+            paths.append(r.path)
+    out = {}
+    for i, label in enumerate(scan.classes):
+        strip = Image.new("RGB", (GRID_SIDE * GRID_PER_CLASS, GRID_SIDE), (255, 255, 255))
+        for k, rel in enumerate(by_class.get(label, [])):
+            try:
+                img = load_image(scan.root / rel, 3, draft_side=GRID_SIDE)
+            except ImageLoadError:
+                continue  # changed since the scan; the strip just has a gap
+            strip.paste(Image.fromarray(to_array(img, GRID_SIDE)), (k * GRID_SIDE, 0))
+        out[label] = folder / f"class_{i:03d}.png"
+        strip.save(out[label])
+    return out
+
+
+def _img_tag(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(rows: list[list[Any]], header: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _groups(groups: list[list[dict[str, Any]]]) -> str:
+    rows = [
+        [" | ".join(f"{m['path']} ({m['label']}, {m['split'] or '-'})" for m in g)] for g in groups
+    ]
+    return _table(rows, ["files with identical bytes (class, split)"]) if rows else "<p>none</p>"
+
+
+def render_html(doc: dict[str, Any], chart: Path, grids: dict[str, Path]) -> str:
+    """One HTML page with every image embedded (it can be mailed or attached as is)."""
+    s = doc["image_stats"]
+    parts = [
+        f"<h1>Data audit: {html.escape(doc['root'])}</h1>",
+        f"<p>{doc['num_images']} images, {len(doc['classes'])} classes, layout "
+        f"{html.escape(doc['layout'])}, imbalance ratio {doc['imbalance_ratio']}</p>",
+        "<h2>Classes</h2>",
+        _table([[c, n] for c, n in doc["classes"].items()], ["class", "images"]),
+        _img_tag(chart, "images per class"),
+        "<h2>Images</h2>",
+        _table(
+            [
+                [k, s[k]["min"], s[k]["median"], s[k]["max"]]
+                for k in ("width", "height", "aspect", "bytes")
+            ],
+            ["", "min", "median", "max"],
+        ),
+        f"<p>modes: {html.escape(str(s['modes']))}</p>",
+        f"<p>channel mean {doc.get('channel_mean', '-')}, std {doc.get('channel_std', '-')}</p>",
+        f"<h2>Skipped files ({len(doc['skipped'])})</h2>",
+        _table([[x["path"], x["reason"]] for x in doc["skipped"]], ["path", "reason"]),
+        f"<p>ignored {doc['ignored']} hidden/system entries; unsupported: "
+        f"{html.escape(str(doc['unsupported']))}</p>",
+        f"<h2>Leakage across splits ({doc['leakage']})</h2>",
+        _groups(doc["leakage_groups"]),
+        f"<h2>Label conflicts ({doc['label_conflicts']})</h2>",
+        _groups(doc["conflict_groups"]),
+        f"<h2>Exact duplicates ({doc['exact_duplicates']})</h2>",
+        _groups(doc["duplicate_groups"]),
+    ]
+    if "near_pairs" in doc:
+        parts += [
+            f"<h2>Near duplicates ({doc['near_duplicates']})</h2>",
+            _table(
+                [[p["a"], p["b"], p["distance"], p["same_label"]] for p in doc["near_pairs"]],
+                ["a", "b", "bits", "same class"],
+            ),
+        ]
+    parts.append("<h2>Samples</h2>")
+    for label, path in grids.items():
+        parts += [f"<h3>{html.escape(label)}</h3>", _img_tag(path, label)]
+    style = (
+        "body{font-family:sans-serif;max-width:1000px;margin:auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>cnnlab data audit</title>"
+        f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
+    )

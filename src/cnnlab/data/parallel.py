@@ -1,0 +1,105 @@
+"""Run a per-chunk worker function over many files on all cores, with one progress bar.
+
+Decoding images is CPU-bound and Pillow holds the GIL, so processes (not threads) are what
+scale. Workers are forked (as DataLoader workers are) so a user's script is never re-imported;
+the worker functions live in torch-free modules and never touch torch's thread pools.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any, TypeVar
+
+from cnnlab.console import progress_bar
+
+T = TypeVar("T")
+R = TypeVar("R")
+MIN_PARALLEL = 200  # files; below this the pool's start-up costs more than it saves
+
+
+def default_workers() -> int:
+    """All cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def map_chunks(
+    fn: Callable[..., list[R]],
+    items: Sequence[T],
+    *args: Any,
+    description: str = "working",
+    progress: bool = True,
+    workers: int | None = None,
+    chunk_size: int | None = None,
+    sink: Callable[[int, list[R]], None] | None = None,
+) -> list[R]:
+    """``fn(chunk, *args)`` over consecutive chunks of ``items``; results in input order.
+
+    ``fn`` must be a top-level function returning one result per item of its chunk. With
+    ``sink``, each chunk's results go to ``sink(start_index, results)`` as they arrive and
+    nothing is kept (so a decode larger than memory can stream into a file).
+    """
+    workers = workers or default_workers()
+    if not items:
+        return []
+    if chunk_size is None:
+        # ~8 chunks per worker: small enough to balance, large enough to amortise IPC.
+        chunk_size = max(8, min(256, len(items) // (workers * 8) + 1))
+    chunks = [list(items[i : i + chunk_size]) for i in range(0, len(items), chunk_size)]
+    if workers == 1 or len(items) < MIN_PARALLEL:
+        results = []
+        with _bar(description, len(items), progress) as advance:
+            for i, chunk in enumerate(chunks):
+                part = fn(chunk, *args)
+                if sink is None:
+                    results.append(part)
+                else:
+                    sink(i * chunk_size, part)
+                advance(len(chunk))
+        return [r for part in results for r in part]
+    return _in_pool(fn, chunks, args, description, progress, workers, chunk_size, sink)
+
+
+def _in_pool(
+    fn: Callable[..., list[R]],
+    chunks: list[list[T]],
+    args: tuple[Any, ...],
+    description: str,
+    progress: bool,
+    workers: int,
+    chunk_size: int,
+    sink: Callable[[int, list[R]], None] | None,
+) -> list[R]:
+    """Fork the workers before the progress bar starts its thread (forking a threaded
+    process is unsafe); forking also means a user's script is never re-imported."""
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    results: list[list[R] | None] = [None] * len(chunks)
+    with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=context) as pool:
+        futures = {pool.submit(fn, chunk, *args): i for i, chunk in enumerate(chunks)}
+        with _bar(description, sum(len(c) for c in chunks), progress) as advance:
+            for future in as_completed(futures):
+                i = futures.pop(future)
+                if sink is None:
+                    results[i] = future.result()
+                else:
+                    sink(i * chunk_size, future.result())
+                advance(len(chunks[i]))
+    return [r for part in results for r in (part or [])]
+
+
+@contextlib.contextmanager
+def _bar(description: str, total: int, show: bool) -> Iterator[Callable[[int], None]]:
+    """A transient progress bar, or nothing at all when ``show`` is false."""
+    if not show:
+        yield lambda n: None
+        return
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task(description, total=total, extra="")
+        yield lambda n: bar.advance(task, n)

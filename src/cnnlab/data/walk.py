@@ -1,0 +1,190 @@
+"""Find the candidate image files of a dataset folder, without opening any of them.
+
+Knows the folder layouts, what to ignore (OS junk, hidden entries), which extensions count,
+Unicode class names, and symlinks (loops end, links out of the root are skipped, a file reached
+twice is kept once). Decoding is :mod:`cnnlab.data.scan`'s job.
+"""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cnnlab.errors import DataError
+
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", "__macosx", "ehthumbs.db"})
+SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+LAYOUT_HELP = "expected ROOT/<class>/*.jpg, ROOT/{train,val,test}/<class>/*.jpg or a CSV path,label"
+
+
+@dataclass
+class Candidate:
+    """A file that looks like an image: where it is, its class and split, where it really is."""
+
+    rel: str  # POSIX path relative to the root, as on disk (not normalised)
+    label: str  # NFC
+    split: str | None
+    real: str  # resolved path, to drop files reached twice through links
+    via_link: bool
+
+
+@dataclass
+class Found:
+    """What the walk found: candidates plus everything left out and why."""
+
+    layout: str
+    candidates: list[Candidate] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (rel, reason)
+    ignored: int = 0
+    unsupported: Counter[str] = field(default_factory=Counter)
+    folders: dict[tuple[str | None, str], str] = field(default_factory=dict)  # -> folder rel
+
+
+def is_ignored(name: str) -> bool:
+    """Hidden entries and OS junk are never samples or classes (``.DS_Store``, ``._x.jpg``...)."""
+    return name.startswith(".") or name.lower() in JUNK_NAMES
+
+
+def nfc(name: str) -> str:
+    return unicodedata.normalize("NFC", name)
+
+
+def _inside(real: str, root_real: str) -> bool:
+    return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
+
+
+def _entries(folder: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        raise DataError(
+            f"{folder}: cannot list folder ({exc.strerror}); check permissions"
+        ) from None
+
+
+def _walk_class(
+    found: Found,
+    root: Path,
+    root_real: str,
+    start: Path,
+    label: str,
+    split: str | None,
+    visited: set[str],
+) -> int:
+    """Collect the files under one class folder (recursively); returns how many were found."""
+    count = 0
+    stack = [(start, os.path.realpath(start), start.is_symlink())]
+    while stack:
+        folder, folder_real, via_link = stack.pop()
+        if folder_real in visited:
+            continue  # a loop, or a folder already reached another way
+        visited.add(folder_real)
+        for entry in _entries(folder):
+            rel = Path(entry.path).relative_to(root).as_posix()
+            if is_ignored(entry.name):
+                found.ignored += 1
+                continue
+            link = entry.is_symlink()
+            real = os.path.realpath(entry.path) if link else os.path.join(folder_real, entry.name)
+            if link and not _inside(real, root_real):
+                found.skipped.append((rel, "link outside dataset"))
+                continue
+            if entry.is_dir():
+                stack.append((Path(entry.path), real, via_link or link))
+                continue
+            ext = os.path.splitext(entry.name)[1].lower()
+            if ext not in IMAGE_EXTS:
+                found.unsupported[ext or "(none)"] += 1
+                continue
+            found.candidates.append(Candidate(rel, label, split, real, via_link or link))
+            count += 1
+    return count
+
+
+def _class_dirs(found: Found, root: Path, root_real: str, parent: Path) -> list[Path]:
+    """Class folders of ``parent``; loose images there are skipped, junk ignored."""
+    dirs = []
+    for entry in _entries(parent):
+        rel = Path(entry.path).relative_to(root).as_posix()
+        if is_ignored(entry.name):
+            found.ignored += 1
+        elif entry.is_symlink() and not _inside(os.path.realpath(entry.path), root_real):
+            found.skipped.append((rel, "link outside dataset"))
+        elif entry.is_dir():
+            dirs.append(Path(entry.path))
+        elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTS:
+            found.skipped.append((rel, "not in a class folder"))
+        else:
+            found.unsupported[os.path.splitext(entry.name)[1].lower() or "(none)"] += 1
+    return dirs
+
+
+def _detect_layout(root: Path, top: list[Path]) -> str:
+    names = {p.name.lower() for p in top}
+    split_like = names & set(SPLIT_NAMES)
+    if not split_like:
+        return "folder"
+    if "train" in split_like and split_like == names:
+        return "split"
+    if "train" in split_like:
+        others = ", ".join(sorted(names - split_like))
+        raise DataError(
+            f"{root}: mixes split folders (train) with class folders ({others}); {LAYOUT_HELP}"
+        )
+    return "folder"
+
+
+def walk_folder(root: Path) -> Found:
+    """Walk a folder dataset (flat or split layout) and return its candidate files."""
+    root_real = os.path.realpath(root)
+    probe = Found(layout="folder")
+    top = _class_dirs(probe, root, root_real, root)
+    if not top:
+        what = "images directly in it but no class folders" if probe.skipped else "no class folders"
+        raise DataError(f"{root}: {what}; {LAYOUT_HELP}")
+    layout = _detect_layout(root, top)
+    found = Found(
+        layout=layout, skipped=probe.skipped, ignored=probe.ignored, unsupported=probe.unsupported
+    )
+    visited: set[str] = {root_real}
+    groups = (
+        [(None, top)]
+        if layout == "folder"
+        else [(SPLIT_NAMES[d.name.lower()], _class_dirs(found, root, root_real, d)) for d in top]
+    )
+    for split, class_dirs in groups:
+        for folder in class_dirs:
+            label = nfc(folder.name)
+            found.folders.setdefault((split, label), folder.relative_to(root).as_posix())
+            _walk_class(found, root, root_real, folder, label, split, visited)
+    _check_empty(found, root)
+    return _dedupe(found)
+
+
+def _check_empty(found: Found, root: Path) -> None:
+    have = Counter((c.split, c.label) for c in found.candidates)
+    for key, rel in sorted(found.folders.items(), key=lambda kv: kv[1]):
+        if have[key] == 0:
+            raise DataError(
+                f"{root / rel}: class folder '{key[1]}' has no image files "
+                f"({' '.join(sorted(IMAGE_EXTS))}); add images or remove the folder"
+            )
+
+
+def _dedupe(found: Found) -> Found:
+    """Keep one candidate per real file: the one reached without links, else the first."""
+    seen: set[str] = set()
+    kept = []
+    for cand in sorted(found.candidates, key=lambda c: (c.via_link, c.rel)):
+        if cand.real in seen:
+            found.skipped.append((cand.rel, "link to a file already in the dataset"))
+            continue
+        seen.add(cand.real)
+        kept.append(cand)
+    found.candidates = sorted(kept, key=lambda c: c.rel)
+    return found

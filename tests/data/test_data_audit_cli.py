@@ -1,0 +1,88 @@
+"""Audit (RELIABILITY 13), the `cnnlab data` commands, and the demo datasets."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from data_badfiles import bad_files
+from typer.testing import CliRunner
+
+from cnnlab.commands.data import app
+from cnnlab.data.audit import audit_dataset, near_duplicates
+from cnnlab.data.demo import write_digits, write_shapes
+from cnnlab.data.scan import scan_dataset
+from cnnlab.data.split import make_split
+from conftest import folder_digest, write_folder
+
+
+def test_leakage_and_conflicts_named(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    write_folder(root / "train", classes=2, per_class=4)
+    write_folder(root / "test", classes=2, per_class=2, seed=1)
+    shutil.copy(root / "train/class_0/img_000.png", root / "test/class_0/leak.png")
+    shutil.copy(root / "train/class_0/img_001.png", root / "train/class_1/conflict.png")
+    scan = scan_dataset(root, progress=False)
+    audit = audit_dataset(scan, make_split(scan, 0.0, 0.0, 0))
+    assert audit["leakage"] == 1 and audit["label_conflicts"] == 1
+    leak = {m["path"] for m in audit["leakage_groups"][0]}
+    assert leak == {"train/class_0/img_000.png", "test/class_0/leak.png"}
+    conflict = {m["label"] for m in audit["conflict_groups"][0]}
+    assert conflict == {"class_0", "class_1"}
+
+
+def test_near_duplicates() -> None:
+    pairs = near_duplicates([0b1111, 0b1110, 1 << 40 | 0xFFFF, 0])
+    assert (0, 1, 1) in pairs and all(i < j for i, j, _ in pairs)
+    assert not any(2 in (i, j) for i, j, _ in pairs)
+
+
+def test_inspect_cli_with_bad_files(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "ds", classes=2, per_class=5)
+    expected = {}
+    for name, (data, reason) in bad_files().items():
+        (root / "class_1" / name).write_bytes(data)
+        expected[f"class_1/{name}"] = reason
+    shutil.copy(root / "class_0/img_000.png", root / "class_1/copy.png")
+    before = folder_digest(root)
+    out = tmp_path / "audit"
+    result = CliRunner().invoke(app, ["inspect", str(root), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "audit.json").read_text())
+    assert {s["path"]: s["reason"] for s in doc["skipped"]} == expected
+    for path, reason in expected.items():
+        assert f"{path}: {reason}" in result.output
+    assert doc["label_conflicts"] == 1 and len(doc["channel_mean"]) == 3
+    html = (out / "audit.html").read_text()
+    assert "data:image/png;base64," in html and "class_1/truncated.jpg" in html
+    assert (out / "classes.png").is_file() and len(list((out / "samples").glob("*.png"))) == 2
+    assert folder_digest(root) == before
+
+
+def test_inspect_cli_errors_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["inspect", str(tmp_path / "missing")])
+    assert result.exit_code == 1 and "not found" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_help_has_examples() -> None:
+    for cmd in ("inspect", "demo"):
+        result = CliRunner().invoke(app, [cmd, "--help"])
+        assert result.exit_code == 0 and "Example" in result.output
+
+
+def test_demo_datasets(tmp_path: Path) -> None:
+    root = write_digits(tmp_path / "digits")
+    assert sorted(p.name for p in root.iterdir()) == [str(i) for i in range(10)]
+    assert sum(1 for _ in root.rglob("*.png")) == 1797
+    digest = folder_digest(root)
+    assert write_digits(root) == root and folder_digest(root) == digest
+    scan = scan_dataset(root, progress=False)
+    assert not scan.skipped and set(scan.to_report()["image_stats"]["modes"]) == {"L"}
+    shapes = write_shapes(tmp_path / "shapes", per_class=4, size=32)
+    again = write_shapes(tmp_path / "shapes2", per_class=4, size=32)
+    assert folder_digest(shapes) == folder_digest(again)
+    result = CliRunner().invoke(app, ["demo", "shapes", str(tmp_path / "s3")])
+    assert result.exit_code == 0 and len(list((tmp_path / "s3").rglob("*.png"))) == 300
+    assert CliRunner().invoke(app, ["demo", "nope", str(tmp_path / "x")]).exit_code != 0

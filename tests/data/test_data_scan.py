@@ -1,0 +1,218 @@
+"""Scanning folders and manifests (RELIABILITY 1-8, 11, 12, 16): outcome + folder untouched."""
+
+from __future__ import annotations
+
+import json
+import os
+import unicodedata
+from pathlib import Path
+
+import pytest
+from data_badfiles import bad_files, jpeg_bytes, png_bytes
+
+from cnnlab.data.scan import print_scan_summary, scan_dataset
+from cnnlab.errors import DataError
+from cnnlab.paths import cache_dir
+from conftest import folder_digest, write_folder
+
+
+def _readonly(root: Path) -> dict[str, str]:
+    for dirpath, _, _ in os.walk(root):
+        os.chmod(dirpath, 0o555)
+    return folder_digest(root)
+
+
+def _scan(root: Path, **kw):
+    before = _readonly(root) if root.is_dir() else None
+    result = scan_dataset(root, progress=False, **kw)
+    if before is not None:
+        assert folder_digest(root) == before
+    return result
+
+
+def test_every_bad_file_is_skipped_with_reason(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "ds", classes=2, per_class=4)
+    expected = {}
+    for name, (data, reason) in bad_files().items():
+        (root / "class_0" / name).write_bytes(data)
+        expected[f"class_0/{name}"] = reason
+    Path(root / "class_1" / "tiny.png").write_bytes(png_bytes(2))
+    expected["class_1/tiny.png"] = "too small"
+    scan = _scan(root)
+    assert {s.path: s.reason for s in scan.skipped} == expected
+    assert len(scan.records) == 8
+    report = scan.to_report()
+    assert {d["path"] for d in report["skipped"]} == set(expected)
+    json.dumps(report)
+    print_scan_summary(scan)
+
+
+def test_junk_and_hidden_are_ignored(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "ds", classes=2, per_class=3)
+    for junk in [".DS_Store", "._img_000.png", "Thumbs.db", "desktop.ini"]:
+        (root / "class_0" / junk).write_bytes(b"junk")
+    for hidden in [".ipynb_checkpoints", ".git", "__MACOSX"]:
+        (root / hidden).mkdir()
+        (root / hidden / "x.png").write_bytes(png_bytes())
+    (root / "class_1" / ".hidden").mkdir()
+    (root / "class_1" / ".hidden" / "y.png").write_bytes(png_bytes())
+    scan = _scan(root)
+    assert scan.classes == ["class_0", "class_1"]
+    assert len(scan.records) == 6 and not scan.skipped
+    assert scan.ignored == 8 and not scan.unsupported
+
+
+def test_extensions_by_content_and_unsupported(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "ds", classes=2, per_class=2)
+    (root / "class_0" / "upper.JPG").write_bytes(jpeg_bytes())
+    (root / "class_0" / "png_named.jpg").write_bytes(png_bytes())
+    (root / "class_0" / "a.gif").write_bytes(b"GIF89a")
+    (root / "class_1" / "b.heic").write_bytes(b"x")
+    (root / "class_1" / "c.heic").write_bytes(b"x")
+    (root / "class_1" / "README").write_bytes(b"x")
+    scan = _scan(root)
+    assert len(scan.records) == 6
+    assert scan.unsupported == {".gif": 1, ".heic": 2, "(none)": 1}
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "not found"),
+        ("file", "is a file"),
+        ("loose", "no class folders"),
+        ("empty_class", "class folder 'b' has no image"),
+        ("all_bad", "class 'b'"),
+        ("nothing", "no class folders"),
+    ],
+)
+def test_layout_errors(tmp_path: Path, case: str, message: str) -> None:
+    root = tmp_path / "ds"
+    if case == "file":
+        root.write_bytes(png_bytes())
+    elif case == "loose":
+        root.mkdir()
+        (root / "a.png").write_bytes(png_bytes())
+    elif case in ("empty_class", "all_bad"):
+        write_folder(root, classes=1, per_class=3)
+        (root / "b").mkdir()
+        (root / "b" / "notes.txt").write_text("x")
+        if case == "all_bad":
+            (root / "b" / "x.jpg").write_bytes(b"")
+    elif case == "nothing":
+        root.mkdir()
+    before = folder_digest(root) if root.is_dir() else None
+    with pytest.raises(DataError, match=message) as info:
+        scan_dataset(root, progress=False)
+    assert "\n" not in str(info.value)
+    assert str(root) in str(info.value)
+    if before is not None:
+        assert folder_digest(root) == before
+
+
+def test_split_layout(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    write_folder(root / "train", classes=2, per_class=5)
+    write_folder(root / "Valid", classes=2, per_class=2, seed=1)
+    write_folder(root / "test", classes=2, per_class=2, seed=2)
+    scan = _scan(root)
+    assert scan.layout == "split"
+    assert {r.split for r in scan.records} == {"train", "val", "test"}
+    assert scan.to_report()["counts_per_split"]["val"] == {"class_0": 2, "class_1": 2}
+
+
+def test_mixed_split_and_class_folders_error(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "ds", classes=2, per_class=2)
+    write_folder(root / "train", classes=2, per_class=2)
+    with pytest.raises(DataError, match="mixes split folders"):
+        scan_dataset(root, progress=False)
+
+
+def test_csv_manifest(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "ds", classes=2, per_class=3)
+    rows = ["path,label,split"] + [
+        f"class_{c}/img_{i:03d}.png,c{c},{'train' if i else 'test'}"
+        for c in range(2)
+        for i in range(3)
+    ]
+    rows.append("class_0/gone.png,c0,train")
+    (root / "m.csv").write_text("\n".join(rows) + "\n")
+    scan = _scan(root / "m.csv")
+    assert scan.layout == "csv" and scan.classes == ["c0", "c1"]
+    assert len(scan.records) == 6
+    assert [(s.path, s.reason) for s in scan.skipped] == [("class_0/gone.png", "missing")]
+    (root / "bad.csv").write_text("file,class\nx.png,a\n")
+    with pytest.raises(DataError, match="header"):
+        scan_dataset(root / "bad.csv", progress=False)
+
+
+def test_unicode_nfc_nfd_one_class(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    name = "café 猫 🐱"
+    write_folder(root, classes=1, per_class=2)
+    for i, form in enumerate(["NFC", "NFD"]):
+        folder = root / unicodedata.normalize(form, name)
+        folder.mkdir(exist_ok=True)
+        (folder / f"{i}.png").write_bytes(png_bytes(seed=i))
+    scan = _scan(root)
+    folders = {p.name for p in root.iterdir()}
+    assert len(folders) in (2, 3)  # a filesystem may fold NFC/NFD itself
+    assert scan.classes == sorted(["class_0", unicodedata.normalize("NFC", name)])
+    assert sum(r.label == unicodedata.normalize("NFC", name) for r in scan.records) == 2
+
+
+def test_symlink_loops_and_outside_links(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "ds", classes=2, per_class=3)
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(png_bytes())
+    os.symlink(root, root / "class_0" / "loop")
+    os.symlink(root / "class_0", root / "class_1" / "to_class0")
+    os.symlink(outside, root / "class_1" / "out.png")
+    os.symlink(root / "class_0" / "img_000.png", root / "class_1" / "dup.png")
+    scan = _scan(root)
+    paths = [r.path for r in scan.records]
+    assert len(paths) == 6 == len(set(paths))
+    assert {r.label for r in scan.records if r.path.startswith("class_0/")} == {"class_0"}
+    reasons = {s.path: s.reason for s in scan.skipped}
+    assert reasons["class_1/out.png"] == "link outside dataset"
+    assert "class_1/dup.png" in reasons
+
+
+def test_cache_reuse_and_invalidation(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "ds", classes=2, per_class=3)
+    target = root / "class_0" / "img_000.png"
+    first = scan_dataset(root, progress=False)
+    assert first.from_cache == 0
+    second = scan_dataset(root, progress=False)
+    assert second.from_cache == 6 and second.records == first.records
+    data = bytearray(target.read_bytes())
+    data[-30:] = b"\0" * 30  # same size, other bytes: now a broken PNG
+    st = target.stat()
+    target.write_bytes(bytes(data))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    third = scan_dataset(root, progress=False)
+    assert third.from_cache == 5
+    assert [s.path for s in third.skipped] == ["class_0/img_000.png"]
+
+
+def test_corrupt_cache_is_rebuilt_readonly_folder(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "ds", classes=2, per_class=3)
+    before = _readonly(root)
+    scan_dataset(root, progress=False)
+    for f in cache_dir("scan").glob("*.json"):
+        f.write_text("{not json")
+    again = scan_dataset(root, progress=False)
+    assert again.from_cache == 0 and len(again.records) == 6
+    assert scan_dataset(root, progress=False).from_cache == 6
+    assert folder_digest(root) == before
+
+
+@pytest.mark.slow
+def test_parallel_scan_matches_serial(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "ds", classes=2, per_class=150, size=16)
+    (root / "class_0" / "bad.jpg").write_bytes(b"xx")
+    par = scan_dataset(root, progress=False, workers=2)
+    for f in cache_dir("scan").glob("*.json"):
+        f.unlink()
+    ser = scan_dataset(root, progress=False, workers=1)
+    assert par.records == ser.records and par.skipped == ser.skipped

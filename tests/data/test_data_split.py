@@ -1,0 +1,91 @@
+"""Splits: stratified, seeded, stable when images are added, reused (RELIABILITY 5, 26, 27)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cnnlab.data.scan import scan_dataset
+from cnnlab.data.split import load_split, make_split, save_split
+from cnnlab.errors import DataError
+from conftest import folder_digest, write_folder
+
+
+def _split(root: Path, seed: int = 0, **kw):
+    return make_split(
+        scan_dataset(root, progress=False), kw.pop("val", 0.2), kw.pop("test", 0.2), seed, **kw
+    )
+
+
+def test_same_seed_same_split_other_seed_differs(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "ds", classes=3, per_class=20, size=8)
+    a, b, c = _split(root), _split(root), _split(root, seed=1)
+    assert a.samples == b.samples and a.samples != c.samples
+
+
+def test_stratified_every_class_in_every_split(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "ds", classes=4, per_class=30, size=8)
+    counts = _split(root).counts()
+    for split in ("train", "val", "test"):
+        assert all(n >= 1 for n in counts[split].values())
+    assert all(12 <= n <= 26 for n in counts["train"].values())
+
+
+def test_adding_images_moves_nothing(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "ds", classes=2, per_class=40, size=8)
+    before = {s.path: s.split for s in _split(root).samples}
+    write_folder(tmp_path / "more", classes=2, per_class=15, size=8, seed=5)
+    for f in (tmp_path / "more").rglob("*.png"):
+        f.rename(root / f.parent.name / f"new_{f.name}")
+    after = {s.path: s.split for s in _split(root).samples}
+    assert len(after) == 110
+    assert {p: after[p] for p in before} == before
+
+
+def test_tiny_class_fixup_and_errors(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "ds", classes=3, per_class=3, size=8)
+    counts = _split(root).counts()
+    assert all(counts[s][c] == 1 for s in counts for c in counts[s])
+    small = write_folder(tmp_path / "small", classes=2, per_class=6, size=8)
+    for f in list((small / "class_1").iterdir())[2:]:
+        f.unlink()
+    digest = folder_digest(small)
+    with pytest.raises(DataError, match="class 'class_1' has 2"):
+        _split(small)
+    kept = _split(small, drop_small_classes=True)
+    assert kept.classes == ["class_0"] and kept.dropped == ["class_1"]
+    assert {s.label for s in kept.samples} == {0}
+    assert folder_digest(small) == digest
+
+
+def test_explicit_splits_kept_and_val_carved(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    write_folder(root / "train", classes=2, per_class=20, size=8)
+    write_folder(root / "test", classes=2, per_class=4, size=8, seed=1)
+    split = _split(root)
+    by_path = {s.path: s.split for s in split.samples}
+    assert all(v == "test" for p, v in by_path.items() if p.startswith("test/"))
+    assert {v for p, v in by_path.items() if p.startswith("train/")} == {"train", "val"}
+
+
+def test_save_and_load_split(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "ds", classes=2, per_class=10, size=8)
+    split = _split(root)
+    path = save_split(split, tmp_path / "run" / "split.csv")
+    assert path.read_text().splitlines()[0] == "path,label,split"
+    write_folder(tmp_path / "more", classes=1, per_class=2, size=8, seed=3)
+    for f in (tmp_path / "more" / "class_0").iterdir():
+        f.rename(root / "class_0" / f"new_{f.name}")
+    again = load_split(path, scan_dataset(root, progress=False))
+    assert again.samples == split.samples and again.classes == split.classes
+    assert again.new_files == 2
+    (root / "class_1" / "img_000.png").unlink()
+    with pytest.raises(DataError, match=r"class_1/img_000\.png"):
+        load_split(path, scan_dataset(root, progress=False))
+
+
+def test_fractions_too_large(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "ds", classes=2, per_class=5, size=8)
+    with pytest.raises(DataError, match="nothing to train"):
+        _split(root, val=0.5, test=0.5)
