@@ -1,0 +1,211 @@
+"""Frozen-backbone fast path: compute features once, cache them, fit heads on them.
+
+A frozen backbone gives the same features every epoch, so running it each epoch wastes
+nearly all of the time. ``compute_features`` runs it once (eval mode, no grad) and caches the
+``(N, F)`` result as safetensors; heads (linear, mlp, scikit-learn probes) then train in
+seconds on the cached matrix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cnnlab.errors import DataError, ModelError
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _cache_file(cache_key: str) -> Path:
+    from cnnlab.paths import cache_dir
+
+    return cache_dir("features") / f"{cache_key}.safetensors"
+
+
+def _load_cached(file: Path, expected_rows: int, views: int) -> torch.Tensor | None:
+    """The cached features, or None when the file is absent, unreadable or another shape."""
+    if not file.is_file():
+        return None
+    from safetensors.torch import load_file
+
+    try:
+        feats = load_file(str(file))["features"]
+    except Exception:  # a corrupt or foreign cache file is simply rebuilt
+        return None
+    want_dims = 3 if views > 1 else 2
+    if feats.ndim != want_dims or feats.shape[-2] != expected_rows:
+        return None
+    if views > 1 and feats.shape[0] != views:
+        return None
+    return feats
+
+
+def _save_cached(file: Path, feats: torch.Tensor) -> None:
+    """Write atomically (temp file + rename) so a crash never leaves a half cache entry."""
+    from safetensors.torch import save_file
+
+    tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
+    try:
+        save_file({"features": feats.contiguous()}, str(tmp))
+        os.replace(tmp, file)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _autocast(device: torch.device, precision: str | None) -> contextlib.AbstractContextManager:
+    if precision and precision.startswith("bf16"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision and precision.startswith("16"):
+        return torch.autocast(device.type, dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def _run_backbone(
+    backbone: nn.Module,
+    images: torch.Tensor,
+    transform: Transform,
+    batch_size: int,
+    precision: str | None,
+) -> torch.Tensor:
+    ref = next(backbone.parameters(), None)
+    device = ref.device if ref is not None else torch.device("cpu")
+    chunks = []
+    with torch.no_grad(), _autocast(device, precision):
+        for start in range(0, images.shape[0], batch_size):
+            x = transform(images[start : start + batch_size].to(device))
+            chunks.append(backbone(x).float().cpu())
+    if not chunks:
+        raise DataError("no images to compute features for (the split is empty)")
+    return torch.cat(chunks)
+
+
+def compute_features(
+    backbone: nn.Module,
+    images_u8: torch.Tensor,
+    transform: Transform,
+    batch_size: int,
+    cache_key: str | None = None,
+    precision: str | None = None,
+    views: int = 1,
+    train_transform: Transform | None = None,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Backbone features of uint8 images, computed once and cached on disk.
+
+    Args:
+        backbone: image -> pooled features; run in eval mode (its mode is restored after).
+        images_u8: uint8 ``(N, C, S, S)`` images.
+        transform: uint8 batch -> normalised float batch (the eval transform).
+        batch_size: images per forward pass.
+        cache_key: name of the cache entry under ``$CNNLAB_CACHE/features``; the caller
+            makes it unique to the backbone, its weights, the images and the input size.
+            None: no caching.
+        precision: ``bf16...``/``16...`` run under autocast; None or ``32``: fp32.
+        views: 1 returns ``(N, F)``; K > 1 returns ``(K, N, F)`` where view 0 uses
+            ``transform`` and views 1..K-1 use ``train_transform`` (augmented copies for
+            training a head on a frozen backbone).
+        train_transform: the augmenting transform, required when ``views > 1``.
+        seed: seeds the augmentation of the extra views, so a cache entry is reproducible.
+    """
+    if views > 1 and train_transform is None:
+        raise ModelError("compute_features(views>1) needs a train_transform for the extra views")
+    file = _cache_file(cache_key) if cache_key else None
+    cached = _load_cached(file, images_u8.shape[0], views) if file else None
+    if cached is not None:
+        return cached
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        out = [_run_backbone(backbone, images_u8, transform, batch_size, precision)]
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            for _ in range(views - 1):
+                out.append(
+                    _run_backbone(backbone, images_u8, train_transform, batch_size, precision)
+                )
+    finally:
+        backbone.train(was_training)
+    feats = torch.stack(out) if views > 1 else out[0]
+    if file is not None:
+        _save_cached(file, feats)
+    return feats
+
+
+def _sklearn_model(kind: str, seed: int):  # returns a scikit-learn estimator
+    if kind == "logreg":
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(C=1.0, max_iter=2000, random_state=seed)
+    if kind == "svm":
+        from sklearn.svm import LinearSVC
+
+        return LinearSVC(C=1.0, max_iter=5000, random_state=seed)
+    raise ModelError(f"unknown scikit-learn head '{kind}'; valid: logreg, svm")
+
+
+def fit_sklearn_head(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    kind: str,
+    seed: int = 0,
+    num_classes: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fit a logistic-regression or linear-SVM probe and return it as linear-layer weights.
+
+    Features are standardised for the fit, and the standardisation is folded back into the
+    weights, so ``features @ weight.T + bias`` equals the estimator's ``decision_function``
+    on raw features (for two classes: logit 1 is the decision, logit 0 is zero). A class
+    absent from ``labels`` gets a zero row and a very low bias, so it is never predicted.
+
+    Returns:
+        ``(weight (K, F), bias (K,))`` as float32 CPU tensors.
+    """
+    import numpy as np
+
+    x = features.detach().double().cpu().numpy()
+    y = labels.detach().cpu().numpy().astype(np.int64)
+    present = np.unique(y)
+    if present.size < 2:
+        raise DataError(
+            f"a {kind} head needs at least two classes in the training split, "
+            f"got {present.tolist()}"
+        )
+    k = int(num_classes or int(y.max()) + 1)
+    mu, sd = x.mean(0), x.std(0)
+    sd[sd < 1e-12] = 1.0  # constant features: leave them unscaled (their weight is ~0)
+    est = _sklearn_model(kind, seed).fit((x - mu) / sd, y)
+    coef, icpt = np.atleast_2d(est.coef_) / sd, np.atleast_1d(est.intercept_)
+    icpt = icpt - coef @ mu
+    weight, bias = np.zeros((k, x.shape[1])), np.full(k, -1e4)
+    if present.size == 2:  # binary: one decision function d -> logits (0, d)
+        weight[est.classes_[1]], bias[est.classes_[1]] = coef[0], icpt[0]
+        bias[est.classes_[0]] = 0.0
+    else:
+        weight[est.classes_], bias[est.classes_] = coef, icpt
+    return torch.from_numpy(weight).float(), torch.from_numpy(bias).float()
+
+
+def load_linear_head(head: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    """Copy probe weights into a head's final linear layer (``head.fc`` or the head itself)."""
+    fc = getattr(head, "fc", head)
+    if not isinstance(fc, nn.Linear):
+        raise ModelError("load_linear_head needs a linear head (model.head=logreg or svm)")
+    if (
+        tuple(fc.weight.shape) != tuple(weight.shape)
+        or fc.bias is None
+        or tuple(fc.bias.shape) != tuple(bias.shape)
+    ):
+        raise ModelError(
+            f"probe weights {tuple(weight.shape)} do not fit the head's {tuple(fc.weight.shape)}"
+        )
+    hidden = getattr(head, "hidden", nn.Identity())
+    if not isinstance(hidden, nn.Identity):
+        raise ModelError("a scikit-learn probe replaces a linear head, not an mlp head")
+    with torch.no_grad():
+        fc.weight.copy_(weight.to(fc.weight))
+        fc.bias.copy_(bias.to(fc.bias))
