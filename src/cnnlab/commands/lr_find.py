@@ -1,0 +1,50 @@
+"""``cnnlab lr-find``: the learning-rate range test on a dataset, with a plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def lr_find_command(
+    data: str = typer.Argument(..., help="Dataset folder or CSV manifest."),
+    overrides: list[str] = typer.Argument(
+        None, help="Config overrides KEY=VALUE, e.g. train.optimizer=adam"
+    ),
+    model: str = typer.Option(None, "--model", "-m", help="Model name (see `cnnlab models`)."),
+    mode: str = typer.Option(None, help="scratch | frozen | finetune | partial:N | staged"),
+    img_size: int = typer.Option(None, "--img-size", help="Input side in pixels."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Images per step."),
+    seed: int = typer.Option(None, help="Seed for split, weights and batches."),
+    config: Path = typer.Option(None, "--config", "-c", help="YAML config file."),
+    min_lr: float = typer.Option(1e-6, "--min-lr", help="Smallest lr tried."),
+    max_lr: float = typer.Option(1.0, "--max-lr", help="Largest lr tried."),
+    steps: int = typer.Option(100, help="Training steps in the test."),
+    out: Path = typer.Option(Path("lr_find.png"), "--out", "-o", help="Where the plot goes."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only results and errors."),
+) -> None:
+    """Find a good learning rate: train briefly with a rising lr and plot the loss.
+
+    Example:
+
+        cnnlab lr-find data/flowers --model cnn train.optimizer=sgd --out lr.png
+    """
+    from cnnlab import api
+    from cnnlab.console import set_quiet
+
+    if quiet:
+        set_quiet(True)
+    flags = {"model": model, "mode": mode, "img_size": img_size, "batch_size": batch_size,
+             "seed": seed}  # fmt: skip
+    values = api.short_values({k: v for k, v in flags.items() if v is not None})
+    cfg = api.make_config(data, config=config, overrides=overrides or [], values=values)
+
+    from cnnlab.api import prepare_training
+    from cnnlab.engine.lr_find import lr_find, plot_lr_find
+
+    prep = prepare_training(cfg)
+    lrs, losses, suggestion = lr_find(prep.module, prep.train_loader, min_lr, max_lr, steps)
+    plot_lr_find(lrs, losses, suggestion, out)
+    typer.echo(f"suggested learning rate: {suggestion:.3g}  (plot: {out})")
+    typer.echo(f"train with: cnnlab train {data} train.lr={suggestion:.3g}")

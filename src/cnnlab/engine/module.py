@@ -1,0 +1,210 @@
+"""The LightningModule that trains any classifier: images or cached features in, logits out.
+
+The module never asks which model it runs. Data arrives as uint8 image batches (or float
+feature batches for heads on frozen features); augmentation and normalisation happen here, on
+whatever device the batch was moved to, so the same code is fast on a CPU and on a GPU.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from cnnlab.config import TrainConfig
+from cnnlab.engine.optim import create_optimizer, create_scheduler, default_lr
+
+
+def _default_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Trainable params split so norms and biases (1-d tensors) get no weight decay."""
+    decay, plain = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else plain).append(p)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": plain, "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def _mix(
+    x: Tensor, y: Tensor, num_classes: int, mixup: float, cutmix: float
+) -> tuple[Tensor, Tensor]:
+    """Mixup or cutmix (one, chosen at random when both are on) -> mixed images, soft targets."""
+    use_cutmix = cutmix > 0 and (mixup <= 0 or bool(torch.rand(()) < 0.5))
+    alpha = cutmix if use_cutmix else mixup
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    perm = torch.randperm(x.shape[0], device=x.device)
+    if use_cutmix and x.ndim == 4:
+        h, w = x.shape[-2:]
+        ch, cw = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+        cy, cx = int(torch.randint(h, ())), int(torch.randint(w, ()))
+        y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
+        x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
+        x = x.clone()
+        x[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]
+        lam = 1.0 - (y1 - y0) * (x1 - x0) / (h * w)  # the area actually pasted
+    else:
+        x = lam * x + (1 - lam) * x[perm]
+    onehot = nn.functional.one_hot(y, num_classes).float()
+    return x, lam * onehot + (1 - lam) * onehot[perm]
+
+
+class ClassifierModule(L.LightningModule):
+    """Train, validate, test and predict with a classifier.
+
+    Args:
+        model: an ``nn.Module`` mapping a batch to logits ``(B, num_classes)``.
+        num_classes: number of classes.
+        train: the training section of the config (``train.lr`` already resolved).
+        steps_per_epoch: optimizer steps per epoch, used when no Trainer is attached.
+        loss: the training loss (``losses.create_loss``); validation uses the same one.
+        train_transform: uint8 batch -> augmented, normalised float batch (training).
+        eval_transform: uint8 batch -> normalised float batch (val, test, predict).
+        param_groups: optimizer groups (per-group lr / weight decay); default: all trainable
+            parameters, without weight decay on biases and norms.
+        mixup: mixup alpha (0 = off).
+        cutmix: cutmix alpha (0 = off).
+        channels_last: run convolutions in NHWC memory format.
+
+    Example:
+        >>> module = ClassifierModule(net, 10, cfg.train, 50, create_loss())  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        train: TrainConfig,
+        steps_per_epoch: int,
+        loss: nn.Module,
+        train_transform: nn.Module | None = None,
+        eval_transform: nn.Module | None = None,
+        param_groups: list[dict[str, Any]] | None = None,
+        mixup: float = 0.0,
+        cutmix: float = 0.0,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.model = model.to(memory_format=torch.channels_last) if channels_last else model
+        self.num_classes = num_classes
+        self.cfg = train  # kept out of checkpoints on purpose: see engine.checkpoint
+        self.steps_per_epoch = steps_per_epoch
+        self.loss_fn = loss
+        self.train_transform = train_transform
+        self.eval_transform = eval_transform
+        self.param_groups = param_groups
+        self.mixup, self.cutmix = mixup, cutmix
+        self.channels_last = channels_last
+        self.metrics = nn.ModuleDict(
+            {
+                f"{stage}_{name}": metric(num_classes=num_classes, average=avg)
+                for stage in ("train", "val", "test")
+                for name, metric, avg in (
+                    ("accuracy", MulticlassAccuracy, "micro"),
+                    ("macro_f1", MulticlassF1Score, "macro"),
+                )
+            }
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def _prepare(self, x: Tensor, training: bool) -> Tensor:
+        transform = self.train_transform if training else self.eval_transform
+        if transform is not None:
+            x = transform(x)
+        elif not x.is_floating_point():
+            x = x.float() / 255.0
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        training = self.trainer.training if self._trainer is not None else self.training
+        if isinstance(batch, Tensor):
+            return self._prepare(batch, training)
+        x, *rest = batch
+        return (self._prepare(x, training), *rest)
+
+    def _l1_penalty(self) -> Tensor:
+        weights = [p.abs().sum() for p in self.model.parameters() if p.requires_grad and p.ndim > 1]
+        return torch.stack(weights).sum() if weights else torch.zeros((), device=self.device)
+
+    def _log_metrics(self, stage: str, loss: Tensor, logits: Tensor, y: Tensor) -> None:
+        batch = y.shape[0]
+        self.log(
+            f"{stage}/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=batch
+        )
+        for name in ("accuracy", "macro_f1"):
+            metric = self.metrics[f"{stage}_{name}"]
+            metric.update(logits.detach(), y)
+            self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, batch_size=batch)
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        x, y = batch[0], batch[1]
+        target: Tensor = y
+        if (self.mixup > 0 or self.cutmix > 0) and y.ndim == 1:
+            x, target = _mix(x, y, self.num_classes, self.mixup, self.cutmix)
+        logits = self(x)
+        loss = self.loss_fn(logits, target)
+        if self.cfg.l1 > 0:
+            loss = loss + self.cfg.l1 * self._l1_penalty()
+        self._log_metrics("train", loss, logits, y)
+        lr = max(group["lr"] for group in self.optimizers().param_groups)
+        self.log("lr", lr, on_step=False, on_epoch=True, batch_size=y.shape[0])  # epoch mean
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch[0], batch[1]
+        logits = self(x)
+        self._log_metrics("val", self.loss_fn(logits, y), logits, y)
+
+    def test_step(self, batch: Any, batch_idx: int) -> Tensor:
+        x, y = batch[0], batch[1]
+        logits = self(x)
+        self._log_metrics("test", self.loss_fn(logits, y), logits, y)
+        return torch.softmax(logits.float(), dim=1)
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        x = batch if isinstance(batch, Tensor) else batch[0]
+        return torch.softmax(self(x).float(), dim=1)
+
+    def _schedule_shape(self) -> tuple[int, int]:
+        """(epochs, steps per epoch) as the attached Trainer will really run them."""
+        if self._trainer is None:
+            return self.cfg.epochs, self.steps_per_epoch
+        epochs = self.trainer.max_epochs or self.cfg.epochs
+        if epochs < 0:
+            return self.cfg.epochs, self.steps_per_epoch
+        total = int(self.trainer.estimated_stepping_batches)
+        return epochs, max(1, math.ceil(total / epochs))
+
+    def configure_optimizers(self) -> Any:
+        cfg = self.cfg
+        lr = cfg.lr if cfg.lr is not None else default_lr(cfg.optimizer)
+        groups = self.param_groups or _default_groups(self.model, cfg.weight_decay)
+        optimizer = create_optimizer(
+            groups, cfg.optimizer, lr, cfg.momentum, cfg.nesterov, cfg.weight_decay
+        )
+        epochs, steps = self._schedule_shape()
+        schedule = create_scheduler(
+            optimizer,
+            cfg.scheduler,
+            epochs,
+            steps,
+            warmup_epochs=cfg.warmup_epochs,
+            step_size=cfg.step_size,
+            milestones=cfg.milestones,
+            gamma=cfg.gamma,
+            plateau_patience=cfg.plateau_patience,
+            monitor=cfg.monitor,
+        )
+        if schedule is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": schedule}

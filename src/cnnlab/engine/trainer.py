@@ -1,0 +1,139 @@
+"""Build the Lightning Trainer from the training config, with cnnlab's callbacks wired in."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+from cnnlab.config import TrainConfig
+from cnnlab.engine.callbacks import (
+    MetricsCSV,
+    RestoreBestWeights,
+    RichProgress,
+    RngState,
+    ThroughputProbe,
+)
+from cnnlab.engine.checkpoint import AtomicCheckpointIO
+from cnnlab.engine.precision import (
+    resolve_accelerator,
+    resolve_channels_last,
+    resolve_precision,
+)
+from cnnlab.runs import CHECKPOINTS, METRICS
+
+
+def seed_everything(seed: int) -> int:
+    """Seed Python, NumPy and torch, and derive DataLoader worker seeds from it."""
+    return L.seed_everything(seed, workers=True, verbose=False)
+
+
+def monitor_mode(monitor: str) -> str:
+    """``min`` for losses, ``max`` for everything else (accuracy, F1, ...)."""
+    return "min" if monitor.endswith("loss") else "max"
+
+
+def _checkpoint_callbacks(run_dir: Path, monitor: str | None) -> list[ModelCheckpoint]:
+    """``best.ckpt`` by the monitored metric and ``last.ckpt`` after every epoch.
+
+    Lightning >= 2.5 writes ``save_last`` only in epochs that also wrote a top-k checkpoint,
+    which would leave resume far behind; a second, monitor-free callback saves ``last`` each
+    epoch. It comes after the best one, so ``last.ckpt`` holds the updated best state.
+    """
+    folder = run_dir / CHECKPOINTS
+    common: dict[str, Any] = {"dirpath": folder, "enable_version_counter": False}
+    last = ModelCheckpoint(filename="last", monitor=None, save_top_k=1, **common)
+    if monitor is None:
+        return [last]
+    best = ModelCheckpoint(
+        filename="best", monitor=monitor, mode=monitor_mode(monitor), save_top_k=1,
+        auto_insert_metric_name=False, **common,
+    )  # fmt: skip
+    return [best, last]
+
+
+def build_callbacks(
+    train: TrainConfig, run_dir: Path, validate: bool, progress: bool
+) -> list[Callback]:
+    """The callbacks every run gets, in the order they should fire."""
+    monitor = train.monitor if validate else None
+    callbacks: list[Callback] = [*_checkpoint_callbacks(run_dir, monitor), RngState()]
+    if monitor and train.early_stopping:
+        callbacks.append(
+            EarlyStopping(
+                monitor=monitor,
+                mode=monitor_mode(monitor),
+                patience=train.patience,
+                min_delta=train.min_delta,
+                check_on_train_epoch_end=False,
+            )
+        )
+    callbacks += [MetricsCSV(run_dir / METRICS), ThroughputProbe()]
+    if progress:
+        callbacks.append(RichProgress())
+    if monitor:
+        callbacks.append(RestoreBestWeights())
+    return callbacks
+
+
+def _quiet_lightning_banners() -> None:
+    """Lightning's INFO lines (GPU available, tips, AMP notices) are noise in cnnlab's output."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def build_trainer(
+    train: TrainConfig,
+    run_dir: str | Path,
+    max_epochs: int,
+    callbacks_extra: Sequence[Callback] = (),
+    enable_progress: bool = True,
+    validate: bool = True,
+) -> L.Trainer:
+    """A Lightning Trainer wired for cnnlab runs.
+
+    Args:
+        train: the training config (devices, precision, clipping, monitor, time budget...).
+        run_dir: the run folder; checkpoints go to ``run_dir/checkpoints``, metrics to
+            ``run_dir/metrics.csv``.
+        max_epochs: epochs for this fit call (staged fine-tuning runs two fits).
+        callbacks_extra: more callbacks, appended after cnnlab's own.
+        enable_progress: show the rich progress bar and per-epoch lines.
+        validate: False when there is no validation split: no best checkpoint, no early stop.
+
+    Example:
+        >>> trainer = build_trainer(cfg.train, run.path, cfg.train.epochs)  # doctest: +SKIP
+        >>> trainer.fit(module, train_loader, val_loader)                   # doctest: +SKIP
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _quiet_lightning_banners()
+    accelerator = resolve_accelerator(train.accelerator)
+    channels_last = resolve_channels_last(train.channels_last, accelerator)
+    kwargs: dict[str, Any] = {}
+    if train.max_time is not None:
+        kwargs["max_time"] = timedelta(seconds=train.max_time)
+    return L.Trainer(
+        accelerator=accelerator,
+        devices=train.devices,
+        strategy=train.strategy,
+        num_nodes=train.num_nodes,
+        precision=resolve_precision(train.precision, accelerator, channels_last),
+        max_epochs=max_epochs,
+        gradient_clip_val=train.grad_clip,
+        callbacks=[*build_callbacks(train, run_dir, validate, enable_progress), *callbacks_extra],
+        plugins=[AtomicCheckpointIO()],
+        deterministic=accelerator == "cpu",  # free on CPU; on GPUs it costs speed
+        default_root_dir=run_dir,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        **kwargs,
+    )

@@ -1,0 +1,131 @@
+"""Atomic saves, weights-only loads, resume fallback and safetensors round trips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.engine.checkpoint import (
+    AtomicCheckpointIO,
+    find_resume_checkpoint,
+    load_weights,
+    safe_load_checkpoint,
+    save_weights,
+)
+from cnnlab.errors import CheckpointError
+
+
+class ExplodesOnSave:
+    def __reduce__(self):
+        raise RuntimeError("disk full")
+
+
+class WritesMarker:
+    """A pickle payload that would create a file when unpickled unsafely."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def _state(step: int) -> dict:
+    return {"epoch": step, "state_dict": {"w": torch.full((3,), float(step))}}
+
+
+def _ckpt_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    return folder
+
+
+def test_crash_during_save_keeps_previous_last_and_no_temp_files(tmp_path: Path) -> None:
+    folder = _ckpt_dir(tmp_path)
+    io = AtomicCheckpointIO()
+    io.save_checkpoint(_state(1), folder / "last.ckpt")
+    with pytest.raises(RuntimeError, match="disk full"):
+        io.save_checkpoint({"epoch": 2, "bad": ExplodesOnSave()}, folder / "last.ckpt")
+    assert safe_load_checkpoint(folder / "last.ckpt")["epoch"] == 1
+    assert sorted(p.name for p in folder.iterdir()) == ["last.ckpt"]
+
+
+def test_last_is_rotated_into_last_prev(tmp_path: Path) -> None:
+    folder = _ckpt_dir(tmp_path)
+    io = AtomicCheckpointIO()
+    for step in (1, 2, 3):
+        io.save_checkpoint(_state(step), folder / "last.ckpt")
+    assert io.load_checkpoint(folder / "last.ckpt")["epoch"] == 3
+    assert safe_load_checkpoint(folder / "last-prev.ckpt")["epoch"] == 2
+    assert sorted(p.name for p in folder.iterdir()) == ["last-prev.ckpt", "last.ckpt"]
+
+
+@pytest.mark.parametrize("keep", [0, 10, 0.5])
+def test_truncated_or_empty_checkpoint_is_incomplete(tmp_path: Path, keep: float) -> None:
+    path = tmp_path / "x.ckpt"
+    torch.save(_state(1), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep) if isinstance(keep, float) else keep])
+    with pytest.raises(CheckpointError, match=f"checkpoint incomplete: {path}"):
+        safe_load_checkpoint(path)
+
+
+def test_malicious_pickle_is_refused_without_running(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.ckpt"
+    torch.save({"epoch": 1, "payload": WritesMarker(marker)}, path)
+    with pytest.raises(CheckpointError, match="refused"):
+        safe_load_checkpoint(path)
+    assert not marker.exists()
+    folder = _ckpt_dir(tmp_path)
+    (folder / "last.ckpt").write_bytes(path.read_bytes())
+    torch.save(_state(0), folder / "last-prev.ckpt")
+    with pytest.raises(CheckpointError, match="refused"):  # never skipped as "damaged"
+        find_resume_checkpoint(tmp_path)
+    assert not marker.exists()
+
+
+def test_resume_falls_back_to_previous_with_warning(tmp_path: Path, capsys) -> None:
+    folder = _ckpt_dir(tmp_path)
+    assert find_resume_checkpoint(tmp_path) is None
+    io = AtomicCheckpointIO()
+    io.save_checkpoint(_state(1), folder / "last.ckpt")
+    io.save_checkpoint(_state(2), folder / "last.ckpt")
+    assert find_resume_checkpoint(tmp_path) == folder / "last.ckpt"
+    last = folder / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:100])
+    assert find_resume_checkpoint(tmp_path) == folder / "last-prev.ckpt"
+    assert "checkpoint incomplete" in capsys.readouterr().err
+    (folder / "last-prev.ckpt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="no complete checkpoint"):
+        find_resume_checkpoint(tmp_path)
+
+
+def test_safetensors_round_trip_is_exact(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Linear(4, 2))
+    a[1].running_mean.normal_()
+    a[1].num_batches_tracked.fill_(7)
+    save_weights(a, tmp_path / "m.safetensors")
+    b = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Linear(4, 2))
+    load_weights(b, tmp_path / "m.safetensors")
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+def test_weight_mismatch_names_the_keys(tmp_path: Path) -> None:
+    save_weights(nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2)), tmp_path / "m.safetensors")
+    with pytest.raises(CheckpointError, match=r"1\.weight \(2, 3\) vs model \(5, 3\)"):
+        load_weights(nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 5)), tmp_path / "m.safetensors")
+    with pytest.raises(CheckpointError, match=r"missing keys: 2\.bias, 2\.weight"):
+        load_weights(
+            nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2), nn.Linear(2, 2)),
+            tmp_path / "m.safetensors",
+        )
+    (tmp_path / "bad.safetensors").write_bytes(b"\x10\x00")
+    with pytest.raises(CheckpointError, match="checkpoint incomplete"):
+        load_weights(nn.Linear(4, 3), tmp_path / "bad.safetensors")
