@@ -1,0 +1,135 @@
+"""``cnnlab eval``, ``cnnlab predict`` and ``cnnlab export``: thin shells over the API.
+
+They parse arguments and print; the work happens in :mod:`cnnlab.evaluation.evaluate`,
+:mod:`cnnlab.predict` and :mod:`cnnlab.export`, imported inside each command so
+``cnnlab --help`` never loads torch. ``CnnlabError`` propagates to the CLI's ``main()``, which
+prints it as one line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import typer
+
+PREDICT_COLUMNS = ["path", "label", "prob", "top_k_labels", "top_k_probs", "error"]
+
+
+def eval_command(
+    run: Path = typer.Argument(..., help="Run folder to evaluate."),
+    data: Path = typer.Option(
+        None, "--data", "-d", help="Labelled folder (ROOT/<class>/*); default: the run's split."
+    ),
+    split: str = typer.Option("test", help="Split of the run (or of a split folder): val|test."),
+    out: Path = typer.Option(None, "--out", "-o", help="Evaluation folder [default: RUN/eval-*]"),
+) -> None:
+    """Evaluate a run on its test split or another labelled folder; writes metrics and a report.
+
+    Example:
+
+        cnnlab eval runs/cnn-scratch --data photos/new_batch
+    """
+    from cnnlab.evaluation.evaluate import evaluate_run
+
+    result = evaluate_run(run, data=data, split=split, out_dir=out)
+    for item in result["skipped"]:
+        typer.echo(f"skipped {item['path']}: {item['reason']}", err=True)
+
+
+def _rows(results: list[dict[str, Any]]) -> list[dict[str, str]]:
+    rows = []
+    for r in results:
+        top = r.get("top_k", [])
+        rows.append({
+            "path": str(r.get("path", r.get("index", ""))),
+            "label": r.get("label", ""),
+            "prob": f"{r['prob']:.6f}" if "prob" in r else "",
+            "top_k_labels": ";".join(label for label, _ in top),
+            "top_k_probs": ";".join(f"{p:.6f}" for _, p in top),
+            "error": r.get("error", ""),
+        })  # fmt: skip
+    return rows
+
+
+def _write_csv(path: Path, rows: list[dict[str, str]]) -> None:
+    from cnnlab.runs import atomic_write_text
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=PREDICT_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, buf.getvalue())
+
+
+def _print_table(rows: list[dict[str, str]]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from cnnlab.console import console
+
+    table = Table("path", "label", "prob", "top-k", show_lines=False)
+    for r in rows:
+        if r["error"]:
+            table.add_row(escape(r["path"]), "[red]error[/]", "", escape(r["error"]))
+            continue
+        top = ", ".join(
+            f"{escape(lab)} {float(p):.2f}"
+            for lab, p in zip(
+                r["top_k_labels"].split(";"), r["top_k_probs"].split(";"), strict=True
+            )
+        )
+        table.add_row(escape(r["path"]), escape(r["label"]), f"{float(r['prob']):.3f}", top)
+    console.print(table)
+
+
+def predict_command(
+    run: Path = typer.Argument(..., help="Run folder with the trained model."),
+    paths: list[str] = typer.Argument(..., help="Image files and/or folders (recursed)."),
+    top_k: int = typer.Option(5, "--top-k", "-k", help="How many classes to list per image."),
+    tta: bool = typer.Option(False, "--tta", help="Average with the horizontally flipped image."),
+    out: Path = typer.Option(None, "--out", "-o", help="Also write the predictions as CSV."),
+    backend: str = typer.Option("torch", help="torch | onnx (after `cnnlab export`)."),
+) -> None:
+    """Classify image files or folders with a trained run; unreadable files are listed, not fatal.
+
+    Example:
+
+        cnnlab predict runs/cnn-scratch photos/ cat.jpg --top-k 3 --out predictions.csv
+    """
+    from cnnlab.predict import Predictor
+
+    predictor = Predictor(run, backend=backend)
+    rows = _rows(predictor.predict(paths, top_k=top_k, tta=tta))
+    _print_table(rows)
+    if out is not None:
+        _write_csv(out, rows)
+        typer.echo(f"wrote {len(rows)} predictions to {out}")
+    bad = sum(1 for r in rows if r["error"])
+    if bad:
+        typer.echo(f"{bad} of {len(rows)} files could not be read (see the error column)", err=True)
+
+
+def export_command(
+    run: Path = typer.Argument(..., help="Run folder with the trained model."),
+    format: str = typer.Option("onnx", "--format", "-f", help="onnx | torchscript"),
+    out: Path = typer.Option(None, "--out", "-o", help="Output file [default: in the run folder]"),
+    opset: int = typer.Option(17, help="ONNX opset version."),
+) -> None:
+    """Export a run's model to ONNX or TorchScript and check it against PyTorch.
+
+    Example:
+
+        cnnlab export runs/cnn-scratch --format onnx
+    """
+    from cnnlab.export import export_run
+
+    record = export_run(run, format=format, out=out, opset=opset)
+    status = "ok" if record["parity_ok"] else "FAILED"
+    typer.echo(
+        f"exported {record['file']} (parity {status}: max |diff| {record['max_abs_diff']:.2e} "
+        f"on {record['parity_inputs']})"
+    )

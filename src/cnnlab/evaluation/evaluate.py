@@ -1,0 +1,280 @@
+"""Evaluate predictions or a whole run: metrics.json, plots and a report in one folder.
+
+:func:`evaluate_predictions` is the shared core: ``fit`` calls it for the val and test splits
+at the end of training, and :func:`evaluate_run` (``cnnlab eval``) calls it after predicting
+a run's own split or any other labelled folder. Files that cannot be read are skipped,
+counted and listed in the report; they never stop an evaluation.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cnnlab.console import info, track
+from cnnlab.errors import DataError, ImageLoadError
+from cnnlab.evaluation import plots as P
+from cnnlab.evaluation.metrics import compute_metrics
+from cnnlab.evaluation.report import write_report
+from cnnlab.runs import SPLIT, atomic_write_text, load_run, write_json
+
+_MAX_SUFFIX = 10_000
+
+
+def _worst(
+    y: np.ndarray, probs: np.ndarray, paths: Sequence[str] | None, classes: Sequence[str], n: int
+) -> list[dict[str, Any]]:
+    """The ``n`` most confident mistakes (the ones most worth a look), most confident first."""
+    pred = probs.argmax(axis=1)
+    wrong = np.flatnonzero(pred != y)
+    conf = probs[wrong, pred[wrong]]
+    order = wrong[np.argsort(-conf, kind="stable")][:n]
+    return [
+        {
+            ("path" if paths is not None else "index"): paths[i] if paths is not None else int(i),
+            "true": classes[y[i]],
+            "pred": classes[pred[i]],
+            "prob": float(probs[i, pred[i]]),
+            "true_prob": float(probs[i, y[i]]),
+            "row": int(i),
+        }
+        for i in order
+    ]
+
+
+def _image(images: Any, i: int) -> np.ndarray:
+    img = images[i]
+    return img.numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+
+
+def evaluate_predictions(
+    y_true: Any,
+    probs: Any,
+    classes: Sequence[str],
+    out_dir: str | Path,
+    images: Any = None,
+    paths: Sequence[str] | None = None,
+    prefix: str = "",
+    top_k: int = 5,
+    ece_bins: int = 15,
+    worst: int = 16,
+) -> dict[str, Any]:
+    """Metrics plus plots for one set of predictions, written into ``out_dir``.
+
+    Args:
+        y_true: integer labels ``(N,)``.
+        probs: probabilities ``(N, K)``.
+        classes: class names in label order.
+        out_dir: folder for ``[prefix_]metrics.json`` and the PNGs.
+        images: optional uint8 images (``(N, C, H, W)`` tensor or HWC arrays) for the gallery
+            of worst mistakes.
+        paths: optional file path per sample, listed with the mistakes.
+        prefix: file-name prefix, e.g. ``val`` -> ``val_confusion_matrix.png``.
+        top_k: k of the top-k accuracy.
+        ece_bins: bins of the calibration error and the reliability diagram.
+        worst: how many confidently wrong samples to list and show.
+
+    Returns:
+        :func:`~cnnlab.evaluation.metrics.compute_metrics`' dict plus ``worst_mistakes`` and
+        ``plots`` (name -> PNG path).
+    """
+    y = np.asarray(y_true, dtype=np.int64).reshape(-1)
+    p = np.asarray(torch.as_tensor(probs, dtype=torch.float64))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = f"{prefix}_" if prefix else ""
+    metrics = compute_metrics(y, p, classes, top_k=top_k, ece_bins=ece_bins)
+    mistakes = _worst(y, p, paths, classes, worst)
+    files = {
+        f"{tag}confusion_matrix": P.plot_confusion_matrix(
+            metrics["confusion_matrix"], classes, out / f"{tag}confusion_matrix.png"
+        ),
+        f"{tag}per_class_f1": P.plot_per_class_f1(
+            metrics["per_class"], out / f"{tag}per_class_f1.png"
+        ),
+        f"{tag}reliability": P.plot_reliability(p, y, out / f"{tag}reliability.png", ece_bins),
+    }
+    if images is not None and mistakes:
+        rows = [m["row"] for m in mistakes]
+        files[f"{tag}worst_mistakes"] = P.plot_worst_mistakes(
+            [_image(images, i) for i in rows],
+            [int(y[i]) for i in rows],
+            [int(p[i].argmax()) for i in rows],
+            [m["prob"] for m in mistakes],
+            classes,
+            out / f"{tag}worst_mistakes.png",
+        )
+    metrics["worst_mistakes"] = mistakes
+    metrics["plots"] = {k: str(v) for k, v in files.items()}
+    write_json(out / f"{tag}metrics.json", metrics)
+    return metrics
+
+
+def _unique_dir(path: Path) -> Path:
+    """``path`` created fresh, or ``path-2``, ``path-3``...: an evaluation never overwrites."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for i in range(1, _MAX_SUFFIX):
+        candidate = path if i == 1 else path.with_name(f"{path.name}-{i}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise DataError(f"{path}: too many evaluation folders with this name; pass --out")
+
+
+def _split_samples(run: Any, split: str) -> tuple[Path, list[tuple[str, str]]]:
+    """(dataset root, [(relative path, class name)]) of the run's own ``split``."""
+    data_root = (run.config.get("data") or {}).get("root")
+    if not data_root:
+        raise DataError(f"{run.path / 'config.yaml'}: no data.root; pass --data FOLDER")
+    root = Path(data_root)
+    root = root.parent if root.is_file() else root
+    if not root.is_dir():
+        raise DataError(f"{root}: the run's dataset folder is gone; pass --data FOLDER")
+    split_file = run.path / SPLIT
+    if not split_file.is_file():
+        raise DataError(f"{split_file}: missing; pass --data FOLDER to evaluate on a folder")
+    with split_file.open(newline="", encoding="utf-8") as fh:
+        samples = [(r["path"], r["label"]) for r in csv.DictReader(fh) if r["split"] == split]
+    if not samples:
+        raise DataError(f"{split_file}: no '{split}' samples; use --split val or --data FOLDER")
+    return root, samples
+
+
+def _folder_samples(folder: Path, split: str, classes: Sequence[str]) -> list[tuple[str, str]]:
+    """[(relative path, class name)] of a labelled folder; its classes must be the run's."""
+    from cnnlab.data.walk import walk_folder
+
+    if not folder.is_dir():
+        raise DataError(f"{folder}: labelled folder not found; expected ROOT/<class>/*.jpg")
+    found = walk_folder(folder)
+    cands = found.candidates
+    if found.layout == "split" and any(c.split == split for c in cands):
+        cands = [c for c in cands if c.split == split]
+    unknown = sorted({c.label for c in cands} - set(classes))
+    if unknown:
+        raise DataError(
+            f"{folder}: class folders not known to the model: {', '.join(unknown)} "
+            f"(the model knows {', '.join(classes)}); rename or remove them"
+        )
+    return [(c.rel, c.label) for c in cands]
+
+
+def _decode(
+    predictor: Any, root: Path, samples: list[tuple[str, str]], classes: Sequence[str]
+) -> tuple[list[np.ndarray], list[int], list[str], list[dict[str, str]]]:
+    index = {c: i for i, c in enumerate(classes)}
+    arrays, labels, paths, skipped = [], [], [], []
+    for rel, label in track(samples, "decode", total=len(samples)):
+        try:
+            arrays.append(predictor.load(root / rel))
+        except ImageLoadError as exc:
+            skipped.append({"path": rel, "reason": exc.reason})
+            continue
+        labels.append(index[label])
+        paths.append(rel)
+    return arrays, labels, paths, skipped
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    data: str | Path | None = None,
+    split: str = "test",
+    out_dir: str | Path | None = None,
+    tta: bool | None = None,
+) -> dict[str, Any]:
+    """Evaluate a finished run on its own split or on another labelled folder.
+
+    Args:
+        run_dir: the run folder.
+        data: a labelled folder (``ROOT/<class>/*`` or ``ROOT/{train,val,test}/<class>/*``);
+            None evaluates the run's own ``split`` from ``split.csv`` and ``data.root``.
+        split: which split of the run (or of a split-layout folder) to use.
+        out_dir: evaluation folder; default ``RUN/eval-<split or folder name>``. A suffix is
+            added if it exists.
+        tta: flip test-time augmentation; None uses the model card's setting.
+
+    Returns:
+        The metrics dict plus ``out_dir``, ``report`` and ``skipped``.
+
+    Example:
+        >>> evaluate_run("runs/cnn-1", data="photos/new")["accuracy"]  # doctest: +SKIP
+    """
+    from cnnlab.predict import Predictor
+
+    run = load_run(run_dir)
+    predictor = Predictor(run.path)
+    classes = predictor.classes
+    if data is None:
+        root, samples = _split_samples(run, split)
+        source = f"split '{split}' of {root}"
+    else:
+        root = Path(data).expanduser()
+        samples = _folder_samples(root, split, classes)
+        source = str(root)
+    start = time.perf_counter()
+    arrays, labels, paths, skipped = _decode(predictor, root, samples, classes)
+    if not arrays:
+        raise DataError(f"{root}: none of the {len(samples)} images could be read")
+    use_tta = predictor.card.get("tta") == "hflip" if tta is None else tta
+    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    probs = predictor.predict_arrays(images, tta=use_tta)
+    elapsed = time.perf_counter() - start
+    name = f"eval-{split}" if data is None else f"eval-{root.resolve().name}"
+    out = _unique_dir(Path(out_dir) if out_dir is not None else run.path / name)
+    metrics = evaluate_predictions(labels, probs, classes, out, images=images, paths=paths)
+    _write_predictions(out / "predictions.csv", paths, labels, probs, classes)
+    summary = {
+        "source": source,
+        "images": len(arrays),
+        "skipped_files": len(skipped),
+        "tta": use_tta,
+        "eval_time_s": round(elapsed, 3),
+        "images_per_s": round(len(arrays) / max(elapsed, 1e-9), 1),
+    }
+    html, _ = write_report(
+        out,
+        title=f"{run.name}: evaluation on {source}",
+        summary=summary,
+        metrics=metrics,
+        config=run.config,
+        model_card=predictor.card,
+        rows=run.metrics(),
+        data_report={
+            "source": source,
+            "images": len(samples),
+            "evaluated": len(arrays),
+            "skipped": skipped,
+        },
+        plots={k: Path(v) for k, v in metrics["plots"].items()},
+        mistakes=metrics["worst_mistakes"],
+    )
+    info(
+        f"accuracy {metrics['accuracy']:.4f}  macro F1 {metrics['macro_f1']:.4f}  "
+        f"on {len(arrays)} images ({len(skipped)} skipped); report: {html}"
+    )
+    return {**metrics, **summary, "out_dir": str(out), "report": str(html), "skipped": skipped}
+
+
+def _write_predictions(
+    path: Path,
+    paths: Sequence[str],
+    labels: Sequence[int],
+    probs: torch.Tensor,
+    classes: Sequence[str],
+) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["path", "true", "pred", "prob"])
+    conf, pred = probs.max(dim=1)
+    for p, t, k, c in zip(paths, labels, pred.tolist(), conf.tolist(), strict=True):
+        writer.writerow([p, classes[t], classes[k], f"{c:.6f}"])
+    atomic_write_text(path, buf.getvalue())

@@ -1,0 +1,253 @@
+"""Classification metrics from predicted probabilities, and a plain-words fit diagnosis.
+
+Every metric is computed over all ``K`` classes of the run (``labels=range(K)``), so a class
+that never occurs in the labels or in the predictions still has its row, and a zero division
+counts as 0 instead of raising: small test splits hit both cases often. The output holds only
+Python ints, floats, strings and lists, so it goes straight into ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+from cnnlab.errors import DataError
+
+_PROB_FLOOR = 1e-15  # log loss clips probabilities here so one confident mistake stays finite
+
+
+def _check_inputs(y_true: Any, probs: Any, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true, dtype=np.int64).reshape(-1)
+    p = np.asarray(probs, dtype=np.float64)
+    k = len(classes)
+    if p.ndim != 2 or p.shape[1] != k:
+        raise DataError(f"probabilities have shape {p.shape}, expected (N, {k}) for {k} classes")
+    if p.shape[0] != y.shape[0]:
+        raise DataError(f"{y.shape[0]} labels but {p.shape[0]} rows of probabilities")
+    if y.size == 0:
+        raise DataError("no samples to evaluate: every image was missing or unreadable")
+    if y.min() < 0 or y.max() >= k:
+        raise DataError(f"labels must lie in 0..{k - 1}; got {y.min()}..{y.max()}")
+    return y, p
+
+
+def top_k_accuracy(y: np.ndarray, p: np.ndarray, k: int) -> float:
+    """Share of samples whose true class is among the ``k`` most probable (k capped by K)."""
+    if y.size == 0:
+        return 0.0
+    k = max(1, min(k, p.shape[1]))
+    top = np.argsort(-p, axis=1, kind="stable")[:, :k]
+    return float(np.mean(np.any(top == y[:, None], axis=1)))
+
+
+def calibration_bins(y: np.ndarray, p: np.ndarray, bins: int = 15) -> list[dict[str, float]]:
+    """Equal-width confidence bins: count, mean confidence and accuracy in each.
+
+    The confidence is the top-1 probability; a sample with confidence exactly 1.0 falls in
+    the last bin.
+    """
+    conf = p.max(axis=1) if p.size else np.zeros(0)
+    correct = (p.argmax(axis=1) == y) if p.size else np.zeros(0, dtype=bool)
+    index = np.minimum((conf * bins).astype(np.int64), bins - 1)
+    out = []
+    for b in range(bins):
+        mask = index == b
+        n = int(mask.sum())
+        out.append(
+            {
+                "lower": b / bins,
+                "upper": (b + 1) / bins,
+                "count": n,
+                "confidence": float(conf[mask].mean()) if n else 0.0,
+                "accuracy": float(correct[mask].mean()) if n else 0.0,
+            }
+        )
+    return out
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 15) -> float:
+    """ECE: the bin-size-weighted mean gap between confidence and accuracy."""
+    n = y.size
+    if n == 0:
+        return 0.0
+    table = calibration_bins(y, p, bins)
+    return float(sum(b["count"] / n * abs(b["accuracy"] - b["confidence"]) for b in table))
+
+
+def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    if y.size == 0:
+        return 0.0
+    rows = p / np.clip(p.sum(axis=1, keepdims=True), _PROB_FLOOR, None)
+    picked = np.clip(rows[np.arange(y.size), y], _PROB_FLOOR, 1.0)
+    return float(-np.mean(np.log(picked)))
+
+
+def _confused_pairs(cm: np.ndarray, classes: Sequence[str], top: int = 10) -> list[dict]:
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    order = np.argsort(-off, axis=None, kind="stable")[:top]
+    pairs = []
+    for flat in order:
+        t, q = divmod(int(flat), cm.shape[1])
+        if off[t, q] == 0:
+            break
+        support = int(cm[t].sum())
+        pairs.append(
+            {
+                "true": classes[t],
+                "pred": classes[q],
+                "count": int(off[t, q]),
+                "share_of_true": float(off[t, q] / support) if support else 0.0,
+            }
+        )
+    return pairs
+
+
+def _averages(y: np.ndarray, pred: np.ndarray, labels: list[int]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for avg in ("macro", "weighted", "micro"):
+        prec, rec, f1, _ = precision_recall_fscore_support(
+            y, pred, labels=labels, average=avg, zero_division=0
+        )
+        out.update(
+            {f"{avg}_precision": float(prec), f"{avg}_recall": float(rec), f"{avg}_f1": float(f1)}
+        )
+    return out
+
+
+def compute_metrics(
+    y_true: Any, probs: Any, classes: Sequence[str], top_k: int = 5, ece_bins: int = 15
+) -> dict[str, Any]:
+    """All the numbers of an evaluation, from true labels and predicted probabilities.
+
+    Args:
+        y_true: integer labels ``(N,)`` in ``0..K-1``.
+        probs: class probabilities ``(N, K)`` (rows summing to 1).
+        classes: the ``K`` class names in label order.
+        top_k: k of the top-k accuracy; capped by ``K``.
+        ece_bins: equal-width bins of the expected calibration error.
+
+    Returns:
+        A JSON-serialisable dict: ``accuracy``, ``top_k_accuracy``, ``balanced_accuracy``,
+        ``{macro,weighted,micro}_{precision,recall,f1}``, ``per_class``, ``confusion_matrix``,
+        ``confusion_matrix_normalized``, ``log_loss``, ``ece``, ``calibration``,
+        ``most_confused``, ``num_samples``, ``num_classes``, ``top_k``, ``classes``.
+
+    Example:
+        >>> m = compute_metrics([0, 1], [[0.9, 0.1], [0.2, 0.8]], ["cat", "dog"])
+        >>> m["accuracy"]
+        1.0
+    """
+    y, p = _check_inputs(y_true, probs, classes)
+    k = len(classes)
+    labels = list(range(k))
+    pred = p.argmax(axis=1)
+    cm = confusion_matrix(y, pred, labels=labels)
+    support = cm.sum(axis=1)
+    recall = np.divide(np.diag(cm), support, out=np.zeros(k), where=support > 0)
+    prec, rec, f1, sup = precision_recall_fscore_support(
+        y, pred, labels=labels, average=None, zero_division=0
+    )
+    per_class = [
+        {
+            "class": classes[i],
+            "precision": float(prec[i]),
+            "recall": float(rec[i]),
+            "f1": float(f1[i]),
+            "support": int(sup[i]),
+        }
+        for i in labels
+    ]
+    cm_norm = np.divide(cm, support[:, None], out=np.zeros((k, k)), where=support[:, None] > 0)
+    k_used = max(1, min(top_k, k))
+    return {
+        "num_samples": int(y.size),
+        "num_classes": k,
+        "classes": list(classes),
+        "accuracy": float(np.mean(pred == y)),
+        "top_k": k_used,
+        "top_k_accuracy": top_k_accuracy(y, p, k_used),
+        # Standard definition: mean recall over the classes that occur in y_true.
+        "balanced_accuracy": float(recall[support > 0].mean()),
+        **_averages(y, pred, labels),
+        "per_class": per_class,
+        "confusion_matrix": cm.astype(int).tolist(),
+        "confusion_matrix_normalized": cm_norm.tolist(),
+        "log_loss": _log_loss(y, p),
+        "ece": expected_calibration_error(y, p, ece_bins),
+        "calibration": calibration_bins(y, p, ece_bins),
+        "most_confused": _confused_pairs(cm, classes),
+    }
+
+
+def _series(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
+    """A metrics.csv column as floats (NaN where empty), values may be strings."""
+    out = []
+    for row in rows:
+        try:
+            out.append(float(row.get(key, "")))
+        except (TypeError, ValueError):
+            out.append(math.nan)
+    return out
+
+
+def _best_epoch(rows: Sequence[dict[str, Any]]) -> tuple[int, str] | None:
+    """Index and metric of the best epoch: macro F1, then accuracy, then lowest val loss."""
+    for key, sign in (("val/macro_f1", 1.0), ("val/accuracy", 1.0), ("val/loss", -1.0)):
+        values = [sign * v for v in _series(rows, key)]
+        if any(not math.isnan(v) for v in values):
+            return int(np.nanargmax(values)), key
+    return None
+
+
+def diagnose_fit(rows: Sequence[dict[str, Any]]) -> str:
+    """Say in plain words whether training over- or under-fitted, from metrics.csv rows.
+
+    Looks at the train-minus-validation accuracy gap (its size and whether it grew), where
+    the best epoch lies relative to the last, and whether validation loss rose after the
+    best epoch. Training accuracy is measured on augmented batches, so a small negative gap
+    is normal and is not called a problem.
+    """
+    if not rows:
+        return "No training history (metrics.csv is empty), so no fit diagnosis."
+    train_acc, val_acc = _series(rows, "train/accuracy"), _series(rows, "val/accuracy")
+    val_loss = _series(rows, "val/loss")
+    best = _best_epoch(rows)
+    if best is None or all(math.isnan(v) for v in val_acc):
+        return "No validation metrics were recorded, so over- or under-fitting cannot be judged."
+    best_i, key = best
+    last = len(rows) - 1
+    gaps = [t - v for t, v in zip(train_acc, val_acc, strict=True)]
+    gap_last, gap_first = gaps[last], gaps[0]
+    notes = [f"Best epoch {best_i + 1} of {last + 1} by {key}."]
+    if math.isnan(gap_last):
+        notes.append("Training accuracy was not recorded; the gap cannot be measured.")
+    elif gap_last > 0.10:
+        trend = "and widened" if gap_last - gap_first > 0.05 else "from the start"
+        notes.append(
+            f"Overfitting: train accuracy is {gap_last:.1%} above validation {trend}; "
+            "try more augmentation, weight decay, dropout or fewer epochs."
+        )
+    elif train_acc[last] < 0.6:
+        notes.append(
+            f"Underfitting: train accuracy is only {train_acc[last]:.1%}; try more "
+            "epochs, a higher learning rate, a bigger model or less regularisation."
+        )
+    else:
+        notes.append(
+            f"Train and validation accuracy are close (gap {gap_last:+.1%}): no clear overfitting."
+        )
+    if best_i < last and not math.isnan(val_loss[last]) and not math.isnan(val_loss[best_i]):
+        if val_loss[last] > val_loss[best_i] * 1.1 and last - best_i >= 2:
+            notes.append(
+                f"Validation loss rose {val_loss[last] - val_loss[best_i]:.3f} after "
+                "the best epoch: later epochs memorised the training set; early "
+                "stopping would have saved time."
+            )
+    elif best_i == last and last > 0:
+        notes.append("The last epoch was the best: more epochs may still help.")
+    return " ".join(notes)

@@ -1,0 +1,122 @@
+"""Render a report's sections to self-contained HTML and to Markdown.
+
+A report is a list of :class:`Section` made of simple :class:`Block` s (paragraph, table,
+preformatted text, image). HTML gets inline CSS and every PNG embedded as a base64 ``data:``
+URI, so the file opens offline, attached to an email or years later; Markdown links the PNGs
+beside it. Every user string (class names, paths) is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_MAX_ROWS = 500  # longest table written out (skipped-file lists can be huge)
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1100px;
+color:#222;padding:0 1em;line-height:1.45}
+h1{border-bottom:2px solid #4c72b0}h2{margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5em 0;font-size:.9em}
+td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}
+th{background:#f3f5f9}tr:nth-child(even) td{background:#fafafa}
+pre{background:#f6f8fa;padding:.8em;overflow-x:auto;font-size:.85em}
+figure{margin:1em 0}img{max-width:100%;border:1px solid #eee}
+figcaption{color:#666;font-size:.9em}.note{color:#666}
+"""
+
+
+@dataclass
+class Block:
+    """One piece of a section: ``p`` (text), ``table``, ``pre`` (text) or ``img`` (a PNG)."""
+
+    kind: str
+    text: str = ""
+    headers: list[str] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)
+    path: Path | None = None
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    blocks: list[Block] = field(default_factory=list)
+
+
+def fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return "" if value is None else str(value)
+
+
+def _html_block(block: Block) -> str:
+    if block.kind == "p":
+        return f"<p>{html.escape(block.text)}</p>"
+    if block.kind == "pre":
+        return f"<pre>{html.escape(block.text)}</pre>"
+    if block.kind == "img" and block.path is not None:
+        data = base64.b64encode(block.path.read_bytes()).decode("ascii")
+        name = html.escape(block.text)
+        return (
+            f'<figure><img alt="{name}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{name}</figcaption></figure>"
+        )
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in block.headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(fmt(v))}</td>" for v in row) + "</tr>"
+        for row in block.rows[:_MAX_ROWS]
+    )
+    more = len(block.rows) - _MAX_ROWS
+    tail = f'<p class="note">… and {more} more rows</p>' if more > 0 else ""
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{tail}"
+
+
+def render_html(title: str, sections: list[Section]) -> str:
+    """A complete HTML document with inline CSS and embedded images; no external URL."""
+    parts = [
+        f'<section id="{s.id}"><h2>{html.escape(s.title)}</h2>'
+        + "".join(_html_block(b) for b in s.blocks)
+        + "</section>"
+        for s in sections
+    ]
+    nav = " · ".join(f'<a href="#{s.id}">{html.escape(s.title)}</a>' for s in sections)
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><nav>{nav}</nav>{''.join(parts)}</body></html>\n"
+    )
+
+
+def _md_cell(value: Any) -> str:
+    return fmt(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_block(block: Block, folder: Path) -> str:
+    if block.kind == "p":
+        return block.text
+    if block.kind == "pre":
+        return f"```\n{block.text}\n```"
+    if block.kind == "img" and block.path is not None:
+        try:
+            target = block.path.resolve().relative_to(folder.resolve()).as_posix()
+        except ValueError:
+            target = block.path.as_posix()
+        return f"![{block.text}]({target})"
+    lines = ["| " + " | ".join(block.headers) + " |", "|" + "---|" * len(block.headers)]
+    lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in block.rows[:_MAX_ROWS]]
+    return "\n".join(lines)
+
+
+def render_markdown(title: str, sections: list[Section], folder: Path) -> str:
+    """The same report as Markdown; images are linked relative to ``folder``."""
+    out = [f"# {title}"]
+    for s in sections:
+        out.append(f"## {s.title}")
+        out.extend(_md_block(b, folder) for b in s.blocks)
+    return "\n\n".join(out) + "\n"

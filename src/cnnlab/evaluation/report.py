@@ -1,0 +1,229 @@
+"""The run report: one self-contained ``report.html`` (and ``report.md``) per evaluation.
+
+The content is built here as sections (data summary, model card, resolved config, metrics,
+plots, worst mistakes, timing, fit diagnosis) and rendered by :mod:`cnnlab.evaluation.render`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cnnlab.evaluation.metrics import diagnose_fit
+from cnnlab.evaluation.render import Block, Section, render_html, render_markdown
+from cnnlab.runs import REPORT_HTML, REPORT_MD, atomic_write_text
+
+
+def _key_table(data: dict[str, Any]) -> Block:
+    return Block("table", headers=["key", "value"], rows=[[k, v] for k, v in data.items()])
+
+
+def _data_section(data_report: dict[str, Any] | None) -> Section:
+    section = Section("data", "Data summary")
+    if not data_report:
+        section.blocks.append(Block("p", "No data report was recorded."))
+        return section
+    scalars = {k: v for k, v in data_report.items() if not isinstance(v, dict | list)}
+    if scalars:
+        section.blocks.append(_key_table(scalars))
+    for key, value in data_report.items():
+        if isinstance(value, dict) and value:
+            section.blocks.append(Block("p", key.replace("_", " ")))
+            section.blocks.append(_key_table(value))
+    skipped = data_report.get("skipped") or []
+    section.blocks.append(Block("p", f"Skipped files: {len(skipped)}"))
+    if skipped:
+        rows = [
+            [s.get("path", ""), s.get("reason", "")] if isinstance(s, dict) else [s, ""]
+            for s in skipped
+        ]
+        section.blocks.append(Block("table", headers=["path", "reason"], rows=rows))
+    return section
+
+
+def _groups(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """One metrics dict, or several keyed by split name (``{"val": {...}, "test": {...}}``)."""
+    if "accuracy" in metrics:
+        return {"": metrics}
+    return {k: v for k, v in metrics.items() if isinstance(v, dict) and "accuracy" in v}
+
+
+def _metrics_section(all_metrics: dict[str, Any]) -> Section:
+    section = Section("metrics", "Metrics")
+    groups = _groups(all_metrics)
+    if not groups:
+        section.blocks.append(Block("p", "No metrics were computed."))
+    for name, metrics in groups.items():
+        if name:
+            section.blocks.append(Block("p", f"Split: {name}"))
+        section.blocks.extend(_metric_blocks(metrics))
+    return section
+
+
+def _metric_blocks(metrics: dict[str, Any]) -> list[Block]:
+    keys = (
+        "num_samples",
+        "accuracy",
+        "top_k_accuracy",
+        "balanced_accuracy",
+        "macro_f1",
+        "macro_precision",
+        "macro_recall",
+        "weighted_f1",
+        "micro_f1",
+        "log_loss",
+        "ece",
+    )
+    head = {k: metrics[k] for k in keys if k in metrics}
+    if "top_k" in metrics and "top_k_accuracy" in head:
+        head[f"top_{metrics['top_k']}_accuracy"] = head.pop("top_k_accuracy")
+    blocks = [_key_table(head)]
+    per_class = metrics.get("per_class") or []
+    if per_class:
+        blocks.append(Block("p", "Per class"))
+        blocks.append(
+            Block(
+                "table",
+                headers=["class", "precision", "recall", "f1", "support"],
+                rows=[
+                    [r["class"], r["precision"], r["recall"], r["f1"], r["support"]]
+                    for r in per_class
+                ],
+            )
+        )
+    confused = metrics.get("most_confused") or []
+    if confused:
+        blocks.append(Block("p", "Most confused pairs (true → predicted)"))
+        blocks.append(
+            Block(
+                "table",
+                headers=["true", "predicted", "count", "share of true class"],
+                rows=[[c["true"], c["pred"], c["count"], c["share_of_true"]] for c in confused],
+            )
+        )
+    return blocks
+
+
+def _timing_section(summary: dict[str, Any], rows: list[dict[str, Any]]) -> Section:
+    timing = {
+        k: v
+        for k, v in summary.items()
+        if k.endswith(("_s", "_seconds")) or "time" in k or "duration" in k
+    }
+    epoch_times = []
+    for row in rows:
+        try:
+            epoch_times.append(float(row.get("epoch_time_s", "")))
+        except (TypeError, ValueError):
+            continue
+    if epoch_times:
+        timing["epochs"] = len(epoch_times)
+        timing["mean epoch time (s)"] = sum(epoch_times) / len(epoch_times)
+        timing["total epoch time (s)"] = sum(epoch_times)
+    if not timing:
+        return Section("timing", "Timing", [Block("p", "No timing was recorded.")])
+    return Section("timing", "Timing", [_key_table(timing)])
+
+
+def _mistakes_section(mistakes: list[dict[str, Any]] | None) -> Section:
+    section = Section("mistakes", "Worst mistakes")
+    if not mistakes:
+        section.blocks.append(Block("p", "No mistakes listed."))
+        return section
+    section.blocks.append(
+        Block(
+            "table",
+            headers=["file", "true", "predicted", "probability"],
+            rows=[
+                [
+                    m.get("path", m.get("index", "")),
+                    m.get("true", ""),
+                    m.get("pred", ""),
+                    m.get("prob", ""),
+                ]
+                for m in mistakes
+            ],
+        )
+    )
+    return section
+
+
+def build_sections(
+    *,
+    summary: dict[str, Any],
+    metrics: dict[str, Any],
+    config: dict[str, Any] | None,
+    model_card: dict[str, Any] | None,
+    data_report: dict[str, Any] | None,
+    rows: list[dict[str, Any]],
+    plots: dict[str, Path],
+    mistakes: list[dict[str, Any]] | None,
+) -> list[Section]:
+    """The report's content, in reading order, independent of the output format."""
+    import yaml
+
+    card = {k: v for k, v in (model_card or {}).items() if k != "classes"}
+    if model_card and "classes" in model_card:
+        card["classes"] = f"{len(model_card['classes'])}: " + ", ".join(model_card["classes"])
+    if mistakes is None:
+        mistakes = [m for g in _groups(metrics).values() for m in g.get("worst_mistakes", [])]
+    config_text = yaml.safe_dump(config, allow_unicode=True, sort_keys=False) if config else ""
+    return [
+        _data_section(data_report),
+        Section(
+            "model", "Model card", [_key_table(card) if card else Block("p", "No model card.")]
+        ),
+        Section(
+            "config",
+            "Resolved configuration",
+            [Block("pre", config_text or "No configuration recorded.")],
+        ),
+        _metrics_section(metrics),
+        Section(
+            "plots",
+            "Plots",
+            [Block("img", name, path=Path(p)) for name, p in plots.items() if Path(p).is_file()],
+        ),
+        _mistakes_section(mistakes),
+        _timing_section(summary, rows),
+        Section("diagnosis", "Fit diagnosis", [Block("p", diagnose_fit(rows))]),
+    ]
+
+
+def write_report(
+    folder: str | Path,
+    *,
+    title: str,
+    summary: dict[str, Any] | None = None,
+    metrics: dict[str, Any],
+    config: dict[str, Any] | None = None,
+    model_card: dict[str, Any] | None = None,
+    data_report: dict[str, Any] | None = None,
+    rows: list[dict[str, Any]] | None = None,
+    plots: dict[str, Path] | None = None,
+    mistakes: list[dict[str, Any]] | None = None,
+) -> tuple[Path, Path]:
+    """Write ``report.html`` (self-contained) and ``report.md`` into ``folder``.
+
+    Sections: data summary, model card, resolved config, metrics (with per-class table),
+    plots, worst mistakes, timing and a plain-words fit diagnosis.
+
+    Example:
+        >>> write_report("runs/cnn-1", title="cnn-1", metrics=m, plots=p)  # doctest: +SKIP
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    sections = build_sections(
+        summary=summary or {},
+        metrics=metrics,
+        config=config,
+        model_card=model_card,
+        data_report=data_report,
+        rows=rows or [],
+        plots=plots or {},
+        mistakes=mistakes,
+    )
+    html_path, md_path = folder / REPORT_HTML, folder / REPORT_MD
+    atomic_write_text(html_path, render_html(title, sections))
+    atomic_write_text(md_path, render_markdown(title, sections, folder))
+    return html_path, md_path

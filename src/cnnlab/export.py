@@ -1,0 +1,209 @@
+"""Export a run's model to ONNX or TorchScript, with a parity check against PyTorch.
+
+The exported graph takes the *preprocessed* input: float32 ``(B, C, img_size, img_size)``,
+normalised with the card's mean/std, batch size dynamic; it returns logits. The preprocessing
+that leads there (decode, shorter side to ``resize``, centre crop, normalise) is written to
+``export.json`` beside the file and to the model card's ``exports`` entry, because a model
+fed differently prepared pixels fails silently.
+
+ONNX uses PyTorch's TorchScript-based exporter (``dynamo=False``): the newer dynamo exporter
+needs ``onnxscript``, which is not a dependency. Parity is measured on real images of the
+run's own test (else val, else train) split when the dataset is still readable, otherwise on
+random pixels pushed through the same preprocessing; the source is recorded.
+
+Example:
+    >>> export_run("runs/cnn-scratch", format="onnx")["max_abs_diff"]  # doctest: +SKIP
+    3.1e-06
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cnnlab import __version__
+from cnnlab.console import warn
+from cnnlab.errors import ConfigError
+from cnnlab.predict import ONNX_FILE, Predictor
+from cnnlab.runs import CONFIG, MODEL_CARD, SPLIT, read_json, write_json
+
+FORMATS = {"onnx": ONNX_FILE, "torchscript": "model.torchscript.pt"}
+EXPORT_JSON = "export.json"
+PARITY_TOL = 1e-4  # max |logit difference| accepted for an fp32 export
+_PARITY_IMAGES = 8
+
+
+def _split_paths(run_dir: Path, limit: int) -> list[Path]:
+    """Up to ``limit`` image paths of the run's own data: test first, then val, then train."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load((run_dir / CONFIG).read_text(encoding="utf-8")) or {}
+        root = Path((cfg.get("data") or {}).get("root") or "")
+        with (run_dir / SPLIT).open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, yaml.YAMLError, csv.Error):
+        return []
+    if root.is_file():  # a CSV manifest: paths are relative to its folder
+        root = root.parent
+    order = {"test": 0, "val": 1, "train": 2}
+    rows.sort(key=lambda r: order.get(r.get("split", ""), 3))
+    return [root / r["path"] for r in rows[: limit * 4] if r.get("path")]
+
+
+def parity_inputs(predictor: Predictor, limit: int = _PARITY_IMAGES) -> tuple[torch.Tensor, str]:
+    """Preprocessed float inputs for the parity check, and where they came from."""
+    arrays = []
+    for path in _split_paths(predictor.run_dir, limit):
+        try:
+            arrays.append(predictor.load(path))
+        except Exception:  # a moved or damaged dataset only means fewer real samples
+            continue
+        if len(arrays) == limit:
+            break
+    source = f"{len(arrays)} images of the run's dataset"
+    if not arrays:
+        rng = np.random.default_rng(0)
+        shape = (limit, predictor.resize, predictor.resize, predictor.channels)
+        arrays = list(rng.integers(0, 256, size=shape, dtype=np.uint8))
+        source = f"{limit} random images (the run's dataset was not readable)"
+    u8 = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    with torch.no_grad():  # not inference_mode: the exporter's tracer refuses those tensors
+        return predictor.transform(u8).float().contiguous(), source
+
+
+def _export_onnx(model: torch.nn.Module, x: torch.Tensor, path: Path, opset: int) -> Any:
+    import onnx
+    import onnxruntime as ort
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notices
+        torch.onnx.export(
+            model,
+            (x,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        )
+    onnx.checker.check_model(str(path))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return lambda batch: torch.from_numpy(session.run(None, {"input": batch.numpy()})[0])
+
+
+def _export_torchscript(model: torch.nn.Module, x: torch.Tensor, path: Path) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit is deprecated but still the portable format
+        traced = torch.jit.trace(model, x, check_trace=False)
+        torch.jit.save(traced, str(path))
+        loaded = torch.jit.load(str(path), map_location="cpu").eval()
+    return lambda batch: loaded(batch)
+
+
+def _max_abs_diff(model: torch.nn.Module, run: Any, x: torch.Tensor) -> float:
+    """Largest logit difference over the batch and over a batch of another size."""
+    worst = 0.0
+    with torch.inference_mode():
+        for batch in (x, x[: max(1, len(x) - 1)]):  # a second size proves the batch is dynamic
+            worst = max(worst, float((model(batch) - run(batch)).abs().max()))
+    return worst
+
+
+def preprocessing(card: dict[str, Any]) -> dict[str, Any]:
+    """How to turn an image file into the exported model's input (for any runtime)."""
+    inp = card["input"]
+    return {
+        **{k: inp[k] for k in ("img_size", "resize", "crop_pct", "channels", "mean", "std")},
+        "steps": [
+            "decode; apply EXIF orientation; composite transparency on white; "
+            + ("convert to RGB" if inp["channels"] == 3 else "convert to greyscale"),
+            f"resize the shorter side to {inp['resize']} px (bilinear, antialiased), "
+            f"centre-crop {inp['resize']}x{inp['resize']}",
+            f"centre-crop {inp['img_size']}x{inp['img_size']}",
+            "scale to 0..1, subtract mean, divide by std (per channel)",
+            "layout NCHW float32; output: logits (apply softmax for probabilities)",
+        ],
+    }
+
+
+def export_run(
+    run_dir: str | Path, format: str = "onnx", out: str | Path | None = None, opset: int = 17
+) -> dict[str, Any]:
+    """Export the run's eval-mode model and check it against PyTorch.
+
+    Args:
+        run_dir: a finished run folder.
+        format: ``onnx`` or ``torchscript``.
+        out: output file; default ``model.onnx`` / ``model.torchscript.pt`` in the run folder
+            (the ONNX backend of :class:`~cnnlab.predict.Predictor` finds it there).
+        opset: ONNX opset version.
+
+    Returns:
+        The export record (also in ``export.json`` and the model card): file, format, input
+        and output description, preprocessing, ``max_abs_diff`` and ``parity_ok``.
+    """
+    if format not in FORMATS:
+        raise ConfigError(f"unknown export format '{format}'; use one of {', '.join(FORMATS)}")
+    predictor = Predictor(run_dir, backend="torch", device="cpu")
+    model = predictor.model
+    assert model is not None
+    path = Path(out) if out is not None else predictor.run_dir / FORMATS[format]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x, source = parity_inputs(predictor)
+    if format == "onnx":
+        runner = _export_onnx(model, x, path, opset)
+    else:
+        runner = _export_torchscript(model, x, path)
+    diff = _max_abs_diff(model, runner, x)
+    record = _record(predictor, format, path, opset, diff, source, len(x))
+    if not record["parity_ok"]:
+        warn(f"{path}: exported logits differ from PyTorch by {diff:.2e} (> {PARITY_TOL:g})")
+    _save_records(predictor, path, record)
+    return record
+
+
+def _record(
+    predictor: Predictor, format: str, path: Path, opset: int, diff: float, source: str, n: int
+) -> dict[str, Any]:
+    c, s = predictor.channels, predictor.img_size
+    return {
+        "format": format,
+        "file": str(path.resolve()),
+        "opset": opset if format == "onnx" else None,
+        "input": {"name": "input", "shape": ["batch", c, s, s], "dtype": "float32"},
+        "output": {"name": "logits", "shape": ["batch", len(predictor.classes)]},
+        "classes": predictor.classes,
+        "preprocessing": preprocessing(predictor.card),
+        "max_abs_diff": diff,
+        "parity_ok": diff <= PARITY_TOL,
+        "parity_inputs": source,
+        "parity_samples": n,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": {"cnnlab": __version__, "torch": torch.__version__},
+    }
+
+
+def _save_records(predictor: Predictor, path: Path, record: dict[str, Any]) -> None:
+    """``export.json`` beside the file (one entry per format) and the card's ``exports``."""
+    side = path.parent / EXPORT_JSON
+    entries = read_json(side) if side.is_file() else {}
+    entries = entries if isinstance(entries, dict) else {}
+    entries[record["format"]] = record
+    write_json(side, entries)
+    card_file = predictor.run_dir / MODEL_CARD
+    card = read_json(card_file)
+    summary = {k: record[k] for k in ("file", "opset", "max_abs_diff", "parity_ok", "created")}
+    if path.resolve().parent == predictor.run_dir.resolve():
+        summary["file"] = path.name  # relative: the run folder can be moved or copied
+    card.setdefault("exports", {})[record["format"]] = summary
+    write_json(card_file, card)

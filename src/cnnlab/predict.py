@@ -1,0 +1,252 @@
+"""Predict with a finished run: files, folders, PIL images or arrays -> labels and probabilities.
+
+:class:`Predictor` reads only the run folder (``model.json``, ``model.safetensors``,
+``classes.json`` and, for ONNX, the exported file). It rebuilds the network through the model
+registry without downloading anything, and preprocesses exactly as validation did during
+training: ``load_image`` -> ``to_array(resize)`` -> the eval transform (centre crop to
+``img_size``, normalise with the card's mean/std). An unreadable file becomes an ``error``
+entry in the results; it never stops the batch.
+
+Example:
+    >>> p = Predictor("runs/cnn-scratch")  # doctest: +SKIP
+    >>> p.predict(["cat.jpg", "photos/"], top_k=3)  # doctest: +SKIP
+    [{'path': 'cat.jpg', 'label': 'cat', 'prob': 0.97, 'top_k': [('cat', 0.97), ...]}, ...]
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cnnlab.data.image import load_image, pil_from_any, to_array
+from cnnlab.data.walk import IMAGE_EXTS, is_ignored
+from cnnlab.errors import CheckpointError, ConfigError, ImageLoadError, RunError
+from cnnlab.runs import WEIGHTS, load_run
+
+BACKENDS = ("torch", "onnx")
+ONNX_FILE = "model.onnx"
+
+
+@dataclass
+class Item:
+    """One input after decoding: its key (path or index) and array, or why it failed."""
+
+    key: str | int
+    array: np.ndarray | None = None  # uint8 (resize, resize, C)
+    error: str = ""
+
+
+def _key_name(key: str | int) -> str:
+    return "path" if isinstance(key, str) else "index"
+
+
+def iter_image_files(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursively, sorted), skipping hidden entries and OS junk."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not is_ignored(d))
+        for name in sorted(filenames):
+            if not is_ignored(name) and Path(name).suffix.lower() in IMAGE_EXTS:
+                found.append(Path(dirpath, name))
+    return found
+
+
+def load_state(model: torch.nn.Module, path: Path) -> torch.nn.Module:
+    """Load safetensors weights exactly; a missing or extra key or a wrong shape is an error."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(path)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint incomplete: {path} ({exc})") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    shapes = sorted(
+        k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape
+    )
+    if missing or extra or shapes:
+        raise CheckpointError(
+            f"{path} does not fit the model in model.json: missing "
+            f"{missing[:5]}, unexpected {extra[:5]}, wrong shape {shapes[:5]}"
+        )
+    model.load_state_dict(tensors, strict=True)
+    return model
+
+
+def build_model(card: dict[str, Any], weights: Path) -> torch.nn.Module:
+    """Rebuild the card's network (never downloading weights) and load the run's weights."""
+    from cnnlab.models.registry import create_model
+
+    kwargs = dict(card.get("create_kwargs") or {})
+    if "name" not in kwargs:
+        raise RunError(f"{weights.parent / 'model.json'}: no create_kwargs.name; re-train the run")
+    kwargs.update(pretrained=False)
+    kwargs.pop("weights", None)
+    return load_state(create_model(**kwargs), weights).eval()
+
+
+class Predictor:
+    """A trained run folder, ready to classify images with the torch or ONNX backend."""
+
+    def __init__(
+        self, run_dir: str | Path, backend: str = "torch", device: str | torch.device | None = None
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend '{backend}'; use one of {', '.join(BACKENDS)}")
+        from cnnlab.data.transforms import build_eval_transform
+
+        run = load_run(run_dir)
+        self.run_dir = run.path
+        self.card: dict[str, Any] = run.model_card
+        self.classes: list[str] = run.classes
+        inp = self.card["input"]
+        self.img_size, self.resize = int(inp["img_size"]), int(inp["resize"])
+        self.channels = int(inp["channels"])
+        self.mean, self.std = tuple(inp["mean"]), tuple(inp["std"])
+        self.backend = backend
+        self.device = torch.device(device or "cpu")
+        self.transform = build_eval_transform(self.img_size, self.mean, self.std).to(self.device)
+        self.model: torch.nn.Module | None = None
+        self.session: Any = None
+        if backend == "torch":
+            self.model = build_model(self.card, self.run_dir / WEIGHTS).to(self.device)
+        else:
+            self.session = _onnx_session(self.run_dir, self.card)
+
+    def load(self, x: Any) -> np.ndarray:
+        """One file, PIL image or array -> the uint8 ``(resize, resize, C)`` array training saw."""
+        if isinstance(x, str | os.PathLike):
+            img = load_image(x, channels=self.channels, draft_side=self.resize)
+        else:
+            img = pil_from_any(x, channels=self.channels)
+        return to_array(img, self.resize)
+
+    def expand(self, inputs: Any) -> list[str | int | Any]:
+        """Inputs as a flat list: folders become their image files, a single input a list."""
+        if isinstance(inputs, str | os.PathLike | Image.Image) or (
+            isinstance(inputs, np.ndarray) and inputs.ndim in (2, 3)
+        ):
+            inputs = [inputs]
+        flat: list[Any] = []
+        for x in inputs:
+            if isinstance(x, str | os.PathLike) and Path(x).is_dir():
+                flat.extend(str(p) for p in iter_image_files(Path(x)))
+            elif isinstance(x, os.PathLike):
+                flat.append(str(x))
+            else:
+                flat.append(x)
+        return flat
+
+    def _decode(self, inputs: Iterable[Any]) -> list[Item]:
+        items = []
+        for i, x in enumerate(inputs):
+            key: str | int = x if isinstance(x, str) else i
+            try:
+                items.append(Item(key, self.load(x)))
+            except ImageLoadError as exc:
+                items.append(
+                    Item(key, error=exc.reason + (f" ({exc.detail})" if exc.detail else ""))
+                )
+        return items
+
+    @torch.inference_mode()
+    def predict_arrays(
+        self, images_u8: Any, tta: bool = False, batch_size: int = 256
+    ) -> torch.Tensor:
+        """Class probabilities ``(N, K)`` for uint8 images ``(N, C, resize, resize)``.
+
+        The eval transform (centre crop, normalise) runs here, so pass the stored pixels, not
+        normalised tensors. ``tta`` averages the probabilities with the horizontal flip.
+        """
+        images = torch.as_tensor(images_u8)
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ConfigError(
+                f"predict_arrays wants uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
+            )
+        out = []
+        for start in range(0, images.shape[0], batch_size):
+            x = self.transform(images[start : start + batch_size].to(self.device))
+            probs = self._probs(x)
+            if tta:
+                probs = (probs + self._probs(torch.flip(x, dims=[-1]))) / 2
+            out.append(probs.float().cpu())
+        if not out:
+            return torch.zeros(0, len(self.classes))
+        return torch.cat(out)
+
+    def _probs(self, x: torch.Tensor) -> torch.Tensor:
+        if self.session is not None:
+            name = self.session.get_inputs()[0].name
+            logits = torch.from_numpy(self.session.run(None, {name: x.cpu().numpy()})[0])
+        else:
+            assert self.model is not None
+            logits = self.model(x)
+        return torch.softmax(logits.float(), dim=1)
+
+    def predict(
+        self, inputs: Any, top_k: int = 5, tta: bool = False, batch_size: int = 64
+    ) -> list[dict[str, Any]]:
+        """Classify files, folders (recursed), PIL images or arrays; bad files get ``error``.
+
+        Returns:
+            One dict per input image, in order: ``{"path" (or "index"), "label", "prob",
+            "top_k": [(label, prob), ...]}``, or ``{"path", "error": reason}``.
+        """
+        items = self._decode(self.expand(inputs))
+        good = [it for it in items if it.array is not None]
+        probs = torch.zeros(0, len(self.classes))
+        if good:
+            stack = np.stack([it.array for it in good])  # type: ignore[misc]
+            probs = self.predict_arrays(
+                torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous(),
+                tta=tta,
+                batch_size=batch_size,
+            )
+        return self._results(items, probs, top_k)
+
+    def _results(
+        self, items: Sequence[Item], probs: torch.Tensor, top_k: int
+    ) -> list[dict[str, Any]]:
+        k = max(1, min(top_k, len(self.classes)))
+        values, indices = probs.topk(k, dim=1) if len(probs) else (probs, probs)
+        results, row = [], 0
+        for it in items:
+            if it.array is None:
+                results.append({_key_name(it.key): it.key, "error": it.error})
+                continue
+            top = [
+                (self.classes[int(j)], float(v))
+                for v, j in zip(values[row], indices[row], strict=True)
+            ]
+            results.append(
+                {_key_name(it.key): it.key, "label": top[0][0], "prob": top[0][1], "top_k": top}
+            )
+            row += 1
+        return results
+
+
+def _onnx_session(run_dir: Path, card: dict[str, Any]) -> Any:
+    """An onnxruntime session on the run's exported model (made by ``cnnlab export``).
+
+    The file recorded in the card's ``exports.onnx`` entry is used when it still exists,
+    else ``model.onnx`` in the run folder.
+    """
+    import onnxruntime as ort
+
+    recorded = ((card.get("exports") or {}).get("onnx") or {}).get("file")
+    path = run_dir / (recorded or ONNX_FILE)  # an absolute recorded path stays absolute
+    path = path if path.is_file() else run_dir / ONNX_FILE
+    if not path.is_file():
+        raise RunError(f"{path}: missing; export it first with `cnnlab export {run_dir}`")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

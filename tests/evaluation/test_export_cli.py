@@ -1,0 +1,85 @@
+"""ONNX / TorchScript export with parity, the ONNX backend, and the commands via subprocess."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cnnlab.export import export_run
+from cnnlab.predict import Predictor
+
+from .conftest import add_bad_files, build_run
+
+
+@pytest.mark.parametrize("model", ["tiny_cnn", "cnn"])
+def test_onnx_parity_and_backend_agrees_with_torch(tmp_path, model):
+    run = build_run(tmp_path, model=model)
+    record = export_run(run, format="onnx")
+    assert record["parity_ok"] and record["max_abs_diff"] <= 1e-4
+    assert "images of the run's dataset" in record["parity_inputs"]
+    card = json.loads((run / "model.json").read_text(encoding="utf-8"))
+    assert card["exports"]["onnx"]["file"] == "model.onnx"
+    side = json.loads((run / "export.json").read_text(encoding="utf-8"))
+    assert side["onnx"]["preprocessing"]["resize"] == 36
+    assert side["onnx"]["input"]["shape"] == ["batch", 3, 32, 32]
+    folder = tmp_path / "data"
+    torch_out = Predictor(run).predict(folder, top_k=3)
+    onnx_out = Predictor(run, backend="onnx").predict(folder, top_k=3, batch_size=5)
+    assert [r["label"] for r in onnx_out] == [r["label"] for r in torch_out]
+    assert np.allclose([r["prob"] for r in onnx_out], [r["prob"] for r in torch_out], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_onnx_parity_efficientnet_lite0(tmp_path):
+    run = build_run(tmp_path, model="efficientnet_lite0", img_size=64, resize=72)
+    record = export_run(run, format="onnx", out=tmp_path / "exports" / "lite0.onnx")
+    assert record["max_abs_diff"] <= 1e-4 and record["parity_ok"]
+    assert (tmp_path / "exports" / "export.json").is_file()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
+def test_torchscript_round_trip(tmp_path):
+    run = build_run(tmp_path)
+    record = export_run(run, format="torchscript")
+    assert record["max_abs_diff"] <= 1e-5
+    loaded = torch.jit.load(str(run / "model.torchscript.pt"))
+    predictor = Predictor(run)
+    x = predictor.transform(torch.randint(0, 256, (3, 3, 36, 36), dtype=torch.uint8))
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), predictor.model(x), atol=1e-5)
+
+
+def _cli(func: str, *args: str) -> subprocess.CompletedProcess[str]:
+    code = f"import typer; from cnnlab.commands.evaluate import {func}; typer.run({func})"
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+@pytest.mark.slow
+def test_cli_predict_and_eval_list_bad_files(tiny_run, tmp_path):
+    data = tiny_run.parent.parent / "data"
+    bad = add_bad_files(data / "class_1")
+    out_csv = tmp_path / "pred.csv"
+    res = _cli("predict_command", str(tiny_run), str(data), "--top-k", "2", "--out", str(out_csv))
+    assert res.returncode == 0, res.stderr
+    assert "3 of 27 files could not be read" in res.stderr
+    with out_csv.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["path", "label", "prob", "top_k_labels", "top_k_probs", "error"]
+    errors = {Path(r["path"]).name: r["error"] for r in rows if r["error"]}
+    assert set(errors) == {b.name for b in bad}
+    assert all(len(r["top_k_labels"].split(";")) == 2 for r in rows if not r["error"])
+    res = _cli("eval_command", str(tiny_run), "--data", str(data), "--out", str(tmp_path / "ev"))
+    assert res.returncode == 0, res.stderr
+    assert all(f"skipped class_1/{b.name}" in res.stderr for b in bad)
+    assert (tmp_path / "ev" / "report.html").is_file()

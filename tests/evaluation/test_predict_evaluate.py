@@ -1,0 +1,144 @@
+"""Predictor on files, folders, PIL images and arrays; evaluate_run on its split and a folder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tests.conftest import folder_digest, make_class_image
+
+from cnnlab.data.image import load_image, to_array
+from cnnlab.errors import ConfigError, DataError, RunError
+from cnnlab.evaluation.evaluate import evaluate_predictions, evaluate_run
+from cnnlab.predict import Predictor
+
+from .conftest import CLASSES, add_bad_files
+
+
+def test_predict_files_folders_pil_and_arrays(tiny_run):
+    data = tiny_run.parent.parent / "data"
+    p = Predictor(tiny_run)
+    file = data / "class_1" / "img_000.png"
+    pil = Image.open(file).convert("RGB")
+    arr = np.asarray(pil)
+    out = p.predict([file, data / "class_2", pil, arr, arr.astype(np.float32) / 255], top_k=2)
+    assert len(out) == 1 + 8 + 3
+    assert out[0]["path"] == str(file) and out[1]["path"].endswith("class_2/img_000.png")
+    assert [r.get("index") for r in out[-3:]] == [9, 10, 11]
+    for r in out:
+        assert r["label"] in CLASSES and len(r["top_k"]) == 2
+        assert r["top_k"][0] == (r["label"], r["prob"]) and r["top_k"][0][1] >= r["top_k"][1][1]
+    # the same picture as a file, a PIL image or an array gives the same probabilities
+    assert out[-3]["prob"] == pytest.approx(out[0]["prob"], abs=1e-6)
+    assert out[-2]["prob"] == pytest.approx(out[0]["prob"], abs=1e-6)
+    assert out[-1]["prob"] == pytest.approx(out[0]["prob"], abs=1e-5)
+
+
+def test_predict_uses_validation_pixels_and_tta(tiny_run):
+    p = Predictor(tiny_run)
+    file = tiny_run.parent.parent / "data" / "class_0" / "img_003.png"
+    u8 = torch.from_numpy(np.array(to_array(load_image(file), p.resize))).permute(2, 0, 1)[None]
+    probs = p.predict_arrays(u8)
+    assert probs.shape == (1, 3) and float(probs.sum()) == pytest.approx(1.0, abs=1e-5)
+    assert p.predict(file, top_k=1)[0]["prob"] == pytest.approx(float(probs.max()), abs=1e-6)
+    flipped = p.predict_arrays(u8.flip(-1))
+    both = p.predict_arrays(u8, tta=True)
+    assert torch.allclose(both, (probs + flipped) / 2, atol=1e-6)
+    with pytest.raises(ConfigError, match="uint8"):
+        p.predict_arrays(u8.float())
+
+
+def test_bad_files_are_listed_not_fatal(tiny_run, tmp_path):
+    folder = tmp_path / "in" / "mixed"
+    good = folder / "good.png"
+    folder.mkdir(parents=True)
+    make_class_image(0, np.random.default_rng(1), 40).save(good)
+    bad = add_bad_files(folder)
+    (folder / ".DS_Store").write_bytes(b"junk")  # OS junk is ignored, not an error
+    out = Predictor(tiny_run).predict([folder, tmp_path / "missing.png"])
+    errors = {r["path"]: r["error"] for r in out if "error" in r}
+    assert set(errors) == {str(b) for b in bad} | {str(tmp_path / "missing.png")}
+    assert errors[str(folder / "empty.png")] == "empty"
+    assert errors[str(tmp_path / "missing.png")] == "missing"
+    assert errors[str(folder / "notes.jpg")].startswith("not an image")
+    assert [r["path"] for r in out if "label" in r] == [str(good)]
+
+
+def test_predictor_errors(tiny_run, tmp_path):
+    with pytest.raises(RunError, match="not found"):
+        Predictor(tmp_path / "nope")
+    with pytest.raises(ConfigError, match="backend"):
+        Predictor(tiny_run, backend="tflite")
+    with pytest.raises(RunError, match="cnnlab export"):
+        Predictor(tiny_run, backend="onnx")
+
+
+def test_evaluate_run_on_own_split_never_overwrites(tiny_run):
+    data = tiny_run.parent.parent / "data"
+    before = folder_digest(data)
+    first = evaluate_run(tiny_run)
+    second = evaluate_run(tiny_run, split="val")
+    third = evaluate_run(tiny_run)
+    assert first["num_samples"] == 9 and second["num_samples"] == 6
+    assert first["out_dir"].endswith("eval-test") and third["out_dir"].endswith("eval-test-2")
+    out = tiny_run / "eval-test"
+    saved = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert saved["accuracy"] == first["accuracy"]
+    assert {
+        "report.html",
+        "report.md",
+        "predictions.csv",
+        "confusion_matrix.png",
+        "reliability.png",
+        "per_class_f1.png",
+    } <= {p.name for p in out.iterdir()}
+    assert folder_digest(data) == before  # the dataset is read-only to cnnlab
+
+
+def test_evaluate_run_on_folder_with_bad_files_and_unknown_class(tiny_run, tmp_path):
+    data = tiny_run.parent.parent / "data"
+    bad = add_bad_files(data / "class_2")
+    result = evaluate_run(tiny_run, data=data, out_dir=tmp_path / "ev")
+    assert result["num_samples"] == 24 and len(result["skipped"]) == len(bad)
+    html = (tmp_path / "ev" / "report.html").read_text(encoding="utf-8")
+    assert all(f"class_2/{b.name}" in html for b in bad) and "Skipped files: 3" in html
+    (data / "class_9").mkdir()
+    make_class_image(0, np.random.default_rng(0)).save(data / "class_9" / "x.png")
+    with pytest.raises(DataError, match="class_9"):
+        evaluate_run(tiny_run, data=data)
+    with pytest.raises(DataError, match="not found"):
+        evaluate_run(tiny_run, data=tmp_path / "nowhere")
+
+
+def test_evaluate_run_on_missing_split(tiny_run):
+    rows = (tiny_run / "split.csv").read_text().replace(",test\n", ",train\n")
+    (tiny_run / "split.csv").write_text(rows)
+    with pytest.raises(DataError, match="no 'test' samples"):
+        evaluate_run(tiny_run)
+
+
+def test_evaluate_predictions_with_prefix_and_gallery(tmp_path):
+    rng = np.random.default_rng(0)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    probs = torch.softmax(torch.from_numpy(rng.normal(size=(6, 3))).float(), dim=1)
+    images = torch.from_numpy(rng.integers(0, 256, (6, 3, 16, 16), dtype=np.uint8))
+    m = evaluate_predictions(
+        y,
+        probs,
+        CLASSES,
+        tmp_path,
+        images=images,
+        paths=[f"f{i}.png" for i in range(6)],
+        prefix="val",
+        worst=4,
+    )
+    assert (tmp_path / "val_metrics.json").is_file()
+    wrong = int((probs.argmax(1) != y).sum())
+    assert len(m["worst_mistakes"]) == min(4, wrong)
+    confs = [w["prob"] for w in m["worst_mistakes"]]
+    assert confs == sorted(confs, reverse=True)
+    assert ("val_worst_mistakes" in m["plots"]) == (wrong > 0)
+    assert all(name.startswith("val_") for name in m["plots"])
