@@ -20,9 +20,17 @@ def test_defaults_are_valid_and_complete() -> None:
 
 
 def test_dotted_overrides_are_typed() -> None:
-    cfg = load_config(overrides=["train.lr=3e-4", "model.name=resnet18", "train.epochs=7",
-                                 "model.cnn.filters=[8, 16]", "data.hflip=false",
-                                 "model.pretrained=true", "train.precision=32"])
+    cfg = load_config(
+        overrides=[
+            "train.lr=3e-4",
+            "model.name=resnet18",
+            "train.epochs=7",
+            "model.cnn.filters=[8, 16]",
+            "data.hflip=false",
+            "model.pretrained=true",
+            "train.precision=32",
+        ]
+    )
     assert cfg.train.lr == pytest.approx(3e-4)
     assert cfg.model.name == "resnet18"
     assert cfg.train.epochs == 7
@@ -45,7 +53,7 @@ def test_unknown_key_suggests_closest() -> None:
 
 
 def test_bare_field_name_suggests_its_section() -> None:
-    with pytest.raises(ConfigError, match="did you mean 'train.epochs'"):
+    with pytest.raises(ConfigError, match=r"did you mean 'train\.epochs'"):
         load_config(overrides=["epochs=3"])
 
 

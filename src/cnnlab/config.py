@@ -23,6 +23,12 @@ from cnnlab.errors import ConfigError
 
 AugmentPreset = Literal["none", "light", "standard", "strong"]
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh"]
+OptimizerName = Literal[
+    "sgd", "adam", "adamw", "nadam", "radam", "rmsprop", "adadelta", "adagrad", "asgd"
+]
+SchedulerName = Literal[
+    "none", "step", "multistep", "exponential", "cosine", "onecycle", "plateau", "warmup"
+]
 
 
 class _Section(BaseModel):
@@ -94,18 +100,14 @@ class ModelConfig(_Section):
 class TrainConfig(_Section):
     epochs: int = Field(15, ge=1)  # passes over the training split
     batch_size: int = Field(64, ge=1)  # images per optimisation step
-    optimizer: Literal[
-        "sgd", "adam", "adamw", "nadam", "radam", "rmsprop", "adadelta", "adagrad", "asgd"
-    ] = "sgd"
+    optimizer: OptimizerName = "sgd"  # optimizer
     lr: float | None = Field(None, gt=0.0)  # peak learning rate; None: the optimizer's default
     momentum: float = Field(0.9, ge=0.0, lt=1.0)  # SGD / RMSprop momentum
     nesterov: bool = True  # Nesterov momentum for SGD
     weight_decay: float = Field(5e-4, ge=0.0)  # L2 penalty (decoupled for AdamW)
     l1: float = Field(0.0, ge=0.0)  # L1 penalty on weights, added to the loss
     grad_clip: float | None = Field(None, gt=0.0)  # clip the gradient norm to this
-    scheduler: Literal[
-        "none", "step", "multistep", "exponential", "cosine", "onecycle", "plateau", "warmup"
-    ] = "onecycle"
+    scheduler: SchedulerName = "onecycle"  # learning-rate schedule
     warmup_epochs: int = Field(0, ge=0)  # linear warm-up before cosine / warmup schedules
     step_size: int = Field(10, ge=1)  # epochs between decays (step)
     milestones: list[int] = Field(default_factory=lambda: [30, 60])  # epochs (multistep)
@@ -256,7 +258,9 @@ def load_config(
         except yaml.YAMLError as exc:
             raise ConfigError(f"{file}: not valid YAML: {exc}") from None
         if not isinstance(loaded, dict):
-            raise ConfigError(f"{file}: expected a mapping of sections, got {type(loaded).__name__}")
+            raise ConfigError(
+                f"{file}: expected a mapping of sections, got {type(loaded).__name__}"
+            )
         tree = loaded
     for key, value in (values or {}).items():
         if key not in valid_keys():

@@ -1,0 +1,147 @@
+"""The ``cnnlab`` command line: a thin shell over the Python API.
+
+Commands parse arguments and print; the work happens in the API they call. Heavy libraries
+(torch, timm, lightning) are imported inside the commands so ``cnnlab --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from cnnlab.commands.data import app as data_app
+from cnnlab.commands.evaluate import eval_command, export_command, predict_command
+from cnnlab.commands.lr_find import lr_find_command
+from cnnlab.commands.models import models_command
+from cnnlab.errors import CnnlabError
+
+app = typer.Typer(
+    name="cnnlab",
+    help="Train, compare and understand CNN image classifiers on your own folder of images.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_app, name="data", help="Inspect a dataset folder or write a demo dataset.")
+app.command("models")(models_command)
+app.command("eval")(eval_command)
+app.command("predict")(predict_command)
+app.command("export")(export_command)
+app.command("lr-find")(lr_find_command)
+
+
+@app.callback()
+def _root(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only results and errors."),
+) -> None:
+    from cnnlab.console import set_quiet
+
+    set_quiet(quiet)
+
+
+@app.command("train")
+def train_command(
+    data: str = typer.Argument(None, help="Dataset folder or CSV manifest (omit with --resume)."),
+    overrides: list[str] = typer.Argument(
+        None, help="Config overrides KEY=VALUE, e.g. train.lr=3e-4"
+    ),
+    model: str = typer.Option(None, "--model", "-m", help="Model name (see `cnnlab models`)."),
+    mode: str = typer.Option(None, help="scratch | frozen | finetune | partial:N | staged"),
+    epochs: int = typer.Option(None, help="Training epochs."),
+    img_size: int = typer.Option(None, "--img-size", help="Input side in pixels."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Images per step."),
+    lr: float = typer.Option(None, help="Peak learning rate."),
+    seed: int = typer.Option(None, help="Seed for split, weights and batches."),
+    name: str = typer.Option(None, help="Run name (a suffix is added if it exists)."),
+    runs_dir: str = typer.Option(None, "--runs-dir", help="Where run folders go [default: runs]"),
+    config: Path = typer.Option(None, "--config", "-c", help="YAML config file."),
+    resume: Path = typer.Option(None, "--resume", help="Continue a killed run from its folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only results and errors."),
+) -> None:
+    """Train a model on a folder of images and write a run folder with a report.
+
+    Example:
+
+        cnnlab train data/flowers --model resnet18 --mode frozen --epochs 10 train.lr=1e-3
+    """
+    from cnnlab import api
+    from cnnlab.console import set_quiet
+
+    if quiet:
+        set_quiet(True)
+    flags = {
+        "model": model,
+        "mode": mode,
+        "epochs": epochs,
+        "img_size": img_size,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "name": name,
+        "runs_dir": runs_dir,
+    }
+    values = api.short_values({k: v for k, v in flags.items() if v is not None})
+    if resume is not None:
+        run = api.resume_run(resume, overrides=overrides or [], values=values)
+    else:
+        if data is None:
+            raise CnnlabError("train needs a DATA folder (or --resume RUN)")
+        cfg = api.make_config(data, config=config, overrides=overrides or [], values=values)
+        run = api.fit_config(cfg)
+    api.print_run_result(run)
+
+
+@app.command("runs")
+def runs_command(
+    runs_dir: str = typer.Option("runs", "--runs-dir", help="Folder holding run folders."),
+) -> None:
+    """List runs with their main metrics.
+
+    Example:
+
+        cnnlab runs --runs-dir runs
+    """
+    from cnnlab.summary import runs_table
+
+    runs_table(runs_dir)
+
+
+@app.command("demo")
+def demo_command(
+    runs_dir: str = typer.Option("runs", "--runs-dir", help="Where the demo's runs go."),
+    epochs: int = typer.Option(None, help="Override the demo's epochs (for a quicker look)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only results and errors."),
+) -> None:
+    """The main job on bundled data: digits as PNG folders -> train -> evaluate -> report.
+
+    Example:
+
+        cnnlab demo
+    """
+    from cnnlab.console import set_quiet
+    from cnnlab.demo import run_demo
+
+    if quiet:
+        set_quiet(True)
+    run_demo(runs_dir=runs_dir, epochs=epochs)
+
+
+def main() -> None:
+    """Console entry point: user mistakes become one-line errors with exit code 2."""
+    try:
+        app()
+    except CnnlabError as exc:
+        from rich.console import Console
+
+        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

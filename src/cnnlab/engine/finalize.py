@@ -1,0 +1,209 @@
+"""The last half of ``fit``: save what downstream tools read, evaluate, summarise, report.
+
+Final evaluation goes through :class:`cnnlab.predict.Predictor` on the saved run folder, so the
+numbers in the report are exactly what ``cnnlab.load(run).predict(...)`` gives later.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnnlab import __version__, runs
+from cnnlab.config import Config, save_config
+from cnnlab.engine.loop import Outcome
+from cnnlab.engine.setup import DataBundle, ModelBundle
+from cnnlab.runs import Run, write_json
+
+
+def write_run_inputs(run_dir: Path, cfg: Config, data: DataBundle) -> None:
+    """config.yaml, classes.json, split.csv and data_report.json: written before training."""
+    from cnnlab.data.split import save_split
+
+    resolved = cfg.model_copy(deep=True)
+    resolved.data.root = str(data.root)
+    resolved.data.img_size = data.img_size
+    resolved.data.channels = data.channels  # type: ignore[assignment]
+    save_config(resolved, run_dir / runs.CONFIG)
+    write_json(run_dir / runs.CLASSES, data.classes)
+    if not (run_dir / runs.SPLIT).is_file():
+        save_split(data.split, run_dir / runs.SPLIT)
+    report = data.scan.to_report()
+    report["skipped_at_load"] = [
+        {"path": str(s.path), "reason": s.reason} for s in data.skipped_at_load
+    ]
+    report["splits"] = {name: data.count(name) for name in ("train", "val", "test")}
+    report["audit"] = data.audit
+    write_json(run_dir / runs.DATA_REPORT, report)
+
+
+def tta_mode(cfg: Config) -> str | None:
+    """Flip TTA is used when asked, or (auto) when the model was trained with flips."""
+    if cfg.eval.tta == "false":
+        return None
+    if cfg.eval.tta == "true":
+        return "hflip"
+    flips = cfg.data.hflip if cfg.data.hflip is not None else cfg.data.augment != "none"
+    return "hflip" if flips and cfg.model.mode != "frozen" else None
+
+
+def model_card(cfg: Config, data: DataBundle, mb: ModelBundle, outcome: Outcome) -> dict:
+    import timm
+
+    from cnnlab.models.card import describe_model
+
+    described = describe_model(mb.model, data.img_size, data.channels)
+    return {
+        "format": "cnnlab-model/1",
+        "architecture": mb.name,
+        "create_kwargs": mb.create_kwargs,
+        "classes": data.classes,
+        "num_classes": len(data.classes),
+        "input": {
+            "img_size": data.img_size,
+            "resize": data.resize,
+            "crop_pct": cfg.data.crop_pct,
+            "channels": data.channels,
+            "mean": list(mb.mean),
+            "std": list(mb.std),
+        },
+        "mode": mb.mode,
+        "pretrained": mb.pretrained,
+        "weights_source": mb.weights_source,
+        "params": described.get("params"),
+        "macs": described.get("macs"),
+        "tta": tta_mode(cfg),
+        "precision": outcome.precision,
+        "versions": {
+            "cnnlab": __version__,
+            "torch": torch.__version__,
+            "timm": timm.__version__,
+            "python": platform.python_version(),
+        },
+    }
+
+
+def _best_epoch(rows: list[dict[str, str]], monitor: str) -> int:
+    scored = [(float(r[monitor]), int(float(r["epoch"]))) for r in rows if r.get(monitor)]
+    if not scored:
+        return len(rows)
+    higher = not monitor.endswith("loss")
+    best = max(scored, key=lambda t: (t[0], -t[1])) if higher else min(scored)
+    return best[1]
+
+
+def finalize(
+    run_dir: Path,
+    cfg: Config,
+    data: DataBundle,
+    mb: ModelBundle,
+    outcome: Outcome,
+    train_time: float,
+) -> Run:
+    """Write weights and card, evaluate val/test through the Predictor, summary and report."""
+    from cnnlab.engine.checkpoint import save_weights
+    from cnnlab.evaluation.evaluate import evaluate_predictions
+    from cnnlab.predict import Predictor
+
+    mb.model.eval()
+    save_weights(mb.model, run_dir / runs.WEIGHTS)
+    card = model_card(cfg, data, mb, outcome)
+    write_json(run_dir / runs.MODEL_CARD, card)
+    predictor = Predictor(run_dir)
+    results: dict[str, Any] = {}
+    for split in ("val", "test"):
+        if data.count(split) == 0:
+            continue
+        x, y = data.tensor(split)
+        probs = predictor.predict_arrays(x, tta=card["tta"] is not None)
+        paths = [data.paths[i] for i in data.index[split].tolist()]
+        _write_predictions(run_dir / "predictions" / f"{split}.csv", paths, y, probs, data.classes)
+        results[split] = evaluate_predictions(
+            y,
+            probs,
+            data.classes,
+            out_dir=run_dir / runs.PLOTS,
+            prefix=split,
+            images=x,
+            paths=paths,
+            top_k=cfg.eval.top_k,
+            ece_bins=cfg.eval.ece_bins,
+            worst=cfg.eval.worst_mistakes,
+        )
+    run = Run(run_dir)
+    rows = run.metrics()
+    summary = {
+        "metrics": {s: _headline(m) for s, m in results.items()},
+        "best_epoch": _best_epoch(rows, cfg.train.monitor),
+        "epochs_run": outcome.epochs_run,
+        "stopped_early": outcome.stopped_early,
+        "stopped_by_time_budget": outcome.interrupted_by_time,
+        "train_time_s": round(train_time, 2),
+        "model": mb.name,
+        "mode": mb.mode,
+        "num_classes": len(data.classes),
+        "precision": outcome.precision,
+        "lr": outcome.lr,
+        "tta": card["tta"],
+        "params": card["params"],
+        "images": {s: data.count(s) for s in ("train", "val", "test")},
+        "skipped_files": len(data.scan.skipped) + len(data.skipped_at_load),
+        "complete": True,
+    }
+    write_json(run_dir / runs.SUMMARY, summary)
+    _report(run, cfg, summary, results, rows, card)
+    return run
+
+
+def _write_predictions(
+    path: Path, paths: list[str], y: torch.Tensor, probs: torch.Tensor, classes: list[str]
+) -> None:
+    """Per-image predictions of the final model: path,true,pred,prob (for audits and tests)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["path", "true", "pred", "prob"])
+    conf, pred = probs.max(dim=1)
+    for p, t, k, c in zip(paths, y.tolist(), pred.tolist(), conf.tolist(), strict=True):
+        writer.writerow([p, classes[t], classes[k], f"{c:.6f}"])
+    path.parent.mkdir(exist_ok=True)
+    runs.atomic_write_text(path, buf.getvalue())
+
+
+def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "accuracy",
+        "macro_f1",
+        "balanced_accuracy",
+        "top_k_accuracy",
+        "weighted_f1",
+        "log_loss",
+        "ece",
+        "num_samples",
+    )
+    return {k: metrics[k] for k in keys if k in metrics}
+
+
+def _report(run: Run, cfg: Config, summary: dict, results: dict, rows: list, card: dict) -> None:
+    from cnnlab.evaluation.plots import plot_learning_curves
+    from cnnlab.evaluation.report import write_report
+
+    plots_dir = run.path / runs.PLOTS
+    if rows:
+        plot_learning_curves(rows, plots_dir / "learning_curves.png", summary["best_epoch"])
+    write_report(
+        run.path,
+        title=f"{run.name}: {summary['model']} ({summary['mode']})",
+        summary=summary,
+        metrics=results,
+        config=cfg.model_dump(mode="json"),
+        model_card=card,
+        data_report=runs.read_json(run.path / runs.DATA_REPORT),
+        rows=rows,
+        plots={p.stem: p for p in sorted(plots_dir.glob("*.png"))},
+    )
