@@ -34,8 +34,14 @@ def make_class_image(label: int, rng: np.random.Generator, size: int = 32) -> Im
     return Image.fromarray(arr)
 
 
-def write_folder(root: Path, classes: int = 3, per_class: int = 12, size: int = 32,
-                 seed: int = 0, ext: str = ".png") -> Path:
+def write_folder(
+    root: Path,
+    classes: int = 3,
+    per_class: int = 12,
+    size: int = 32,
+    seed: int = 0,
+    ext: str = ".png",
+) -> Path:
     """Write ROOT/<class>/<i><ext> with learnable images; returns ROOT."""
     rng = np.random.default_rng(seed)
     for c in range(classes):
@@ -50,7 +56,9 @@ def folder_digest(root: Path) -> dict[str, str]:
     """Path -> sha256 of every file under root (symlinks recorded by target, not followed)."""
     digest: dict[str, str] = {}
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        for name in sorted(filenames) + sorted(d for d in dirnames if Path(dirpath, d).is_symlink()):
+        for name in sorted(filenames) + sorted(
+            d for d in dirnames if Path(dirpath, d).is_symlink()
+        ):
             path = Path(dirpath, name)
             rel = str(path.relative_to(root))
             if path.is_symlink():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.table import Table
 
 from cnnlab.console import result
@@ -24,38 +25,27 @@ def _split_metric(summary: dict[str, Any], split: str, key: str) -> Any:
 
 def runs_table(runs_dir: str | Path = "runs") -> Table:
     """Print (and return) a table of every run under ``runs_dir`` with its main metrics."""
-    table = Table(title=f"runs in {runs_dir}")
-    for column in (
-        "run",
-        "model",
-        "mode",
-        "epochs",
-        "val acc",
-        "val F1",
-        "test acc",
-        "test F1",
-        "time (s)",
-        "status",
-    ):
-        table.add_column(column, justify="right" if column[0] in "vte" else "left")
+    table = Table(title=f"runs in {runs_dir}", box=box.SIMPLE_HEAD)
+    table.add_column("run", overflow="fold")
+    table.add_column("model", overflow="fold")
+    table.add_column("mode")
+    for column in ("epochs", "val\nacc", "val\nF1", "test\nacc", "test\nF1", "time\n(s)"):
+        table.add_column(column, justify="right", no_wrap=True)
     for run in list_runs(runs_dir):
         try:
             summary = run.summary
-            status = "done" if summary.get("complete", True) else "stopped"
         except CnnlabError:
-            summary, status = {}, "incomplete"
+            summary = {}
+        name = run.name if summary else f"{run.name} (incomplete)"
         table.add_row(
-            run.name,
-            _fmt(summary.get("model")),
-            _fmt(summary.get("mode")),
+            name, _fmt(summary.get("model")), _fmt(summary.get("mode")),
             _fmt(summary.get("epochs_run")),
-            _fmt(_split_metric(summary, "val", "accuracy")),
-            _fmt(_split_metric(summary, "val", "macro_f1")),
-            _fmt(_split_metric(summary, "test", "accuracy")),
-            _fmt(_split_metric(summary, "test", "macro_f1")),
+            _fmt(_split_metric(summary, "val", "accuracy"), 3),
+            _fmt(_split_metric(summary, "val", "macro_f1"), 3),
+            _fmt(_split_metric(summary, "test", "accuracy"), 3),
+            _fmt(_split_metric(summary, "test", "macro_f1"), 3),
             _fmt(summary.get("train_time_s"), 1),
-            status,
-        )
+        )  # fmt: skip
     if table.row_count == 0:
         result(f"no runs in {runs_dir} (train one with `cnnlab train DATA`)")
     else:

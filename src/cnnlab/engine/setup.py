@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,10 @@ from cnnlab.console import info, warn
 from cnnlab.errors import DataError
 
 SPLITS = ("train", "val", "test")
+
+# Lightning 2.6 trips over its own deprecation of torch's LeafSpec on every run; it is not
+# actionable for a cnnlab user, so keep it out of their console.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 @dataclass

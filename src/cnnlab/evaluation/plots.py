@@ -63,7 +63,7 @@ def _figure(width: float, height: float) -> Any:
 def _save(fig: Any, path: str | Path, dpi: int = 100) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, format="png")
+    fig.savefig(path, dpi=dpi, format="png", bbox_inches="tight", pad_inches=0.1)
     return path
 
 
@@ -94,6 +94,8 @@ def plot_learning_curves(
     epochs = _column(rows, "epoch")
     if np.isnan(epochs).all():
         epochs = np.arange(1, len(rows) + 1, dtype=np.float64)
+    from matplotlib.ticker import MaxNLocator
+
     with _style():
         fig = _figure(13, 3.8)
         axes = fig.subplots(1, 3)
@@ -109,6 +111,7 @@ def plot_learning_curves(
             if best_epoch is not None:
                 ax.axvline(best_epoch, color="grey", linestyle="--", label="best epoch")
             ax.set(title=title, xlabel="epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=8)
