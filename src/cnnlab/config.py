@@ -65,7 +65,7 @@ class DataConfig(_Section):
 class CNNSpec(_Section):
     """The search space people tune for a CNN built from scratch (model ``cnn``)."""
 
-    filters: list[int] = Field(default_factory=lambda: [64, 128, 256])  # filters per block
+    filters: list[int] = Field(default_factory=lambda: [32, 64, 128])  # filters per block
     convs_per_block: int = Field(2, ge=1, le=8)  # conv layers in each block
     kernel_size: int | list[int] = 3  # one size for all blocks, or one per block
     activation: Activation = "relu"  # activation after every conv and hidden dense layer
