@@ -3,8 +3,9 @@
 Decoding a JPEG costs far more than a training step of a small CNN on CPU, so epochs read
 pre-resized uint8 pixels instead of files. ``memory`` keeps the tensor in RAM; ``disk`` writes
 an ``.npy`` memmap under ``cnnlab.paths.cache_dir("images")`` that the next run with the same
-files and geometry reuses; ``off`` decodes lazily in DataLoader workers; ``auto`` picks memory
-when the tensor fits in a quarter of RAM. Files are never pickled.
+files and geometry reuses; ``off`` decodes lazily in DataLoader workers; ``auto`` is ``disk``
+(memory only when the cache folder cannot be written), because studies and searches train on
+the same images many times and should decode them once. Files are never pickled.
 
 Example:
     >>> cache = build_cache("data/flowers", split.paths(), side=64, channels=3)  # doctest: +SKIP
@@ -37,7 +38,6 @@ from cnnlab.errors import DataError
 from cnnlab.paths import cache_dir
 
 CACHE_FORMAT = "cnnlab-images/1"
-RAM_SHARE = 0.25  # auto mode keeps the tensor in memory if it needs less than this of RAM
 
 
 @dataclass
@@ -77,13 +77,6 @@ class ImageCache:
     path: Path | None = None  # the .npy file in disk mode
 
 
-def _ram_bytes() -> int:
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
-
-
 def _fingerprint(
     root: Path, paths: list[str], side: int, channels: int, max_pixels: int, min_side: int
 ) -> tuple[str, list[str]]:
@@ -121,10 +114,16 @@ def build_cache(
     if mode == "off":
         lazy = LazyImages(str(root), list(paths), side, channels, max_pixels, min_side)
         return ImageCache(lazy, list(range(len(paths))), mode="off")
-    need = len(paths) * channels * side * side
-    if mode == "auto":
-        mode = "memory" if need < RAM_SHARE * _ram_bytes() else "disk"
     args = (str(root), side, channels, max_pixels, min_side)
+    if mode == "auto":
+        # The disk cache is decoded once and reused by every later run on the same files (a
+        # study or a tuning search runs the same images dozens of times); memory only when the
+        # cache folder cannot be written.
+        try:
+            return _disk_cache(root, paths, args, progress)
+        except OSError as exc:
+            warn(f"image cache not writable ({exc}); decoding into memory for this run")
+            mode = "memory"
     if mode == "memory":
         images = torch.empty((len(paths), channels, side, side), dtype=torch.uint8)
         cache = _fill(images.numpy(), paths, args, progress)
