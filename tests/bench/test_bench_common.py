@@ -1,0 +1,68 @@
+"""Smoke tests of the benchmark helpers (no timings asserted: benchmarks are not tests)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import common  # noqa: E402
+from peers.cnnlab_run import find_test_accuracy  # noqa: E402
+
+
+def test_table_is_markdown_with_one_row_per_input() -> None:
+    text = common.table(["a", "b"], [["x", 1.23456], ["y", None]])
+    lines = text.splitlines()
+    assert lines[0].startswith("| a") and set(lines[1]) <= {"|", "-"}
+    assert "1.23" in lines[2] and lines[3].split("|")[2].strip() == "-"
+
+
+def test_ratio_handles_missing_parts() -> None:
+    assert common.ratio(4.0, 2.0) == 2.0
+    assert common.ratio(None, 2.0) is None and common.ratio(1.0, 0) is None
+
+
+def test_machine_info_names_cores_and_date() -> None:
+    info = common.machine_info()
+    assert info["cores"] >= 1 and info["date"].endswith("UTC")
+    assert set(info["cpu_flags"]) <= set(common.INTERESTING_FLAGS)
+
+
+def test_shapes_images_differ_by_class_and_are_reproducible() -> None:
+    a = [np.asarray(common.shapes_image(c, np.random.default_rng(1))) for c in range(10)]
+    b = [np.asarray(common.shapes_image(c, np.random.default_rng(1))) for c in range(10)]
+    assert all(x.shape == (32, 32, 3) and x.dtype == np.uint8 for x in a)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_shapes_dataset_has_imagefolder_layout(tmp_path: Path) -> None:
+    root = common.make_shapes_dataset(tmp_path / "d", train_per_class=2, test_per_class=1)
+    assert sorted(p.name for p in (root / "train").iterdir()) == sorted(common.SHAPES)
+    assert common.count_images(root) == 30
+    assert common.make_shapes_dataset(root, 2, 1) == root  # cached: nothing rewritten
+
+
+def test_run_json_subprocess_parses_last_json_line_and_reports_failure() -> None:
+    code = "print('noise'); print('{\"x\": 1}'); print('{\"x\": 2}')"
+    out = common.run_json_subprocess([sys.executable, "-c", code], timeout=30)
+    assert out["x"] == 2 and out["process_s"] > 0
+    bad = common.run_json_subprocess([sys.executable, "-c", "raise SystemExit(3)"], timeout=30)
+    assert bad["error"].startswith("exit 3")
+
+
+@pytest.mark.parametrize(
+    ("summary", "expected"),
+    [
+        ({"metrics": {"val": {"accuracy": 0.5}, "test": {"accuracy": 0.75}}}, 0.75),
+        ({"test/acc": 0.6}, 0.6),
+        ({"metrics": {}}, None),
+    ],
+)
+def test_find_test_accuracy_prefers_the_test_split(summary: dict, expected: float | None) -> None:
+    assert find_test_accuracy(json.loads(json.dumps(summary))) == expected
