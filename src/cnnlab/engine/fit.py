@@ -10,13 +10,23 @@ Example:
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnnlab.config import Config
-from cnnlab.console import info
-from cnnlab.runs import SPLIT, Run, create_run_dir
+from cnnlab.console import info, set_quiet
+from cnnlab.runs import SPLIT, SUMMARY, Run, create_run_dir, read_json
+
+if TYPE_CHECKING:
+    from cnnlab.engine.loop import Outcome
+    from cnnlab.engine.setup import DataBundle, ModelBundle
+
+# Rank 0's run folder, inherited by the processes Lightning's "ddp" strategy launches: they
+# re-run the same command, and must train into this folder instead of creating their own.
+RUN_DIR_ENV = "CNNLAB_DDP_RUN_DIR"
 
 
 def default_run_name(cfg: Config) -> str:
@@ -24,27 +34,70 @@ def default_run_name(cfg: Config) -> str:
     return f"{cfg.model.name}-{mode.replace(':', '')}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
+def ddp_helper_dir() -> Path | None:
+    """Rank 0's run folder when this process is a DDP rank > 0 that Lightning launched."""
+    shared = os.environ.get(RUN_DIR_ENV)
+    if shared and int(os.environ.get("LOCAL_RANK", "0")) > 0:
+        return Path(shared)
+    return None
+
+
+def finished_epochs(run_dir: Path, epochs: int) -> int | None:
+    """Epochs of a run that already finished (nothing left to resume), else ``None``."""
+    summary = read_json(run_dir / SUMMARY) if (run_dir / SUMMARY).is_file() else {}
+    if not summary.get("complete"):
+        return None
+    done = int(summary.get("epochs_run", 0))
+    return done if summary.get("stopped_early") or done >= epochs else None
+
+
 def fit(cfg: Config, resume_dir: Path | None = None) -> Run:
     """Train, evaluate and report one model; returns the run folder.
+
+    Under the "ddp" strategy every rank runs this function; ranks > 0 train into rank 0's
+    folder and exit after training, so evaluation and the report happen once, on rank 0.
 
     Args:
         cfg: the resolved configuration.
         resume_dir: an existing run folder to continue from its last good checkpoint; its
-            saved split is reused exactly.
+            saved split is reused exactly. A run that already finished is left untouched.
     """
     from cnnlab.engine.finalize import finalize, write_run_inputs
-    from cnnlab.engine.loop import train_frozen, train_full
     from cnnlab.engine.setup import prepare
 
+    helper_dir = ddp_helper_dir()
+    if helper_dir is not None:
+        set_quiet(True)  # rank 0 speaks for the run
+    elif resume_dir is not None and (done := finished_epochs(resume_dir, cfg.train.epochs)):
+        info(
+            f"{resume_dir} already finished ({done} epochs): nothing to resume; "
+            f"to train longer, pass --epochs N with N > {done}"
+        )
+        return Run(resume_dir)
     split_file = resume_dir / SPLIT if resume_dir and (resume_dir / SPLIT).is_file() else None
     data, mb = prepare(cfg, split_file)  # bad data or model names fail before a folder exists
-    run_dir = resume_dir or create_run_dir(cfg.runs_dir, cfg.name or default_run_name(cfg))
-    info(f"run folder: {run_dir}")
-    write_run_inputs(run_dir, cfg, data)
+    run_dir = (
+        helper_dir or resume_dir or create_run_dir(cfg.runs_dir, cfg.name or default_run_name(cfg))
+    )
+    if helper_dir is None:
+        info(f"run folder: {run_dir}")
+        write_run_inputs(run_dir, cfg, data)
     started = time.perf_counter()
-    if mb.mode == "frozen":
-        outcome = train_frozen(mb, data, cfg.data, cfg.train, cfg.model.head, run_dir)
-    else:
-        outcome = train_full(mb, data, cfg.data, cfg.train, run_dir, resume=resume_dir is not None)
-    train_time = time.perf_counter() - started
-    return finalize(run_dir, cfg, data, mb, outcome, train_time)
+    outcome = _train(cfg, data, mb, run_dir, resume=resume_dir is not None)
+    if helper_dir is not None:
+        raise SystemExit(0)  # this rank's share is done; rank 0 evaluates and reports
+    return finalize(run_dir, cfg, data, mb, outcome, time.perf_counter() - started)
+
+
+def _train(cfg: Config, data: DataBundle, mb: ModelBundle, run_dir: Path, resume: bool) -> Outcome:
+    """Run the training step of ``fit``, publishing the run folder to any DDP ranks."""
+    from cnnlab.engine.loop import train_frozen, train_full
+
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+    try:
+        if mb.mode == "frozen":
+            return train_frozen(mb, data, cfg.data, cfg.train, cfg.model.head, run_dir)
+        return train_full(mb, data, cfg.data, cfg.train, run_dir, resume=resume)
+    finally:
+        if ddp_helper_dir() is None:
+            os.environ.pop(RUN_DIR_ENV, None)

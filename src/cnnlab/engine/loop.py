@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +85,9 @@ def _fit_module(
     ckpt = find_resume_checkpoint(run_dir) if resume else None
     if resume and ckpt is None:
         info("no usable checkpoint found: starting the run from epoch 1")
+    # A resumed run writes into its own checkpoints/ folder on purpose; Lightning's warning
+    # about a non-empty checkpoint folder would only alarm the user.
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     trainer.fit(module, loaders[0], loaders[1], ckpt_path=str(ckpt) if ckpt else None)
     stopped = any(getattr(c, "stopped_epoch", 0) for c in trainer.early_stopping_callbacks)
     timed_out = train.max_time is not None and trainer.current_epoch < train.epochs

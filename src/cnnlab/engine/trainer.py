@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -38,6 +39,35 @@ def monitor_mode(monitor: str) -> str:
     return "min" if monitor.endswith("loss") else "max"
 
 
+class RunCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose saved state follows the run folder when it is moved.
+
+    Lightning drops the best score and the top-k record when a checkpoint was written under
+    another folder path; a run copied to another disk or machine and resumed there would then
+    crown the first resumed epoch "best", and end with other weights than if left in place.
+    """
+
+    @property
+    def state_key(self) -> str:
+        # the plain ModelCheckpoint's key, so checkpoints written before this class still match
+        return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old, new = state_dict.get("dirpath"), self.dirpath
+        if old and new and old != new:
+            state_dict = {k: _moved(v, old, new) for k, v in state_dict.items()}
+        super().load_state_dict(state_dict)
+
+
+def _moved(value: Any, old: str, new: str) -> Any:
+    """Paths (and the keys of ``best_k_models``) under ``old`` rewritten to lie under ``new``."""
+    if isinstance(value, dict):
+        return {_moved(k, old, new): v for k, v in value.items()}
+    if isinstance(value, str) and (value == old or value.startswith(old + os.sep)):
+        return new + value[len(old) :]
+    return value
+
+
 def _checkpoint_callbacks(run_dir: Path, monitor: str | None) -> list[ModelCheckpoint]:
     """``best.ckpt`` by the monitored metric and ``last.ckpt`` after every epoch.
 
@@ -47,10 +77,10 @@ def _checkpoint_callbacks(run_dir: Path, monitor: str | None) -> list[ModelCheck
     """
     folder = run_dir / CHECKPOINTS
     common: dict[str, Any] = {"dirpath": folder, "enable_version_counter": False}
-    last = ModelCheckpoint(filename="last", monitor=None, save_top_k=1, **common)
+    last = RunCheckpoint(filename="last", monitor=None, save_top_k=1, **common)
     if monitor is None:
         return [last]
-    best = ModelCheckpoint(
+    best = RunCheckpoint(
         filename="best", monitor=monitor, mode=monitor_mode(monitor), save_top_k=1,
         auto_insert_metric_name=False, **common,
     )  # fmt: skip
