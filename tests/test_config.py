@@ -73,6 +73,7 @@ def test_unknown_key_in_yaml_is_named(tmp_path: Path) -> None:
         ("train.optimizer=adamax", "train.optimizer"),
         ("model.mode=sideways", "scratch, frozen, finetune"),
         ("model.mode=partial:x", "partial:N"),
+        ("train.strategy=ddp_spawn", "use train.strategy=ddp"),
         ("model.cnn.activation=swishy", "model.cnn.activation"),
     ],
 )

@@ -135,6 +135,16 @@ class TrainConfig(_Section):
     max_time: float | None = Field(None, gt=0.0)  # time budget in seconds; stops cleanly
 
 
+    @field_validator("strategy")
+    @classmethod
+    def _check_strategy(cls, value: str) -> str:
+        if value.startswith("ddp_spawn"):
+            # Spawned workers get the cached image tensor through duplicated file descriptors,
+            # which Python refuses; "ddp" runs each rank as its own process instead.
+            raise ValueError("ddp_spawn is not supported; use train.strategy=ddp")
+        return value
+
+
 class EvalConfig(_Section):
     split: Literal["val", "test"] = "test"  # split the final report is computed on
     tta: Literal["auto", "true", "false"] = "auto"  # flip TTA; auto: if trained with hflip

@@ -103,3 +103,16 @@ def test_plateau_mode_follows_the_metric() -> None:
     assert create_scheduler(opt, "plateau", 1, 1, monitor="val/loss")["scheduler"].mode == "min"
     cfg = create_scheduler(opt, "plateau", 1, 1, monitor="val/macro_f1")
     assert cfg["scheduler"].mode == "max" and cfg["monitor"] == "val/macro_f1"
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 5, 8])
+def test_onecycle_survives_runs_of_a_few_steps(steps: int) -> None:
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scheduler = create_scheduler(optimizer, "onecycle", 1, steps)["scheduler"]
+    lrs = []
+    for _ in range(steps):
+        optimizer.step()
+        scheduler.step()
+        lrs.append(optimizer.param_groups[0]["lr"])
+    assert all(lr >= 0 for lr in lrs)

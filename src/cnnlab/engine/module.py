@@ -157,7 +157,9 @@ class ClassifierModule(L.LightningModule):
             loss = loss + self.cfg.l1 * self._l1_penalty()
         self._log_metrics("train", loss, logits, y)
         lr = max(group["lr"] for group in self.optimizers().param_groups)
-        self.log("lr", lr, on_step=False, on_epoch=True, batch_size=y.shape[0])  # epoch mean
+        self.log(
+            "lr", lr, on_step=False, on_epoch=True, batch_size=y.shape[0], sync_dist=True
+        )  # the epoch mean
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:

@@ -172,8 +172,12 @@ def create_scheduler(
         peaks = [group["lr"] for group in optimizer.param_groups]
         defaults = optimizer.defaults  # only cycle momentum where the optimizer has one
         cycle = "betas" in defaults or defaults.get("momentum", 0.0) > 0
+        # OneCycleLR divides by the length of each phase: with a handful of steps (tiny runs)
+        # 25% warm-up can round to zero steps, so give each phase at least ~1.5 steps.
+        total = max(total, 2)
+        warm = min(0.75, max(0.25, 1.5 / total))
         one = sched.OneCycleLR(
-            optimizer, max_lr=peaks, total_steps=total, pct_start=0.25, cycle_momentum=cycle
+            optimizer, max_lr=peaks, total_steps=total, pct_start=warm, cycle_momentum=cycle
         )
         return {"scheduler": one, "interval": "step"}
     plateau = sched.ReduceLROnPlateau(
