@@ -3,12 +3,15 @@
 A frozen backbone gives the same features every epoch, so running it each epoch wastes
 nearly all of the time. ``compute_features`` runs it once (eval mode, no grad) and caches the
 ``(N, F)`` result as safetensors; heads (linear, mlp, scikit-learn probes) then train in
-seconds on the cached matrix.
+seconds on the cached matrix. Each entry also records a digest of the backbone's weights, so
+an entry made by other weights under the same key (a randomly initialised backbone with
+another seed, a weights file overwritten in place) is recomputed, never reused.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cnnlab.console import info
 from cnnlab.errors import DataError, ModelError
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -27,14 +31,31 @@ def _cache_file(cache_key: str) -> Path:
     return cache_dir("features") / f"{cache_key}.safetensors"
 
 
-def _load_cached(file: Path, expected_rows: int, views: int) -> torch.Tensor | None:
-    """The cached features, or None when the file is absent, unreadable or another shape."""
+def weights_digest(module: nn.Module) -> str:
+    """A short digest of every parameter and buffer: which weights produced a cache entry.
+
+    Hashing is a few milliseconds per million weights, far less than one forward pass over a
+    dataset, and it catches what a name-based key cannot (a random init with another seed).
+    """
+    h = hashlib.blake2b(digest_size=16)
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _load_cached(file: Path, expected_rows: int, views: int, digest: str) -> torch.Tensor | None:
+    """The cached features, or None when absent, unreadable, another shape or other weights."""
     if not file.is_file():
         return None
-    from safetensors.torch import load_file
+    from safetensors import safe_open
 
     try:
-        feats = load_file(str(file))["features"]
+        with safe_open(str(file), framework="pt") as fh:
+            if (fh.metadata() or {}).get("weights") != digest:
+                return None
+            feats = fh.get_tensor("features")
     except Exception:  # a corrupt or foreign cache file is simply rebuilt
         return None
     want_dims = 3 if views > 1 else 2
@@ -45,13 +66,13 @@ def _load_cached(file: Path, expected_rows: int, views: int) -> torch.Tensor | N
     return feats
 
 
-def _save_cached(file: Path, feats: torch.Tensor) -> None:
+def _save_cached(file: Path, feats: torch.Tensor, digest: str) -> None:
     """Write atomically (temp file + rename) so a crash never leaves a half cache entry."""
     from safetensors.torch import save_file
 
     tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
     try:
-        save_file({"features": feats.contiguous()}, str(tmp))
+        save_file({"features": feats.contiguous()}, str(tmp), metadata={"weights": digest})
         os.replace(tmp, file)
     finally:
         tmp.unlink(missing_ok=True)
@@ -103,8 +124,8 @@ def compute_features(
         transform: uint8 batch -> normalised float batch (the eval transform).
         batch_size: images per forward pass.
         cache_key: name of the cache entry under ``$CNNLAB_CACHE/features``; the caller
-            makes it unique to the backbone, its weights, the images and the input size.
-            None: no caching.
+            makes it unique to the backbone, the images and the input size; an entry made
+            by other weights or another precision is recomputed. None: no caching.
         precision: ``bf16...``/``16...`` run under autocast; None or ``32``: fp32.
         views: 1 returns ``(N, F)``; K > 1 returns ``(K, N, F)`` where view 0 uses
             ``transform`` and views 1..K-1 use ``train_transform`` (augmented copies for
@@ -115,8 +136,11 @@ def compute_features(
     if views > 1 and train_transform is None:
         raise ModelError("compute_features(views>1) needs a train_transform for the extra views")
     file = _cache_file(cache_key) if cache_key else None
-    cached = _load_cached(file, images_u8.shape[0], views) if file else None
+    # Features depend on the weights and the numeric precision, beside what the key names.
+    digest = f"{weights_digest(backbone)}/{precision or '32'}" if file else ""
+    cached = _load_cached(file, images_u8.shape[0], views, digest) if file else None
     if cached is not None:
+        info(f"features: {images_u8.shape[0]} images x {views} view(s) loaded from the cache")
         return cached
     was_training = backbone.training
     backbone.eval()
@@ -132,7 +156,8 @@ def compute_features(
         backbone.train(was_training)
     feats = torch.stack(out) if views > 1 else out[0]
     if file is not None:
-        _save_cached(file, feats)
+        _save_cached(file, feats, digest)
+        info(f"features: {images_u8.shape[0]} images x {views} view(s) computed and cached")
     return feats
 
 

@@ -45,7 +45,17 @@ def resolve_pretrained(pretrained: str | bool, mode: str) -> bool:
     value = str(pretrained).lower()
     if value not in {"auto", "true", "false"}:
         raise ConfigError(f"model.pretrained must be auto, true or false, got '{pretrained}'")
-    return mode != "scratch" if value == "auto" else value == "true"
+    if value == "auto":
+        return mode != "scratch"
+    if value == "false" and (mode == "frozen" or mode.startswith("partial:")):
+        from cnnlab.console import warn
+
+        # Allowed on purpose (a random-features baseline), but rarely what a user meant.
+        warn(
+            f"model.pretrained=false with mode {mode}: the frozen part of the backbone keeps "
+            "its random initial weights and never learns"
+        )
+    return value == "true"
 
 
 def _trainable_modules(model: nn.Module, mode: str) -> list[nn.Module]:
