@@ -33,6 +33,8 @@ def short_values(values: dict[str, Any]) -> dict[str, Any]:
     """Turn short names (``lr``) and ``section__field`` names into dotted config keys."""
     dotted: dict[str, Any] = {}
     for key, value in values.items():
+        if isinstance(value, Path):
+            value = str(value)  # the API takes paths; the config stores them as text
         if key in SHORT_KEYS:
             dotted[SHORT_KEYS[key]] = value
         else:

@@ -44,7 +44,7 @@ class DataConfig(_Section):
     min_image_side: int = Field(4, ge=1)  # images smaller than this (px) are skipped "too small"
     max_pixels: int = Field(89_478_485, ge=1)  # decompression-bomb guard (Pillow's default)
     img_size: int | None = Field(None, ge=8, le=1024)  # model input side (px); None: model's own
-    channels: Literal[1, 3] | None = None  # input channels; None: 3 (1 if all grey and scratch)
+    channels: Literal[1, 3] | None = None  # input channels; None: 3 (grey images replicated)
     crop_pct: float = Field(1.0, gt=0.0, le=1.0)  # eval centre crop = img_size / crop_pct resize
     cache: Literal["auto", "memory", "disk", "off"] = "auto"  # auto: disk, reused by later runs
     num_workers: int = Field(0, ge=0)  # DataLoader workers for decoding (cache=off only)

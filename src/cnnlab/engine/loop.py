@@ -199,7 +199,10 @@ def train_frozen(
     for split in ("train", "val"):
         x, _ = data.tensor(split)
         if split == "train" and views > 1:
-            train_tf = build_train_transform(data.img_size, mb.mean, mb.std, data_cfg.augment)
+            knobs = {k: getattr(data_cfg, k) for k in AUGMENT_KNOBS}
+            train_tf = build_train_transform(
+                data.img_size, mb.mean, mb.std, data_cfg.augment, **knobs
+            )
             f = compute_features(
                 mb.model.backbone,
                 x,

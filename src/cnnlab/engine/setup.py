@@ -17,13 +17,15 @@ import torch
 
 from cnnlab.config import DataConfig, ModelConfig
 from cnnlab.console import info, warn
-from cnnlab.errors import DataError
+from cnnlab.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
 
 # Lightning 2.6 trips over its own deprecation of torch's LeafSpec on every run; it is not
 # actionable for a cnnlab user, so keep it out of their console.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+# Frozen backbones are kept in eval mode on purpose (their batch norm must not update).
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 
 
 @dataclass
@@ -91,6 +93,11 @@ def prepare_data(
     split_path = split_file or (Path(data.split_file) if data.split_file else None)
     if split_path is not None:
         split = load_split(split_path, scan)
+        if split.new_files:
+            info(
+                f"{split.new_files} file(s) in the folder are not in {split_path} and are left "
+                "out, so this run sees exactly the images of the runs it is compared with"
+            )
     else:
         split = make_split(
             scan,
@@ -214,6 +221,18 @@ def build_model(
 
     mode = resolve_mode(cfg.name, cfg.mode)
     pretrained = resolve_pretrained(cfg.pretrained, mode)
+    if cfg.weights is not None:
+        if mode == "scratch":
+            raise ConfigError(
+                "model.weights starts from trained weights but model.mode=scratch "
+                "means random ones; use finetune, frozen or partial:N"
+            )
+        pretrained = True  # a weights file is a pretrained start, whatever pretrained says
+    if cfg.head in ("logreg", "svm") and mode != "frozen":
+        raise ConfigError(
+            f"model.head={cfg.head} is fitted on frozen features; "
+            "add model.mode=frozen or use head=linear|mlp"
+        )
     create_kwargs: dict[str, Any] = {
         "name": cfg.name,
         "num_classes": num_classes,
