@@ -134,7 +134,6 @@ class TrainConfig(_Section):
     num_nodes: int = Field(1, ge=1)  # machines for multi-node DDP
     max_time: float | None = Field(None, gt=0.0)  # time budget in seconds; stops cleanly
 
-
     @field_validator("strategy")
     @classmethod
     def _check_strategy(cls, value: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich import box
 from rich.table import Table
 
 from cnnlab.console import info, result
@@ -62,15 +63,16 @@ def run_demo(runs_dir: str = "runs", epochs: int | None = None) -> list[Run]:
 
 def comparison_table(found: list[Run]) -> Table:
     """Test accuracy / macro F1 / time of several runs side by side."""
-    table = Table(title="cnnlab demo: digits (test split)")
-    for column in ("run", "model", "mode", "params", "test acc", "test macro F1", "time (s)"):
-        table.add_column(column, justify="left" if column in ("run", "model", "mode") else "right")
+    table = Table(title="cnnlab demo: digits (test split)", box=box.SIMPLE_HEAD)
+    for column in ("model", "mode"):
+        table.add_column(column, overflow="fold")
+    for column in ("params", "test acc", "macro F1", "train (s)"):
+        table.add_column(column, justify="right", no_wrap=True)
     for run in found:
         s = run.summary
         test = s["metrics"].get("test", {})
         params = (s.get("params") or {}).get("total", "-")
         table.add_row(
-            run.name,
             s["model"],
             s["mode"],
             f"{params:,}" if isinstance(params, int) else str(params),
