@@ -177,7 +177,7 @@ def test_sklearn_heads_reuse_the_features_and_predict_like_their_run(
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from conftest import write_folder
+    from tests.conftest import write_folder
 
     return write_folder(tmp_path_factory.mktemp("tiny") / "data", classes=3, per_class=12)
 

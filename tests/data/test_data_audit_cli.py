@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from data_badfiles import bad_files
+from tests.conftest import folder_digest, write_folder
 from typer.testing import CliRunner
 
 from cnnlab.commands.data import app
@@ -14,7 +15,6 @@ from cnnlab.data.audit import audit_dataset, near_duplicates
 from cnnlab.data.demo import write_digits, write_shapes
 from cnnlab.data.scan import scan_dataset
 from cnnlab.data.split import make_split
-from conftest import folder_digest, write_folder
 
 
 def test_leakage_and_conflicts_named(tmp_path: Path) -> None:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.conftest import folder_digest, write_folder
 
 from cnnlab.data.cache import build_cache
 from cnnlab.data.loaders import make_loader
 from cnnlab.data.scan import scan_dataset
-from conftest import folder_digest, write_folder
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 from data_badfiles import bad_files, jpeg_bytes, png_bytes
+from tests.conftest import folder_digest, write_folder
 
 from cnnlab.data.scan import print_scan_summary, scan_dataset
 from cnnlab.errors import DataError
 from cnnlab.paths import cache_dir
-from conftest import folder_digest, write_folder
 
 
 def _readonly(root: Path) -> dict[str, str]:

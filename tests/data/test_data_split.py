@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.conftest import folder_digest, write_folder
 
 from cnnlab.data.scan import scan_dataset
 from cnnlab.data.split import load_split, make_split, save_split
 from cnnlab.errors import DataError
-from conftest import folder_digest, write_folder
 
 
 def _split(root: Path, seed: int = 0, **kw):
