@@ -8,10 +8,10 @@ import stat
 from pathlib import Path
 
 import pytest
-
-import cnnlab
 from tests.conftest import folder_digest, write_folder
 from tests.data.data_badfiles import bad_files, write_bytes
+
+import cnnlab
 
 
 @pytest.mark.slow

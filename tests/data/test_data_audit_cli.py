@@ -6,8 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
-from data_badfiles import bad_files
 from tests.conftest import folder_digest, write_folder
+from tests.data.data_badfiles import bad_files
 from typer.testing import CliRunner
 
 from cnnlab.commands.data import app

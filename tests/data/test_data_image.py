@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_badfiles import bad_files, bomb_png
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from tests.conftest import folder_digest
+from tests.data.data_badfiles import bad_files, bomb_png
 
 from cnnlab.data.image import load_image, pil_from_any, to_array
 from cnnlab.errors import ImageLoadError

@@ -8,8 +8,8 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-from data_badfiles import bad_files, jpeg_bytes, png_bytes
 from tests.conftest import folder_digest, write_folder
+from tests.data.data_badfiles import bad_files, jpeg_bytes, png_bytes
 
 from cnnlab.data.scan import print_scan_summary, scan_dataset
 from cnnlab.errors import DataError
