@@ -58,3 +58,14 @@ def test_channels_last_setting() -> None:
     assert resolve_channels_last(True, "gpu") and resolve_channels_last("auto", "cpu")
     with pytest.raises(ConfigError):
         resolve_channels_last("maybe", "cpu")
+
+
+def test_auto_trains_depthwise_nets_in_fp32_on_cpu() -> None:
+    from cnnlab.engine.precision import prefers_fp32_training
+    from cnnlab.models.registry import create_model
+
+    lite = create_model("efficientnet_lite0", num_classes=3)
+    plain = create_model("cnn", num_classes=3, img_size=32)
+    assert prefers_fp32_training(lite, "cpu")
+    assert not prefers_fp32_training(plain, "cpu")
+    assert not prefers_fp32_training(lite, "gpu")

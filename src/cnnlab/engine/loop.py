@@ -118,10 +118,12 @@ def prepare_full(
     from cnnlab.data.loaders import make_loader
     from cnnlab.data.transforms import build_eval_transform, build_train_transform
     from cnnlab.engine.module import ClassifierModule
-    from cnnlab.engine.precision import resolve_channels_last
+    from cnnlab.engine.precision import prefers_fp32_training, resolve_channels_last
 
     lr = resolve_lr(train, mb.mode)
     train = train.model_copy(update={"lr": lr})
+    if train.precision == "auto" and prefers_fp32_training(mb.model, train.accelerator):
+        train = train.model_copy(update={"precision": "32"})  # depthwise nets: fp32 is faster
     x_train, y_train = data.subset("train")
     x_val, y_val = data.subset("val")
     workers = data_cfg.num_workers

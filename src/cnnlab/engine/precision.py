@@ -12,6 +12,11 @@ bf16 autocast with channels_last is the fastest everywhere (2.9x and 1.9x). bf16
 on a CPU only together with channels_last. Without native bf16 (no AVX512-BF16 / AMX) bf16 is
 emulated and slow, so ``auto`` stays at fp32 there. On GPUs, bf16 where supported (Ampere and
 newer), else fp16 with loss scaling.
+
+Depthwise convolutions are the exception (bench/RESULTS.md, ``make bench``): training
+efficientnet_lite0 at 128 px ran 45.5 img/s in fp32 NHWC but 35.2 img/s in bf16 NHWC, while
+its inference was still 1.7x faster in bf16. :func:`prefers_fp32_training` spots such nets so
+``auto`` trains them in fp32 on a CPU.
 """
 
 from __future__ import annotations
@@ -73,6 +78,16 @@ def resolve_precision(precision: str, accelerator: str, channels_last: bool = Tr
     if device == "cpu" and channels_last and cpu_has_native_bf16():
         return "bf16-mixed"
     return "32"
+
+
+def prefers_fp32_training(model: torch.nn.Module, accelerator: str) -> bool:
+    """True on a CPU for nets built mostly from depthwise convolutions (MobileNet/EfficientNet
+    style), whose bf16 training kernels are slower than fp32 there (measured above)."""
+    if resolve_accelerator(accelerator) != "cpu":
+        return False
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    depthwise = [m for m in convs if m.groups > 1 and m.groups == m.in_channels]
+    return bool(convs) and len(depthwise) * 4 >= len(convs)
 
 
 def resolve_channels_last(setting: str | bool, accelerator: str) -> bool:
