@@ -91,19 +91,25 @@ def compare(data: Path, per_class: int, side: int, epochs: int) -> dict[str, Any
     n_feat = backbone.num_features
     out: dict[str, Any] = {"train_images": len(x_tr), "test_images": len(x_te), "side": side}
 
+    # The goal is about training: time the 10 epochs of head training each way. Scoring the
+    # test split costs one backbone pass in both (reported apart, as test_s).
     start = time.perf_counter()
     head = train_head(lambda b: batched(backbone, b), x_tr, y_tr, epochs, n_feat)
+    train_s = time.perf_counter() - start
     with torch.inference_mode():
         acc = (head(batched(backbone, x_te)).argmax(1) == y_te).float().mean().item()
-    out["rerun"] = {"s": time.perf_counter() - start, "test_acc": acc}
+    out["rerun"] = {"s": train_s, "test_s": time.perf_counter() - start - train_s,
+                    "test_acc": acc}  # fmt: skip
 
     start = time.perf_counter()
-    f_tr, f_te = batched(backbone, x_tr), batched(backbone, x_te)
+    f_tr = batched(backbone, x_tr)  # the one backbone pass the cache costs
     order = torch.arange(len(x_tr))  # the head sees features by index, same order as above
     head = train_head(lambda idx: f_tr[idx], order, y_tr, epochs, n_feat)
+    train_s = time.perf_counter() - start
     with torch.inference_mode():
-        acc = (head(f_te).argmax(1) == y_te).float().mean().item()
-    out["cached"] = {"s": time.perf_counter() - start, "test_acc": acc}
+        acc = (head(batched(backbone, x_te)).argmax(1) == y_te).float().mean().item()
+    out["cached"] = {"s": train_s, "test_s": time.perf_counter() - start - train_s,
+                     "test_acc": acc}  # fmt: skip
     return out
 
 
