@@ -14,6 +14,22 @@ from PIL import Image, ImageDraw
 os.environ.setdefault("CNNLAB_OFFLINE", "1")
 
 
+# What every finished run folder must hold (the run-folder contract in docs/architecture.md).
+RUN_FILES = (
+    "config.yaml",
+    "classes.json",
+    "split.csv",
+    "data_report.json",
+    "metrics.csv",
+    "summary.json",
+    "model.safetensors",
+    "model.json",
+    "report.html",
+    "checkpoints/last.ckpt",
+    "plots/learning_curves.png",
+)
+
+
 def make_class_image(label: int, rng: np.random.Generator, size: int = 32) -> Image.Image:
     """A small RGB picture whose class is learnable: a shape and a colour per class."""
     bg = tuple(int(v) for v in rng.integers(0, 60, size=3))

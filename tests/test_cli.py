@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.conftest import folder_digest
+from tests.conftest import RUN_FILES, folder_digest
 
 CNNLAB = [sys.executable, "-m", "cnnlab"]
 
@@ -115,19 +115,7 @@ def test_train_writes_a_complete_run_and_predict_agrees(tiny_folder: Path, tmp_p
     out = cli(*args)
     assert out.returncode == 0, out.stdout + out.stderr
     run = runs / "t"
-    for name in (
-        "config.yaml",
-        "classes.json",
-        "split.csv",
-        "data_report.json",
-        "metrics.csv",
-        "summary.json",
-        "model.safetensors",
-        "model.json",
-        "report.html",
-        "checkpoints/last.ckpt",
-        "plots/learning_curves.png",
-    ):
+    for name in RUN_FILES:
         assert (run / name).is_file(), name
     summary = json.loads((run / "summary.json").read_text())
     for split in ("val", "test"):

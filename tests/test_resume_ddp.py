@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from tests.conftest import write_folder
+from tests.conftest import RUN_FILES, write_folder
 
 from cnnlab.engine.checkpoint import safe_load_checkpoint
 
@@ -25,18 +25,6 @@ CNNLAB = [sys.executable, "-m", "cnnlab"]
 TINY = ("model.cnn.filters=[8,16]", "train.batch_size=4")  # ~10 steps per epoch, fast
 # Resume runs take ~20 steps per epoch so that a kill lands well before the last epoch.
 RESUMABLE = ("model.cnn.filters=[8,16]", "train.batch_size=2")
-RUN_FILES = (
-    "config.yaml",
-    "classes.json",
-    "split.csv",
-    "data_report.json",
-    "metrics.csv",
-    "summary.json",
-    "model.safetensors",
-    "model.json",
-    "report.html",
-    "checkpoints/last.ckpt",
-)
 
 
 @pytest.fixture(scope="module")
