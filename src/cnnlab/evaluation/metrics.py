@@ -184,7 +184,7 @@ def compute_metrics(
     }
 
 
-def _series(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
+def metric_series(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
     """A metrics.csv column as floats (NaN where empty), values may be strings."""
     out = []
     for row in rows:
@@ -198,7 +198,7 @@ def _series(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
 def _best_epoch(rows: Sequence[dict[str, Any]]) -> tuple[int, str] | None:
     """Index and metric of the best epoch: macro F1, then accuracy, then lowest val loss."""
     for key, sign in (("val/macro_f1", 1.0), ("val/accuracy", 1.0), ("val/loss", -1.0)):
-        values = [sign * v for v in _series(rows, key)]
+        values = [sign * v for v in metric_series(rows, key)]
         if any(not math.isnan(v) for v in values):
             return int(np.nanargmax(values)), key
     return None
@@ -214,8 +214,8 @@ def diagnose_fit(rows: Sequence[dict[str, Any]]) -> str:
     """
     if not rows:
         return "No training history (metrics.csv is empty), so no fit diagnosis."
-    train_acc, val_acc = _series(rows, "train/accuracy"), _series(rows, "val/accuracy")
-    val_loss = _series(rows, "val/loss")
+    train_acc, val_acc = metric_series(rows, "train/accuracy"), metric_series(rows, "val/accuracy")
+    val_loss = metric_series(rows, "val/loss")
     best = _best_epoch(rows)
     if best is None or all(math.isnan(v) for v in val_acc):
         return "No validation metrics were recorded, so over- or under-fitting cannot be judged."

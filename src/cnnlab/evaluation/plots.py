@@ -72,13 +72,9 @@ def _short(name: str, limit: int = _LABEL_CHARS) -> str:
 
 
 def _column(rows: Sequence[dict[str, Any]], key: str) -> np.ndarray:
-    values = []
-    for row in rows:
-        try:
-            values.append(float(row.get(key, "")))
-        except (TypeError, ValueError):
-            values.append(math.nan)
-    return np.asarray(values, dtype=np.float64)
+    from cnnlab.evaluation.metrics import metric_series
+
+    return np.asarray(metric_series(rows, key), dtype=np.float64)
 
 
 def plot_learning_curves(
