@@ -168,7 +168,17 @@ def build_sections(
     if mistakes is None:
         mistakes = [m for g in _groups(metrics).values() for m in g.get("worst_mistakes", [])]
     config_text = yaml.safe_dump(config, allow_unicode=True, sort_keys=False) if config else ""
+    # Results first (what a reader opens the report for), then how they were obtained.
     return [
+        _metrics_section(metrics),
+        Section("diagnosis", "Fit diagnosis", [Block("p", diagnose_fit(rows))]),
+        Section(
+            "plots",
+            "Plots",
+            [Block("img", name, path=Path(p)) for name, p in plots.items() if Path(p).is_file()],
+        ),
+        _mistakes_section(mistakes),
+        _timing_section(summary, rows),
         _data_section(data_report),
         Section(
             "model", "Model card", [_key_table(card) if card else Block("p", "No model card.")]
@@ -178,15 +188,6 @@ def build_sections(
             "Resolved configuration",
             [Block("pre", config_text or "No configuration recorded.")],
         ),
-        _metrics_section(metrics),
-        Section(
-            "plots",
-            "Plots",
-            [Block("img", name, path=Path(p)) for name, p in plots.items() if Path(p).is_file()],
-        ),
-        _mistakes_section(mistakes),
-        _timing_section(summary, rows),
-        Section("diagnosis", "Fit diagnosis", [Block("p", diagnose_fit(rows))]),
     ]
 
 
@@ -205,8 +206,8 @@ def write_report(
 ) -> tuple[Path, Path]:
     """Write ``report.html`` (self-contained) and ``report.md`` into ``folder``.
 
-    Sections: data summary, model card, resolved config, metrics (with per-class table),
-    plots, worst mistakes, timing and a plain-words fit diagnosis.
+    Sections: metrics (with per-class table), a plain-words fit diagnosis, plots, worst
+    mistakes, timing, then the data summary, model card and resolved config.
 
     Example:
         >>> write_report("runs/cnn-1", title="cnn-1", metrics=m, plots=p)  # doctest: +SKIP
