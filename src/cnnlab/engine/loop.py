@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,6 +272,7 @@ def _write_sklearn_metrics(
     """One metrics.csv row for a scikit-learn head (it has no epochs)."""
     from sklearn.metrics import f1_score
 
+    from cnnlab.engine.callbacks import COLUMNS
     from cnnlab.runs import METRICS, atomic_write_text
 
     row = {"epoch": 1}
@@ -281,7 +284,8 @@ def _write_sklearn_metrics(
             row[f"{split}/loss"] = loss
             row[f"{split}/accuracy"] = (pred == y).float().mean().item()
             row[f"{split}/macro_f1"] = f1_score(y, pred, average="macro", zero_division=0)
-    header = list(row)
-    atomic_write_text(
-        run_dir / METRICS, ",".join(header) + "\n" + ",".join(str(row[h]) for h in header) + "\n"
-    )
+    buffer = io.StringIO()  # same columns as every other run's metrics.csv
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerow(row)
+    atomic_write_text(run_dir / METRICS, buffer.getvalue())

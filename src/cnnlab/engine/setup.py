@@ -244,11 +244,11 @@ def build_model(
     }
     if cfg.name == "cnn":
         create_kwargs["cnn_spec"] = cfg.cnn.model_dump()
-    if model_defaults(cfg.name).kind == "cnnlab":
+    info_ = model_defaults(cfg.name)
+    if info_.kind == "cnnlab":
         create_kwargs["img_size"] = img_size  # dense layers of our CNNs are sized to the input
     model = create_model(**create_kwargs, pretrained=pretrained, weights=cfg.weights)
     apply_mode(model, mode)
-    info_ = model_defaults(cfg.name)
     # Pretrained networks expect the statistics they were trained with; from-scratch models
     # are normalised with the training images' own statistics.
     use_data_stats = not pretrained and data_mean is not None and data_std is not None
