@@ -29,6 +29,7 @@ demo: $(VENV)/.installed
 	$(BIN)/cnnlab demo
 
 test: $(VENV)/.installed-dev
+	scripts/system_deps.sh
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-dev
