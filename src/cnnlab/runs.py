@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cnnlab.atomic import atomic_write_text
 from cnnlab.errors import RunError
 
 CONFIG = "config.yaml"
@@ -45,21 +44,6 @@ REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
 
 _SAFE_NAME = re.compile(r"[^\w.\-]+", re.UNICODE)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a file so a crash leaves either the old or the new content, never half."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: str | Path, obj: Any) -> None:

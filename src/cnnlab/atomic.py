@@ -1,0 +1,82 @@
+"""Atomic file writes: a crash leaves the old file or the new one, never half of either.
+
+Every writer in cnnlab (run files, checkpoints, weights, caches, split files) goes through
+:func:`atomic_path`, so the rule is implemented once: write a temp file in the same folder
+(same file system, so the rename is atomic), flush it to disk, rename it over the target, and
+remove the temp file if anything fails.
+
+Example:
+    >>> import json, tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "x.json"
+    >>> with atomic_path(target) as tmp:
+    ...     _ = tmp.write_text(json.dumps({"ok": True}))
+    >>> json.loads(target.read_text())
+    {'ok': True}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def fsync_file(path: str | os.PathLike[str]) -> None:
+    """Flush a written file's bytes to the disk (so a power cut cannot leave it empty)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(folder: str | os.PathLike[str]) -> None:
+    """Flush a folder's entries (a rename is durable only once its folder is synced)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # not every platform can open a directory
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], durable: bool = True) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; on success it is renamed over ``path``.
+
+    Args:
+        path: the final file.
+        durable: fsync the file and its folder (skip for caches that can be rebuilt).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        if durable:
+            fsync_file(tmp)
+        os.replace(tmp, path)
+        if durable:
+            fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, durable: bool = True) -> None:
+    """Write text (UTF-8) atomically."""
+    with atomic_path(path, durable) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, durable: bool = True) -> None:
+    """Write bytes atomically."""
+    with atomic_path(path, durable) as tmp:
+        tmp.write_bytes(data)
