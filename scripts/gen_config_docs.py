@@ -19,6 +19,7 @@ SECTIONS = {
     "CNNSpec": "model.cnn",
     "TrainConfig": "train",
     "EvalConfig": "eval",
+    "TrackConfig": "track",
 }
 TITLES = {
     "": "Run",
@@ -27,6 +28,7 @@ TITLES = {
     "model.cnn": "`model.cnn`: the architecture of model `cnn`",
     "train": "`train`: optimisation, regularisation, precision and devices",
     "eval": "`eval`: final evaluation",
+    "track": "`track`: experiment tracking (MLflow); see docs/tracking.md",
 }
 HEADER = """# Configuration reference
 

@@ -152,6 +152,12 @@ class EvalConfig(_Section):
     worst_mistakes: int = Field(16, ge=0)  # images in the gallery of worst mistakes
 
 
+class TrackConfig(_Section):
+    backend: Literal["auto", "mlflow", "none"] = "auto"  # auto: mlflow, or $CNNLAB_TRACK if set
+    uri: str | None = None  # MLflow tracking URI; None: sqlite:///<runs_dir>/mlflow.db
+    experiment: str = "cnnlab"  # MLflow experiment the runs are logged under
+
+
 class Config(_Section):
     name: str | None = None  # run name; None: <model>-<mode>-<time>
     runs_dir: str = "runs"  # where run folders are created
@@ -159,6 +165,7 @@ class Config(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    track: TrackConfig = Field(default_factory=TrackConfig)
 
 
 def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:

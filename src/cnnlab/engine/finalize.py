@@ -37,7 +37,19 @@ def write_run_inputs(run_dir: Path, cfg: Config, data: DataBundle) -> None:
     ]
     report["splits"] = {name: data.count(name) for name in ("train", "val", "test")}
     report["audit"] = data.audit
+    report["fingerprint"] = dataset_fingerprint(data.scan.records)
     write_json(run_dir / runs.DATA_REPORT, report)
+
+
+def dataset_fingerprint(records: list[Any]) -> str:
+    """A short hash of the dataset's content: each image's bytes (sha1) with its label.
+
+    Renaming or moving files keeps it; changing, adding or relabelling an image changes it.
+    """
+    import hashlib
+
+    lines = sorted(f"{r.label}\t{r.sha1}" for r in records)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
 def tta_mode(cfg: Config) -> str | None:

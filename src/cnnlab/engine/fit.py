@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ from cnnlab.runs import SPLIT, SUMMARY, Run, create_run_dir, read_json
 
 if TYPE_CHECKING:
     from cnnlab.engine.loop import Outcome
+    from cnnlab.engine.observe import RunObserver
     from cnnlab.engine.setup import DataBundle, ModelBundle
 
 # Rank 0's run folder, inherited by the processes Lightning's "ddp" strategy launches: they
@@ -51,7 +53,9 @@ def finished_epochs(run_dir: Path, epochs: int) -> int | None:
     return done if summary.get("stopped_early") or done >= epochs else None
 
 
-def fit(cfg: Config, resume_dir: Path | None = None) -> Run:
+def fit(
+    cfg: Config, resume_dir: Path | None = None, observers: Sequence[RunObserver] | None = None
+) -> Run:
     """Train, evaluate and report one model; returns the run folder.
 
     Under the "ddp" strategy every rank runs this function; ranks > 0 train into rank 0's
@@ -61,8 +65,11 @@ def fit(cfg: Config, resume_dir: Path | None = None) -> Run:
         cfg: the resolved configuration.
         resume_dir: an existing run folder to continue from its last good checkpoint; its
             saved split is reused exactly. A run that already finished is left untouched.
+        observers: told when the run starts, each epoch ends and the run ends
+            (:mod:`cnnlab.engine.observe`); None: those the config asks for (tracking).
     """
     from cnnlab.engine.finalize import finalize, write_run_inputs
+    from cnnlab.engine.observe import default_observers, observe_run
     from cnnlab.engine.setup import prepare
 
     helper_dir = ddp_helper_dir()
@@ -82,22 +89,29 @@ def fit(cfg: Config, resume_dir: Path | None = None) -> Run:
     if helper_dir is None:
         info(f"run folder: {run_dir}")
         write_run_inputs(run_dir, cfg, data)
-    started = time.perf_counter()
-    outcome = _train(cfg, data, mb, run_dir, resume=resume_dir is not None)
     if helper_dir is not None:
-        raise SystemExit(0)  # this rank's share is done; rank 0 evaluates and reports
-    return finalize(run_dir, cfg, data, mb, outcome, time.perf_counter() - started)
+        observers = ()  # rank 0 reports the run
+    elif observers is None:
+        observers = default_observers(cfg)
+    started = time.perf_counter()
+    with observe_run(observers, run_dir) as callbacks:
+        outcome = _train(cfg, data, mb, run_dir, resume_dir is not None, callbacks)
+        if helper_dir is not None:
+            raise SystemExit(0)  # this rank's share is done; rank 0 evaluates and reports
+        return finalize(run_dir, cfg, data, mb, outcome, time.perf_counter() - started)
 
 
-def _train(cfg: Config, data: DataBundle, mb: ModelBundle, run_dir: Path, resume: bool) -> Outcome:
+def _train(
+    cfg: Config, data: DataBundle, mb: ModelBundle, run_dir: Path, resume: bool, callbacks: tuple
+) -> Outcome:
     """Run the training step of ``fit``, publishing the run folder to any DDP ranks."""
     from cnnlab.engine.loop import train_frozen, train_full
 
     os.environ[RUN_DIR_ENV] = str(run_dir)
     try:
         if mb.mode == "frozen":
-            return train_frozen(mb, data, cfg.data, cfg.train, cfg.model.head, run_dir)
-        return train_full(mb, data, cfg.data, cfg.train, run_dir, resume=resume)
+            return train_frozen(mb, data, cfg.data, cfg.train, cfg.model.head, run_dir, callbacks)
+        return train_full(mb, data, cfg.data, cfg.train, run_dir, resume, callbacks)
     finally:
         if ddp_helper_dir() is None:
             os.environ.pop(RUN_DIR_ENV, None)

@@ -170,11 +170,16 @@ def train_full(
     train: TrainConfig,
     run_dir: Path,
     resume: bool = False,
+    callbacks: tuple = (),
 ) -> Outcome:
-    """Train the whole network (scratch, finetune, partial, staged) with Lightning."""
+    """Train the whole network (scratch, finetune, partial, staged) with Lightning.
+
+    ``callbacks`` are extra Lightning callbacks (run observers), added after cnnlab's own.
+    """
     prep = prepare_full(mb, data, data_cfg, train)
     loaders = (prep.train_loader, prep.val_loader)
-    return _fit_module(prep.module, prep.train, run_dir, loaders, resume, prep.callbacks)
+    extra = (*prep.callbacks, *callbacks)
+    return _fit_module(prep.module, prep.train, run_dir, loaders, resume, extra)
 
 
 def feature_key(mb: ModelBundle, data: DataBundle, split: str, views: int) -> str:
@@ -190,8 +195,12 @@ def train_frozen(
     train: TrainConfig,
     head: str,
     run_dir: Path,
+    callbacks: tuple = (),
 ) -> Outcome:
-    """Frozen fast path: run the backbone once, cache the features, train only the head."""
+    """Frozen fast path: run the backbone once, cache the features, train only the head.
+
+    ``callbacks`` reach the Lightning head training; a scikit-learn head has no epochs.
+    """
     from cnnlab.data.loaders import make_loader
     from cnnlab.data.transforms import build_eval_transform, build_train_transform
     from cnnlab.engine.features import compute_features, fit_sklearn_head, load_linear_head
@@ -258,7 +267,7 @@ def train_frozen(
     )
     # Head training on features is a handful of matrix products: fp32 is as fast and exact.
     return _fit_module(
-        module, train.model_copy(update={"precision": "32"}), run_dir, loaders, resume=False
+        module, train.model_copy(update={"precision": "32"}), run_dir, loaders, False, callbacks
     )
 
 

@@ -1,0 +1,150 @@
+"""The tracking process: logs run folders to MLflow while training goes on elsewhere.
+
+Started by :mod:`cnnlab.track.live` as ``python -m cnnlab.track.agent TARGET_JSON``. It reads
+one JSON command per line on stdin and answers on stdout with ``{"ack": seq}`` after each and
+at most one ``{"warn": text}``. Importing MLflow (seconds) and creating a new store happen
+here, at low CPU priority, never in the training process. When stdin closes (training ended,
+or its process exited) it finishes the commands it has, then exits.
+
+Commands: ``sync`` (run_dir, end), ``parent`` (parent, end), ``best`` (parent, run_dir).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import sys
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+from cnnlab.track.target import Target
+
+# The tracker must give up quickly on a server that went away: training never waits for it,
+# and `cnnlab track log` sends whatever was missed later. (MLflow's defaults retry ~minutes.)
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",  # seconds, doubling per retry
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",  # seconds per request
+}
+
+
+def _reply(message: dict[str, Any]) -> None:
+    try:
+        sys.stdout.write(json.dumps(message) + "\n")
+        sys.stdout.flush()
+    except (BrokenPipeError, OSError, ValueError):
+        pass  # the training process has exited: keep logging, nobody to tell
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) < 200 else text[:197] + "..."
+
+
+class Worker:
+    """Runs the commands in order; a failure warns once and never stops the process."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.store: Any = None
+        self.warned = False
+        self.failed_runs: set[str] = set()  # runs not logged live any more (server trouble)
+
+    def connect(self) -> Any:
+        if self.store is None:
+            from cnnlab.track.mlflow_store import MlflowStore
+
+            self.store = MlflowStore(self.target)
+        return self.store
+
+    def handle(self, msg: dict[str, Any]) -> None:
+        from cnnlab.track.sync import sync_run, tag_best
+
+        op, run_dir = msg.get("op"), msg.get("run_dir")
+        if op == "sync" and run_dir:
+            if msg.get("end") is None and run_dir in self.failed_runs:
+                return  # retried once at the run's end, not every epoch
+            sync_run(self.connect(), Path(run_dir), msg.get("end"))
+        elif op == "parent":
+            self.connect().parent(msg["parent"], msg.get("end"))
+        elif op == "best" and run_dir:
+            tag_best(self.connect(), msg["parent"], Path(run_dir))
+
+    def run(self, msg: dict[str, Any]) -> None:
+        try:
+            self.handle(msg)
+        except Exception as exc:
+            if msg.get("run_dir"):
+                self.failed_runs.add(msg["run_dir"])
+            if not self.warned:
+                self.warned = True
+                where = msg.get("run_dir") or "RUNS_DIR/*"
+                _reply({
+                    "warn": f"tracking to {self.target.uri} failed ({_one_line(exc)}); "
+                    "training goes on and the run folder keeps everything: log it later "
+                    f"with `cnnlab track log {where}`"
+                })  # fmt: skip
+
+
+def _superseded(msg: dict[str, Any], later: list[dict[str, Any]]) -> bool:
+    """A mid-run sync is covered by a later sync of the same run (it reads the same folder)."""
+    if msg.get("op") != "sync" or msg.get("end") is not None:
+        return False
+    return any(m.get("op") == "sync" and m.get("run_dir") == msg.get("run_dir") for m in later)
+
+
+def serve(target: Target, lines: Any) -> None:
+    """Process commands from ``lines`` (an iterable of JSON lines) until it ends."""
+    inbox: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        for line in lines:
+            if line.strip():
+                inbox.put(json.loads(line))
+        inbox.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    worker = Worker(target)
+    try:
+        worker.connect()  # import MLflow and open the store while training starts
+    except Exception as exc:
+        worker.warned = True
+        text = f"tracking to {target.uri} is unavailable ({_one_line(exc)}); training goes on"
+        _reply({"warn": text + "; log the runs later with `cnnlab track log RUNS_DIR/*`"})
+    ended = False
+    while not ended:
+        batch = [inbox.get()]
+        while not inbox.empty():
+            batch.append(inbox.get())
+        for i, msg in enumerate(batch):
+            if msg is None:
+                ended = True
+                continue
+            if not _superseded(msg, batch[i + 1 :]):
+                worker.run(msg)
+            _reply({"ack": msg.get("seq", 0)})
+
+
+def _quiet() -> None:
+    """Library chatter (migrations, retries, deprecations) must not reach the user's console."""
+    warnings.simplefilter("ignore")
+    logging.disable(logging.WARNING)
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def main() -> None:
+    with contextlib.suppress(OSError):
+        os.nice(10)  # training first: logging can wait
+    _quiet()
+    serve(Target.from_json(sys.argv[1]), sys.stdin)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""What a run folder says, in the shape a tracker logs: params, metric histories, tags, files.
+
+Nothing here imports a tracking library: the same content feeds live logging during ``fit``
+and ``cnnlab track log`` afterwards, so both log exactly the same things.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cnnlab import runs
+
+MAX_PARAM_CHARS = 6000  # MLflow's limit on one param value
+# Files copied as artifacts, relative to the run folder (checkpoints stay behind: they are
+# for resuming, large, and the weights are in model.safetensors).
+ARTIFACT_FILES = (
+    runs.REPORT_HTML, runs.REPORT_MD, runs.MODEL_CARD, runs.WEIGHTS, runs.SPLIT, runs.CONFIG,
+    runs.CLASSES, runs.SUMMARY, runs.METRICS, runs.DATA_REPORT,
+)  # fmt: skip
+ARTIFACT_DIRS = (runs.PLOTS, "predictions")
+
+
+@dataclass
+class RunContent:
+    """A run folder read once: everything one sync sends."""
+
+    run_dir: Path
+    params: dict[str, str]
+    history: dict[str, dict[int, float]]  # metric -> {epoch: value}
+    finals: dict[str, float]  # final metrics (summary.json), logged once
+    tags: dict[str, str]
+    files: list[tuple[Path, str]] = field(default_factory=list)  # (file, artifact folder)
+    complete: bool = False  # summary.json says the run finished
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested config -> ``{"train.lr": "0.01", ...}`` with lists written as JSON."""
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "."))
+        else:
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            flat[name] = text[:MAX_PARAM_CHARS]
+    return flat
+
+
+def _history(rows: list[dict[str, str]]) -> dict[str, dict[int, float]]:
+    """metrics.csv rows -> one series per column, keyed by epoch (empty cells left out)."""
+    history: dict[str, dict[int, float]] = {}
+    for row in rows:
+        try:
+            epoch = int(float(row.get("epoch", "")))
+        except ValueError:
+            continue
+        for key, text in row.items():
+            if key == "epoch" or not text:
+                continue
+            try:
+                value = float(text)
+            except ValueError:
+                continue
+            if math.isfinite(value):
+                history.setdefault(key, {})[epoch] = value
+    return history
+
+
+def _finals(summary: dict[str, Any]) -> dict[str, float]:
+    """Final val/test metrics as ``final/<split>/<metric>``, plus the run's own numbers."""
+    finals: dict[str, float] = {}
+    for split, metrics in (summary.get("metrics") or {}).items():
+        for key, value in metrics.items():
+            if isinstance(value, int | float) and math.isfinite(value):
+                finals[f"final/{split}/{key}"] = float(value)
+    for key in ("best_epoch", "epochs_run", "train_time_s"):
+        if isinstance(summary.get(key), int | float):
+            finals[key] = float(summary[key])
+    return finals
+
+
+def file_hash(path: Path, length: int = 16) -> str:
+    """A short sha256 of a file's bytes ('' when it does not exist)."""
+    if not path.is_file():
+        return ""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:length]
+
+
+def _read(path: Path) -> Any:
+    return runs.read_json(path) if path.is_file() else {}
+
+
+def _tags(run_dir: Path, config: dict[str, Any], summary: dict[str, Any]) -> dict[str, str]:
+    from cnnlab import __version__
+
+    card = _read(run_dir / runs.MODEL_CARD)
+    report = _read(run_dir / runs.DATA_REPORT)
+    model = config.get("model") or {}
+    tags = {
+        "mlflow.runName": run_dir.name,
+        "cnnlab.kind": "run",
+        "cnnlab.run_dir": str(run_dir.resolve()),
+        "cnnlab.model": str(summary.get("model") or model.get("name") or ""),
+        "cnnlab.mode": str(summary.get("mode") or model.get("mode") or "auto"),
+        "cnnlab.version": str((card.get("versions") or {}).get("cnnlab") or __version__),
+        "cnnlab.split_hash": file_hash(run_dir / runs.SPLIT),
+        "cnnlab.dataset_fingerprint": str(report.get("fingerprint") or ""),
+    }
+    return {k: v for k, v in tags.items() if v}
+
+
+def _files(run_dir: Path) -> list[tuple[Path, str]]:
+    files = [(run_dir / name, "") for name in ARTIFACT_FILES if (run_dir / name).is_file()]
+    for folder in ARTIFACT_DIRS:
+        if (run_dir / folder).is_dir():
+            files += [(p, folder) for p in sorted((run_dir / folder).iterdir()) if p.is_file()]
+    return files
+
+
+def read_run(run_dir: str | Path) -> RunContent:
+    """Read a run folder (finished or still training) into what a tracker logs."""
+    from cnnlab.errors import RunError
+
+    run_dir = Path(run_dir)
+    if not (run_dir / runs.CONFIG).is_file():
+        raise RunError(f"{run_dir}: not a run folder (no {runs.CONFIG})")
+    run = runs.Run(run_dir)
+    config = run.config or {}
+    summary = _read(run_dir / runs.SUMMARY)
+    return RunContent(
+        run_dir=run_dir,
+        params=flatten(config),
+        history=_history(run.metrics()),
+        finals=_finals(summary),
+        tags=_tags(run_dir, config, summary),
+        files=_files(run_dir),
+        complete=bool(summary.get("complete")),
+    )

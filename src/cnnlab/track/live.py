@@ -1,0 +1,179 @@
+"""Live tracking from the training process, without importing MLflow there.
+
+A :class:`TrackingObserver` (the run observer ``fit`` uses unless ``track.backend=none``)
+hands each event to a tracking process (:mod:`cnnlab.track.agent`) through a pipe: sending a
+line takes microseconds, so training never waits for MLflow. One tracking process serves
+every run of this process with the same destination (a study's cells share it), and it
+finishes its work after training ends, even when this process exits first; call
+:func:`flush` to wait for it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import IO, Any
+
+from cnnlab.console import info, warn
+from cnnlab.track.target import Target, locked, read_state, resolve_target, write_state
+
+DEBUG_ENV = "CNNLAB_TRACK_DEBUG"  # 1: the tracking process's own output reaches the console
+_SESSIONS: dict[Target, Session] = {}
+
+
+class Session:
+    """One tracking process for one destination."""
+
+    def __init__(self, target: Target) -> None:
+        import cnnlab
+
+        self.target = target
+        self.seq = 0
+        self.acked = 0
+        self.closed = False
+        self.cond = threading.Condition()
+        src = str(Path(cnnlab.__file__).resolve().parents[1])  # cnnlab importable from there
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, _pythonpath()]))}
+        debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cnnlab.track.agent", target.to_json()],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None if debug else subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+            env=env,
+            start_new_session=True,  # Ctrl-C stops training; the tracker records how it ended
+        )
+        self.lines: deque[str] = deque(maxlen=5)
+        threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True).start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if "warn" in msg:
+                warn(msg["warn"])
+            with self.cond:
+                self.acked = max(self.acked, int(msg.get("ack", 0)))
+                self.cond.notify_all()
+        with self.cond:
+            if not self.closed:
+                code = self.proc.poll()
+                warn(
+                    f"the tracking process stopped (exit {code}); training goes on; log the "
+                    f"runs later with `cnnlab track log RUNS_DIR/*` (set {DEBUG_ENV}=1 to see why)"
+                )
+            self.closed = True
+            self.cond.notify_all()
+
+    def send(self, op: str, **fields: Any) -> int:
+        """Queue one command; returns its number (0 when the tracker is gone)."""
+        with self.cond:
+            if self.closed or self.proc.stdin is None:
+                return 0
+            self.seq += 1
+            try:
+                self.proc.stdin.write(json.dumps({"seq": self.seq, "op": op, **fields}) + "\n")
+                self.proc.stdin.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                return 0  # the reader reports the stop once
+            return self.seq
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every command sent so far is done; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.cond:
+            target = self.seq
+            while self.acked < target and not self.closed:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self.cond.wait(left)
+        return True
+
+    def close(self) -> None:
+        """End the input; the tracker finishes what it has in the background."""
+        with self.cond:
+            self.closed = True
+            if self.proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    self.proc.stdin.close()
+
+
+def _pythonpath() -> str:
+    return os.environ.get("PYTHONPATH", "")
+
+
+def session_for(target: Target) -> Session:
+    """The tracking process for ``target`` (started on first use)."""
+    session = _SESSIONS.get(target)
+    if session is None or (session.closed and session.proc.poll() is not None):
+        session = _SESSIONS[target] = Session(target)
+        hint = "; browse with `cnnlab ui`" if target.uri.startswith("sqlite") else ""
+        info(f"tracking: MLflow {target.uri} (experiment {target.experiment}){hint}")
+    return session
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Wait until every run logged so far by this process is in its tracking store.
+
+    Example:
+        >>> run = cnnlab.train("data/")      # doctest: +SKIP
+        >>> cnnlab.track.flush()             # doctest: +SKIP
+    """
+    return all(s.flush(timeout) for s in list(_SESSIONS.values()))
+
+
+@atexit.register
+def _close_all() -> None:
+    for session in _SESSIONS.values():
+        session.close()
+
+
+class TrackingObserver:
+    """The run observer that logs a run live (see :mod:`cnnlab.engine.observe`)."""
+
+    def __init__(self, track: Any) -> None:
+        self.track = track  # TrackConfig
+        self.sessions: dict[Path, Session] = {}
+
+    def run_started(self, run_dir: Path) -> None:
+        from cnnlab.track.parents import current_parent
+
+        # The default store sits in the folder that holds the run, as for `track log`.
+        target = resolve_target(self.track, run_dir.parent)
+        if target is None:
+            return
+        with locked(run_dir):
+            state = read_state(run_dir)
+            state.setdefault("git_commit", _git_commit())
+            if (parent := current_parent()) is not None and parent.info is not None:
+                state["parent"] = parent.info
+            write_state(run_dir, state)
+        self.sessions[run_dir] = session = session_for(target)
+        session.send("sync", run_dir=str(run_dir))
+
+    def epoch_ended(self, run_dir: Path, epoch: int) -> None:
+        if run_dir in self.sessions:
+            self.sessions[run_dir].send("sync", run_dir=str(run_dir))
+
+    def run_ended(self, run_dir: Path, status: str) -> None:
+        if run_dir in self.sessions:
+            self.sessions.pop(run_dir).send("sync", run_dir=str(run_dir), end=status)
+
+
+def _git_commit() -> str | None:
+    from cnnlab.track.target import git_commit
+
+    return git_commit()

@@ -1,0 +1,109 @@
+"""Parent runs: a study or a tune is one MLflow run with each of its runs nested under it."""
+
+from __future__ import annotations
+
+import contextvars
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cnnlab.track.live import Session, session_for
+from cnnlab.track.target import locked, read_state, resolve_target, write_state
+
+if TYPE_CHECKING:
+    from cnnlab.config import Config
+
+
+@dataclass
+class Parent:
+    """A parent run; ``info`` is None when tracking is off (then every method is a no-op)."""
+
+    info: dict[str, Any] | None
+    session: Session | None = None
+
+    def tag_best(self, run_dir: str | Path) -> None:
+        """Tag a finished child run as the best one; the parent points at it too."""
+        if self.info is None or self.session is None:
+            return
+        run_dir = Path(run_dir)
+        with locked(run_dir):
+            state = read_state(run_dir)
+            state["best"] = True  # so a later `cnnlab track log` tags it again
+            write_state(run_dir, state)
+        self.session.send("best", parent=self.info, run_dir=str(run_dir))
+
+
+_CURRENT: contextvars.ContextVar[Parent | None] = contextvars.ContextVar(
+    "cnnlab_parent_run", default=None
+)
+
+
+def current_parent() -> Parent | None:
+    """The parent run that runs started now are nested under (None outside one)."""
+    return _CURRENT.get()
+
+
+def _parent_uid(folder: Path | None, kind: str, name: str) -> str:
+    """A new identity, or the one a study's folder keeps (a resumed study reuses it)."""
+    if folder is None:
+        return uuid.uuid4().hex
+    folder.mkdir(parents=True, exist_ok=True)
+    with locked(folder):
+        state = read_state(folder)
+        state.update(kind=kind, name=name)
+        write_state(folder, state)
+    return state["uid"]
+
+
+@contextmanager
+def parent_run(
+    cfg: Config,
+    kind: str,
+    name: str,
+    params: dict[str, Any] | None = None,
+    folder: str | Path | None = None,
+) -> Iterator[Parent]:
+    """Log a parent run; every ``fit`` started inside the block becomes its child.
+
+    Args:
+        cfg: the config the children train with (its ``track`` section and ``runs_dir``).
+        kind: ``study``, ``tune``, ``ensemble``...: the parent's ``cnnlab.kind`` tag.
+        name: the parent's run name.
+        params: the parent's params (nested dicts are flattened).
+        folder: the study's or tune's own folder; its ``track.json`` keeps the parent's
+            identity, so a resumed study continues the same parent run.
+
+    Example:
+        >>> with parent_run(cfg, "study", "lr-sweep", {"vary": "train.lr"}) as parent:
+        ...     runs = [fit(c) for c in cells]
+        ...     parent.tag_best(runs[0].path)  # doctest: +SKIP
+    """
+    target = resolve_target(cfg.track, cfg.runs_dir)
+    if target is None:
+        yield Parent(None)
+        return
+    uid = _parent_uid(Path(folder) if folder is not None else None, kind, name)
+    info = {"uid": uid, "kind": kind, "name": name, "params": params or {}}
+    parent = Parent(info, session_for(target))
+    parent.session.send("parent", parent=info)  # type: ignore[union-attr]
+    token = _CURRENT.set(parent)
+    status = "FAILED"
+    try:
+        yield parent
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        _CURRENT.reset(token)
+        parent.session.send("parent", parent=info, end=status)  # type: ignore[union-attr]
+
+
+def tag_best(run_dir: str | Path) -> None:
+    """Tag ``run_dir`` as the best child of the parent run open now (no-op outside one)."""
+    parent = current_parent()
+    if parent is not None:
+        parent.tag_best(run_dir)

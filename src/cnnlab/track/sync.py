@@ -1,0 +1,81 @@
+"""Bring a tracking store up to date with run folders (the folder is the source of truth).
+
+The same :func:`sync_run` serves live logging (after each epoch and at the end of ``fit``)
+and ``cnnlab track log`` afterwards; it is idempotent, so a run logged twice, or logged live
+until the server went away and then again later, ends up as one complete MLflow run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from cnnlab.errors import RunError
+from cnnlab.runs import CONFIG
+from cnnlab.track.content import read_run
+from cnnlab.track.mlflow_store import PARENT_TAG, MlflowStore, SyncReport
+from cnnlab.track.target import STATE, Target, locked, read_state, write_state
+
+
+def sync_run(store: MlflowStore, run_dir: Path, end: str | None = None) -> SyncReport:
+    """Log what the store lacks of one run folder.
+
+    Args:
+        store: the destination.
+        run_dir: the run folder (finished, or still training).
+        end: None while the run trains (values only); at its end FINISHED / FAILED /
+            KILLED, which also sends the artifacts and sets that status.
+    """
+    run_dir = Path(run_dir)
+    with locked(run_dir):
+        state = read_state(run_dir)
+        content = read_run(run_dir)
+        tags = dict(content.tags)
+        if state.get("git_commit"):
+            tags["cnnlab.git_commit"] = state["git_commit"]
+        if state.get("parent"):
+            tags[PARENT_TAG] = store.parent(state["parent"])
+        if state.get("best"):
+            tags["cnnlab.best"] = "true"
+        run_id, created = store.ensure_run(state["uid"], tags)
+        report = store.log_values(run_id, content, tags)
+        report.created = created
+        if end is not None:
+            report.files = store.log_files(run_id, content.files)
+            report.status = end if store.finish(run_id, end) else None
+        if not (run_dir / STATE).is_file():
+            write_state(run_dir, state)  # the uid must outlive this process
+    return report
+
+
+def tag_best(store: MlflowStore, parent: dict, run_dir: Path) -> None:
+    """Tag ``run_dir``'s MLflow run as the best child of ``parent``."""
+    report = sync_run(store, run_dir)
+    store.tag_best(store.parent(parent), report.run_id, Path(run_dir).name)
+
+
+def expand_runs(paths: Iterable[str | Path]) -> list[Path]:
+    """Run folders named directly, or found one level inside a folder of runs."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if (path / CONFIG).is_file():
+            found.append(path)
+        elif path.is_dir() and (inside := sorted(p.parent for p in path.glob(f"*/{CONFIG}"))):
+            found.extend(inside)
+        else:
+            raise RunError(f"{path}: not a run folder, nor a folder of runs (no {CONFIG})")
+    return found
+
+
+def log_runs(target: Target, paths: Iterable[str | Path]) -> list[tuple[Path, SyncReport]]:
+    """``cnnlab track log``: log finished (or interrupted) run folders, idempotently.
+
+    A folder without a complete ``summary.json`` is logged as KILLED with what it has.
+    """
+    runs = expand_runs(paths)
+    store = MlflowStore(target)
+    done = []
+    for run_dir in runs:
+        complete = read_run(run_dir).complete
+        done.append((run_dir, sync_run(store, run_dir, "FINISHED" if complete else "KILLED")))
+    return done

@@ -1,0 +1,136 @@
+"""Where runs are logged (backend, URI, experiment) and each run folder's tracking identity.
+
+A run folder keeps ``track.json``: a random ``uid`` that names it in every tracking store (a
+run is found again by this tag, so logging twice never duplicates it), the git commit of the
+working folder it was trained from, and its parent (a study or a tune), if any.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cnnlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cnnlab.config import TrackConfig
+
+STATE = "track.json"
+BACKEND_ENV = "CNNLAB_TRACK"  # mlflow | none: what track.backend=auto means
+BACKENDS = ("mlflow", "none")
+DB_NAME = "mlflow.db"
+ARTIFACTS_NAME = "mlartifacts"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One tracking destination: an MLflow store and an experiment in it."""
+
+    backend: str
+    uri: str
+    experiment: str
+    artifact_location: str | None = None  # for new experiments in a local SQLite store
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+    @classmethod
+    def from_json(cls, text: str) -> Target:
+        return cls(**json.loads(text))
+
+
+def resolve_backend(backend: str) -> str:
+    """``auto`` becomes ``$CNNLAB_TRACK`` when set, else ``mlflow``."""
+    if backend != "auto":
+        return backend
+    chosen = os.environ.get(BACKEND_ENV, "").strip().lower() or "mlflow"
+    if chosen not in BACKENDS:
+        raise ConfigError(f"{BACKEND_ENV}={chosen!r}: expected one of {', '.join(BACKENDS)}")
+    return chosen
+
+
+def default_uri(runs_dir: str | Path) -> str:
+    """The embedded store: ``sqlite:///<runs_dir>/mlflow.db`` (absolute path)."""
+    return "sqlite:///" + (Path(runs_dir).resolve() / DB_NAME).as_posix()
+
+
+def _sqlite_file(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///") :]).resolve()
+
+
+def resolve_target(track: TrackConfig, runs_dir: str | Path) -> Target | None:
+    """The destination a config names, or None when tracking is off."""
+    backend = resolve_backend(track.backend)
+    if backend == "none":
+        return None
+    uri = track.uri or default_uri(runs_dir)
+    db = _sqlite_file(uri)
+    if db is not None:
+        uri = "sqlite:///" + db.as_posix()  # a relative path means the same file from anywhere
+    artifacts = (db.parent / ARTIFACTS_NAME).as_uri() if db is not None else None
+    return Target(backend, uri, track.experiment, artifacts)
+
+
+def local_db(target: Target) -> Path | None:
+    """The SQLite file of an embedded store (None for a server or another database)."""
+    return _sqlite_file(target.uri)
+
+
+def _lock_file(path: Path) -> Path:
+    from cnnlab.paths import cache_dir
+
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24]
+    return cache_dir("locks") / f"{digest}.lock"
+
+
+@contextmanager
+def locked(path: Path, timeout: float = 120.0) -> Iterator[None]:
+    """An inter-process lock named after ``path`` (kept in the cache, not beside ``path``)."""
+    from filelock import FileLock
+
+    with FileLock(str(_lock_file(path)), timeout=timeout):
+        yield
+
+
+def read_state(folder: Path) -> dict[str, Any]:
+    """A folder's ``track.json`` (with a new uid if it has none yet; not written)."""
+    file = folder / STATE
+    state: dict[str, Any] = {}
+    if file.is_file():
+        try:
+            state = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            state = {}  # a damaged file: a fresh identity is better than no tracking
+    state.setdefault("uid", uuid.uuid4().hex)
+    return state
+
+
+def write_state(folder: Path, state: dict[str, Any]) -> None:
+    from cnnlab.runs import write_json
+
+    write_json(folder / STATE, state)
+
+
+def git_commit(folder: Path | None = None) -> str | None:
+    """The commit checked out in ``folder`` (default: the working folder), if it is a git repo."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=folder or Path.cwd(),
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
