@@ -12,6 +12,9 @@ from PIL import Image, ImageDraw
 
 # Keep every test offline and its caches inside the test's own temp folder.
 os.environ.setdefault("CNNLAB_OFFLINE", "1")
+# Tracking is on by default for users; tests that do not test it leave it off (each tracked
+# run starts an MLflow process). tests/track/ turns it back on, through the true default.
+os.environ["CNNLAB_TRACK"] = "none"
 
 
 # What every finished run folder must hold (the run-folder contract in docs/architecture.md).

@@ -26,6 +26,7 @@ SHORT_KEYS = {
     "augment": "data.augment",
     "name": "name",
     "runs_dir": "runs_dir",
+    "track": "track.backend",
 }
 
 

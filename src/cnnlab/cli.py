@@ -15,6 +15,8 @@ from cnnlab.commands.data import app as data_app
 from cnnlab.commands.evaluate import eval_command, export_command, predict_command
 from cnnlab.commands.lr_find import lr_find_command
 from cnnlab.commands.models import models_command
+from cnnlab.commands.track import app as track_app
+from cnnlab.commands.track import ui_command
 from cnnlab.errors import CnnlabError
 
 app = typer.Typer(
@@ -31,6 +33,8 @@ app.command("eval")(eval_command)
 app.command("predict")(predict_command)
 app.command("export")(export_command)
 app.command("lr-find")(lr_find_command)
+app.add_typer(track_app, name="track", help="Log runs to MLflow later; register a run's model.")
+app.command("ui")(ui_command)
 
 
 @app.callback()
@@ -59,6 +63,7 @@ def train_command(
     runs_dir: str = typer.Option(None, "--runs-dir", help="Where run folders go [default: runs]"),
     config: Path = typer.Option(None, "--config", "-c", help="YAML config file."),
     resume: Path = typer.Option(None, "--resume", help="Continue a killed run from its folder."),
+    track: str = typer.Option(None, "--track", help="mlflow | none [default: mlflow]"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only results and errors."),
 ) -> None:
     """Train a model on a folder of images and write a run folder with a report.
@@ -82,6 +87,7 @@ def train_command(
         "seed": seed,
         "name": name,
         "runs_dir": runs_dir,
+        "track": track,
     }
     values = api.short_values({k: v for k, v in flags.items() if v is not None})
     if resume is not None:

@@ -14,7 +14,7 @@ from cnnlab.errors import RunError
 from cnnlab.runs import CONFIG
 from cnnlab.track.content import read_run
 from cnnlab.track.mlflow_store import PARENT_TAG, MlflowStore, SyncReport
-from cnnlab.track.target import STATE, Target, locked, read_state, write_state
+from cnnlab.track.target import STATE, Target, locked, read_state, run_target, write_state
 
 
 def sync_run(store: MlflowStore, run_dir: Path, end: str | None = None) -> SyncReport:
@@ -67,15 +67,20 @@ def expand_runs(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
-def log_runs(target: Target, paths: Iterable[str | Path]) -> list[tuple[Path, SyncReport]]:
+def log_runs(
+    paths: Iterable[str | Path], overrides: list[str] | None = None
+) -> list[tuple[Path, SyncReport]]:
     """``cnnlab track log``: log finished (or interrupted) run folders, idempotently.
 
-    A folder without a complete ``summary.json`` is logged as KILLED with what it has.
+    Each run goes where its config's ``track`` section says (``track.*`` overrides win); a
+    folder without a complete ``summary.json`` is logged as KILLED with what it has.
     """
-    runs = expand_runs(paths)
-    store = MlflowStore(target)
+    stores: dict[Target, MlflowStore] = {}
     done = []
-    for run_dir in runs:
-        complete = read_run(run_dir).complete
-        done.append((run_dir, sync_run(store, run_dir, "FINISHED" if complete else "KILLED")))
+    for run_dir in expand_runs(paths):
+        target = run_target(run_dir, overrides)
+        if target not in stores:
+            stores[target] = MlflowStore(target)
+        end = "FINISHED" if read_run(run_dir).complete else "KILLED"
+        done.append((run_dir, sync_run(stores[target], run_dir, end)))
     return done

@@ -81,6 +81,24 @@ def resolve_target(track: TrackConfig, runs_dir: str | Path) -> Target | None:
     return Target(backend, uri, track.experiment, artifacts)
 
 
+def run_target(run_dir: Path, overrides: list[str] | None = None) -> Target:
+    """Where ``cnnlab track log/register`` sends a run: its config's ``track`` section with
+    ``track.*`` overrides; the default store is the one in the folder that holds the run."""
+    from cnnlab.config import TrackConfig, parse_override
+    from cnnlab.runs import Run
+
+    values = dict((Run(run_dir).config or {}).get("track") or {})
+    for text in overrides or []:
+        key, value = parse_override(text)
+        if not key.startswith("track."):
+            raise ConfigError(f"'{key}': only track.* keys can be set here (e.g. track.uri=...)")
+        values[key.split(".", 1)[1]] = value
+    values["backend"] = "mlflow"  # asking to log is asking for MLflow, whatever training used
+    target = resolve_target(TrackConfig.model_validate(values), run_dir.parent)
+    assert target is not None
+    return target
+
+
 def local_db(target: Target) -> Path | None:
     """The SQLite file of an embedded store (None for a server or another database)."""
     return _sqlite_file(target.uri)

@@ -1,0 +1,112 @@
+"""A finished run as an MLflow model whose pyfunc flavour is cnnlab's own :class:`Predictor`.
+
+The registered model holds the three files a Predictor reads (``model.json``,
+``model.safetensors``, ``classes.json``), so ``mlflow.pyfunc.load_model(...).predict`` and
+``mlflow models predict`` preprocess exactly as validation did and use the run's TTA: the
+same labels as ``cnnlab predict``. The model is saved as code (``pyfunc_model.py``), never as
+a pickle.
+
+Example:
+    >>> version = register_run("runs/cnn-scratch", "flowers")          # doctest: +SKIP
+    >>> model = mlflow.pyfunc.load_model("models:/flowers/1")         # doctest: +SKIP
+    >>> model.predict(pandas.DataFrame({"path": ["rose.jpg"]}))       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+
+from cnnlab import runs
+
+MODEL_FILES = (runs.MODEL_CARD, runs.WEIGHTS, runs.CLASSES)  # what Predictor reads
+OUTPUT_COLUMNS = ("path", "label", "prob", "error")
+
+
+class CnnlabModel(mlflow.pyfunc.PythonModel):
+    """Input: a table with a ``path`` column of image files; output: label and probability."""
+
+    def load_context(self, context: Any) -> None:
+        from cnnlab.predict import Predictor
+
+        self.predictor = Predictor(context.artifacts["run"])
+        self.tta = self.predictor.card.get("tta") is not None  # the run's own TTA
+
+    def predict(
+        self, context: Any, model_input: Any, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        if isinstance(model_input, pd.DataFrame):
+            column = "path" if "path" in model_input.columns else model_input.columns[0]
+            paths = [str(p) for p in model_input[column]]
+        else:
+            paths = [str(p) for p in model_input]
+        tta = bool((params or {}).get("tta", self.tta))
+        results = self.predictor.predict(paths, top_k=1, tta=tta)
+        rows = [
+            {
+                "path": r.get("path", ""),
+                "label": r.get("label", ""),
+                "prob": float(r.get("prob", float("nan"))),
+                "error": r.get("error", ""),
+            }
+            for r in results
+        ]
+        return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
+
+
+def _signature(tta: bool) -> Any:
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", "path")]),
+        outputs=Schema([
+            ColSpec("string", "path"), ColSpec("string", "label"),
+            ColSpec("double", "prob"), ColSpec("string", "error"),
+        ]),
+        params=ParamSchema([ParamSpec("tta", "boolean", tta)]),
+    )  # fmt: skip
+
+
+def register_run(
+    run_dir: str | Path, name: str, overrides: list[str] | None = None
+) -> tuple[str, str]:
+    """Log a finished run (if not yet) and register its model under ``name``.
+
+    Returns:
+        ``(version, model_uri)``, e.g. ``("1", "models:/flowers/1")``.
+    """
+    from cnnlab import __version__
+    from cnnlab.track.mlflow_store import MlflowStore
+    from cnnlab.track.sync import sync_run
+    from cnnlab.track.target import run_target
+
+    run = runs.load_run(run_dir)  # a clear error for a folder that is not a finished run
+    target = run_target(run.path, overrides)
+    report = sync_run(MlflowStore(target), run.path, "FINISHED")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(target.uri)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            files = Path(tmp) / "run"
+            files.mkdir()
+            for file in MODEL_FILES:
+                shutil.copy2(run.path / file, files / file)
+            with mlflow.start_run(run_id=report.run_id):
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+                    artifacts={"run": str(files)},
+                    registered_model_name=name,
+                    signature=_signature(run.model_card.get("tta") is not None),
+                    pip_requirements=[f"cnnlab=={__version__}"],
+                )
+    finally:
+        mlflow.set_tracking_uri(previous)
+    version = str(info.registered_model_version)
+    return version, f"models:/{name}/{version}"

@@ -1,0 +1,107 @@
+"""Helpers for the tracking tests: a real `mlflow server` process and store queries."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SERVER_START_S = 300  # an MLflow server takes ~10 s idle, far more on a busy 2-core machine
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = SERVER_START_S) -> None:
+    """Poll ``url`` until it answers 200; fail with the server's log if it never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    pytest.fail(f"no answer from {url} after {timeout:.0f} s")
+
+
+@dataclass
+class Server:
+    """A real `mlflow server` on a free loopback port, over a SQLite file in a temp folder."""
+
+    folder: Path
+    port: int = 0
+    proc: subprocess.Popen | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Server:
+        self.port = free_port()
+        log = (self.folder / f"server-{self.port}.log").open("w")
+        argv = [
+            sys.executable, "-m", "mlflow", "server",
+            "--backend-store-uri", "sqlite:///" + (self.folder / "server.db").as_posix(),
+            "--artifacts-destination", (self.folder / "artifacts").as_posix(),
+            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        wait_http(self.uri + "/health", self.proc)
+        return self
+
+    def kill(self) -> None:
+        """Stop the server at once (as a crash would), with every worker it started."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        # uvicorn's worker may outlive its parent for a moment; wait until the port is closed
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) != 0:
+                    return
+            time.sleep(0.2)
+
+
+def client(uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def runs_of(uri: str, experiment: str = "cnnlab") -> list[Any]:
+    """Every run of an experiment, oldest first."""
+    c = client(uri)
+    exp = c.get_experiment_by_name(experiment)
+    assert exp is not None, f"no experiment {experiment!r} in {uri}"
+    return sorted(c.search_runs([exp.experiment_id]), key=lambda r: r.info.start_time)
+
+
+def history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
+    """A metric's (step, value) pairs, in step order."""
+    return sorted((m.step, m.value) for m in client(uri).get_metric_history(run_id, key))
+
+
+def artifact_paths(uri: str, run_id: str) -> set[str]:
+    c = client(uri)
+    found = set()
+    for top in c.list_artifacts(run_id):
+        if top.is_dir:
+            found |= {a.path for a in c.list_artifacts(run_id, top.path)}
+        else:
+            found.add(top.path)
+    return found
