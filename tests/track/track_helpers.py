@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -59,16 +62,20 @@ class Server:
             "--artifacts-destination", (self.folder / "artifacts").as_posix(),
             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
         ]  # fmt: skip
-        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        # its own process group: the server's uvicorn worker is a child that must die with it
+        self.proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         wait_http(self.uri + "/health", self.proc)
         return self
 
     def kill(self) -> None:
         """Stop the server at once (as a crash would), with every worker it started."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
-        # uvicorn's worker may outlive its parent for a moment; wait until the port is closed
+        # the worker may take a moment to go; wait until the port is closed
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with socket.socket() as sock:
@@ -83,10 +90,12 @@ def client(uri: str) -> Any:
     return MlflowClient(tracking_uri=uri)
 
 
-def runs_of(uri: str, experiment: str = "cnnlab") -> list[Any]:
+def runs_of(uri: str, experiment: str = "cnnlab", must_exist: bool = True) -> list[Any]:
     """Every run of an experiment, oldest first."""
     c = client(uri)
     exp = c.get_experiment_by_name(experiment)
+    if exp is None and not must_exist:
+        return []
     assert exp is not None, f"no experiment {experiment!r} in {uri}"
     return sorted(c.search_runs([exp.experiment_id]), key=lambda r: r.info.start_time)
 

@@ -37,9 +37,8 @@ class CnnlabModel(mlflow.pyfunc.PythonModel):
         self.predictor = Predictor(context.artifacts["run"])
         self.tta = self.predictor.card.get("tta") is not None  # the run's own TTA
 
-    def predict(
-        self, context: Any, model_input: Any, params: dict[str, Any] | None = None
-    ) -> pd.DataFrame:
+    # model_input has no annotation on purpose: MLflow reads one as an input schema
+    def predict(self, context: Any, model_input, params: dict[str, Any] | None = None):
         if isinstance(model_input, pd.DataFrame):
             column = "path" if "path" in model_input.columns else model_input.columns[0]
             paths = [str(p) for p in model_input[column]]
