@@ -16,6 +16,7 @@ Layout::
     checkpoints/         last.ckpt and best.ckpt for resume
     plots/*.png          learning curves, confusion matrix, ...
     report.html          self-contained report (report.md beside it)
+    track.json           tracking identity (uid, git commit, parent run); see docs/tracking.md
 """
 
 from __future__ import annotations

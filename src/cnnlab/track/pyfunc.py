@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -85,6 +86,7 @@ def register_run(
     from cnnlab.track.sync import sync_run
     from cnnlab.track.target import run_target
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line, no bars
     run = runs.load_run(run_dir)  # a clear error for a folder that is not a finished run
     target = run_target(run.path, overrides)
     report = sync_run(MlflowStore(target), run.path, "FINISHED")

@@ -112,7 +112,7 @@ def _lock_file(path: Path) -> Path:
 
 
 @contextmanager
-def locked(path: Path, timeout: float = 120.0) -> Iterator[None]:
+def locked(path: Path, timeout: float = 600.0) -> Iterator[None]:
     """An inter-process lock named after ``path`` (kept in the cache, not beside ``path``)."""
     from filelock import FileLock
 
