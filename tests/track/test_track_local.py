@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -132,6 +134,15 @@ def test_ui_serves_the_local_store(default_run: tuple[Path, Path, dict]) -> None
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+    # the server and its workers went with the command: soon nothing answers on the port
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"the UI server still answers on port {port} after `cnnlab ui` stopped")
 
 
 def test_tracking_off(tmp_path: Path, tiny_folder: Path) -> None:
@@ -192,3 +203,16 @@ def test_help_does_not_import_mlflow() -> None:
     code = "import sys, cnnlab.cli, cnnlab.track; print('mlflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_a_server_that_is_down_costs_one_warning(tmp_path: Path, capfd) -> None:
+    from tests.track.track_helpers import free_port
+
+    data = write_folder(tmp_path / "data", classes=3, per_class=10)
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    run = fit(_cfg(data, tmp_path / "runs", **{"track.uri": uri}))
+    assert flush(600)
+    err = capfd.readouterr().err
+    assert err.count("warning:") == 1 and uri in err, err
+    assert all((run.path / f).is_file() for f in RUN_FILES)
+    assert [r["epoch"] for r in run.metrics()] == [str(e) for e in range(1, EPOCHS + 1)]

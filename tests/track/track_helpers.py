@@ -62,9 +62,11 @@ class Server:
             "--artifacts-destination", (self.folder / "artifacts").as_posix(),
             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
         ]  # fmt: skip
-        # its own process group: the server's uvicorn worker is a child that must die with it
+        # its own process group: the server's uvicorn worker is a child that must die with it;
+        # MLflow's GenAI job runner (a dozen more processes) plays no part in tracking
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         self.proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
         )
         wait_http(self.uri + "/health", self.proc)
         return self

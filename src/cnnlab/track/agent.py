@@ -141,7 +141,7 @@ def _quiet() -> None:
 
 def main() -> None:
     with contextlib.suppress(OSError):
-        os.nice(10)  # training first: logging can wait
+        os.nice(19)  # lowest priority: training first, logging uses the cycles it leaves
     _quiet()
     serve(Target.from_json(sys.argv[1]), sys.stdin)
 

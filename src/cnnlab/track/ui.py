@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -42,14 +45,38 @@ def ui_command_line(runs_dir: str | Path, port: int) -> list[str]:
     ]  # fmt: skip
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def serve_ui(runs_dir: str | Path = "runs", port: int = 5000) -> int:
-    """Run the MLflow UI in the foreground until Ctrl-C; returns its exit status."""
+    """Run the MLflow UI in the foreground until Ctrl-C (or SIGTERM); returns its exit status.
+
+    The server runs in its own process group, stopped whole on the way out: it starts worker
+    processes that would otherwise outlive this command.
+    """
     port = free_port(port)
     argv = ui_command_line(runs_dir, port)
     result(f"MLflow UI: http://{HOST}:{port}  (store {argv[5]}; Ctrl-C to stop)")
-    proc = subprocess.Popen(argv)
+    # MLflow's job runner serves GenAI jobs, not this UI: it would add a dozen processes.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    proc = subprocess.Popen(argv, env=env, start_new_session=True)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        return proc.wait()
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
