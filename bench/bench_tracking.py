@@ -35,10 +35,12 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from common import OUT_DIR, REPO_ROOT, make_shapes_dataset, ratio, save_result, table
 
 VARIANTS = ("off", "on, store exists", "on, new store")
+FOLDERS = {"off": "off", "on, store exists": "existing", "on, new store": "new"}
 GOAL = 1.05  # tracked wall time / untracked wall time
 
 
@@ -55,7 +57,7 @@ def _store_finished(db: Path) -> bool:
         return False
     if not row or row[0] != "FINISHED":
         return False
-    folder = Path(row[1].removeprefix("file://"))
+    folder = Path(unquote(urlparse(row[1]).path))
     return (folder / "model.safetensors").is_file()
 
 
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for r in range(repeats):
         order = VARIANTS if r % 2 == 0 else tuple(reversed(VARIANTS))
         for variant in order:
-            folder = warm if variant == "on, store exists" else base / f"{variant[:6]}-{r}"
+            folder = warm if variant == "on, store exists" else base / f"{FOLDERS[variant]}-{r}"
             results[variant].append(run_once(data, folder, variant, epochs))
             print(f"repeat {r + 1}/{repeats} {variant}: {results[variant][-1]}", flush=True)
     summary = _summarise(results)

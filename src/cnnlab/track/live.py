@@ -40,8 +40,10 @@ class Session:
         self.acked = 0
         self.closed = False
         self.cond = threading.Condition()
-        src = str(Path(cnnlab.__file__).resolve().parents[1])  # cnnlab importable from there
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, _pythonpath()]))}
+        env = dict(os.environ)
+        src = Path(cnnlab.__file__).resolve().parents[1]
+        if src.name not in ("site-packages", "dist-packages"):  # a source checkout: pass it on
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), _pythonpath()]))
         debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cnnlab.track.agent", target.to_json()],
