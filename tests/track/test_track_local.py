@@ -216,3 +216,23 @@ def test_a_server_that_is_down_costs_one_warning(tmp_path: Path, capfd) -> None:
     assert err.count("warning:") == 1 and uri in err, err
     assert all((run.path / f).is_file() for f in RUN_FILES)
     assert [r["epoch"] for r in run.metrics()] == [str(e) for e in range(1, EPOCHS + 1)]
+
+
+def test_track_log_of_a_run_trained_without_tracking(tmp_path: Path) -> None:
+    """`cnnlab track log` on a folder that was never tracked creates one complete run."""
+    import shutil
+
+    data = write_folder(tmp_path / "data", classes=3, per_class=10)
+    run = fit(_cfg(data, tmp_path / "runs", **{"track.backend": "none"}))
+    assert not (run.path / "track.json").exists()
+    assert not (tmp_path / "runs" / "mlflow.db").exists()
+    moved = tmp_path / "elsewhere" / run.path.name  # a folder moved to another runs dir
+    shutil.copytree(run.path, moved)
+    [(_, report)] = log_runs([moved])
+    assert report.created and report.status == "FINISHED"
+    uri = default_uri(moved.parent)
+    [logged] = runs_of(uri)
+    assert logged.info.run_id == report.run_id
+    assert [s for s, _ in history(uri, logged.info.run_id, "val/loss")] == [1, 2]
+    assert "model.safetensors" in artifact_paths(uri, logged.info.run_id)
+    assert json.loads((moved / "track.json").read_text())["uid"] == logged.data.tags["cnnlab.uid"]
