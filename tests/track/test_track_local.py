@@ -236,3 +236,18 @@ def test_track_log_of_a_run_trained_without_tracking(tmp_path: Path) -> None:
     assert [s for s, _ in history(uri, logged.info.run_id, "val/loss")] == [1, 2]
     assert "model.safetensors" in artifact_paths(uri, logged.info.run_id)
     assert json.loads((moved / "track.json").read_text())["uid"] == logged.data.tags["cnnlab.uid"]
+
+
+def test_worker_processes_inherit_the_open_parent(tmp_path: Path) -> None:
+    """A study's worker processes nest their runs under the parent the study opened."""
+    cfg = load_config(values={"runs_dir": str(tmp_path), "track.backend": "mlflow"})
+    code = "from cnnlab.track import current_parent; print(current_parent().info['uid'])"
+    with parent_run(cfg, "study", "workers", folder=tmp_path / "study") as parent:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert out.stdout.strip() == parent.info["uid"], out.stderr
+    assert "CNNLAB_TRACK_PARENT" not in __import__("os").environ
+    saved = json.loads((tmp_path / "study" / "track.json").read_text())
+    assert saved["uid"] == parent.info["uid"] and saved["kind"] == "study"
+    assert flush(600)
+    [top] = runs_of(default_uri(tmp_path))
+    assert top.info.run_name == "workers" and top.info.status == "FINISHED"

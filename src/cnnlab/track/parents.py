@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextvars
+import json
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,11 +41,20 @@ class Parent:
 _CURRENT: contextvars.ContextVar[Parent | None] = contextvars.ContextVar(
     "cnnlab_parent_run", default=None
 )
+# The open parent, for worker processes a study or tune starts inside the block.
+PARENT_ENV = "CNNLAB_TRACK_PARENT"
 
 
 def current_parent() -> Parent | None:
-    """The parent run that runs started now are nested under (None outside one)."""
-    return _CURRENT.get()
+    """The parent run that runs started now are nested under (None outside one).
+
+    In a worker process started inside a ``parent_run`` block (a study's ``--workers``), the
+    parent comes from the environment it inherited.
+    """
+    parent = _CURRENT.get()
+    if parent is None and os.environ.get(PARENT_ENV):
+        return Parent(json.loads(os.environ[PARENT_ENV]))
+    return parent
 
 
 def _parent_uid(folder: Path | None, kind: str, name: str) -> str:
@@ -89,7 +100,8 @@ def parent_run(
     info = {"uid": uid, "kind": kind, "name": name, "params": params or {}}
     parent = Parent(info, session_for(target))
     parent.session.send("parent", parent=info)  # type: ignore[union-attr]
-    token = _CURRENT.set(parent)
+    token, inherited = _CURRENT.set(parent), os.environ.get(PARENT_ENV)
+    os.environ[PARENT_ENV] = json.dumps(info)
     status = "FAILED"
     try:
         yield parent
@@ -99,7 +111,15 @@ def parent_run(
         raise
     finally:
         _CURRENT.reset(token)
+        _restore_env(inherited)
         parent.session.send("parent", parent=info, end=status)  # type: ignore[union-attr]
+
+
+def _restore_env(value: str | None) -> None:
+    if value is None:
+        os.environ.pop(PARENT_ENV, None)
+    else:
+        os.environ[PARENT_ENV] = value
 
 
 def tag_best(run_dir: str | Path) -> None:
