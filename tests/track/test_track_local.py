@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -43,7 +44,7 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, d
     base = tmp_path_factory.mktemp("tracked")
     data = write_folder(base / "données ü", classes=3, per_class=10)
     before = folder_digest(data)
-    env = {k: v for k, v in __import__("os").environ.items() if k != "CNNLAB_TRACK"}
+    env = {k: v for k, v in os.environ.items() if k != "CNNLAB_TRACK"}
     env["CNNLAB_CACHE"] = str(base / "cache")
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(data), str(base / "runs"), str(EPOCHS)],
@@ -245,9 +246,19 @@ def test_worker_processes_inherit_the_open_parent(tmp_path: Path) -> None:
     with parent_run(cfg, "study", "workers", folder=tmp_path / "study") as parent:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert out.stdout.strip() == parent.info["uid"], out.stderr
-    assert "CNNLAB_TRACK_PARENT" not in __import__("os").environ
+    assert "CNNLAB_TRACK_PARENT" not in os.environ
     saved = json.loads((tmp_path / "study" / "track.json").read_text())
     assert saved["uid"] == parent.info["uid"] and saved["kind"] == "study"
     assert flush(600)
     [top] = runs_of(default_uri(tmp_path))
     assert top.info.run_name == "workers" and top.info.status == "FINISHED"
+
+
+@pytest.mark.parametrize("command", ["ui", "track log", "track register"])
+def test_tracking_commands_have_help_with_example(command: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "cnnlab", *command.split(), "--help"],
+        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "Example" in out.stdout
