@@ -15,6 +15,9 @@ os.environ.setdefault("CNNLAB_OFFLINE", "1")
 # Tracking is on by default for users; tests that do not test it leave it off (each tracked
 # run starts an MLflow process). tests/track/ turns it back on, through the true default.
 os.environ["CNNLAB_TRACK"] = "none"
+# The tracking process runs at the lowest priority for users; on a busy shared test machine
+# it would starve, and every test that waits for it would crawl.
+os.environ.setdefault("CNNLAB_TRACK_NICE", "0")
 
 
 # What every finished run folder must hold (the run-folder contract in docs/architecture.md).

@@ -24,6 +24,7 @@ from typing import Any
 
 from cnnlab.track.target import Target
 
+NICE_ENV = "CNNLAB_TRACK_NICE"  # the tracking process's niceness (0-19; default 19)
 # The tracker must give up quickly on a server that went away: training never waits for it,
 # and `cnnlab track log` sends whatever was missed later. (MLflow's defaults retry ~minutes.)
 HTTP_DEFAULTS = {
@@ -140,8 +141,9 @@ def _quiet() -> None:
 
 
 def main() -> None:
-    with contextlib.suppress(OSError):
-        os.nice(19)  # lowest priority: training first, logging uses the cycles it leaves
+    with contextlib.suppress(OSError, ValueError):
+        # lowest priority by default: training first, logging uses the cycles it leaves
+        os.nice(int(os.environ.get(NICE_ENV, "19")))
     _quiet()
     serve(Target.from_json(sys.argv[1]), sys.stdin)
 
