@@ -31,13 +31,17 @@ def is_quiet() -> bool:
 
 
 def info(message: str) -> None:
-    """Print a line unless ``--quiet``."""
-    console.print(message)
+    """Print a line unless ``--quiet``.
+
+    Soft wrap: rich would otherwise break long lines at 80 columns when output is piped, cutting
+    paths and phrases that scripts (and users copying a path) need whole.
+    """
+    console.print(message, soft_wrap=True)
 
 
 def warn(message: str) -> None:
     """Warnings are printed even with ``--quiet``; they go to stderr."""
-    Console(stderr=True, highlight=False).print(f"[yellow]warning:[/] {message}")
+    Console(stderr=True, highlight=False).print(f"[yellow]warning:[/] {message}", soft_wrap=True)
 
 
 def progress_bar(transient: bool = False) -> Progress:
@@ -70,4 +74,4 @@ _results = Console(highlight=False)
 
 def result(renderable: object) -> None:
     """Print a result (a table, the report path): shown even with ``--quiet``."""
-    _results.print(renderable)
+    _results.print(renderable, soft_wrap=isinstance(renderable, str))

@@ -1,0 +1,25 @@
+"""Console output is for people and for scripts: long lines must never be cut by rich."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_long_messages_are_not_broken_when_piped() -> None:
+    # Piped output makes rich assume 80 columns; a long path must still come out on one line.
+    path = "/tmp/" + "a-very-long-folder-name/" * 6 + "run"
+    code = (
+        "from cnnlab.console import info, result, warn\n"
+        f"info('{path}: up to date (info)')\n"
+        f"result('{path}: up to date (result)')\n"
+        f"warn('{path}: up to date (warn)')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "80", "PYTHONPATH": ":".join(sys.path)},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert f"{path}: up to date (info)\n" in out.stdout
+    assert f"{path}: up to date (result)\n" in out.stdout
+    assert f"{path}: up to date (warn)" in out.stderr
