@@ -74,6 +74,28 @@ def write_folder(
     return root
 
 
+def write_messy_folder(root: Path, seed: int = 0) -> Path:
+    """Real-shaped data: odd class names, mixed sizes, a 3-image class and duplicates.
+
+    Classes ``chat noir`` and ``café 猫`` hold 10 images each (sizes 24, 32, 47 px and a
+    40x28 landscape), ``tiny`` holds 3. ``chat noir/copy.png`` repeats ``chat noir/img_000``
+    (an exact duplicate in one class) and ``café 猫/conflict.png`` repeats
+    ``chat noir/img_001`` (the same bytes under two labels).
+    """
+    rng = np.random.default_rng(seed)
+    sizes = [(24, 24), (32, 32), (47, 47), (40, 28)]
+    for label, (name, count) in enumerate({"chat noir": 10, "café 猫": 10, "tiny": 3}.items()):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            img = make_class_image(label, rng, 32).resize(sizes[i % len(sizes)])
+            img.save(folder / f"img_{i:03d}.png")
+    (root / "chat noir" / "copy.png").write_bytes((root / "chat noir" / "img_000.png").read_bytes())
+    conflict = (root / "chat noir" / "img_001.png").read_bytes()
+    (root / "café 猫" / "conflict.png").write_bytes(conflict)
+    return root
+
+
 def folder_digest(root: Path) -> dict[str, str]:
     """Path -> sha256 of every file under root (symlinks recorded by target, not followed)."""
     digest: dict[str, str] = {}

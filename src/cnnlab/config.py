@@ -39,10 +39,13 @@ class DataConfig(_Section):
     root: str | None = None  # dataset folder (ROOT/<class>/*, ROOT/{train,val,test}/...) or CSV
     val_fraction: float = Field(0.15, ge=0.0, lt=1.0)  # share of each class held out for val
     test_fraction: float = Field(0.15, ge=0.0, lt=1.0)  # share of each class held out for test
+    split_seed: int = 42  # seeds the train/val/test split (never changed by train.seed)
     split_file: str | None = None  # a split.csv from an earlier run: reuse it exactly
     drop_small_classes: bool = False  # drop classes too small to split instead of failing
     min_image_side: int = Field(4, ge=1)  # images smaller than this (px) are skipped "too small"
     max_pixels: int = Field(89_478_485, ge=1)  # decompression-bomb guard (Pillow's default)
+    max_file_mb: float = Field(256.0, gt=0.0)  # larger files (MiB) are skipped, never read
+    allow_outside_paths: bool = False  # let CSV manifest paths leave the manifest's folder
     img_size: int | None = Field(None, ge=8, le=1024)  # model input side (px); None: model's own
     channels: Literal[1, 3] | None = None  # input channels; None: 3 (grey images replicated)
     crop_pct: float = Field(1.0, gt=0.0, le=1.0)  # eval centre crop = img_size / crop_pct resize
@@ -124,7 +127,7 @@ class TrainConfig(_Section):
     freeze_epochs: int = Field(1, ge=0)  # staged mode: epochs with the backbone frozen
     backbone_lr_mult: float = Field(1.0, gt=0.0)  # backbone lr = lr x this (fine-tuning)
     frozen_views: int = Field(1, ge=1)  # frozen mode: augmented views per train image (1: none)
-    seed: int = 42  # seeds split, weights, batches and augmentation
+    seed: int = 42  # seeds weights, batches and augmentation (the split: data.split_seed)
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = "auto"  # auto: bf16 if native
     channels_last: Literal["auto", "true", "false"] = "auto"  # memory format for conv nets
     compile: bool = False  # torch.compile the model

@@ -1,15 +1,29 @@
-"""Where cnnlab keeps its caches: never inside the user's dataset folder."""
+"""Where cnnlab keeps its caches and outputs: never inside the user's dataset folder.
+
+The dataset is read-only to cnnlab, and whatever cnnlab writes inside it would be found by
+the next scan (a run's PNG plots as images of a class). So every output and cache location is
+checked against the dataset folder: an explicit one inside it is refused, a default one that
+would land inside it moves beside the dataset instead.
+"""
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import ConfigError
+
+
+def cache_root() -> Path:
+    """``$CNNLAB_CACHE``, default ``~/.cache/cnnlab`` (not created)."""
+    return Path(os.environ.get("CNNLAB_CACHE") or Path.home() / ".cache" / "cnnlab")
 
 
 def cache_dir(*parts: str) -> Path:
     """``$CNNLAB_CACHE`` (default ``~/.cache/cnnlab``) joined with ``parts``, created."""
-    root = Path(os.environ.get("CNNLAB_CACHE") or Path.home() / ".cache" / "cnnlab")
-    path = root.joinpath(*parts)
+    path = cache_root().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -17,3 +31,60 @@ def cache_dir(*parts: str) -> Path:
 def offline() -> bool:
     """True when the user asked cnnlab never to reach a model hub (``CNNLAB_OFFLINE=1``)."""
     return os.environ.get("CNNLAB_OFFLINE", "").lower() in {"1", "true", "yes"}
+
+
+def dataset_folder(root: str | os.PathLike[str]) -> Path:
+    """The folder a dataset occupies: the folder itself, or a CSV manifest's folder."""
+    path = Path(root).expanduser().resolve()
+    return path.parent if path.is_file() else path
+
+
+def is_inside(path: str | os.PathLike[str], folder: Path) -> bool:
+    """True when ``path`` (resolved, links followed) is ``folder`` or lies below it."""
+    return Path(path).expanduser().resolve().is_relative_to(folder)
+
+
+def outside_dataset(given: Path | None, default: Path, dataset: Path, what: str) -> Path:
+    """Where an output goes: ``given`` unless inside the dataset (an error), else ``default``,
+    moved beside the dataset folder when it would land inside it (cwd is in the dataset).
+
+    Raises:
+        ConfigError: ``given`` is inside the dataset folder.
+    """
+    if given is not None:
+        if is_inside(given, dataset):
+            raise ConfigError(
+                f"{what} {given} is inside the dataset folder {dataset}; cnnlab never writes "
+                "into your data: choose a folder outside it"
+            )
+        return given
+    if is_inside(default, dataset):
+        return dataset.parent / default
+    return default
+
+
+def check_cache_outside(dataset: Path) -> None:
+    """Refuse a cache folder inside the dataset (the scan would see cnnlab's own files).
+
+    Raises:
+        ConfigError: ``$CNNLAB_CACHE`` (or its default) is inside ``dataset``.
+    """
+    root = cache_root()
+    if is_inside(root, dataset):
+        source = "CNNLAB_CACHE" if os.environ.get("CNNLAB_CACHE") else "CNNLAB_CACHE (default)"
+        raise ConfigError(
+            f"{source} {root} is inside the dataset folder {dataset}; set CNNLAB_CACHE to a "
+            "folder outside it"
+        )
+
+
+def shareable_config(tree: dict[str, Any]) -> dict[str, Any]:
+    """A config dict with its file paths cut to their last part, for reports others read."""
+    out = copy.deepcopy(tree)
+    for section, key in (("data", "root"), ("data", "split_file"), ("model", "weights")):
+        part = out.get(section)
+        if isinstance(part, dict) and part.get(key):
+            part[key] = Path(str(part[key])).name
+    if out.get("runs_dir"):
+        out["runs_dir"] = Path(str(out["runs_dir"])).name
+    return out

@@ -6,15 +6,18 @@ import json
 import shutil
 from pathlib import Path
 
-from tests.conftest import folder_digest, write_folder
-from tests.data.data_badfiles import bad_files
+import pytest
+from tests.conftest import folder_digest, write_folder, write_messy_folder
+from tests.data.data_badfiles import bad_files, png_bytes, write_bytes
 from typer.testing import CliRunner
 
+import cnnlab
 from cnnlab.commands.data import app
 from cnnlab.data.audit import audit_dataset, near_duplicates
 from cnnlab.data.demo import write_digits, write_shapes
 from cnnlab.data.scan import scan_dataset
 from cnnlab.data.split import make_split
+from cnnlab.errors import DataError
 
 
 def test_leakage_and_conflicts_named(tmp_path: Path) -> None:
@@ -49,11 +52,12 @@ def test_inspect_cli_with_bad_files(tmp_path: Path) -> None:
     out = tmp_path / "audit"
     result = CliRunner().invoke(app, ["inspect", str(root), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    doc = json.loads((out / "audit.json").read_text())
+    doc = json.loads((out / "data_report.json").read_text())
     assert {s["path"]: s["reason"] for s in doc["skipped"]} == expected
     for path, reason in expected.items():
         assert f"{path}: {reason}" in result.output
-    assert doc["label_conflicts"] == 1 and len(doc["channel_mean"]) == 3
+    assert doc["audit"]["label_conflicts"] == 1 and len(doc["audit"]["channel_mean"]) == 3
+    assert doc["problems"] == [] and doc["ready_to_train"] is True
     html = (out / "audit.html").read_text()
     assert "data:image/png;base64," in html and "class_1/truncated.jpg" in html
     assert (out / "classes.png").is_file() and len(list((out / "samples").glob("*.png"))) == 2
@@ -62,7 +66,7 @@ def test_inspect_cli_with_bad_files(tmp_path: Path) -> None:
 
 def test_inspect_cli_errors_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["inspect", str(tmp_path / "missing")])
-    assert result.exit_code == 1 and "not found" in result.output
+    assert result.exit_code == 2 and "not found" in result.output
     assert "Traceback" not in result.output
 
 
@@ -86,3 +90,73 @@ def test_demo_datasets(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["demo", "shapes", str(tmp_path / "s3")])
     assert result.exit_code == 0 and len(list((tmp_path / "s3").rglob("*.png"))) == 300
     assert CliRunner().invoke(app, ["demo", "nope", str(tmp_path / "x")]).exit_code != 0
+
+
+def _blocked_folder(root: Path) -> dict[str, str]:
+    """A split-layout folder with one of every problem that stops training; kind -> class."""
+    write_folder(root / "train", classes=2, per_class=6)
+    write_folder(root / "test", classes=2, per_class=2, seed=1)
+    (root / "train" / "empty").mkdir()
+    (root / "train" / "empty" / "notes.txt").write_text("no pictures yet")
+    write_bytes(root / "train" / "broken" / "a.jpg", b"")
+    write_bytes(root / "train" / "broken" / "b.png", b"not a picture")
+    write_bytes(root / "train" / "tiny" / "only.png", png_bytes(seed=3))
+    write_bytes(root / "test" / "test only" / "x.png", png_bytes(seed=4))
+    for name, (data, _) in bad_files().items():
+        write_bytes(root / "train" / "class_0" / name, data)
+    shutil.copy(root / "train/class_0/img_000.png", root / "test/class_0/leak.png")
+    shutil.copy(root / "train/class_0/img_001.png", root / "train/class_1/conflict.png")
+    return {
+        "empty class": "empty",
+        "unusable class": "broken",
+        "small class": "tiny",
+        "no training images": "test only",
+    }
+
+
+def test_inspect_reports_everything_and_exits_1_train_refuses(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    expected = _blocked_folder(root)
+    before = folder_digest(root)
+    out = tmp_path / "audit"
+    result = CliRunner().invoke(app, ["inspect", str(root), "--out", str(out), "--no-near"])
+    assert result.exit_code == 1, result.output
+    doc = json.loads((out / "data_report.json").read_text(encoding="utf-8"))
+    found = {p["kind"]: p for p in doc["problems"]}
+    assert set(found) == set(expected) and all(p["blocking"] for p in found.values())
+    for kind, label in expected.items():
+        assert f"'{label}'" in found[kind]["message"]
+    assert doc["ready_to_train"] is False
+    assert len(doc["skipped"]) == len(bad_files()) + 2
+    leaks = [{m["path"] for m in g} for g in doc["audit"]["leakage_groups"]]
+    assert {"train/class_0/img_000.png", "test/class_0/leak.png"} in leaks
+    assert doc["audit"]["label_conflicts"] == 1
+    html = (out / "audit.html").read_text(encoding="utf-8")
+    for label in expected.values():
+        assert label in html
+    assert not (out / "audit.json").exists()
+    runs = tmp_path / "runs"
+    with pytest.raises(DataError) as info:
+        cnnlab.train(root, runs_dir=runs, epochs=1)
+    message = str(info.value)
+    assert "\n" not in message and "4 problems stop training" in message
+    assert all(f"'{label}'" in message for label in expected.values())
+    assert not runs.exists()
+    assert folder_digest(root) == before
+
+
+def test_inspect_clean_folder_exits_0_and_default_out_is_outside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = write_messy_folder(tmp_path / "photos")
+    before = folder_digest(root)
+    monkeypatch.chdir(root)
+    result = CliRunner().invoke(app, ["inspect", ".", "--no-near"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((tmp_path / "data_audit/photos/data_report.json").read_text("utf-8"))
+    assert doc["ready_to_train"] is True and doc["root"] == "photos"
+    assert doc["audit"]["exact_duplicates"] == 2 and doc["audit"]["label_conflicts"] == 1
+    assert str(tmp_path) not in json.dumps(doc, ensure_ascii=False)
+    inside = CliRunner().invoke(app, ["inspect", ".", "--out", "tiny/audit"])
+    assert inside.exit_code == 2 and "inside the dataset folder" in inside.output
+    assert folder_digest(root) == before

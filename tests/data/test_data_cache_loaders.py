@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -33,11 +35,13 @@ def test_cache_modes_same_pixels(ds, mode: str) -> None:
 
 def test_disk_cache_reused_and_invalidated(ds) -> None:
     root, paths, _ = ds
+    before = folder_digest(root)
     first = build_cache(root, paths, 8, 1, mode="disk", progress=False)
     second = build_cache(root, paths, 8, 1, mode="disk", progress=False)
     assert second.path == first.path and torch.equal(first.images, second.images)
     third = build_cache(root, paths, 12, 1, mode="disk", progress=False)
     assert third.path != first.path and third.images.shape == (12, 1, 12, 12)
+    assert folder_digest(root) == before
 
 
 @pytest.mark.parametrize("mode", ["memory", "disk"])
@@ -89,3 +93,24 @@ def test_lazy_loader_skips_bad_file_naming_it(ds, workers: int, capfd) -> None:
     total = sum(len(y) for _, y in loader)
     assert total == 11
     assert paths[2] in capfd.readouterr().err.replace("\n", "")
+
+
+def test_decoded_cache_keyed_on_content_not_size_and_mtime(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "ds", classes=2, per_class=4, ext=".bmp")  # equal sizes
+    target, other = root / "class_0/img_000.bmp", root / "class_1/img_003.bmp"
+    scan = scan_dataset(root, progress=False)
+    paths, hashes = [r.path for r in scan.records], [r.sha1 for r in scan.records]
+    first = build_cache(root, paths, 16, 3, mode="disk", progress=False, hashes=hashes)
+    st = target.stat()
+    shutil.copyfile(other, target)  # replaced in place, then size and mtime restored
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (target.stat().st_size, target.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    rescan = scan_dataset(root, progress=False)
+    new_hashes = [r.sha1 for r in rescan.records]
+    assert new_hashes != hashes
+    second = build_cache(root, paths, 16, 3, mode="disk", progress=False, hashes=new_hashes)
+    assert second.path != first.path
+    row = paths.index("class_0/img_000.bmp")
+    fresh = build_cache(root, paths, 16, 3, mode="memory", progress=False).images
+    assert torch.equal(second.images[row], fresh[row])
+    assert not torch.equal(first.images[row], second.images[row])

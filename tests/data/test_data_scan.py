@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import folder_digest, write_folder
-from tests.data.data_badfiles import bad_files, jpeg_bytes, png_bytes
+from tests.data.data_badfiles import bad_files, jpeg_bytes, png_bytes, write_bytes
 
 from cnnlab.data.scan import print_scan_summary, scan_dataset
 from cnnlab.errors import DataError
@@ -216,3 +216,49 @@ def test_parallel_scan_matches_serial(tmp_path: Path) -> None:
         f.unlink()
     ser = scan_dataset(root, progress=False, workers=1)
     assert par.records == ser.records and par.skipped == ser.skipped
+
+
+def test_folder_link_into_another_class_is_skipped_not_relabelled(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "ds", classes=2, per_class=3)
+    for i in range(2):
+        write_bytes(root / "class_1" / "sub" / f"s{i}.png", png_bytes(seed=10 + i))
+    os.symlink("../class_1/sub", root / "class_0" / "shortcut")
+    os.symlink("../class_1/img_000.png", root / "class_0" / "alias.png")
+    scan = _scan(root)
+    labels = {r.path: r.label for r in scan.records}
+    assert labels["class_1/sub/s0.png"] == labels["class_1/sub/s1.png"] == "class_1"
+    assert not any(p.startswith("class_0/shortcut") for p in labels)
+    reasons = {s.path: s.reason for s in scan.skipped}
+    assert reasons["class_0/shortcut"] == "link into another class"
+    assert reasons["class_0/alias.png"] == "link into another class"
+    assert sum(r.label == "class_0" for r in scan.records) == 3
+
+
+def test_manifest_paths_outside_its_folder_are_refused_unless_allowed(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "ds", classes=2, per_class=3)
+    write_bytes(tmp_path / "elsewhere.png", png_bytes(seed=5))
+    rows = ["path,label"] + [f"class_{c}/img_{i:03d}.png,c{c}" for c in range(2) for i in range(3)]
+    rows += ["../elsewhere.png,c0", f"{tmp_path / 'elsewhere.png'},c1"]
+    (root / "m.csv").write_text("\n".join(rows) + "\n")
+    scan = _scan(root / "m.csv", strict=False)
+    refused = [p for p in scan.problems if p.kind == "outside path"]
+    assert len(refused) == 2 and all(p.blocking for p in refused)
+    assert "data.allow_outside_paths=true" in refused[0].message
+    assert len(scan.records) == 6
+    with pytest.raises(DataError, match="2 problems stop training"):
+        scan_dataset(root / "m.csv", progress=False)
+    allowed = scan_dataset(root / "m.csv", progress=False, allow_outside_paths=True)
+    assert len(allowed.records) == 8 and not allowed.problems
+
+
+def test_eps_named_png_is_not_an_image_and_size_cap(tmp_path: Path) -> None:
+    from PIL import Image
+
+    root = write_folder(tmp_path / "ds", classes=2, per_class=3)
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(root / "class_0" / "poster.png", "EPS")
+    assert (root / "class_0" / "poster.png").read_bytes().startswith(b"%!PS")
+    big = root / "class_1" / "big.png"
+    big.write_bytes(png_bytes(size=256))
+    scan = _scan(root, max_bytes=50_000)
+    reasons = {s.path: s.reason for s in scan.skipped}
+    assert reasons == {"class_0/poster.png": "not an image", "class_1/big.png": "too large"}

@@ -13,9 +13,13 @@ from cnnlab.errors import DataError
 
 
 def _split(root: Path, seed: int = 0, **kw):
-    return make_split(
+    """Scan and split ``root``, proving the folder is byte-identical afterwards."""
+    before = folder_digest(root)
+    split = make_split(
         scan_dataset(root, progress=False), kw.pop("val", 0.2), kw.pop("test", 0.2), seed, **kw
     )
+    assert folder_digest(root) == before
+    return split
 
 
 def test_same_seed_same_split_other_seed_differs(tmp_path: Path) -> None:
@@ -89,3 +93,28 @@ def test_fractions_too_large(tmp_path: Path) -> None:
     root = write_folder(tmp_path / "ds", classes=2, per_class=5, size=8)
     with pytest.raises(DataError, match="nothing to train"):
         _split(root, val=0.5, test=0.5)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_adding_images_one_by_one_to_tiny_classes_moves_nothing(tmp_path: Path, seed: int) -> None:
+    """Classes of 3..10 images, one image added at a time: no image ever changes split, and
+    every class keeps an image in every split (the small-class fix-up is remembered)."""
+    root, pool = tmp_path / "ds", tmp_path / "pool"
+    write_folder(pool, classes=2, per_class=10, size=8, seed=seed)
+    for c in range(2):
+        (root / f"class_{c}").mkdir(parents=True)
+    history: dict[str, str] = {}
+    for n in range(3, 11):
+        for c in range(2):
+            for i in range(n):
+                target = root / f"class_{c}" / f"img_{i:03d}.png"
+                if not target.exists():
+                    target.write_bytes((pool / f"class_{c}" / target.name).read_bytes())
+        digest = folder_digest(root)
+        split = _split(root, seed=seed, val=0.15, test=0.15)
+        assert folder_digest(root) == digest
+        now = {s.path: s.split for s in split.samples}
+        assert {p: now[p] for p in history} == history, f"moved at {n} images per class"
+        counts = split.counts()
+        assert all(counts[s][c] >= 1 for s in counts for c in counts[s])
+        history = now

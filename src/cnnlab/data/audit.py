@@ -4,15 +4,16 @@
 train and test, the same image under two labels) and costs nothing: the scan already hashed
 every file. ``write_audit`` is ``cnnlab data inspect``: it adds near duplicates (perceptual
 hash via ``imagehash``, a well-kept library), per-channel mean/std, a class chart, sample
-grids and a self-contained HTML page.
+grids and a self-contained HTML page, next to the same ``data_report.json`` a run writes.
 
 Example:
-    >>> html = write_audit(scan_dataset("data/flowers"), "data_audit/flowers")  # doctest: +SKIP
+    >>> from cnnlab.config import DataConfig
+    >>> check = check_dataset(DataConfig(root="data/flowers"))  # doctest: +SKIP
+    >>> html = write_audit(check, "data_audit/flowers")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -22,10 +23,10 @@ import numpy as np
 
 from cnnlab.data.image import load_image, to_array
 from cnnlab.data.parallel import map_chunks
-from cnnlab.data.stats import class_counts, image_stats
 from cnnlab.errors import ImageLoadError
 
 if TYPE_CHECKING:
+    from cnnlab.data.check import DataCheck
     from cnnlab.data.scan import ScanResult
     from cnnlab.data.split import Split
 
@@ -58,6 +59,22 @@ def audit_dataset(scan: ScanResult, split: Split | None = None) -> dict[str, Any
         "leakage_groups": leakage[:MAX_LISTED],
         "conflict_groups": conflicts[:MAX_LISTED],
     }
+
+
+def audit_warnings(found: dict[str, Any]) -> list[str]:
+    """One console line per kind of duplicate that can bias results, with its count."""
+    lines = []
+    if found.get("leakage"):
+        lines.append(
+            f"{found['leakage']} group(s) of identical images span more than one split "
+            "(leakage); `cnnlab data inspect` lists the paths"
+        )
+    if found.get("label_conflicts"):
+        lines.append(
+            f"{found['label_conflicts']} group(s) of identical images carry more than one "
+            "class (label conflict); `cnnlab data inspect` lists the paths"
+        )
+    return lines
 
 
 def thumb_stats(paths: list[str], root: str) -> list[dict[str, Any]]:
@@ -126,45 +143,23 @@ def _thumb_pass(scan: ScanResult, progress: bool) -> dict[str, Any]:
     }
 
 
-def collect_audit(
-    scan: ScanResult, split: Split | None = None, near: bool = True, progress: bool = True
-) -> dict[str, Any]:
-    """Everything ``audit.json`` holds."""
-    counts = class_counts(scan)
-    doc: dict[str, Any] = {
-        "root": str(scan.root),
-        "layout": scan.layout,
-        "num_images": len(scan.records),
-        "classes": counts,
-        "imbalance_ratio": round(max(counts.values()) / max(1, min(counts.values())), 3),
-        "image_stats": image_stats(scan),
-        "skipped": [{"path": s.path, "reason": s.reason} for s in scan.skipped],
-        "ignored": scan.ignored,
-        "unsupported": scan.unsupported,
-    }
-    doc.update(audit_dataset(scan, split))
-    if near:
-        doc.update(_thumb_pass(scan, progress))
-    return doc
-
-
 def write_audit(
-    scan: ScanResult,
-    out_dir: str | os.PathLike[str],
-    split: Split | None = None,
-    near: bool = True,
-    progress: bool = True,
+    check: DataCheck, out_dir: str | os.PathLike[str], near: bool = True, progress: bool = True
 ) -> Path:
-    """Write ``audit.json``, ``classes.png``, ``samples/*.png`` and ``audit.html``; returns the
-    HTML path. Nothing is written inside the dataset folder."""
+    """Write ``data_report.json``, ``classes.png``, ``samples/*.png`` and ``audit.html``;
+    returns the HTML path. Nothing is written inside the dataset folder."""
     from cnnlab.data.audit_html import class_chart, render_html, sample_grids
+    from cnnlab.data.check import data_report
+    from cnnlab.runs import atomic_write_text, write_json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    doc = collect_audit(scan, split, near, progress)
-    (out / "audit.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
-    chart = class_chart(doc["classes"], out / "classes.png")
-    grids = sample_grids(scan, out / "samples")
+    doc = data_report(check)
+    if near:
+        doc["audit"] = {**doc["audit"], **_thumb_pass(check.scan, progress)}
+    write_json(out / "data_report.json", doc)
+    chart = class_chart(doc["counts"], out / "classes.png")
+    grids = sample_grids(check.scan, out / "samples")
     html = out / "audit.html"
-    html.write_text(render_html(doc, chart, grids), encoding="utf-8")
+    atomic_write_text(html, render_html(doc, chart, grids))
     return html

@@ -32,9 +32,9 @@ def class_chart(counts: dict[str, int], path: Path) -> Path:
     ax.barh(names[::-1], [counts[n] for n in names][::-1], color="#4878a8")
     ax.set_xlabel("images")
     ax.set_title("images per class" + (" (first 60)" if len(counts) > 60 else ""))
-    fig.tight_layout()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # missing glyphs for CJK/emoji names in the font
+        fig.tight_layout()
         fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
@@ -82,15 +82,26 @@ def _groups(groups: list[list[dict[str, Any]]]) -> str:
     return _table(rows, ["files with identical bytes (class, split)"]) if rows else "<p>none</p>"
 
 
+def _problems(problems: list[dict[str, Any]]) -> str:
+    if not problems:
+        return "<p>nothing stops training</p>"
+    rows = [[p["kind"], "yes" if p["blocking"] else "no", p["message"]] for p in problems]
+    return _table(rows, ["problem", "stops training", "details"])
+
+
 def render_html(doc: dict[str, Any], chart: Path, grids: dict[str, Path]) -> str:
     """One HTML page with every image embedded (it can be mailed or attached as is)."""
-    s = doc["image_stats"]
+    s, audit = doc["image_stats"], doc["audit"]
+    verdict = "ready to train" if doc["ready_to_train"] else "NOT ready to train"
     parts = [
         f"<h1>Data audit: {html.escape(doc['root'])}</h1>",
-        f"<p>{doc['num_images']} images, {len(doc['classes'])} classes, layout "
-        f"{html.escape(doc['layout'])}, imbalance ratio {doc['imbalance_ratio']}</p>",
+        f"<p><b>{verdict}</b>: {doc['num_images']} images, {len(doc['classes'])} classes, "
+        f"layout {html.escape(doc['layout'])}, imbalance ratio {doc['imbalance_ratio']}, "
+        f"split {html.escape(str(doc['splits']))}</p>",
+        f"<h2>Problems ({len(doc['problems'])})</h2>",
+        _problems(doc["problems"]),
         "<h2>Classes</h2>",
-        _table([[c, n] for c, n in doc["classes"].items()], ["class", "images"]),
+        _table([[c, n] for c, n in doc["counts"].items()], ["class", "images"]),
         _img_tag(chart, "images per class"),
         "<h2>Images</h2>",
         _table(
@@ -101,23 +112,24 @@ def render_html(doc: dict[str, Any], chart: Path, grids: dict[str, Path]) -> str
             ["", "min", "median", "max"],
         ),
         f"<p>modes: {html.escape(str(s['modes']))}</p>",
-        f"<p>channel mean {doc.get('channel_mean', '-')}, std {doc.get('channel_std', '-')}</p>",
+        f"<p>channel mean {audit.get('channel_mean', '-')}, "
+        f"std {audit.get('channel_std', '-')}</p>",
         f"<h2>Skipped files ({len(doc['skipped'])})</h2>",
         _table([[x["path"], x["reason"]] for x in doc["skipped"]], ["path", "reason"]),
         f"<p>ignored {doc['ignored']} hidden/system entries; unsupported: "
         f"{html.escape(str(doc['unsupported']))}</p>",
-        f"<h2>Leakage across splits ({doc['leakage']})</h2>",
-        _groups(doc["leakage_groups"]),
-        f"<h2>Label conflicts ({doc['label_conflicts']})</h2>",
-        _groups(doc["conflict_groups"]),
-        f"<h2>Exact duplicates ({doc['exact_duplicates']})</h2>",
-        _groups(doc["duplicate_groups"]),
+        f"<h2>Leakage across splits ({audit['leakage']})</h2>",
+        _groups(audit["leakage_groups"]),
+        f"<h2>Label conflicts ({audit['label_conflicts']})</h2>",
+        _groups(audit["conflict_groups"]),
+        f"<h2>Exact duplicates ({audit['exact_duplicates']})</h2>",
+        _groups(audit["duplicate_groups"]),
     ]
-    if "near_pairs" in doc:
+    if "near_pairs" in audit:
         parts += [
-            f"<h2>Near duplicates ({doc['near_duplicates']})</h2>",
+            f"<h2>Near duplicates ({audit['near_duplicates']})</h2>",
             _table(
-                [[p["a"], p["b"], p["distance"], p["same_label"]] for p in doc["near_pairs"]],
+                [[p["a"], p["b"], p["distance"], p["same_label"]] for p in audit["near_pairs"]],
                 ["a", "b", "bits", "same class"],
             ),
         ]

@@ -7,6 +7,11 @@ files and geometry reuses; ``off`` decodes lazily in DataLoader workers; ``auto`
 (memory only when the cache folder cannot be written), because studies and searches train on
 the same images many times and should decode them once. Files are never pickled.
 
+A disk entry is keyed on every file's content hash (the scan's ``Record.sha1``, passed as
+``hashes``), not on size and mtime: an image replaced in place by another of the same size,
+its mtime restored (``cp -p``), is decoded again. Without hashes the key falls back to
+(size, mtime, ctime), which a rewrite also changes.
+
 Example:
     >>> cache = build_cache("data/flowers", split.paths(), side=64, channels=3)  # doctest: +SKIP
     >>> cache.images.shape, len(cache.failed)  # doctest: +SKIP
@@ -24,8 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnlab.console import info, warn
+from cnnlab.atomic import atomic_path, atomic_write_text
 from cnnlab.data.image import (
+    DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_SIDE,
     decode_many,
@@ -37,7 +43,7 @@ from cnnlab.data.scan import Skipped
 from cnnlab.errors import DataError
 from cnnlab.paths import cache_dir
 
-CACHE_FORMAT = "cnnlab-images/1"
+CACHE_FORMAT = "cnnlab-images/2"
 
 
 @dataclass
@@ -50,6 +56,7 @@ class LazyImages:
     channels: int
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_side: int = DEFAULT_MIN_SIDE
+    max_bytes: int = DEFAULT_MAX_BYTES
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -62,6 +69,7 @@ class LazyImages:
             self.max_pixels,
             self.min_side,
             draft_side=self.side,
+            max_bytes=self.max_bytes,
         )
         return torch.from_numpy(to_array(img, self.side).transpose(2, 0, 1).copy())
 
@@ -75,22 +83,25 @@ class ImageCache:
     failed: list[Skipped] = field(default_factory=list)
     mode: str = "memory"
     path: Path | None = None  # the .npy file in disk mode
+    reused: bool = False  # a disk entry from an earlier run
+    warnings: list[str] = field(default_factory=list)  # for the caller to print
 
 
 def _fingerprint(
-    root: Path, paths: list[str], side: int, channels: int, max_pixels: int, min_side: int
-) -> tuple[str, list[str]]:
-    """A key over every file's (path, size, mtime) and the geometry; lists missing files."""
-    h = hashlib.sha256(f"{CACHE_FORMAT}|{root}|{side}|{channels}|{max_pixels}|{min_side}".encode())
-    missing = []
-    for rel in paths:
+    root: Path, paths: list[str], hashes: list[str] | None, geometry: tuple[Any, ...]
+) -> str:
+    """A key over every file's path and content hash (or its stat) and the geometry."""
+    h = hashlib.sha256(f"{CACHE_FORMAT}|{root}|{'|'.join(map(str, geometry))}".encode())
+    for i, rel in enumerate(paths):
+        if hashes is not None:
+            h.update(f"\0{rel}\0{hashes[i]}".encode())
+            continue
         try:
             st = os.stat(root / rel)
-            h.update(f"\0{rel}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+            h.update(f"\0{rel}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}".encode())
         except OSError:
-            missing.append(rel)
             h.update(f"\0{rel}\0missing".encode())
-    return h.hexdigest()[:32], missing
+    return h.hexdigest()[:32]
 
 
 def build_cache(
@@ -102,35 +113,45 @@ def build_cache(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     min_side: int = DEFAULT_MIN_SIDE,
     progress: bool = True,
+    hashes: list[str] | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> ImageCache:
     """Decode ``paths`` (relative to ``root``) once to uint8 ``(N, C, side, side)``.
 
-    Files deleted or broken since the scan are left out with a warning (``.failed``);
-    ``.keep`` says which of ``paths`` the rows of ``.images`` belong to.
+    Files deleted or broken since the scan are left out (``.failed``, with a line each in
+    ``.warnings``); ``.keep`` says which of ``paths`` the rows of ``.images`` belong to.
+    ``hashes`` are the files' content hashes from the scan, aligned with ``paths``; they key
+    the disk cache.
     """
     root = Path(root).resolve()
     if mode not in {"auto", "memory", "disk", "off"}:
         raise DataError(f"data.cache={mode!r} is not a cache mode; use auto, memory, disk or off")
     if mode == "off":
-        lazy = LazyImages(str(root), list(paths), side, channels, max_pixels, min_side)
+        lazy = LazyImages(str(root), list(paths), side, channels, max_pixels, min_side, max_bytes)
         return ImageCache(lazy, list(range(len(paths))), mode="off")
-    args = (str(root), side, channels, max_pixels, min_side)
+    args = (str(root), side, channels, max_pixels, min_side, max_bytes)
     if mode == "auto":
         # The disk cache is decoded once and reused by every later run on the same files (a
         # study or a tuning search runs the same images dozens of times); memory only when the
         # cache folder cannot be written.
         try:
-            return _disk_cache(root, paths, args, progress)
+            return _disk_cache(root, paths, hashes, args, progress)
         except OSError as exc:
-            warn(f"image cache not writable ({exc}); decoding into memory for this run")
-            mode = "memory"
+            cache = _memory_cache(paths, args, progress)
+            cache.warnings.insert(0, f"image cache not writable ({exc}); decoded into memory")
+            return cache
     if mode == "memory":
-        images = torch.empty((len(paths), channels, side, side), dtype=torch.uint8)
-        cache = _fill(images.numpy(), paths, args, progress)
-        cache.images = images if len(cache.keep) == len(paths) else images[cache.keep]
-        _warn_failed(cache.failed)
-        return cache
-    return _disk_cache(root, paths, args, progress)
+        return _memory_cache(paths, args, progress)
+    return _disk_cache(root, paths, hashes, args, progress)
+
+
+def _memory_cache(paths: list[str], args: tuple[Any, ...], progress: bool) -> ImageCache:
+    side, channels = args[1], args[2]
+    images = torch.empty((len(paths), channels, side, side), dtype=torch.uint8)
+    cache = _fill(images.numpy(), paths, args, progress)
+    cache.images = images if len(cache.keep) == len(paths) else images[cache.keep]
+    cache.warnings = failed_lines(cache.failed)
+    return cache
 
 
 def _fill(out: np.ndarray, paths: list[str], args: tuple[Any, ...], progress: bool) -> ImageCache:
@@ -152,44 +173,46 @@ def _fill(out: np.ndarray, paths: list[str], args: tuple[Any, ...], progress: bo
     return ImageCache(torch.empty(0), keep, failed)
 
 
-def _warn_failed(failed: list[Skipped]) -> None:
-    for s in failed[:10]:
-        warn(f"{s.path}: {s.reason} since the scan; left out")
+def failed_lines(failed: list[Skipped], since: str = "since the scan") -> list[str]:
+    """Warning lines for files left out at load time: the first ten by path, then a count."""
+    lines = [f"{s.path}: {s.reason} {since}; left out" for s in failed[:10]]
     if len(failed) > 10:
-        warn(f"... and {len(failed) - 10} more files left out")
+        lines.append(f"... and {len(failed) - 10} more files left out")
+    return lines
 
 
-def _disk_cache(root: Path, paths: list[str], args: tuple[Any, ...], progress: bool) -> ImageCache:
-    _, side, channels, max_pixels, min_side = args
-    key, _ = _fingerprint(root, paths, side, channels, max_pixels, min_side)
+def _disk_cache(
+    root: Path, paths: list[str], hashes: list[str] | None, args: tuple[Any, ...], progress: bool
+) -> ImageCache:
+    side, channels = args[1], args[2]
+    key = _fingerprint(root, paths, hashes, args[1:])
     folder = cache_dir("images")
     npy, meta = folder / f"{key}.npy", folder / f"{key}.json"
     cache = _load_disk(npy, meta)
     if cache is None:
-        tmp = folder / f".{key}.{os.getpid()}.npy"
-        out = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=np.uint8, shape=(len(paths), channels, side, side)
-        )
-        cache = _fill(out, paths, args, progress)
-        for row, i in enumerate(cache.keep):  # compact in place; row <= i always
-            if row != i:
-                out[row] = out[i]
-        out.flush()
-        del out
-        os.replace(tmp, npy)
-        info_doc = {
+        with atomic_path(npy, durable=False) as tmp:
+            out = np.lib.format.open_memmap(
+                tmp, mode="w+", dtype=np.uint8, shape=(len(paths), channels, side, side)
+            )
+            cache = _fill(out, paths, args, progress)
+            for row, i in enumerate(cache.keep):  # compact in place; row <= i always
+                if row != i:
+                    out[row] = out[i]
+            out.flush()
+            del out
+        doc = {
             "format": CACHE_FORMAT,
             "count": len(cache.keep),
             "keep": cache.keep,
             "failed": [[s.path, s.reason] for s in cache.failed],
         }
-        meta.write_text(json.dumps(info_doc), encoding="utf-8")  # written last: marks complete
+        atomic_write_text(meta, json.dumps(doc), durable=False)  # written last: marks complete
         cache = _load_disk(npy, meta)
         if cache is None:
             raise DataError(f"{npy}: the image cache could not be read back; check free disk")
     else:
-        info(f"reusing decoded image cache {npy.name}")
-    _warn_failed(cache.failed)
+        cache.reused = True
+    cache.warnings = failed_lines(cache.failed)
     return cache
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cnnlab.atomic import atomic_path
+
 DIGITS_SIDE = 32  # px; 8x8 upscaled so models built for >= 32 px inputs work unchanged
 SHAPES = ("circle", "square", "triangle", "star", "cross")
 
@@ -42,9 +44,8 @@ def write_digits(out_dir: str | os.PathLike[str]) -> Path:
 
 def _save_atomic(img: Image.Image, path: Path) -> None:
     """Write then rename, so an interrupted run never leaves a half-written PNG behind."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    img.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path, durable=False) as tmp:
+        img.save(tmp, format="PNG")
 
 
 def _polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:

@@ -25,15 +25,28 @@ from cnnlab.errors import ImageLoadError
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold
 DEFAULT_MIN_SIDE = 4  # px; smaller images carry no learnable content and are skipped
+DEFAULT_MAX_BYTES = 256 * 2**20  # bytes; larger files are skipped before being read
+# The only Pillow decoders cnnlab lets open a file: the formats of walk.IMAGE_EXTS (Pillow's
+# JPEG reader also returns camera MPO files) plus GIF, which predict accepts. All are decoded
+# by Pillow itself. Anything else, EPS above all (Pillow hands it to Ghostscript, an
+# interpreter), is "not an image" whatever the file's extension says.
+FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF")
 WHITE = (255, 255, 255)
 _ALPHA_MODES = {"LA", "La", "RGBA", "RGBa", "PA"}
 
 
-def _read_bytes(path: Path) -> bytes:
-    """Read the whole file once; the bytes feed both the decode and the verify pass."""
+def _read_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """Read the whole file once; the bytes feed both the decode and the verify pass.
+
+    The size is checked on the open file before reading, so a huge file (or a device) never
+    lands in memory; reading at most ``max_bytes + 1`` catches a file that grew meanwhile.
+    """
     try:
         with open(path, "rb") as fh:
-            data = fh.read()
+            size = os.fstat(fh.fileno()).st_size
+            if size > max_bytes:
+                raise ImageLoadError(path, "too large", f"{size} bytes > {max_bytes}")
+            data = fh.read(max_bytes + 1)
     except FileNotFoundError:
         raise ImageLoadError(path, "missing") from None
     except (PermissionError, IsADirectoryError) as exc:
@@ -42,6 +55,8 @@ def _read_bytes(path: Path) -> bytes:
         raise ImageLoadError(path, "unreadable", str(exc)) from None
     if not data:
         raise ImageLoadError(path, "empty")
+    if len(data) > max_bytes:
+        raise ImageLoadError(path, "too large", f"more than {max_bytes} bytes")
     return data
 
 
@@ -51,7 +66,7 @@ def _open(path: Path, data: bytes, max_pixels: int) -> Image.Image:
         with warnings.catch_warnings():
             # We apply our own limit below; Pillow's warning would only duplicate it.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=FORMATS)
     except Image.DecompressionBombError as exc:
         raise ImageLoadError(path, "too large", str(exc)) from None
     except Exception as exc:  # Pillow raises many types for garbage; all mean the same
@@ -67,7 +82,7 @@ def _verify(path: Path, data: bytes) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            Image.open(io.BytesIO(data)).verify()
+            Image.open(io.BytesIO(data), formats=FORMATS).verify()
     except Exception as exc:
         raise ImageLoadError(path, "truncated", str(exc)) from None
 
@@ -140,6 +155,7 @@ def load_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     min_side: int = DEFAULT_MIN_SIDE,
     draft_side: int | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Image.Image:
     """Decode one image file fully, checked, as RGB (channels=3) or L (channels=1).
 
@@ -150,6 +166,7 @@ def load_image(
         min_side: images with a shorter side below this are refused ("too small").
         draft_side: for JPEGs, decode at the smallest power-of-two scale that keeps both
             sides at least this many pixels (much faster for photos).
+        max_bytes: larger files are refused ("too large") before they are read.
 
     Raises:
         ImageLoadError: reason is one of missing, empty, not an image, truncated, too large,
@@ -158,7 +175,7 @@ def load_image(
     Example:
         >>> img = load_image("cat.jpg", channels=3)  # doctest: +SKIP
     """
-    return _to_channels(load_raw(path, max_pixels, min_side, draft_side), channels)
+    return _to_channels(load_raw(path, max_pixels, min_side, draft_side, max_bytes), channels)
 
 
 def load_raw(
@@ -166,10 +183,11 @@ def load_raw(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     min_side: int = DEFAULT_MIN_SIDE,
     draft_side: int | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Image.Image:
     """All of :func:`load_image`'s checks, but the image keeps its own mode (for stats)."""
     path = Path(path)
-    return _checked(path, _read_bytes(path), max_pixels, min_side, draft_side)
+    return _checked(path, _read_bytes(path, max_bytes), max_pixels, min_side, draft_side)
 
 
 def _checked(
@@ -189,7 +207,7 @@ def _checked(
 
 
 def inspect_files(
-    paths: list[str], root: str, max_pixels: int, min_side: int
+    paths: list[str], root: str, max_pixels: int, min_side: int, max_bytes: int
 ) -> list[dict[str, Any]]:
     """Scan worker: fully decode each file; return its stats or the reason it failed.
 
@@ -200,7 +218,7 @@ def inspect_files(
     for rel in paths:
         path = Path(root, rel)
         try:
-            data = _read_bytes(path)
+            data = _read_bytes(path, max_bytes)
             img = _checked(path, data, max_pixels, min_side, None)
             _to_channels(img, 3)  # proves the mode converts, as training will need
         except ImageLoadError as exc:
@@ -270,12 +288,13 @@ def decode_many(
     channels: int,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     min_side: int = DEFAULT_MIN_SIDE,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> list[tuple[np.ndarray | None, str]]:
     """Worker task for the decoded cache: ``(array, "")`` or ``(None, reason)`` per path."""
     out: list[tuple[np.ndarray | None, str]] = []
     for rel in paths:
         try:
-            img = load_image(Path(root, rel), channels, max_pixels, min_side, draft_side=side)
+            img = load_image(Path(root, rel), channels, max_pixels, min_side, side, max_bytes)
             out.append((to_array(img, side), ""))
         except ImageLoadError as exc:
             out.append((None, exc.reason))

@@ -2,8 +2,13 @@
 
 A scan is the gate before training: every file is decoded (in parallel on all cores) so a
 truncated or fake image is found now, listed with its reason, and left out, instead of
-crashing epoch 7. Verdicts are cached as JSON outside the dataset, keyed per file by
-(path, size, mtime, ctime), so the second scan of an unchanged folder only stats files.
+crashing epoch 7. Verdicts (with each file's SHA-1, which keys the later caches) are cached as
+JSON outside the dataset, keyed per file by (path, size, mtime, ctime): the second scan of an
+unchanged folder only stats files, and a file rewritten in place (even with its size and mtime
+restored, as ``cp -p`` does) has a new ctime and is decoded again.
+
+Problems of whole classes (an empty class folder, a class of only bad files) and of manifest
+rows are collected in ``ScanResult.problems``; a strict scan raises them as one DataError.
 
 Example:
     >>> scan = scan_dataset("data/flowers")  # doctest: +SKIP
@@ -12,32 +17,29 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnlab.console import info, warn
-from cnnlab.data.image import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, inspect_files
-from cnnlab.data.parallel import map_chunks
-from cnnlab.data.walk import (
-    IMAGE_EXTS,
-    LAYOUT_HELP,
-    SPLIT_NAMES,
-    Candidate,
-    Found,
-    nfc,
-    walk_folder,
+from cnnlab.atomic import atomic_write_text
+from cnnlab.data.image import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_SIDE,
+    inspect_files,
 )
+from cnnlab.data.manifest import read_manifest
+from cnnlab.data.parallel import map_chunks
+from cnnlab.data.problems import Problem, raise_blocking
+from cnnlab.data.walk import LAYOUT_HELP, Candidate, Found, walk_folder
 from cnnlab.errors import DataError
 from cnnlab.paths import cache_dir
 
-CACHE_FORMAT = "cnnlab-scan/1"
+CACHE_FORMAT = "cnnlab-scan/2"
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class ScanResult:
     unsupported: dict[str, int] = field(default_factory=dict)
     manifest: Path | None = None
     from_cache: int = 0
+    problems: list[Problem] = field(default_factory=list)  # blocking ones stop training
+    warnings: list[str] = field(default_factory=list)  # for the caller to print
 
     def to_report(self) -> dict[str, Any]:
         """A JSON-ready summary for ``data_report.json``."""
@@ -88,14 +92,27 @@ def scan_dataset(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     min_side: int = DEFAULT_MIN_SIDE,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    allow_outside_paths: bool = False,
+    strict: bool = True,
     progress: bool = True,
     workers: int | None = None,
 ) -> ScanResult:
     """Find and verify every image of a dataset folder or CSV manifest.
 
+    Args:
+        root: a dataset folder, or a CSV manifest (its folder is the root).
+        max_pixels, min_side, max_bytes: limits past which a file is skipped.
+        allow_outside_paths: let manifest paths leave the manifest's folder.
+        strict: raise the blocking problems; False returns them in ``.problems`` so an
+            audit can report everything at once.
+        progress: show a progress bar.
+        workers: decoding processes (default: all cores).
+
     Raises:
-        DataError: the root is missing or not a dataset, a class folder is empty, or every
-            image of a class is bad.
+        DataError: the root is missing or not a dataset; with ``strict``, also every
+            blocking problem (an empty class folder, a class of only bad files, a bad
+            manifest row), all in one message.
     """
     root = Path(root).expanduser()
     if not root.exists():
@@ -106,15 +123,21 @@ def scan_dataset(
             raise DataError(f"{root}: is a file, not a dataset folder; {LAYOUT_HELP}")
         manifest = root.resolve()
         root = manifest.parent
-        found = read_manifest(manifest)
+        found = read_manifest(manifest, allow_outside_paths)
     else:
         root = root.resolve()
         found = walk_folder(root)
-    key = f"{manifest or root}|{max_pixels}|{min_side}"
+    key = f"{manifest or root}|{max_pixels}|{min_side}|{max_bytes}"
+    limits = (max_pixels, min_side, max_bytes)
+    warnings: list[str] = []
     verdicts, from_cache = _verdicts(
-        root, key, found.candidates, max_pixels, min_side, progress, workers
+        root, key, found.candidates, limits, progress, workers, warnings
     )
-    return _assemble(root, manifest, found, verdicts, from_cache)
+    scan = _assemble(root, manifest, found, verdicts, from_cache)
+    scan.warnings = warnings
+    if strict:
+        raise_blocking(scan.problems, manifest or root)
+    return scan
 
 
 def _assemble(
@@ -144,13 +167,17 @@ def _assemble(
             skipped.append(Skipped(cand.rel, v["reason"]))
     good = Counter(r.label for r in records)
     label_of = {c.rel: c.label for c in found.candidates}
+    problems = list(found.problems)
     for label in sorted({c.label for c in found.candidates}):
         if good[label] == 0:
             reasons = Counter(s.reason for s in skipped if label_of.get(s.path) == label)
             detail = ", ".join(f"{n} {r}" for r, n in reasons.most_common())
-            raise DataError(
-                f"{root}: every image of class '{label}' is unusable ({detail}); "
-                "fix or remove that class folder"
+            problems.append(
+                Problem(
+                    "unusable class",
+                    f"{root}: every image of class '{label}' is unusable ({detail}); "
+                    "fix or remove that class folder",
+                )
             )
     skipped.sort(key=lambda s: s.path)
     return ScanResult(
@@ -163,69 +190,15 @@ def _assemble(
         dict(sorted(found.unsupported.items())),
         manifest,
         from_cache,
+        problems,
     )
-
-
-def read_manifest(path: Path) -> Found:
-    """Parse a CSV manifest ``path,label[,split]``; paths are relative to the CSV's folder."""
-    found = Found(layout="csv")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.reader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: cannot read the CSV manifest ({exc})") from None
-    header = [h.strip().lower() for h in rows[0]] if rows else []
-    if "path" not in header or "label" not in header:
-        raise DataError(f"{path}: the first row must be a header with columns path,label[,split]")
-    ip, il = header.index("path"), header.index("label")
-    isp = header.index("split") if "split" in header else None
-    seen: set[str] = set()
-    for n, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        rel, label = _cell(row, ip, path, n, "path"), nfc(_cell(row, il, path, n, "label"))
-        split = _manifest_split(
-            row[isp].strip() if isp is not None and isp < len(row) else "", path, n
-        )
-        if rel in seen:
-            raise DataError(f"{path}: line {n}: '{rel}' is listed twice; keep one row per file")
-        seen.add(rel)
-        if Path(rel).suffix.lower() not in IMAGE_EXTS:
-            found.unsupported[Path(rel).suffix.lower() or "(none)"] += 1
-            continue
-        found.candidates.append(Candidate(rel, label, split, rel, False))
-    given = {c.split is not None for c in found.candidates}
-    if len(given) > 1:
-        raise DataError(
-            f"{path}: some rows have a split and some do not; fill the split "
-            "column on every row or leave it empty on all"
-        )
-    if not found.candidates:
-        raise DataError(f"{path}: the manifest lists no image files; {LAYOUT_HELP}")
-    found.layout = "csv"
-    return found
-
-
-def _cell(row: list[str], i: int, path: Path, n: int, what: str) -> str:
-    value = row[i].strip() if i < len(row) else ""
-    if not value:
-        raise DataError(f"{path}: line {n}: empty {what}; every row needs path and label")
-    return value.replace("\\", "/")
-
-
-def _manifest_split(value: str, path: Path, n: int) -> str | None:
-    if not value:
-        return None
-    if value.lower() not in SPLIT_NAMES:
-        raise DataError(f"{path}: line {n}: unknown split '{value}'; use train, val or test")
-    return SPLIT_NAMES[value.lower()]
 
 
 def _cache_file(key: str) -> Path:
     return cache_dir("scan") / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".json")
 
 
-def _load_cache(file: Path, key: str) -> dict[str, dict[str, Any]]:
+def _load_cache(file: Path, key: str, warnings: list[str]) -> dict[str, dict[str, Any]]:
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
         if data.get("format") != CACHE_FORMAT or data.get("key") != key:
@@ -237,19 +210,20 @@ def _load_cache(file: Path, key: str) -> dict[str, dict[str, Any]]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        info(f"scan cache {file} is unreadable; rebuilding it")
+        warnings.append(f"scan cache {file} was unreadable; rebuilt it")
         return {}
 
 
-def _save_cache(file: Path, key: str, entries: dict[str, dict[str, Any]]) -> None:
-    """Atomic write (temp file + rename) so an interrupted scan never leaves half a cache."""
+def _save_cache(
+    file: Path, key: str, entries: dict[str, dict[str, Any]], warnings: list[str]
+) -> None:
+    """Atomic write, so an interrupted scan never leaves half a cache (it is rebuildable:
+    no fsync)."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=".scan-", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"format": CACHE_FORMAT, "key": key, "entries": entries}, fh)
-        os.replace(tmp, file)
+        doc = {"format": CACHE_FORMAT, "key": key, "entries": entries}
+        atomic_write_text(file, json.dumps(doc), durable=False)
     except OSError as exc:
-        warn(f"could not write the scan cache {file} ({exc}); the next scan will decode again")
+        warnings.append(f"could not write the scan cache {file} ({exc}); the next scan decodes")
 
 
 def _stat(root: Path, rel: str) -> dict[str, Any] | None:
@@ -264,14 +238,14 @@ def _verdicts(
     root: Path,
     key: str,
     candidates: list[Candidate],
-    max_pixels: int,
-    min_side: int,
+    limits: tuple[int, int, int],
     progress: bool,
     workers: int | None,
+    warnings: list[str],
 ) -> tuple[dict[str, dict[str, Any]], int]:
     """Per-file verdicts: from the cache when (size, mtime, ctime) match, else decoded now."""
     file = _cache_file(key)
-    cached = _load_cache(file, key)
+    cached = _load_cache(file, key, warnings)
     verdicts: dict[str, dict[str, Any]] = {}
     todo: list[str] = []
     for cand in candidates:
@@ -289,8 +263,7 @@ def _verdicts(
         inspect_files,
         todo,
         str(root),
-        max_pixels,
-        min_side,
+        *limits,
         description="scanning images",
         progress=progress,
         workers=workers,
@@ -298,7 +271,7 @@ def _verdicts(
     for rel, result in zip(todo, results, strict=True):
         verdicts[rel].update(result)
     if todo or len(cached) != len(verdicts):
-        _save_cache(file, key, {k: v for k, v in verdicts.items() if "size" in v})
+        _save_cache(file, key, {k: v for k, v in verdicts.items() if "size" in v}, warnings)
     return verdicts, len(candidates) - len(todo)
 
 

@@ -1,9 +1,11 @@
 """Train/val/test splits that are stratified, seeded, stable, and saved once per study.
 
-Each file's split is decided by a keyed hash of (seed, class, path) compared against the
-fractions, so adding images to a folder never moves an existing image to another split (a
-rank- or shuffle-based split would). A small fix-up then makes sure every class has at least
-one image in each requested split; it only ever moves the files closest to a split's edge.
+Each file's split is decided by a keyed hash of (``data.split_seed``, class, path) compared
+against the fractions, so adding images to a folder never moves an existing image to another
+split (a rank- or shuffle-based split would). A small fix-up then makes sure every class has
+at least one image in each requested split; where it moves a file, that decision is remembered
+in the split ledger (:mod:`cnnlab.data.ledger`), so the fix-up never undoes itself when more
+images arrive. The training seed plays no part: a seed sweep compares models on one test set.
 
 Example:
     >>> split = make_split(scan, val_fraction=0.15, test_fraction=0.15, seed=42)  # doctest: +SKIP
@@ -19,7 +21,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnlab.console import warn
+from cnnlab.atomic import atomic_path
+from cnnlab.data.ledger import ledger_key, load_ledger, save_ledger
+from cnnlab.data.problems import Problem, raise_blocking
 from cnnlab.data.scan import Record, ScanResult
 from cnnlab.errors import DataError
 
@@ -43,6 +47,8 @@ class Split:
     samples: list[Sample]
     dropped: list[str] = field(default_factory=list)  # classes left out (drop_small_classes)
     new_files: int = 0  # files in the folder but not in a reused split.csv
+    problems: list[Problem] = field(default_factory=list)  # blocking ones stop training
+    warnings: list[str] = field(default_factory=list)  # for the caller to print
 
     def indices(self, split: str) -> list[int]:
         """Positions in ``samples`` of one split's images."""
@@ -68,45 +74,68 @@ def _unit(seed: int, label: str, path: str) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
-def _assign(recs: list[Record], fractions: dict[str, float], seed: int) -> dict[str, str]:
-    """Split one class's records by hash thresholds, then fill empty requested splits."""
+def _by_hash(u: float, fractions: dict[str, float]) -> str:
+    """test takes [0, t), val [t, t + v), train the rest."""
+    if u < fractions["test"]:
+        return "test"
+    return "val" if u < fractions["test"] + fractions["val"] else "train"
+
+
+def _assign(
+    recs: list[Record],
+    fractions: dict[str, float],
+    seed: int,
+    remembered: dict[str, tuple[str, str]],
+) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+    """Split one class's records by hash, keep remembered fix-ups, fill empty splits.
+
+    Returns the assignment and the fix-up moves made now (to remember). A split that had an
+    image keeps it when images are added, so the fix-up only runs for a class being split
+    for the first time, or one that lost files; it takes the files nearest the empty range,
+    and a remembered file only when nothing else can fill the gap.
+    """
     u = {r.path: _unit(seed, r.label, r.path) for r in recs}
-    out: dict[str, str] = {}
+    out = {r.path: _by_hash(u[r.path], fractions) for r in recs}
+    pinned = set()
     for r in recs:
-        edge = 0.0
-        out[r.path] = "train"
-        for name in ("test", "val"):  # test takes [0, t), val [t, t + v)
-            if u[r.path] < edge + fractions[name]:
-                out[r.path] = name
-                break
-            edge += fractions[name]
+        label, split = remembered.get(r.path, ("", ""))
+        if label == r.label and (split == "train" or fractions.get(split, 0.0) > 0):
+            out[r.path] = split
+            pinned.add(r.path)
     ranges = {
         "test": (0.0, fractions["test"]),
         "train": (sum(fractions.values()), 1.0),
         "val": (fractions["test"], fractions["test"] + fractions["val"]),
     }
+    moved: dict[str, tuple[str, str]] = {}
     for name in ("train", "test", "val"):
         if (name != "train" and fractions[name] == 0) or name in out.values():
             continue
         sizes = Counter(out.values())
         donor = max(sizes, key=lambda k: (sizes[k], k))
-        if sizes[donor] > 1:  # move the donor's file whose hash lies nearest this range
+        if sizes[donor] > 1:
             mid = sum(ranges[name]) / 2
-            pick = min((p for p, v in out.items() if v == donor), key=lambda p: abs(u[p] - mid))
+            pool = [p for p, v in out.items() if v == donor]
+            pick = min(pool, key=lambda p: (p in pinned, abs(u[p] - mid)))
             out[pick] = name
-    return out
+            moved[pick] = (recs[0].label, name)
+    return out, moved
 
 
-def _too_small(label: str, n: int, need: int, drop: bool) -> bool:
+def _small(label: str, n: int, need: int, drop: bool) -> Problem | None:
     if n >= need:
-        return False
+        return None
     if drop:
-        warn(f"class '{label}' has {n} image(s), fewer than the {need} needed; dropped")
-        return True
-    raise DataError(
+        return Problem(
+            "dropped class",
+            f"class '{label}' has {n} image(s), fewer than the {need} needed; dropped",
+            blocking=False,
+        )
+    return Problem(
+        "small class",
         f"class '{label}' has {n} image(s) but the split needs at least {need} "
         "(one per split); add images, lower data.val_fraction/test_fraction, "
-        "or set data.drop_small_classes=true"
+        "or set data.drop_small_classes=true",
     )
 
 
@@ -116,15 +145,24 @@ def make_split(
     test_fraction: float,
     seed: int,
     drop_small_classes: bool = False,
+    strict: bool = True,
 ) -> Split:
     """Assign every record of ``scan`` to train, val or test, stratified per class.
 
     Explicit splits (split folders, a CSV split column) are kept; when there is no val split,
     val is carved out of train the same hashed way (test too when there is no test split).
 
+    Args:
+        scan: the scanned dataset.
+        val_fraction, test_fraction: share of each class held out.
+        seed: the split seed (``data.split_seed``), never the training seed.
+        drop_small_classes: leave classes too small to split out instead of failing.
+        strict: raise the blocking problems; False returns them in ``.problems``.
+
     Raises:
-        DataError: a class is too small for the requested split (unless
-            ``drop_small_classes``), or a class has no training images.
+        DataError: the fractions leave nothing to train on; with ``strict``, also a class
+            too small for the split (unless ``drop_small_classes``) or without training
+            images, all in one message.
     """
     if val_fraction + test_fraction >= 1.0:
         raise DataError(
@@ -137,6 +175,11 @@ def make_split(
     explicit = {r.split for r in scan.records if r.split}
     assigned: dict[str, str] = {}
     dropped: list[str] = []
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    key = ledger_key(scan.manifest or scan.root, seed, val_fraction, test_fraction)
+    remembered = load_ledger(key, warnings)
+    moved: dict[str, tuple[str, str]] = {}
     for label in sorted(by_class):
         recs = by_class[label]
         carve = [r for r in recs if r.split in (None, "train")]
@@ -146,43 +189,52 @@ def make_split(
             "test": 0.0 if explicit & {"val", "test"} else test_fraction,
         }
         need = 1 + sum(f > 0 for f in fractions.values())
-        if _too_small(label, len(carve), need, drop_small_classes):
+        small = _small(label, len(carve), need, drop_small_classes) if carve else None
+        if small is not None:
+            problems.append(small)
             dropped.append(label)
             continue
         assigned.update({r.path: r.split for r in recs if r.split not in (None, "train")})
-        assigned.update(_assign(carve, fractions, seed))
+        if carve:
+            out, now = _assign(carve, fractions, seed, remembered)
+            assigned.update(out)
+            moved.update(now)
+    if moved:
+        save_ledger(key, {**remembered, **moved}, warnings)
     classes = sorted(label for label in by_class if label not in dropped)
     index = {c: i for i, c in enumerate(classes)}
     samples = [
         Sample(r.path, index[r.label], assigned[r.path]) for r in scan.records if r.label in index
     ]
-    _check_train(classes, samples)
-    return Split(classes, samples, dropped)
+    problems += _check_train(classes, samples)
+    warnings += [p.message for p in problems if not p.blocking]
+    if strict:
+        raise_blocking(problems, scan.manifest or scan.root)
+    return Split(classes, samples, dropped, problems=problems, warnings=warnings)
 
 
-def _check_train(classes: list[str], samples: list[Sample]) -> None:
+def _check_train(classes: list[str], samples: list[Sample]) -> list[Problem]:
     have = Counter(s.label for s in samples if s.split == "train")
-    missing = [c for i, c in enumerate(classes) if have[i] == 0]
-    if missing:
-        raise DataError(
-            f"class(es) {', '.join(missing)} have no training images; "
-            "add images to the train folder"
-        )
+    problems = [
+        Problem("no training images", f"class '{c}' has no training images; add some to train/")
+        for i, c in enumerate(classes)
+        if have[i] == 0
+    ]
     if not classes:
-        raise DataError("no class left to train on; add images or lower the split fractions")
+        problems.append(
+            Problem("no classes", "no class left to train on; add images or lower the fractions")
+        )
+    return problems
 
 
 def save_split(split: Split, path: str | os.PathLike[str]) -> Path:
     """Write ``split.csv`` (path,label,split with the class NAME, so indices cannot drift)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["path", "label", "split"])
         for s in split.samples:
             writer.writerow([s.path, split.classes[s.label], s.split])
-    os.replace(tmp, path)
     return path
 
 

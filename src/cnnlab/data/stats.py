@@ -41,8 +41,9 @@ def scan_report(scan: ScanResult) -> dict[str, Any]:
         if r.split:
             per_split.setdefault(r.split, Counter())[r.label] += 1  # type: ignore[index]
     return {
-        "root": str(scan.root),
-        "manifest": str(scan.manifest) if scan.manifest else None,
+        # Names only: a report may be shared, and must not reveal where the data lives.
+        "root": scan.root.name,
+        "manifest": scan.manifest.name if scan.manifest else None,
         "layout": scan.layout,
         "classes": scan.classes,
         "num_images": len(scan.records),

@@ -1,8 +1,9 @@
 """Find the candidate image files of a dataset folder, without opening any of them.
 
 Knows the folder layouts, what to ignore (OS junk, hidden entries), which extensions count,
-Unicode class names, and symlinks (loops end, links out of the root are skipped, a file reached
-twice is kept once). Decoding is :mod:`cnnlab.data.scan`'s job.
+Unicode class names, and symlinks: loops end, links out of the root or into another class's
+folder are skipped and reported (never followed into a second label), a file reached twice
+is kept once. Decoding is :mod:`cnnlab.data.scan`'s job.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cnnlab.data.problems import Problem
 from cnnlab.errors import DataError
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", "__macosx", "ehthumbs.db"})
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+ClassKey = tuple[str | None, str]  # (split folder or None, class name)
 LAYOUT_HELP = "expected ROOT/<class>/*.jpg, ROOT/{train,val,test}/<class>/*.jpg or a CSV path,label"
 
 
@@ -41,7 +44,8 @@ class Found:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (rel, reason)
     ignored: int = 0
     unsupported: Counter[str] = field(default_factory=Counter)
-    folders: dict[tuple[str | None, str], str] = field(default_factory=dict)  # -> folder rel
+    folders: dict[ClassKey, str] = field(default_factory=dict)  # -> folder rel
+    problems: list[Problem] = field(default_factory=list)
 
 
 def is_ignored(name: str) -> bool:
@@ -57,14 +61,34 @@ def _inside(real: str, root_real: str) -> bool:
     return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
 
 
-def _entries(folder: Path) -> list[os.DirEntry[str]]:
+def _entries(folder: Path, strict: bool = True) -> list[os.DirEntry[str]] | None:
+    """A folder's entries by name; an unlistable folder is an error, or None if not strict."""
     try:
         with os.scandir(folder) as it:
             return sorted(it, key=lambda e: e.name)
     except OSError as exc:
+        if not strict:
+            return None
         raise DataError(
             f"{folder}: cannot list folder ({exc.strerror}); check permissions"
         ) from None
+
+
+def _link_reason(
+    target: str, key: ClassKey, owners: dict[str, ClassKey], here: str | None = None
+) -> str | None:
+    """Why a link to ``target`` met in class ``key`` must not be followed, or None.
+
+    A link to another class's folder (or to a folder holding one) would put that class's
+    images under a second label, so it is skipped and reported, never followed. ``here`` is
+    the real folder holding a folder link: a link to it or above it is a loop.
+    """
+    if here is not None and _inside(here, target):
+        return "link loop"
+    for real, other in owners.items():
+        if other != key and (_inside(target, real) or _inside(real, target)):
+            return "link into another class" if other[1] != key[1] else "link into another split"
+    return None
 
 
 def _walk_class(
@@ -72,44 +96,56 @@ def _walk_class(
     root: Path,
     root_real: str,
     start: Path,
-    label: str,
-    split: str | None,
+    key: ClassKey,
+    owners: dict[str, ClassKey],
     visited: set[str],
-) -> int:
-    """Collect the files under one class folder (recursively); returns how many were found."""
-    count = 0
+) -> None:
+    """Collect the files under one class folder (recursively, links last)."""
     stack = [(start, os.path.realpath(start), start.is_symlink())]
-    while stack:
-        folder, folder_real, via_link = stack.pop()
+    links: list[tuple[Path, str, bool]] = []  # followed after the real folders, so they win
+    while stack or links:
+        folder, folder_real, via_link = stack.pop() if stack else links.pop()
         if folder_real in visited:
-            continue  # a loop, or a folder already reached another way
+            if via_link:
+                rel = folder.relative_to(root).as_posix()
+                found.skipped.append((rel, "link to a folder already in the dataset"))
+            continue
         visited.add(folder_real)
-        for entry in _entries(folder):
+        entries = _entries(folder, strict=False)
+        if entries is None:
+            found.skipped.append((folder.relative_to(root).as_posix(), "unreadable"))
+            continue
+        for entry in entries:
             rel = Path(entry.path).relative_to(root).as_posix()
             if is_ignored(entry.name):
                 found.ignored += 1
                 continue
             link = entry.is_symlink()
             real = os.path.realpath(entry.path) if link else os.path.join(folder_real, entry.name)
-            if link and not _inside(real, root_real):
-                found.skipped.append((rel, "link outside dataset"))
-                continue
-            if entry.is_dir():
-                stack.append((Path(entry.path), real, via_link or link))
+            is_dir = entry.is_dir()
+            if link:
+                reason = (
+                    "link outside dataset"
+                    if not _inside(real, root_real)
+                    else _link_reason(real, key, owners, folder_real if is_dir else None)
+                )
+                if reason:
+                    found.skipped.append((rel, reason))
+                    continue
+            if is_dir:
+                (links if link else stack).append((Path(entry.path), real, via_link or link))
                 continue
             ext = os.path.splitext(entry.name)[1].lower()
             if ext not in IMAGE_EXTS:
                 found.unsupported[ext or "(none)"] += 1
                 continue
-            found.candidates.append(Candidate(rel, label, split, real, via_link or link))
-            count += 1
-    return count
+            found.candidates.append(Candidate(rel, key[1], key[0], real, via_link or link))
 
 
 def _class_dirs(found: Found, root: Path, root_real: str, parent: Path) -> list[Path]:
     """Class folders of ``parent``; loose images there are skipped, junk ignored."""
     dirs = []
-    for entry in _entries(parent):
+    for entry in _entries(parent) or []:
         rel = Path(entry.path).relative_to(root).as_posix()
         if is_ignored(entry.name):
             found.ignored += 1
@@ -140,7 +176,13 @@ def _detect_layout(root: Path, top: list[Path]) -> str:
 
 
 def walk_folder(root: Path) -> Found:
-    """Walk a folder dataset (flat or split layout) and return its candidate files."""
+    """Walk a folder dataset (flat or split layout) and return its candidate files.
+
+    Raises:
+        DataError: the folder is not a dataset at all (no class folders, mixed layouts).
+            Problems of single classes (an empty class folder) are collected in
+            ``Found.problems`` instead, so an audit can report all of them at once.
+    """
     root_real = os.path.realpath(root)
     probe = Found(layout="folder")
     top = _class_dirs(probe, root, root_real, root)
@@ -151,28 +193,50 @@ def walk_folder(root: Path) -> Found:
     found = Found(
         layout=layout, skipped=probe.skipped, ignored=probe.ignored, unsupported=probe.unsupported
     )
-    visited: set[str] = {root_real}
     groups = (
         [(None, top)]
         if layout == "folder"
         else [(SPLIT_NAMES[d.name.lower()], _class_dirs(found, root, root_real, d)) for d in top]
     )
-    for split, class_dirs in groups:
-        for folder in class_dirs:
-            label = nfc(folder.name)
-            found.folders.setdefault((split, label), folder.relative_to(root).as_posix())
-            _walk_class(found, root, root_real, folder, label, split, visited)
+    classes = [((split, nfc(d.name)), d) for split, dirs in groups for d in dirs]
+    owners, kept = _owners(found, root, classes)
+    visited: set[str] = {root_real}
+    for key, folder in kept:
+        found.folders.setdefault(key, folder.relative_to(root).as_posix())
+        _walk_class(found, root, root_real, folder, key, owners, visited)
     _check_empty(found, root)
     return _dedupe(found)
+
+
+def _owners(
+    found: Found, root: Path, classes: list[tuple[ClassKey, Path]]
+) -> tuple[dict[str, ClassKey], list[tuple[ClassKey, Path]]]:
+    """Real path of every class folder -> its class; class folders that are links into
+    another class's folder are skipped here (they would label its images twice)."""
+    owners = {os.path.realpath(d): key for key, d in classes if not d.is_symlink()}
+    kept = []
+    for key, folder in classes:
+        if folder.is_symlink():
+            real = os.path.realpath(folder)
+            reason = _link_reason(real, key, owners)
+            if reason:
+                found.skipped.append((folder.relative_to(root).as_posix(), reason))
+                continue
+            owners[real] = key
+        kept.append((key, folder))
+    return owners, kept
 
 
 def _check_empty(found: Found, root: Path) -> None:
     have = Counter((c.split, c.label) for c in found.candidates)
     for key, rel in sorted(found.folders.items(), key=lambda kv: kv[1]):
         if have[key] == 0:
-            raise DataError(
-                f"{root / rel}: class folder '{key[1]}' has no image files "
-                f"({' '.join(sorted(IMAGE_EXTS))}); add images or remove the folder"
+            found.problems.append(
+                Problem(
+                    "empty class",
+                    f"{root / rel}: class folder '{key[1]}' has no image files "
+                    f"({' '.join(sorted(IMAGE_EXTS))}); add images or remove the folder",
+                )
             )
 
 

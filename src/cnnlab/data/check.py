@@ -1,0 +1,134 @@
+"""One check of a dataset for training and for ``cnnlab data inspect``, and its report.
+
+Both paths call :func:`check_dataset`, so ``inspect`` reports exactly what training would
+refuse: scan, split and quick audit run to the end and collect every problem. Training then
+raises the blocking ones as one error; ``inspect`` writes them all to ``data_report.json``.
+
+``data_report.json`` has one schema in both places (``format: cnnlab-data-report/1``):
+``root`` (the folder's name, never its full path), ``layout``, ``classes``, ``counts``,
+``skipped`` (path relative to the root + reason), ``problems`` (kind, message, blocking),
+``ready_to_train``, ``splits`` (images per split), ``split_seed``, ``audit`` (duplicates,
+leakage, label conflicts; ``inspect`` adds near duplicates and channel statistics),
+``skipped_at_load`` (files gone or broken after the scan; runs only) and image statistics.
+
+Example:
+    >>> from cnnlab.config import DataConfig
+    >>> check = check_dataset(DataConfig(root="data/flowers"))  # doctest: +SKIP
+    >>> check.ready, [p.message for p in check.problems]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cnnlab.data.problems import Problem, blocking, raise_blocking
+
+if TYPE_CHECKING:
+    from cnnlab.config import DataConfig
+    from cnnlab.data.scan import ScanResult, Skipped
+    from cnnlab.data.split import Split
+
+REPORT_FORMAT = "cnnlab-data-report/1"
+
+
+@dataclass
+class DataCheck:
+    """What a dataset holds, how it splits, and everything wrong with it."""
+
+    scan: ScanResult
+    split: Split
+    split_seed: int | None  # None: the split came from a saved split.csv
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # for the caller to print
+    audit: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        """True when nothing would stop training."""
+        return not blocking(self.problems)
+
+    def raise_blocking(self) -> None:
+        """One DataError naming every problem that stops training (none: return)."""
+        raise_blocking(self.problems, self.scan.manifest or self.scan.root)
+
+
+def check_dataset(
+    data: DataConfig, split_file: Path | None = None, audit: bool = True, progress: bool = True
+) -> DataCheck:
+    """Scan, split and audit ``data.root``, collecting problems instead of stopping at one.
+
+    Raises:
+        ConfigError: the cache folder is inside the dataset.
+        DataError: the root is not a dataset at all, or a reused ``split_file`` no longer
+            matches the folder.
+    """
+    from cnnlab.data import scan as scan_module
+    from cnnlab.data.audit import audit_dataset, audit_warnings
+    from cnnlab.data.split import load_split, make_split
+    from cnnlab.paths import check_cache_outside, dataset_folder
+
+    if data.root is None:
+        from cnnlab.errors import DataError
+
+        raise DataError("no dataset folder given (data.root)")
+    check_cache_outside(dataset_folder(data.root))
+    scan = scan_module.scan_dataset(
+        data.root,
+        max_pixels=data.max_pixels,
+        min_side=data.min_image_side,
+        max_bytes=max_file_bytes(data.max_file_mb),
+        allow_outside_paths=data.allow_outside_paths,
+        strict=False,
+        progress=progress,
+    )
+    if split_file is not None:
+        split = load_split(split_file, scan)
+    else:
+        split = make_split(
+            scan,
+            data.val_fraction,
+            data.test_fraction,
+            data.split_seed,
+            drop_small_classes=data.drop_small_classes,
+            strict=False,
+        )
+    found = audit_dataset(scan, split) if audit else {}
+    warnings = [*scan.warnings, *split.warnings, *audit_warnings(found)]
+    problems = [*scan.problems, *split.problems]
+    if split.classes and not split.indices("val"):
+        problems.append(
+            Problem(
+                "no validation images",
+                "the validation split is empty (it picks the best epoch): set "
+                "data.val_fraction > 0 or add a val/ folder",
+            )
+        )
+    seed = data.split_seed if split_file is None else None
+    return DataCheck(scan, split, seed, problems, warnings, found)
+
+
+def max_file_bytes(megabytes: float) -> int:
+    """``data.max_file_mb`` in bytes (MiB, as file managers count)."""
+    return int(megabytes * 2**20)
+
+
+def data_report(
+    check: DataCheck,
+    splits: dict[str, int] | None = None,
+    skipped_at_load: Sequence[Skipped] = (),
+) -> dict[str, Any]:
+    """The ``data_report.json`` document (see the module docstring for its fields)."""
+    doc: dict[str, Any] = {"format": REPORT_FORMAT, **check.scan.to_report()}
+    counts = check.split.counts()
+    doc.update(
+        ready_to_train=check.ready,
+        problems=[p.to_dict() for p in check.problems],
+        splits=splits or {name: sum(c.values()) for name, c in counts.items()},
+        split_seed=check.split_seed,
+        skipped_at_load=[{"path": s.path, "reason": s.reason} for s in skipped_at_load],
+        audit=check.audit,
+    )
+    return doc

@@ -1,0 +1,125 @@
+"""CSV manifests ``path,label[,split]``: rows become candidate files, bad rows problems.
+
+Paths are relative to the manifest's folder, which is the dataset root. A path that leaves
+that folder (absolute, or climbing out with ``..``) is refused unless
+``data.allow_outside_paths=true``: a manifest is often downloaded with a dataset, and it
+should not be able to make cnnlab read, hash and report arbitrary files of the machine.
+A link that leads out of the folder is skipped ``link outside dataset``, as in a folder walk.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import posixpath
+import re
+from pathlib import Path
+
+from cnnlab.data.problems import Problem
+from cnnlab.data.walk import IMAGE_EXTS, LAYOUT_HELP, SPLIT_NAMES, Candidate, Found, nfc
+from cnnlab.errors import DataError
+
+_DRIVE = re.compile(r"^[A-Za-z]:/")  # C:/... written in a manifest made on Windows
+
+
+def _header(path: Path) -> tuple[list[list[str]], int, int, int | None]:
+    """All rows plus the column positions of path, label and split."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read the CSV manifest ({exc})") from None
+    header = [h.strip().lower() for h in rows[0]] if rows else []
+    if "path" not in header or "label" not in header:
+        raise DataError(f"{path}: the first row must be a header with columns path,label[,split]")
+    isp = header.index("split") if "split" in header else None
+    return rows, header.index("path"), header.index("label"), isp
+
+
+def _leaves(rel: str) -> bool:
+    """True when a manifest path points outside the manifest's folder."""
+    if rel.startswith("/") or _DRIVE.match(rel):
+        return True
+    norm = posixpath.normpath(rel)
+    return norm == ".." or norm.startswith("../")
+
+
+def read_manifest(path: Path, allow_outside: bool = False) -> Found:
+    """Parse a CSV manifest; every unusable row is collected as a blocking problem.
+
+    Raises:
+        DataError: the file cannot be read, has no ``path,label`` header, or lists nothing.
+    """
+    rows, ip, il, isp = _header(path)
+    found = Found(layout="csv")
+    root_real = os.path.realpath(path.parent)
+    seen: set[str] = set()
+    for n, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        where = f"{path}: line {n}:"
+        rel, label = _cell(row, ip), _cell(row, il)
+        if not rel or not label:
+            found.problems.append(
+                Problem("manifest row", f"{where} empty path or label; every row needs both")
+            )
+            continue
+        split_text = row[isp].strip() if isp is not None and isp < len(row) else ""
+        if split_text and split_text.lower() not in SPLIT_NAMES:
+            found.problems.append(
+                Problem("manifest row", f"{where} unknown split '{split_text}'; use train/val/test")
+            )
+            continue
+        if _leaves(rel) and not allow_outside:
+            found.problems.append(
+                Problem(
+                    "outside path",
+                    f"{where} '{rel}' is outside the manifest's folder; move the file in or "
+                    "set data.allow_outside_paths=true",
+                )
+            )
+            continue
+        rel = posixpath.normpath(rel)
+        if rel in seen:
+            found.problems.append(
+                Problem("manifest row", f"{where} '{rel}' is listed twice; keep one row per file")
+            )
+            continue
+        seen.add(rel)
+        _add(found, path.parent, root_real, rel, nfc(label), split_text, allow_outside)
+    _check_split_column(found, path)
+    if not found.candidates and not found.problems and not found.skipped:
+        raise DataError(f"{path}: the manifest lists no image files; {LAYOUT_HELP}")
+    return found
+
+
+def _add(
+    found: Found, root: Path, root_real: str, rel: str, label: str, split: str, allow: bool
+) -> None:
+    """One usable row: an image candidate, an unsupported extension, or a link skipped."""
+    if Path(rel).suffix.lower() not in IMAGE_EXTS:
+        found.unsupported[Path(rel).suffix.lower() or "(none)"] += 1
+        return
+    real = os.path.realpath(root / rel)
+    inside = real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
+    if not inside and not allow:
+        found.skipped.append((rel, "link outside dataset"))
+        return
+    found.candidates.append(
+        Candidate(rel, label, SPLIT_NAMES[split.lower()] if split else None, real, False)
+    )
+
+
+def _cell(row: list[str], i: int) -> str:
+    return row[i].strip().replace("\\", "/") if i < len(row) else ""
+
+
+def _check_split_column(found: Found, path: Path) -> None:
+    if len({c.split is not None for c in found.candidates}) > 1:
+        found.problems.append(
+            Problem(
+                "manifest row",
+                f"{path}: some rows have a split and some do not; fill the split column on "
+                "every row or leave it empty on all",
+            )
+        )
