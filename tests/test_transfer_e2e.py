@@ -247,7 +247,8 @@ def test_partial_trains_only_the_last_stage(tiny_data: Path, tmp_path: Path) -> 
     run = _timm_run(tiny_data, tmp_path / "runs", "partial:1", weights=str(weights))
     _assert_complete(run, tiny_data, "partial:1")
     card = run.model_card
-    assert card["pretrained"] is True and card["weights_source"] == f"file:{weights.resolve()}"
+    assert card["pretrained"] is True and card["weights_source"] == "file:start.safetensors"
+    assert str(tmp_path) not in (run.path / "model.json").read_text(encoding="utf-8")
     assert 0 < card["params"]["trainable"] < card["params"]["total"]
     last = {id(p) for p in start.stages[-1].parameters()}
     last |= {id(b) for m in start.stages[-1].modules() for b in m.buffers(recurse=False)}

@@ -58,7 +58,7 @@ def train_command(
     img_size: int = typer.Option(None, "--img-size", help="Input side in pixels."),
     batch_size: int = typer.Option(None, "--batch-size", help="Images per step."),
     lr: float = typer.Option(None, help="Peak learning rate."),
-    seed: int = typer.Option(None, help="Seed for split, weights and batches."),
+    seed: int = typer.Option(None, help="Seed for weights and batches (split: data.split_seed)."),
     name: str = typer.Option(None, help="Run name (a suffix is added if it exists)."),
     runs_dir: str = typer.Option(None, "--runs-dir", help="Where run folders go [default: runs]"),
     config: Path = typer.Option(None, "--config", "-c", help="YAML config file."),

@@ -7,48 +7,88 @@ Only typer is imported at startup; the data package is imported inside each comm
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from cnnlab.config import DataConfig
 
 app = typer.Typer(help="Inspect a dataset folder, or write a demo dataset.", no_args_is_help=True)
 
 
 def _fail(exc: Exception) -> typer.Exit:
+    """A user mistake (no such folder, a bad option): one line on stderr, exit 2."""
     from rich.console import Console
 
     Console(stderr=True, highlight=False).print(f"[red]error:[/] {exc}", soft_wrap=True)
-    return typer.Exit(1)
+    return typer.Exit(2)
 
 
 @app.command()
 def inspect(
     folder: Path = typer.Argument(..., help="dataset folder (ROOT/<class>/*) or CSV manifest"),
+    overrides: list[str] = typer.Argument(
+        None, help="data.* settings KEY=VALUE, e.g. data.val_fraction=0.2"
+    ),
     out: Path | None = typer.Option(None, "--out", help="report folder [./data_audit/<name>]"),
     near: bool = typer.Option(True, "--near/--no-near", help="look for near duplicates"),
 ) -> None:
     """Audit a dataset: classes, bad files, sizes, duplicates, leakage, mean/std, samples.
 
-    Writes audit.html (self-contained), audit.json, classes.png and samples/*.png.
-    The dataset folder itself is only read.
+    Reports every problem it finds (empty or too-small classes, bad files, bad manifest
+    rows, duplicates, leakage, label conflicts) in data_report.json (the same file a run
+    writes) and a self-contained audit.html, with classes.png and samples/*.png. Exit code:
+    0 ready to train, 1 something would stop training (the report says what), 2 the folder
+    or an option cannot be used at all. The dataset folder itself is only read.
 
-    Example: cnnlab data inspect data/flowers --out audit/flowers
+    Example: cnnlab data inspect data/flowers --out audit/flowers data.val_fraction=0.2
     """
-    from cnnlab.console import info
+    from cnnlab.console import info, warn
     from cnnlab.data.audit import write_audit
-    from cnnlab.data.scan import print_scan_summary, scan_dataset
+    from cnnlab.data.check import check_dataset
+    from cnnlab.data.scan import print_scan_summary
     from cnnlab.errors import CnnlabError
 
     try:
-        scan = scan_dataset(folder)
-        print_scan_summary(scan)
-        html = write_audit(scan, out or Path("data_audit") / folder.resolve().stem, near=near)
+        data = _data_config(folder, overrides or [])
+        report_dir = _out_folder(folder, out)  # refused before any work
+        check = check_dataset(data)
+        print_scan_summary(check.scan)
+        html = write_audit(check, report_dir, near=near)
     except CnnlabError as exc:
         raise _fail(exc) from None
-    for s in scan.skipped[:50]:
+    for line in check.warnings:
+        warn(line)
+    for s in check.scan.skipped[:50]:
         info(f"  skipped {s.path}: {s.reason}")
-    if len(scan.skipped) > 50:
-        info(f"  ... {len(scan.skipped) - 50} more in audit.json")
-    info(f"audit written to {html}")
+    if len(check.scan.skipped) > 50:
+        info(f"  ... {len(check.scan.skipped) - 50} more in data_report.json")
+    info(f"audit written to {html} (and data_report.json beside it)")
+    for p in check.problems:
+        (warn if p.blocking else info)(f"{p.kind}: {p.message}")
+    if not check.ready:
+        raise typer.Exit(1)
+
+
+def _data_config(folder: Path, overrides: list[str]) -> DataConfig:
+    """Defaults + ``data.*`` overrides: the settings that decide what would stop training."""
+    from cnnlab.config import load_config
+    from cnnlab.errors import ConfigError
+
+    other = [o for o in overrides if not o.strip().startswith("data.")]
+    if other:
+        raise ConfigError(f"data inspect takes data.* settings only, not {other[0]}")
+    return load_config(overrides=overrides, values={"data.root": str(folder)}).data
+
+
+def _out_folder(folder: Path, out: Path | None) -> Path:
+    """``--out``, refused inside the dataset; the default moves beside it when needed."""
+    from cnnlab.paths import dataset_folder, outside_dataset
+
+    dataset = dataset_folder(folder)
+    default = Path("data_audit") / (dataset.name if folder.is_dir() else folder.resolve().stem)
+    return outside_dataset(out, default, dataset, "--out")
 
 
 @app.command()

@@ -16,12 +16,12 @@ def lr_find_command(
     mode: str = typer.Option(None, help="scratch | frozen | finetune | partial:N | staged"),
     img_size: int = typer.Option(None, "--img-size", help="Input side in pixels."),
     batch_size: int = typer.Option(None, "--batch-size", help="Images per step."),
-    seed: int = typer.Option(None, help="Seed for split, weights and batches."),
+    seed: int = typer.Option(None, help="Seed for weights and batches (split: data.split_seed)."),
     config: Path = typer.Option(None, "--config", "-c", help="YAML config file."),
     min_lr: float = typer.Option(1e-6, "--min-lr", help="Smallest lr tried."),
     max_lr: float = typer.Option(1.0, "--max-lr", help="Largest lr tried."),
     steps: int = typer.Option(100, help="Training steps in the test."),
-    out: Path = typer.Option(Path("lr_find.png"), "--out", "-o", help="Where the plot goes."),
+    out: Path = typer.Option(None, "--out", "-o", help="Where the plot goes [lr_find.png]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only results and errors."),
 ) -> None:
     """Find a good learning rate: train briefly with a rising lr and plot the loss.
@@ -42,7 +42,10 @@ def lr_find_command(
 
     from cnnlab.api import prepare_training
     from cnnlab.engine.lr_find import lr_find, plot_lr_find
+    from cnnlab.paths import dataset_folder, outside_dataset
 
+    # Never inside the dataset: the next scan would find the plot.
+    out = outside_dataset(out, Path("lr_find.png"), dataset_folder(cfg.data.root), "--out")
     prep = prepare_training(cfg)
     lrs, losses, suggestion = lr_find(prep.module, prep.train_loader, min_lr, max_lr, steps)
     plot_lr_find(lrs, losses, suggestion, out)

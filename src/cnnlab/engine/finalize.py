@@ -31,12 +31,7 @@ def write_run_inputs(run_dir: Path, cfg: Config, data: DataBundle) -> None:
     write_json(run_dir / runs.CLASSES, data.classes)
     if not (run_dir / runs.SPLIT).is_file():
         save_split(data.split, run_dir / runs.SPLIT)
-    report = data.scan.to_report()
-    report["skipped_at_load"] = [
-        {"path": str(s.path), "reason": s.reason} for s in data.skipped_at_load
-    ]
-    report["splits"] = {name: data.count(name) for name in ("train", "val", "test")}
-    report["audit"] = data.audit
+    report = data.report()
     report["fingerprint"] = dataset_fingerprint(data.scan.records)
     write_json(run_dir / runs.DATA_REPORT, report)
 
@@ -145,6 +140,7 @@ def finalize(
             ece_bins=cfg.eval.ece_bins,
             worst=cfg.eval.worst_mistakes,
         )
+    write_json(run_dir / runs.DATA_REPORT, data.report())  # files gone since the scan, too
     run = Run(run_dir)
     rows = run.metrics()
     summary = {

@@ -167,6 +167,9 @@ def build_sections(
         card["classes"] = f"{len(model_card['classes'])}: " + ", ".join(model_card["classes"])
     if mistakes is None:
         mistakes = [m for g in _groups(metrics).values() for m in g.get("worst_mistakes", [])]
+    from cnnlab.paths import shareable_config
+
+    config = shareable_config(config) if config else config  # no folders of the user's disk
     config_text = yaml.safe_dump(config, allow_unicode=True, sort_keys=False) if config else ""
     # Results first (what a reader opens the report for), then how they were obtained.
     return [
