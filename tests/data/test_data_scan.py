@@ -262,3 +262,14 @@ def test_eps_named_png_is_not_an_image_and_size_cap(tmp_path: Path) -> None:
     scan = _scan(root, max_bytes=50_000)
     reasons = {s.path: s.reason for s in scan.skipped}
     assert reasons == {"class_0/poster.png": "not an image", "class_1/big.png": "too large"}
+
+
+def test_split_folder_linked_to_another_split_is_skipped(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    write_folder(root / "train", classes=2, per_class=3)
+    os.symlink("train", root / "test")  # test/ would be train/ again: leakage by a link
+    scan = _scan(root)
+    assert {r.split for r in scan.records} == {"train"} and len(scan.records) == 6
+    reasons = {s.path: s.reason for s in scan.skipped}
+    assert reasons == {f"test/class_{c}": "link into another split" for c in range(2)}
+    assert not scan.problems

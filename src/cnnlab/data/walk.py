@@ -199,7 +199,7 @@ def walk_folder(root: Path) -> Found:
         else [(SPLIT_NAMES[d.name.lower()], _class_dirs(found, root, root_real, d)) for d in top]
     )
     classes = [((split, nfc(d.name)), d) for split, dirs in groups for d in dirs]
-    owners, kept = _owners(found, root, classes)
+    owners, kept = _owners(found, root, root_real, classes)
     visited: set[str] = {root_real}
     for key, folder in kept:
         found.folders.setdefault(key, folder.relative_to(root).as_posix())
@@ -209,20 +209,22 @@ def walk_folder(root: Path) -> Found:
 
 
 def _owners(
-    found: Found, root: Path, classes: list[tuple[ClassKey, Path]]
+    found: Found, root: Path, root_real: str, classes: list[tuple[ClassKey, Path]]
 ) -> tuple[dict[str, ClassKey], list[tuple[ClassKey, Path]]]:
-    """Real path of every class folder -> its class; class folders that are links into
-    another class's folder are skipped here (they would label its images twice)."""
-    owners = {os.path.realpath(d): key for key, d in classes if not d.is_symlink()}
+    """Real path of every class folder -> its class; class folders reached through a link
+    (their own, or a linked split folder's) that lead into another class's folder are
+    skipped here: following them would label that class's images twice."""
+    real = {d: os.path.realpath(d) for _, d in classes}
+    direct = {d for _, d in classes if real[d] == os.path.join(root_real, d.relative_to(root))}
+    owners = {real[d]: key for key, d in classes if d in direct}
     kept = []
     for key, folder in classes:
-        if folder.is_symlink():
-            real = os.path.realpath(folder)
-            reason = _link_reason(real, key, owners)
+        if folder not in direct:
+            reason = _link_reason(real[folder], key, owners)
             if reason:
                 found.skipped.append((folder.relative_to(root).as_posix(), reason))
                 continue
-            owners[real] = key
+            owners[real[folder]] = key
         kept.append((key, folder))
     return owners, kept
 
