@@ -105,6 +105,7 @@ def test_evaluate_run_on_folder_with_bad_files_and_unknown_class(tiny_run, tmp_p
     assert result["num_samples"] == 24 and len(result["skipped"]) == len(bad)
     html = (tmp_path / "ev" / "report.html").read_text(encoding="utf-8")
     assert all(f"class_2/{b.name}" in html for b in bad) and "Skipped files: 3" in html
+    assert str(data.parent) not in html  # the report names the folder, never where it lives
     (data / "class_9").mkdir()
     make_class_image(0, np.random.default_rng(0)).save(data / "class_9" / "x.png")
     with pytest.raises(DataError, match="class_9"):

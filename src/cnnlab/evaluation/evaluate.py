@@ -215,11 +215,11 @@ def evaluate_run(
     classes = predictor.classes
     if data is None:
         root, samples = _split_samples(run, split)
-        source = f"split '{split}' of {root}"
+        source = f"split '{split}' of {root.name}"  # names only: reports get shared
     else:
         root = Path(data).expanduser()
         samples = _folder_samples(root, split, classes)
-        source = str(root)
+        source = root.resolve().name
     start = time.perf_counter()
     arrays, labels, paths, skipped = _decode(predictor, root, samples, classes)
     if not arrays:
