@@ -172,45 +172,59 @@ def make_split(
     by_class: dict[str, list[Record]] = defaultdict(list)
     for r in scan.records:
         by_class[r.label].append(r)
-    explicit = {r.split for r in scan.records if r.split}
-    assigned: dict[str, str] = {}
-    dropped: list[str] = []
-    problems: list[Problem] = []
     warnings: list[str] = []
     key = ledger_key(scan.manifest or scan.root, seed, val_fraction, test_fraction)
     remembered = load_ledger(key, warnings)
-    moved: dict[str, tuple[str, str]] = {}
-    for label in sorted(by_class):
-        recs = by_class[label]
-        carve = [r for r in recs if r.split in (None, "train")]
-        # Carve val when the layout has none; carve test only when it has neither.
-        fractions = {
-            "val": 0.0 if "val" in explicit else val_fraction,
-            "test": 0.0 if explicit & {"val", "test"} else test_fraction,
-        }
-        need = 1 + sum(f > 0 for f in fractions.values())
-        small = _small(label, len(carve), need, drop_small_classes) if carve else None
-        if small is not None:
-            problems.append(small)
-            dropped.append(label)
-            continue
-        assigned.update({r.path: r.split for r in recs if r.split not in (None, "train")})
-        if carve:
-            out, now = _assign(carve, fractions, seed, remembered)
-            assigned.update(out)
-            moved.update(now)
+    explicit = {r.split for r in scan.records if r.split}
+    # Carve val when the layout has none; carve test only when it has neither.
+    fractions = {
+        "val": 0.0 if "val" in explicit else val_fraction,
+        "test": 0.0 if explicit & {"val", "test"} else test_fraction,
+    }
+    assigned, problems, moved = _assign_classes(
+        by_class, fractions, seed, drop_small_classes, remembered
+    )
     if moved:
         save_ledger(key, {**remembered, **moved}, warnings)
-    classes = sorted(label for label in by_class if label not in dropped)
+    classes = sorted(assigned)
+    dropped = sorted(set(by_class) - set(assigned))
     index = {c: i for i, c in enumerate(classes)}
     samples = [
-        Sample(r.path, index[r.label], assigned[r.path]) for r in scan.records if r.label in index
+        Sample(r.path, index[r.label], assigned[r.label][r.path])
+        for r in scan.records
+        if r.label in index
     ]
     problems += _check_train(classes, samples)
     warnings += [p.message for p in problems if not p.blocking]
     if strict:
         raise_blocking(problems, scan.manifest or scan.root)
     return Split(classes, samples, dropped, problems=problems, warnings=warnings)
+
+
+def _assign_classes(
+    by_class: dict[str, list[Record]],
+    fractions: dict[str, float],
+    seed: int,
+    drop_small: bool,
+    remembered: dict[str, tuple[str, str]],
+) -> tuple[dict[str, dict[str, str]], list[Problem], dict[str, tuple[str, str]]]:
+    """Per class: ``{path: split}`` (small classes left out), problems, fix-up moves."""
+    assigned: dict[str, dict[str, str]] = {}
+    problems: list[Problem] = []
+    moved: dict[str, tuple[str, str]] = {}
+    need = 1 + sum(f > 0 for f in fractions.values())
+    for label, recs in sorted(by_class.items()):
+        carve = [r for r in recs if r.split in (None, "train")]
+        small = _small(label, len(carve), need, drop_small) if carve else None
+        if small is not None:
+            problems.append(small)
+            continue
+        assigned[label] = {r.path: r.split for r in recs if r.split not in (None, "train")}
+        if carve:
+            out, now = _assign(carve, fractions, seed, remembered)
+            assigned[label].update(out)
+            moved.update(now)
+    return assigned, problems, moved
 
 
 def _check_train(classes: list[str], samples: list[Sample]) -> list[Problem]:

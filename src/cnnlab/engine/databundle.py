@@ -114,8 +114,7 @@ def prepare_data(
     Every problem that would stop training is found first and raised as one DataError; the
     split is seeded by ``data.split_seed`` alone, so the training seed never moves it.
     """
-    from cnnlab.data.cache import build_cache
-    from cnnlab.data.check import check_dataset, max_file_bytes
+    from cnnlab.data.check import check_dataset
     from cnnlab.data.scan import print_scan_summary
 
     split_path = split_file or (Path(data.split_file) if data.split_file else None)
@@ -133,23 +132,7 @@ def prepare_data(
     img_size, resize, channels = resolve_geometry(data, default_img_size)
     root = Path(scan.root)
     sha = {r.path: r.sha1 for r in scan.records}
-    samples = list(split.samples)
-    cache = build_cache(
-        root,
-        [s.path for s in samples],
-        side=resize,
-        channels=channels,
-        mode=data.cache,
-        max_pixels=data.max_pixels,
-        min_side=data.min_image_side,
-        hashes=[sha[s.path] for s in samples],
-        max_bytes=max_file_bytes(data.max_file_mb),
-    )
-    if cache.reused:
-        info(f"reusing decoded image cache {cache.path.name if cache.path else ''}")
-    for line in cache.warnings:
-        warn(line)
-    samples = [samples[i] for i in cache.keep]
+    samples, cache = _decode(data, root, list(split.samples), sha, resize, channels)
     labels = torch.tensor([s.label for s in samples], dtype=torch.int64)
     names = [s.split for s in samples]
     index = {
@@ -174,6 +157,37 @@ def prepare_data(
         audit=check.audit,
         check=check,
     )
+
+
+def _decode(
+    data: DataConfig,
+    root: Path,
+    samples: list[Any],
+    sha: dict[str, str],
+    resize: int,
+    channels: int,
+) -> tuple[list[Any], Any]:
+    """Decode the split's images once (cache keyed on their content hashes); returns the
+    samples that decoded and the ``ImageCache``."""
+    from cnnlab.data.cache import build_cache
+    from cnnlab.data.check import max_file_bytes
+
+    cache = build_cache(
+        root,
+        [s.path for s in samples],
+        side=resize,
+        channels=channels,
+        mode=data.cache,
+        max_pixels=data.max_pixels,
+        min_side=data.min_image_side,
+        hashes=[sha[s.path] for s in samples],
+        max_bytes=max_file_bytes(data.max_file_mb),
+    )
+    if cache.reused:
+        info(f"reusing decoded image cache {cache.path.name if cache.path else ''}")
+    for line in cache.warnings:
+        warn(line)
+    return [samples[i] for i in cache.keep], cache
 
 
 def _check_splits(index: dict[str, torch.Tensor], classes: list[str], labels: torch.Tensor) -> None:
