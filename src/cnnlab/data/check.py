@@ -9,7 +9,8 @@ raises the blocking ones as one error; ``inspect`` writes them all to ``data_rep
 ``skipped`` (path relative to the root + reason), ``problems`` (kind, message, blocking),
 ``ready_to_train``, ``splits`` (images per split), ``split_seed``, ``audit`` (duplicates,
 leakage, label conflicts; ``inspect`` adds near duplicates and channel statistics),
-``skipped_at_load`` (files gone or broken after the scan; runs only) and image statistics.
+``skipped_at_load`` (files gone or broken after the scan; runs only), ``fingerprint`` (a hash
+of every image's bytes with its label) and image statistics.
 
 Example:
     >>> from cnnlab.config import DataConfig
@@ -130,5 +131,18 @@ def data_report(
         split_seed=check.split_seed,
         skipped_at_load=[{"path": s.path, "reason": s.reason} for s in skipped_at_load],
         audit=check.audit,
+        fingerprint=dataset_fingerprint(check.scan.records),
     )
     return doc
+
+
+def dataset_fingerprint(records: Sequence[Any]) -> str:
+    """A short hash of the dataset's content: each image's bytes (sha1) with its label.
+
+    Renaming or moving files keeps it; changing, adding or relabelling an image changes it
+    (tracking tags runs with it, so runs on the same data can be found together).
+    """
+    import hashlib
+
+    lines = sorted(f"{r.label}\t{r.sha1}" for r in records)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]

@@ -31,20 +31,7 @@ def write_run_inputs(run_dir: Path, cfg: Config, data: DataBundle) -> None:
     write_json(run_dir / runs.CLASSES, data.classes)
     if not (run_dir / runs.SPLIT).is_file():
         save_split(data.split, run_dir / runs.SPLIT)
-    report = data.report()
-    report["fingerprint"] = dataset_fingerprint(data.scan.records)
-    write_json(run_dir / runs.DATA_REPORT, report)
-
-
-def dataset_fingerprint(records: list[Any]) -> str:
-    """A short hash of the dataset's content: each image's bytes (sha1) with its label.
-
-    Renaming or moving files keeps it; changing, adding or relabelling an image changes it.
-    """
-    import hashlib
-
-    lines = sorted(f"{r.label}\t{r.sha1}" for r in records)
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+    write_json(run_dir / runs.DATA_REPORT, data.report())
 
 
 def tta_mode(cfg: Config) -> str | None:
