@@ -66,6 +66,10 @@ def atomic_path(path: str | os.PathLike[str], durable: bool = True) -> Iterator[
         os.replace(tmp, path)
         if durable:
             fsync_dir(path.parent)
+    except OSError as exc:
+        if exc.filename is None:  # a failed write(): name the file the user will look for
+            exc.filename = str(path)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

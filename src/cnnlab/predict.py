@@ -27,7 +27,7 @@ from PIL import Image
 
 from cnnlab.data.image import load_image, pil_from_any, to_array
 from cnnlab.data.walk import IMAGE_EXTS, is_ignored
-from cnnlab.errors import CheckpointError, ConfigError, ImageLoadError, RunError
+from cnnlab.errors import ConfigError, ImageLoadError, RunError
 from cnnlab.runs import WEIGHTS, load_run
 
 BACKENDS = ("torch", "onnx")
@@ -58,40 +58,17 @@ def iter_image_files(folder: Path) -> list[Path]:
     return found
 
 
-def load_state(model: torch.nn.Module, path: Path) -> torch.nn.Module:
-    """Load safetensors weights exactly; a missing or extra key or a wrong shape is an error."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        tensors = load_file(path)
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint incomplete: {path} ({exc})") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    extra = sorted(set(tensors) - set(expected))
-    shapes = sorted(
-        k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape
-    )
-    if missing or extra or shapes:
-        raise CheckpointError(
-            f"{path} does not fit the model in model.json: missing "
-            f"{missing[:5]}, unexpected {extra[:5]}, wrong shape {shapes[:5]}"
-        )
-    model.load_state_dict(tensors, strict=True)
-    return model
-
-
 def build_model(card: dict[str, Any], weights: Path) -> torch.nn.Module:
     """Rebuild the card's network (never downloading weights) and load the run's weights."""
     from cnnlab.models.registry import create_model
+    from cnnlab.models.state import load_weights
 
     kwargs = dict(card.get("create_kwargs") or {})
     if "name" not in kwargs:
         raise RunError(f"{weights.parent / 'model.json'}: no create_kwargs.name; re-train the run")
     kwargs.update(pretrained=False)
     kwargs.pop("weights", None)
-    return load_state(create_model(**kwargs), weights).eval()
+    return load_weights(create_model(**kwargs), weights).eval()
 
 
 class Predictor:
@@ -112,6 +89,9 @@ class Predictor:
         self.img_size, self.resize = int(inp["img_size"]), int(inp["resize"])
         self.channels = int(inp["channels"])
         self.mean, self.std = tuple(inp["mean"]), tuple(inp["std"])
+        # The run's test-time augmentation (model.json "tta"): the default everywhere, so
+        # predict, eval and the report give the same numbers unless asked otherwise.
+        self.tta = self.card.get("tta") == "hflip"
         self.backend = backend
         self.device = torch.device(device or "cpu")
         self.transform = build_eval_transform(self.img_size, self.mean, self.std).to(self.device)
@@ -160,13 +140,15 @@ class Predictor:
 
     @torch.inference_mode()
     def predict_arrays(
-        self, images_u8: Any, tta: bool = False, batch_size: int = 256
+        self, images_u8: Any, tta: bool | None = None, batch_size: int = 256
     ) -> torch.Tensor:
         """Class probabilities ``(N, K)`` for uint8 images ``(N, C, resize, resize)``.
 
         The eval transform (centre crop, normalise) runs here, so pass the stored pixels, not
-        normalised tensors. ``tta`` averages the probabilities with the horizontal flip.
+        normalised tensors. ``tta`` averages the probabilities with the horizontal flip;
+        ``None`` uses the run's own setting (:attr:`tta`, from the model card).
         """
+        tta = self.tta if tta is None else tta
         images = torch.as_tensor(images_u8)
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ConfigError(
@@ -193,9 +175,12 @@ class Predictor:
         return torch.softmax(logits.float(), dim=1)
 
     def predict(
-        self, inputs: Any, top_k: int = 5, tta: bool = False, batch_size: int = 64
+        self, inputs: Any, top_k: int = 5, tta: bool | None = None, batch_size: int = 64
     ) -> list[dict[str, Any]]:
         """Classify files, folders (recursed), PIL images or arrays; bad files get ``error``.
+
+        ``tta=None`` (default) uses the run's test-time augmentation, as the report did, so
+        the probabilities match ``predictions/test.csv``; pass True/False to override.
 
         Returns:
             One dict per input image, in order: ``{"path" (or "index"), "label", "prob",
@@ -242,11 +227,16 @@ def _onnx_session(run_dir: Path, card: dict[str, Any]) -> Any:
     """
     import onnxruntime as ort
 
-    recorded = ((card.get("exports") or {}).get("onnx") or {}).get("file")
-    path = run_dir / (recorded or ONNX_FILE)  # an absolute recorded path stays absolute
+    record = (card.get("exports") or {}).get("onnx") or {}
+    path = run_dir / (record.get("file") or ONNX_FILE)  # an absolute path stays absolute
     path = path if path.is_file() else run_dir / ONNX_FILE
     if not path.is_file():
         raise RunError(f"{path}: missing; export it first with `cnnlab export {run_dir}`")
+    if record.get("parity_ok") is False:
+        raise RunError(
+            f"{path} failed its parity check against PyTorch (max |diff| "
+            f"{record.get('max_abs_diff')}); re-export with `cnnlab export {run_dir}`"
+        )
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

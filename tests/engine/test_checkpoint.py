@@ -11,11 +11,10 @@ from torch import nn
 from cnnlab.engine.checkpoint import (
     AtomicCheckpointIO,
     find_resume_checkpoint,
-    load_weights,
     safe_load_checkpoint,
-    save_weights,
 )
 from cnnlab.errors import CheckpointError
+from cnnlab.models.state import load_weights, save_weights
 
 
 class ExplodesOnSave:

@@ -9,23 +9,23 @@
   callback and precision states) is plain data and loads this way as long as the module keeps
   its hyperparameters out of the checkpoint (``ClassifierModule`` does not call
   ``save_hyperparameters``: a pydantic config there is exactly what weights_only rejects).
-* Final weights are safetensors, checked key by key and shape by shape on load.
+* Final weights are safetensors (:mod:`cnnlab.models.state`), checked key by key on load.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from torch import nn
 
+from cnnlab.atomic import atomic_path
 from cnnlab.console import warn
 from cnnlab.errors import CheckpointError
 
@@ -33,48 +33,52 @@ LAST = "last.ckpt"
 LAST_PREV = "last-prev.ckpt"
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # not every platform can open a directory
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _rotate_last(path: Path) -> None:
     """Keep the current ``last.ckpt`` as ``last-prev.ckpt`` (atomically) before replacing it."""
-    prev = path.with_name(LAST_PREV)
-    tmp = path.with_name(f".{LAST_PREV}.rotating")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(path, tmp)  # cheap: same bytes, no copy
-    except OSError:
-        shutil.copy2(path, tmp)
-    os.replace(tmp, prev)
+    with atomic_path(path.with_name(LAST_PREV), durable=False) as tmp:
+        tmp.unlink()
+        try:
+            os.link(path, tmp)  # cheap: same bytes, no copy
+        except OSError:
+            shutil.copy2(path, tmp)
+
+
+class _KeepWriteError(io.RawIOBase):
+    """A file wrapper that keeps the ``OSError`` of a failed write.
+
+    torch's C++ writer turns a full disk into an opaque ``RuntimeError`` ("unexpected pos");
+    keeping the original lets the user see "No space left on device" and the path.
+    """
+
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+        self.error: OSError | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temp file beside ``path``, fsync, then rename over ``path``."""
+    """``torch.save`` through :func:`cnnlab.atomic.atomic_path` (temp file, fsync, rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+    with atomic_path(path) as tmp:
+        with tmp.open("wb") as fh:
+            sink = _KeepWriteError(fh)
+            try:
+                torch.save(obj, sink)
+            except RuntimeError:
+                if sink.error is not None:
+                    raise sink.error from None
+                raise
         if path.name == LAST and path.is_file():
             _rotate_last(path)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -150,62 +154,3 @@ def find_resume_checkpoint(run_dir: str | Path) -> Path | None:
     raise CheckpointError(
         f"no complete checkpoint in {folder} ({'; '.join(problems)}); start a new run instead"
     )
-
-
-def save_weights(
-    model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None
-) -> None:
-    """Write the model's state dict as safetensors, atomically (tied tensors are copied)."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"format": "cnnlab-weights/1", **(metadata or {})})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _describe_mismatch(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> str:
-    def short(keys: list[str]) -> str:
-        return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
-
-    missing = sorted(set(expected) - set(got))
-    extra = sorted(set(got) - set(expected))
-    shapes = [
-        f"{k} {tuple(got[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in sorted(set(expected) & set(got))
-        if got[k].shape != expected[k].shape
-    ]
-    parts = []
-    if missing:
-        parts.append(f"missing keys: {short(missing)}")
-    if extra:
-        parts.append(f"unexpected keys: {short(extra)}")
-    if shapes:
-        parts.append(f"shape mismatch: {short(shapes)}")
-    return "; ".join(parts)
-
-
-def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load safetensors weights into ``model`` exactly; any key or shape mismatch is an error."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"weights not found: {path}")
-    try:
-        tensors = load_file(path)
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint incomplete: {path} ({exc})") from None
-    expected = model.state_dict()
-    problem = _describe_mismatch(expected, tensors)
-    if problem:
-        raise CheckpointError(f"{path} does not fit the model: {problem}")
-    model.load_state_dict(tensors, strict=True)
-    return model

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from cnnlab.console import info
+from cnnlab.atomic import atomic_path
+from cnnlab.console import info, warn
 from cnnlab.errors import DataError, ModelError
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -67,15 +67,21 @@ def _load_cached(file: Path, expected_rows: int, views: int, digest: str) -> tor
 
 
 def _save_cached(file: Path, feats: torch.Tensor, digest: str) -> None:
-    """Write atomically (temp file + rename) so a crash never leaves a half cache entry."""
-    from safetensors.torch import save_file
+    """Write atomically so a crash never leaves a half cache entry (not fsynced: rebuildable).
 
-    tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")
+    A cache that cannot be written (full or read-only disk) costs time, not correctness: the
+    run goes on with a warning.
+    """
+    from safetensors.torch import save
+
+    blob = save({"features": feats.contiguous()}, metadata={"weights": digest})
     try:
-        save_file({"features": feats.contiguous()}, str(tmp), metadata={"weights": digest})
-        os.replace(tmp, file)
-    finally:
-        tmp.unlink(missing_ok=True)
+        with atomic_path(file, durable=False) as tmp:
+            tmp.write_bytes(blob)
+    except OSError as exc:
+        warn(
+            f"feature cache not written ({exc.strerror}: {file}); features are recomputed next time"
+        )
 
 
 def _autocast(device: torch.device, precision: str | None) -> contextlib.AbstractContextManager:

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from cnnlab.engine.module import ClassifierModule, _default_groups
+from cnnlab.engine.module import ClassifierModule
 from cnnlab.engine.optim import create_optimizer
 from cnnlab.errors import DataError
 
@@ -75,7 +75,7 @@ def lr_find(
     saved = copy.deepcopy(module.state_dict())
     rng = torch.random.get_rng_state()
     was_training = module.training
-    groups = module.param_groups or _default_groups(module.model, cfg.weight_decay)
+    groups = module.optimizer_groups()
     base = [g.get("lr", 1.0) for g in groups]  # keep per-group ratios (backbone vs head)
     top = max(base) if any("lr" in g for g in groups) else 1.0
     optimizer = create_optimizer(

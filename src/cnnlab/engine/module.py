@@ -16,43 +16,9 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from cnnlab.config import TrainConfig
+from cnnlab.data.transforms import mix_batch
 from cnnlab.engine.optim import create_optimizer, create_scheduler, default_lr
-
-
-def _default_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Trainable params split so norms and biases (1-d tensors) get no weight decay."""
-    decay, plain = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim > 1 else plain).append(p)
-    groups = [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": plain, "weight_decay": 0.0},
-    ]
-    return [g for g in groups if g["params"]]
-
-
-def _mix(
-    x: Tensor, y: Tensor, num_classes: int, mixup: float, cutmix: float
-) -> tuple[Tensor, Tensor]:
-    """Mixup or cutmix (one, chosen at random when both are on) -> mixed images, soft targets."""
-    use_cutmix = cutmix > 0 and (mixup <= 0 or bool(torch.rand(()) < 0.5))
-    alpha = cutmix if use_cutmix else mixup
-    lam = float(torch.distributions.Beta(alpha, alpha).sample())
-    perm = torch.randperm(x.shape[0], device=x.device)
-    if use_cutmix and x.ndim == 4:
-        h, w = x.shape[-2:]
-        ch, cw = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
-        cy, cx = int(torch.randint(h, ())), int(torch.randint(w, ()))
-        y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
-        x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
-        x = x.clone()
-        x[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]
-        lam = 1.0 - (y1 - y0) * (x1 - x0) / (h * w)  # the area actually pasted
-    else:
-        x = lam * x + (1 - lam) * x[perm]
-    onehot = nn.functional.one_hot(y, num_classes).float()
-    return x, lam * onehot + (1 - lam) * onehot[perm]
+from cnnlab.models.transfer import no_decay_groups
 
 
 class ClassifierModule(L.LightningModule):
@@ -150,7 +116,7 @@ class ClassifierModule(L.LightningModule):
         x, y = batch[0], batch[1]
         target: Tensor = y
         if (self.mixup > 0 or self.cutmix > 0) and y.ndim == 1:
-            x, target = _mix(x, y, self.num_classes, self.mixup, self.cutmix)
+            x, target = mix_batch(x, y, self.num_classes, self.mixup, self.cutmix)
         logits = self(x)
         loss = self.loss_fn(logits, target)
         if self.cfg.l1 > 0:
@@ -187,10 +153,16 @@ class ClassifierModule(L.LightningModule):
         total = int(self.trainer.estimated_stepping_batches)
         return epochs, max(1, math.ceil(total / epochs))
 
+    def optimizer_groups(self) -> list[dict[str, Any]]:
+        """The parameter groups given, else every trainable one split into decay / no-decay."""
+        if self.param_groups:
+            return self.param_groups
+        return no_decay_groups(self.model.named_parameters(), self.cfg.weight_decay)
+
     def configure_optimizers(self) -> Any:
         cfg = self.cfg
         lr = cfg.lr if cfg.lr is not None else default_lr(cfg.optimizer)
-        groups = self.param_groups or _default_groups(self.model, cfg.weight_decay)
+        groups = self.optimizer_groups()
         optimizer = create_optimizer(
             groups, cfg.optimizer, lr, cfg.momentum, cfg.nesterov, cfg.weight_decay
         )

@@ -8,7 +8,6 @@ tuner can call them with their own values. The data half lives in
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,6 @@ from cnnlab.engine.databundle import DataBundle, decode_lazy, guard_runs_dir, pr
 from cnnlab.errors import ConfigError
 
 __all__ = ["DataBundle", "ModelBundle", "prepare", "prepare_data"]  # DataBundle: re-exported
-
-# Lightning 2.6 trips over its own deprecation of torch's LeafSpec on every run; it is not
-# actionable for a cnnlab user, so keep it out of their console.
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-# Frozen backbones are kept in eval mode on purpose (their batch norm must not update).
-warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 
 
 @dataclass

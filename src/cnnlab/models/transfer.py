@@ -11,7 +11,10 @@ Modes:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from cnnlab.errors import ConfigError
 
@@ -88,8 +91,29 @@ def apply_mode(model: nn.Module, mode: str) -> nn.Module:
     for p in model.head.parameters():
         p.requires_grad_(True)
     model.frozen_modules = [m for m in model.backbone.modules() if id(m) not in learn_ids]
+    if getattr(model, "bn_stats_fixed", False):  # see fix_bn_stats
+        model.frozen_modules += [
+            m for m in model.backbone.modules() if isinstance(m, _BatchNorm) and id(m) in learn_ids
+        ]
     model.mode = mode
     model.train(model.training)  # re-apply so frozen modules switch to eval now
+    return model
+
+
+def fix_bn_stats(model: nn.Module) -> nn.Module:
+    """Keep the backbone's batch-norm running statistics as they are while it fine-tunes.
+
+    Its batch-norm layers stay in eval mode (normalising with the pretrained statistics, which
+    no longer update), while their scale and shift still learn. On a few images the running
+    statistics otherwise drift within a handful of steps and no longer match the weights
+    they are used with at evaluation. The choice survives ``unfreeze`` (staged mode).
+    """
+    model.bn_stats_fixed = True
+    pinned = {id(m) for m in model.frozen_modules}
+    model.frozen_modules += [
+        m for m in model.backbone.modules() if isinstance(m, _BatchNorm) and id(m) not in pinned
+    ]
+    model.train(model.training)
     return model
 
 
@@ -106,6 +130,33 @@ def _is_no_decay(name: str, param: nn.Parameter) -> bool:
     return param.ndim <= 1 or name.endswith(".bias")
 
 
+def no_decay_groups(
+    named_params: Iterable[tuple[str, nn.Parameter]],
+    weight_decay: float,
+    lr: float | None = None,
+    name: str = "",
+) -> list[dict]:
+    """Trainable parameters split into a weight-decay group and a no-decay group.
+
+    The one rule for every optimizer cnnlab builds: weights decay, biases and normalisation
+    parameters do not. Empty groups are left out; ``lr`` and ``name`` are set when given.
+    """
+    decay, plain = [], []
+    for pname, param in named_params:
+        if param.requires_grad:
+            (plain if _is_no_decay(pname, param) else decay).append(param)
+    groups = []
+    for suffix, params, wd in (("", decay, weight_decay), ("_no_decay", plain, 0.0)):
+        if params:
+            group: dict = {"params": params, "weight_decay": wd}
+            if name:
+                group["name"] = name + suffix
+            if lr is not None:
+                group["lr"] = lr
+            groups.append(group)
+    return groups
+
+
 def param_groups(
     model: nn.Module, lr: float, backbone_lr_mult: float = 1.0, weight_decay: float = 0.0
 ) -> list[dict]:
@@ -119,13 +170,5 @@ def param_groups(
         ("backbone", model.backbone, lr * backbone_lr_mult),
         ("head", model.head, lr),
     ):
-        decay, no_decay = [], []
-        for name, param in module.named_parameters():
-            if param.requires_grad:
-                (no_decay if _is_no_decay(name, param) else decay).append(param)
-        for suffix, params, wd in (("", decay, weight_decay), ("_no_decay", no_decay, 0.0)):
-            if params:
-                groups.append(
-                    {"name": part + suffix, "params": params, "lr": part_lr, "weight_decay": wd}
-                )
+        groups += no_decay_groups(module.named_parameters(), weight_decay, part_lr, part)
     return groups
