@@ -143,3 +143,48 @@ def test_train_writes_a_complete_run_and_predict_agrees(tiny_folder: Path, tmp_p
     listed = cli("runs", "--runs-dir", str(runs))
     assert listed.returncode == 0 and "t-2" in listed.stdout
     assert folder_digest(tiny_folder) == before
+
+
+@pytest.mark.slow
+def test_predict_with_default_arguments_matches_the_report(tiny_folder: Path, tmp_path: Path):
+    """Issue 10 item 7: one TTA default (the model card's) for the report and `cnnlab predict`."""
+    runs = tmp_path / "runs"
+    out = cli("train", str(tiny_folder), "--epochs", "2", "--name", "d", "--runs-dir", str(runs))
+    assert out.returncode == 0, out.stdout + out.stderr
+    run = runs / "d"
+    card = json.loads((run / "model.json").read_text(encoding="utf-8"))
+    assert card["tta"] == "hflip"  # trained with defaults: flips, so flip TTA is on
+    with (run / "predictions" / "test.csv").open(encoding="utf-8") as fh:
+        saved = list(csv.DictReader(fh))
+    images = [str(tiny_folder / r["path"]) for r in saved]
+    predicted = tmp_path / "predict.csv"
+    out = cli("predict", str(run), *images, "--out", str(predicted))
+    assert out.returncode == 0, out.stdout + out.stderr
+    with predicted.open(encoding="utf-8") as fh:
+        fresh = list(csv.DictReader(fh))
+    assert [r["path"] for r in fresh] == images
+    for mine, report in zip(fresh, saved, strict=True):
+        assert mine["label"] == report["pred"], mine["path"]
+        assert float(mine["prob"]) == pytest.approx(float(report["prob"]), abs=2e-6), mine["path"]
+
+
+@pytest.mark.slow
+def test_training_leaves_the_warning_filters_alone(tiny_folder: Path, tmp_path: Path) -> None:
+    """Library code scopes its warning filters to the calls that need them.
+
+    torch, numpy and friends add filters of their own when imported, so the check is on the
+    filters cnnlab itself needs (Lightning notices during fit): none may outlive the call.
+    """
+    code = (
+        "import sys, warnings; import cnnlab; "
+        "cnnlab.train(sys.argv[1], epochs=1, runs_dir=sys.argv[2], model__cnn__filters=[8, 16]);"
+        " print([f[1].pattern for f in warnings.filters if f[1] is not None])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tiny_folder), str(tmp_path / "runs")],
+        capture_output=True, text=True, env=dict(os.environ, COLUMNS="200"),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    patterns = out.stdout.strip().splitlines()[-1]
+    for silenced in ("LeafSpec", "in eval mode", "Checkpoint directory"):
+        assert silenced not in patterns

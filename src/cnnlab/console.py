@@ -44,6 +44,15 @@ def warn(message: str) -> None:
     Console(stderr=True, highlight=False).print(f"[yellow]warning:[/] {message}", soft_wrap=True)
 
 
+def error(message: str) -> None:
+    """One ``error:`` line on stderr (the CLI's way to report a failure; never markup)."""
+    from rich.markup import escape
+
+    Console(stderr=True, highlight=False).print(
+        f"[bold red]error:[/] {escape(message)}", soft_wrap=True
+    )
+
+
 def progress_bar(transient: bool = False) -> Progress:
     """A progress bar with count, elapsed time and ETA."""
     return Progress(
@@ -72,6 +81,11 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
 _results = Console(highlight=False)
 
 
-def result(renderable: object) -> None:
-    """Print a result (a table, the report path): shown even with ``--quiet``."""
-    _results.print(renderable, soft_wrap=isinstance(renderable, str))
+def result(renderable: object, width: int | None = None) -> None:
+    """Print a result (a table, the report path): shown even with ``--quiet``.
+
+    ``width`` overrides the terminal's width (a wide table printed in full). Strings are never
+    hard-wrapped (see :func:`info`).
+    """
+    out = _results if width is None else Console(highlight=False, width=width)
+    out.print(renderable, soft_wrap=isinstance(renderable, str))

@@ -44,3 +44,15 @@ class CheckpointError(CnnlabError):
 
 class RunError(CnnlabError):
     """A run folder that is missing or does not follow the run-folder contract."""
+
+
+class OutputError(CnnlabError):
+    """An output folder or file (runs_dir, --out) that cannot be created or written."""
+
+
+class ParityError(CnnlabError):
+    """An exported model whose outputs differ from PyTorch's by more than the tolerance."""
+
+    def __init__(self, message: str, record: dict) -> None:
+        super().__init__(message)
+        self.record = record

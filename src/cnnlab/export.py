@@ -28,8 +28,7 @@ import numpy as np
 import torch
 
 from cnnlab import __version__
-from cnnlab.console import warn
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, ParityError
 from cnnlab.predict import ONNX_FILE, Predictor
 from cnnlab.runs import CONFIG, MODEL_CARD, SPLIT, read_json, write_json
 
@@ -137,7 +136,11 @@ def preprocessing(card: dict[str, Any]) -> dict[str, Any]:
 
 
 def export_run(
-    run_dir: str | Path, format: str = "onnx", out: str | Path | None = None, opset: int = 17
+    run_dir: str | Path,
+    format: str = "onnx",
+    out: str | Path | None = None,
+    opset: int = 17,
+    tolerance: float = PARITY_TOL,
 ) -> dict[str, Any]:
     """Export the run's eval-mode model and check it against PyTorch.
 
@@ -147,13 +150,21 @@ def export_run(
         out: output file; default ``model.onnx`` / ``model.torchscript.pt`` in the run folder
             (the ONNX backend of :class:`~cnnlab.predict.Predictor` finds it there).
         opset: ONNX opset version.
+        tolerance: largest max |logit difference| accepted.
 
     Returns:
         The export record (also in ``export.json`` and the model card): file, format, input
         and output description, preprocessing, ``max_abs_diff`` and ``parity_ok``.
+
+    Raises:
+        ParityError: the export's logits differ by more than ``tolerance``. The file and its
+            record (``parity_ok: false``) are kept for inspection; the ONNX backend of the
+            Predictor refuses such an export.
     """
     if format not in FORMATS:
         raise ConfigError(f"unknown export format '{format}'; use one of {', '.join(FORMATS)}")
+    if not tolerance >= 0:
+        raise ConfigError(f"export tolerance must be >= 0, got {tolerance}")
     predictor = Predictor(run_dir, backend="torch", device="cpu")
     model = predictor.model
     assert model is not None
@@ -165,15 +176,26 @@ def export_run(
     else:
         runner = _export_torchscript(model, x, path)
     diff = _max_abs_diff(model, runner, x)
-    record = _record(predictor, format, path, opset, diff, source, len(x))
-    if not record["parity_ok"]:
-        warn(f"{path}: exported logits differ from PyTorch by {diff:.2e} (> {PARITY_TOL:g})")
+    record = _record(predictor, format, path, opset, diff, source, len(x), tolerance)
     _save_records(predictor, path, record)
+    if not record["parity_ok"]:
+        raise ParityError(
+            f"{path}: parity check failed: exported logits differ from PyTorch by {diff:.2e} "
+            f"(tolerance {tolerance:g}) on {source}; do not deploy this file",
+            record,
+        )
     return record
 
 
 def _record(
-    predictor: Predictor, format: str, path: Path, opset: int, diff: float, source: str, n: int
+    predictor: Predictor,
+    format: str,
+    path: Path,
+    opset: int,
+    diff: float,
+    source: str,
+    n: int,
+    tolerance: float,
 ) -> dict[str, Any]:
     c, s = predictor.channels, predictor.img_size
     return {
@@ -185,7 +207,8 @@ def _record(
         "classes": predictor.classes,
         "preprocessing": preprocessing(predictor.card),
         "max_abs_diff": diff,
-        "parity_ok": diff <= PARITY_TOL,
+        "parity_ok": diff <= tolerance,
+        "parity_tolerance": tolerance,
         "parity_inputs": source,
         "parity_samples": n,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

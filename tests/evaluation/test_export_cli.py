@@ -83,3 +83,24 @@ def test_cli_predict_and_eval_list_bad_files(tiny_run, tmp_path):
     assert res.returncode == 0, res.stderr
     assert all(f"skipped class_1/{b.name}" in res.stderr for b in bad)
     assert (tmp_path / "ev" / "report.html").is_file()
+
+
+@pytest.mark.slow
+def test_failed_parity_check_exits_non_zero_and_is_not_used(tiny_run):
+    """Issue 10 item 11: a real parity failure (tolerance 0: ONNX Runtime's kernels differ
+    from PyTorch's in the last bits) exits 1 with one line, and the export is not served."""
+    from cnnlab.errors import RunError
+
+    env = {**os.environ, "COLUMNS": "200"}
+    res = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "export", str(tiny_run), "--tolerance", "0"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.stderr.strip().startswith("error:") and len(res.stderr.strip().splitlines()) == 1
+    assert "parity check failed" in res.stderr and "Traceback" not in res.stderr
+    record = json.loads((tiny_run / "export.json").read_text(encoding="utf-8"))["onnx"]
+    assert record["parity_ok"] is False and record["max_abs_diff"] > 0
+    assert record["parity_tolerance"] == 0
+    with pytest.raises(RunError, match="parity check"):
+        Predictor(tiny_run, backend="onnx")

@@ -33,7 +33,10 @@ def eval_command(
         cnnlab eval runs/cnn-scratch --data photos/new_batch
     """
     from cnnlab.evaluation.evaluate import evaluate_run
+    from cnnlab.paths import check_writable_dir
 
+    if out is not None:
+        check_writable_dir(out, "--out")
     result = evaluate_run(run, data=data, split=split, out_dir=out)
     for item in result["skipped"]:
         typer.echo(f"skipped {item['path']}: {item['reason']}", err=True)
@@ -90,7 +93,13 @@ def predict_command(
     run: Path = typer.Argument(..., help="Run folder with the trained model."),
     paths: list[str] = typer.Argument(..., help="Image files and/or folders (recursed)."),
     top_k: int = typer.Option(5, "--top-k", "-k", help="How many classes to list per image."),
-    tta: bool = typer.Option(False, "--tta", help="Average with the horizontally flipped image."),
+    tta: bool = typer.Option(
+        None,
+        "--tta/--no-tta",
+        help="Average with the horizontally flipped image [default: as the run was evaluated,"
+        " model.json's tta].",
+        show_default=False,
+    ),
     out: Path = typer.Option(None, "--out", "-o", help="Also write the predictions as CSV."),
     backend: str = typer.Option("torch", help="torch | onnx (after `cnnlab export`)."),
 ) -> None:
@@ -100,8 +109,11 @@ def predict_command(
 
         cnnlab predict runs/cnn-scratch photos/ cat.jpg --top-k 3 --out predictions.csv
     """
+    from cnnlab.paths import check_writable_file
     from cnnlab.predict import Predictor
 
+    if out is not None:
+        check_writable_file(out, "--out")
     predictor = Predictor(run, backend=backend)
     rows = _rows(predictor.predict(paths, top_k=top_k, tta=tta))
     _print_table(rows)
@@ -118,18 +130,31 @@ def export_command(
     format: str = typer.Option("onnx", "--format", "-f", help="onnx | torchscript"),
     out: Path = typer.Option(None, "--out", "-o", help="Output file [default: in the run folder]"),
     opset: int = typer.Option(17, help="ONNX opset version."),
+    tolerance: float = typer.Option(
+        1e-4, "--tolerance", min=0.0, help="Largest |logit difference| the parity check accepts."
+    ),
 ) -> None:
     """Export a run's model to ONNX or TorchScript and check it against PyTorch.
+
+    Exits 1 when the exported model fails the parity check (the file is kept, marked failed).
 
     Example:
 
         cnnlab export runs/cnn-scratch --format onnx
     """
+    from cnnlab.console import error
+    from cnnlab.errors import ParityError
     from cnnlab.export import export_run
+    from cnnlab.paths import check_writable_file
 
-    record = export_run(run, format=format, out=out, opset=opset)
-    status = "ok" if record["parity_ok"] else "FAILED"
+    if out is not None:
+        check_writable_file(out, "--out")
+    try:
+        record = export_run(run, format=format, out=out, opset=opset, tolerance=tolerance)
+    except ParityError as exc:
+        error(str(exc))
+        raise typer.Exit(1) from None
     typer.echo(
-        f"exported {record['file']} (parity {status}: max |diff| {record['max_abs_diff']:.2e} "
+        f"exported {record['file']} (parity ok: max |diff| {record['max_abs_diff']:.2e} "
         f"on {record['parity_inputs']})"
     )

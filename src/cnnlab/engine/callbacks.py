@@ -242,20 +242,42 @@ class ThroughputProbe(Callback):
 class RestoreBestWeights(Callback):
     """After fit, load the best checkpoint's weights (chosen by the monitored metric) back in.
 
+    This is the one place the best epoch is decided: ``best_epoch`` (from 1) is the epoch of
+    the checkpoint restored, and the summary, the plots and the report all take it from here.
     Runs on every process, so under DDP each replica ends with the same best weights.
     """
 
     def __init__(self) -> None:
         self.restored: Path | None = None
+        self.best_epoch: int | None = None
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         ckpt = trainer.checkpoint_callback
         best = getattr(ckpt, "best_model_path", "") if ckpt is not None else ""
         if not best or not Path(best).is_file():
             return  # no validation ever ran: keep the final weights
-        state = safe_load_checkpoint(best)["state_dict"]
-        pl_module.load_state_dict(state)
+        saved = safe_load_checkpoint(best)
+        pl_module.load_state_dict(saved["state_dict"])
         self.restored = Path(best)
+        self.best_epoch = int(saved["epoch"]) + 1  # Lightning counts epochs from 0
+
+
+class TrainClock(Callback):
+    """Training time carried across segments: each checkpoint holds the time spent so far.
+
+    A resumed run starts from its checkpoint's total (``prior_s``), so ``train_time_s`` in
+    the summary counts every segment up to the state it continued from.
+    """
+
+    def __init__(self) -> None:
+        self.prior_s = 0.0
+        self.start = time.perf_counter()  # built with the Trainer, just before fit
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"elapsed_s": self.prior_s + time.perf_counter() - self.start}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.prior_s = float(state_dict.get("elapsed_s", 0.0))
 
 
 class RngState(L.Callback):

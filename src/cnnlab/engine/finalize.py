@@ -24,7 +24,8 @@ def write_run_inputs(run_dir: Path, cfg: Config, data: DataBundle) -> None:
     from cnnlab.data.split import save_split
 
     resolved = cfg.model_copy(deep=True)
-    resolved.data.root = str(data.root)
+    # A CSV manifest stays the dataset (its folder alone is not one), so resume finds it.
+    resolved.data.root = str(getattr(data.scan, "manifest", None) or data.root)
     resolved.data.img_size = data.img_size
     resolved.data.channels = data.channels  # type: ignore[assignment]
     save_config(resolved, run_dir / runs.CONFIG)
@@ -80,15 +81,6 @@ def model_card(cfg: Config, data: DataBundle, mb: ModelBundle, outcome: Outcome)
     }
 
 
-def _best_epoch(rows: list[dict[str, str]], monitor: str) -> int:
-    scored = [(float(r[monitor]), int(float(r["epoch"]))) for r in rows if r.get(monitor)]
-    if not scored:
-        return len(rows)
-    higher = not monitor.endswith("loss")
-    best = max(scored, key=lambda t: (t[0], -t[1])) if higher else min(scored)
-    return best[1]
-
-
 def finalize(
     run_dir: Path,
     cfg: Config,
@@ -98,8 +90,8 @@ def finalize(
     train_time: float,
 ) -> Run:
     """Write weights and card, evaluate val/test through the Predictor, summary and report."""
-    from cnnlab.engine.checkpoint import save_weights
-    from cnnlab.evaluation.evaluate import evaluate_predictions
+    from cnnlab.evaluation.evaluate import evaluate_predictions, write_predictions
+    from cnnlab.models.state import save_weights
     from cnnlab.predict import Predictor
 
     mb.model.eval()
@@ -114,7 +106,7 @@ def finalize(
         x, y = data.tensor(split)
         probs = predictor.predict_arrays(x, tta=card["tta"] is not None)
         paths = [data.paths[i] for i in data.index[split].tolist()]
-        _write_predictions(run_dir / "predictions" / f"{split}.csv", paths, y, probs, data.classes)
+        write_predictions(run_dir / "predictions" / f"{split}.csv", paths, y, probs, data.classes)
         results[split] = evaluate_predictions(
             y,
             probs,
@@ -132,7 +124,9 @@ def finalize(
     rows = run.metrics()
     summary = {
         "metrics": {s: _headline(m) for s, m in results.items()},
-        "best_epoch": _best_epoch(rows, cfg.train.monitor),
+        # decided once, by train.monitor, when the best checkpoint was restored
+        "best_epoch": outcome.best_epoch or len(rows) or outcome.epochs_run,
+        "monitor": cfg.train.monitor,
         "epochs_run": outcome.epochs_run,
         "stopped_early": outcome.stopped_early,
         "stopped_by_time_budget": outcome.interrupted_by_time,
@@ -142,6 +136,8 @@ def finalize(
         "num_classes": len(data.classes),
         "precision": outcome.precision,
         "lr": outcome.lr,
+        "batch_size": cfg.train.batch_size,  # as trained (train.min_steps may lower it)
+        "freeze_bn_stats": cfg.train.freeze_bn_stats == "true",
         "tta": card["tta"],
         "params": card["params"],
         "images": {s: data.count(s) for s in ("train", "val", "test")},
@@ -151,23 +147,6 @@ def finalize(
     write_json(run_dir / runs.SUMMARY, summary)
     _report(run, cfg, summary, results, rows, card)
     return run
-
-
-def _write_predictions(
-    path: Path, paths: list[str], y: torch.Tensor, probs: torch.Tensor, classes: list[str]
-) -> None:
-    """Per-image predictions of the final model: path,true,pred,prob (for audits and tests)."""
-    import csv
-    import io
-
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["path", "true", "pred", "prob"])
-    conf, pred = probs.max(dim=1)
-    for p, t, k, c in zip(paths, y.tolist(), pred.tolist(), conf.tolist(), strict=True):
-        writer.writerow([p, classes[t], classes[k], f"{c:.6f}"])
-    path.parent.mkdir(exist_ok=True)
-    runs.atomic_write_text(path, buf.getvalue())
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:

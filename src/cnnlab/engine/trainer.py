@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from cnnlab.engine.callbacks import (
     RichProgress,
     RngState,
     ThroughputProbe,
+    TrainClock,
 )
 from cnnlab.engine.checkpoint import AtomicCheckpointIO
 from cnnlab.engine.precision import (
@@ -92,7 +95,11 @@ def build_callbacks(
 ) -> list[Callback]:
     """The callbacks every run gets, in the order they should fire."""
     monitor = train.monitor if validate else None
-    callbacks: list[Callback] = [*_checkpoint_callbacks(run_dir, monitor), RngState()]
+    callbacks: list[Callback] = [
+        *_checkpoint_callbacks(run_dir, monitor),
+        RngState(),
+        TrainClock(),
+    ]
     if monitor and train.early_stopping:
         callbacks.append(
             EarlyStopping(
@@ -109,6 +116,24 @@ def build_callbacks(
     if monitor:
         callbacks.append(RestoreBestWeights())
     return callbacks
+
+
+@contextlib.contextmanager
+def quiet_lightning_warnings() -> Iterator[None]:
+    """Silence, for one ``Trainer.fit`` only, Lightning warnings that are noise for cnnlab users.
+
+    Scoped with ``catch_warnings`` so the process's own warning filters are left as they were.
+    """
+    with warnings.catch_warnings():
+        # Lightning 2.6 trips over its own deprecation of torch's LeafSpec on every run.
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+        # Frozen backbones are kept in eval mode on purpose (their batch norm must not update).
+        warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+        # A resumed run writes into its own checkpoints/ folder on purpose.
+        warnings.filterwarnings(
+            "ignore", message=r"Checkpoint directory .* exists and is not empty"
+        )
+        yield
 
 
 def _quiet_lightning_banners() -> None:

@@ -23,7 +23,7 @@ from cnnlab.errors import DataError, ImageLoadError
 from cnnlab.evaluation import plots as P
 from cnnlab.evaluation.metrics import compute_metrics
 from cnnlab.evaluation.report import write_report
-from cnnlab.runs import SPLIT, atomic_write_text, load_run, write_json
+from cnnlab.runs import SPLIT, SUMMARY, atomic_write_text, load_run, write_json
 
 _MAX_SUFFIX = 10_000
 
@@ -224,14 +224,14 @@ def evaluate_run(
     arrays, labels, paths, skipped = _decode(predictor, root, samples, classes)
     if not arrays:
         raise DataError(f"{root}: none of the {len(samples)} images could be read")
-    use_tta = predictor.card.get("tta") == "hflip" if tta is None else tta
+    use_tta = predictor.tta if tta is None else tta
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     probs = predictor.predict_arrays(images, tta=use_tta)
     elapsed = time.perf_counter() - start
     name = f"eval-{split}" if data is None else f"eval-{root.resolve().name}"
     out = _unique_dir(Path(out_dir) if out_dir is not None else run.path / name)
     metrics = evaluate_predictions(labels, probs, classes, out, images=images, paths=paths)
-    _write_predictions(out / "predictions.csv", paths, labels, probs, classes)
+    write_predictions(out / "predictions.csv", paths, labels, probs, classes)
     summary = {
         "source": source,
         "images": len(arrays),
@@ -240,10 +240,12 @@ def evaluate_run(
         "eval_time_s": round(elapsed, 3),
         "images_per_s": round(len(arrays) / max(elapsed, 1e-9), 1),
     }
+    trained = run.summary if (run.path / SUMMARY).is_file() else {}
     html, _ = write_report(
         out,
         title=f"{run.name}: evaluation on {source}",
-        summary=summary,
+        # the fit diagnosis names the best epoch training kept, not a guess from metrics.csv
+        summary={**summary, **{k: trained.get(k) for k in ("best_epoch", "monitor")}},
         metrics=metrics,
         config=run.config,
         model_card=predictor.card,
@@ -264,17 +266,19 @@ def evaluate_run(
     return {**metrics, **summary, "out_dir": str(out), "report": str(html), "skipped": skipped}
 
 
-def _write_predictions(
+def write_predictions(
     path: Path,
     paths: Sequence[str],
-    labels: Sequence[int],
+    labels: Sequence[int] | torch.Tensor,
     probs: torch.Tensor,
     classes: Sequence[str],
 ) -> None:
+    """Per-image predictions as ``path,true,pred,prob`` (prob of the predicted class)."""
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["path", "true", "pred", "prob"])
     conf, pred = probs.max(dim=1)
-    for p, t, k, c in zip(paths, labels, pred.tolist(), conf.tolist(), strict=True):
+    truth = [int(t) for t in labels]
+    for p, t, k, c in zip(paths, truth, pred.tolist(), conf.tolist(), strict=True):
         writer.writerow([p, classes[t], classes[k], f"{c:.6f}"])
     atomic_write_text(path, buf.getvalue())

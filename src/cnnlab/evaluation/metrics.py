@@ -204,19 +204,33 @@ def _best_epoch(rows: Sequence[dict[str, Any]]) -> tuple[int, str] | None:
     return None
 
 
-def diagnose_fit(rows: Sequence[dict[str, Any]]) -> str:
+def _given_best(
+    rows: Sequence[dict[str, Any]], best_epoch: int | None, monitor: str | None
+) -> tuple[int, str] | None:
+    """Row index of the run's own best epoch (as training decided it), else the fallback."""
+    epochs = metric_series(rows, "epoch")
+    if best_epoch is not None and best_epoch in epochs:
+        return epochs.index(best_epoch), monitor or "train.monitor"
+    return _best_epoch(rows)
+
+
+def diagnose_fit(
+    rows: Sequence[dict[str, Any]], best_epoch: int | None = None, monitor: str | None = None
+) -> str:
     """Say in plain words whether training over- or under-fitted, from metrics.csv rows.
 
     Looks at the train-minus-validation accuracy gap (its size and whether it grew), where
     the best epoch lies relative to the last, and whether validation loss rose after the
     best epoch. Training accuracy is measured on augmented batches, so a small negative gap
-    is normal and is not called a problem.
+    is normal and is not called a problem. ``best_epoch`` and ``monitor`` are the run's own
+    (``summary.json``), so the report names the epoch whose weights were kept; without them
+    the best epoch is guessed from the validation columns.
     """
     if not rows:
         return "No training history (metrics.csv is empty), so no fit diagnosis."
     train_acc, val_acc = metric_series(rows, "train/accuracy"), metric_series(rows, "val/accuracy")
     val_loss = metric_series(rows, "val/loss")
-    best = _best_epoch(rows)
+    best = _given_best(rows, best_epoch, monitor)
     if best is None or all(math.isnan(v) for v in val_acc):
         return "No validation metrics were recorded, so over- or under-fitting cannot be judged."
     best_i, key = best

@@ -60,10 +60,13 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
-def _save(fig: Any, path: str | Path, dpi: int = 100) -> Path:
+def _save(fig: Any, path: str | Path, dpi: int = 100, meta: dict[str, str] | None = None) -> Path:
+    """Write a PNG; ``meta`` lands in its text chunks (what a plot marks, readable by tools)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, format="png", bbox_inches="tight", pad_inches=0.1)
+    fig.savefig(
+        path, dpi=dpi, format="png", bbox_inches="tight", pad_inches=0.1, metadata=meta or None
+    )
     return path
 
 
@@ -85,7 +88,8 @@ def plot_learning_curves(
     Args:
         rows: metrics.csv rows (values may be strings, as ``csv.DictReader`` gives them).
         path: PNG to write.
-        best_epoch: the best epoch in the units of the ``epoch`` column (a dashed line).
+        best_epoch: the best epoch in the units of the ``epoch`` column (a dashed line; also
+            stored in the PNG's ``best_epoch`` text chunk).
     """
     epochs = _column(rows, "epoch")
     if np.isnan(epochs).all():
@@ -111,7 +115,8 @@ def plot_learning_curves(
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=8)
-        return _save(fig, path)
+        meta = {"best_epoch": str(best_epoch)} if best_epoch is not None else None
+        return _save(fig, path, meta=meta)
 
 
 def _cm_geometry(k: int) -> tuple[float, float, int]:

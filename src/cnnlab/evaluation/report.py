@@ -174,7 +174,11 @@ def build_sections(
     # Results first (what a reader opens the report for), then how they were obtained.
     return [
         _metrics_section(metrics),
-        Section("diagnosis", "Fit diagnosis", [Block("p", diagnose_fit(rows))]),
+        Section(
+            "diagnosis",
+            "Fit diagnosis",
+            [Block("p", diagnose_fit(rows, summary.get("best_epoch"), summary.get("monitor")))],
+        ),
         Section(
             "plots",
             "Plots",
