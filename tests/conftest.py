@@ -96,6 +96,38 @@ def write_messy_folder(root: Path, seed: int = 0) -> Path:
     return root
 
 
+PHOTOS = ("chelsea", "coffee", "rocket", "astronaut")  # scikit-image's bundled photographs
+
+
+def write_photo_folder(root: Path, per_class: int = 40, size: int = 64, seed: int = 0) -> Path:
+    """ROOT/<photo>/<i>.jpg: random crops of four real photographs, one class per photograph.
+
+    A set where ImageNet features help (a cat, a cup, a rocket, a person, each seen in many
+    crops, flips and lighting changes), the way a user's small folder of photos does.
+    """
+    import skimage.data
+
+    rng = np.random.default_rng(seed)
+    for name in PHOTOS:
+        photo = Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        short = min(photo.size)
+        for i in range(per_class):
+            side = int(short * rng.uniform(0.45, 0.9))
+            x0 = int(rng.integers(0, photo.width - side + 1))
+            y0 = int(rng.integers(0, photo.height - side + 1))
+            crop = photo.crop((x0, y0, x0 + side, y0 + side)).resize((size, size), Image.BILINEAR)
+            if rng.random() < 0.5:
+                crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+            arr = np.asarray(crop, dtype=np.float32) * rng.uniform(0.7, 1.3)
+            arr += rng.normal(0, 6, size=arr.shape)
+            Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(
+                folder / f"{i:03d}.jpg", quality=90
+            )
+    return root
+
+
 def folder_digest(root: Path) -> dict[str, str]:
     """Path -> sha256 of every file under root (symlinks recorded by target, not followed)."""
     digest: dict[str, str] = {}

@@ -115,3 +115,17 @@ def test_saved_config_round_trips(tmp_path: Path) -> None:
     save_config(cfg, tmp_path / "config.yaml")
     again = load_config(tmp_path / "config.yaml")
     assert again == cfg
+
+
+def test_removed_eval_split_says_what_to_do_instead() -> None:
+    """Issue 10 item 11: eval.split never chose anything; it is gone, with a pointer."""
+    with pytest.raises(ConfigError, match=r"eval\.split.*removed.*cnnlab eval RUN --split val"):
+        load_config(overrides=["eval.split=val"])
+
+
+def test_strategy_names_are_lightnings() -> None:
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    from cnnlab.config import STRATEGIES
+
+    assert set(STRATEGIES) - {"auto"} <= set(StrategyRegistry.available_strategies())

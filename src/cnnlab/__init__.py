@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from cnnlab.runs import Run
 
 
-def train(data: str | None = None, config: str | None = None, **overrides: Any) -> Run:
+def train(data: str | None = None, config: str | None = None, **overrides: Any) -> Run | None:
     """Train a model on a folder of images and write a run folder.
 
     Args:
@@ -31,7 +31,11 @@ def train(data: str | None = None, config: str | None = None, **overrides: Any) 
         config: an optional YAML config file.
         **overrides: config values by dotted key with ``.`` written as ``__``
             (``train__lr=3e-4``) or by the short names ``model``, ``mode``, ``epochs``,
-            ``img_size``, ``batch_size``, ``lr``, ``seed``, ``name``, ``runs_dir``.
+            ``img_size``, ``batch_size``, ``lr``, ``seed``, ``name``, ``runs_dir``;
+            ``resume=RUN`` continues (or, with ``epochs``, extends) a run folder.
+
+    Returns:
+        The run folder; ``None`` only on the helper processes of a multi-process (DDP) run.
 
     Example:
         >>> run = cnnlab.train("data/", model="resnet18", mode="frozen")  # doctest: +SKIP

@@ -61,8 +61,11 @@ def make_config(
     return cfg
 
 
-def fit_config(cfg: Config) -> Run:
-    """Train with a resolved configuration and return the finished run."""
+def fit_config(cfg: Config) -> Run | None:
+    """Train with a resolved configuration and return the finished run.
+
+    ``None`` only on the helper processes of a multi-process (DDP) run: rank 0 returns it.
+    """
     from cnnlab.engine.fit import fit
 
     return fit(cfg)
@@ -74,10 +77,12 @@ def prepare_training(cfg: Config) -> Any:
     Used by ``cnnlab lr-find``; returns a :class:`cnnlab.engine.loop.Prepared`.
     """
     from cnnlab.engine.loop import prepare_full
+    from cnnlab.engine.plan import plan_training
     from cnnlab.engine.setup import prepare
 
     data, mb = prepare(cfg)
-    return prepare_full(mb, data, cfg.data, cfg.train)
+    train = plan_training(cfg.train, mb, data.count("train"))
+    return prepare_full(mb, data, cfg.data, train)
 
 
 def train(
@@ -85,23 +90,63 @@ def train(
     config: str | Path | None = None,
     resume: str | Path | None = None,
     **overrides: Any,
-) -> Run:
+) -> Run | None:
     """Python entry point; see :func:`cnnlab.train`."""
     values = short_values(overrides)
     if resume is not None:
-        return resume_run(resume, values=values)
+        return resume_run(resume, values=values, data=data, config=config)
     return fit_config(make_config(data, config=config, values=values))
+
+
+# What may differ from the saved config when resuming: how long to train, nothing else.
+RESUMABLE = ("train.epochs", "train.max_time")
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _resume_config(
+    saved: Path, overrides: list[str], values: dict[str, Any], data: str | Path | None
+) -> Config:
+    """The saved config with only ``RESUMABLE`` keys changed; anything else is refused."""
+    before = load_config(saved)
+    if data is not None and Path(data).expanduser().resolve() != Path(before.data.root or ""):
+        raise ConfigError(
+            f"--resume continues the run on its own dataset ({before.data.root}); "
+            f"drop DATA ({data}) or start a new run"
+        )
+    after = load_config(saved, overrides=overrides, values=values)
+    old, new = _flat(before.model_dump(mode="json")), _flat(after.model_dump(mode="json"))
+    changed = [k for k in new if new[k] != old.get(k) and k not in RESUMABLE]
+    if changed:
+        shown = ", ".join(f"{k} ({old.get(k)!r} -> {new[k]!r})" for k in changed)
+        raise ConfigError(
+            f"--resume cannot change {shown}: a resumed run continues the saved one exactly; "
+            f"only {' and '.join(RESUMABLE)} may change (start a new run for the rest)"
+        )
+    return after
 
 
 def resume_run(
     run_dir: str | Path,
     overrides: list[str] | None = None,
     values: dict[str, Any] | None = None,
-) -> Run:
-    """Continue a killed run: its saved config, split and last good checkpoint.
+    data: str | Path | None = None,
+    config: str | Path | None = None,
+) -> Run | None:
+    """Continue a killed run, or extend a finished one: its saved config, split and checkpoint.
 
-    Only ``train.epochs`` and ``train.max_time`` may change on resume (to extend a run); other
-    changes would make the result a different experiment, so they are refused.
+    Only ``train.epochs`` and ``train.max_time`` may change on resume (to train longer); any
+    other value that differs from the saved config, a dataset other than the run's, or a
+    config file would make the result a different experiment, so they are refused with the
+    reason, never silently dropped. Values equal to the saved ones are accepted.
     """
     from cnnlab.engine.fit import fit
 
@@ -109,23 +154,21 @@ def resume_run(
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         raise RunError(f"{run_dir}: no config.yaml, not a run folder that can be resumed")
-    allowed = {"train.epochs", "train.max_time"}
-    changed = set((values or {}).keys()) | {o.split("=", 1)[0] for o in overrides or []}
-    refused = sorted(changed - allowed - {"runs_dir", "name"})
-    if refused:
+    if config is not None:
         raise ConfigError(
-            f"cannot change {', '.join(refused)} when resuming (only "
-            "train.epochs and train.max_time)"
+            f"--resume uses the run's own {saved}; drop --config {config} "
+            "(only --epochs and train.max_time may change)"
         )
-    kept = {k: v for k, v in (values or {}).items() if k in allowed}
-    cfg = load_config(
-        saved, overrides=[o for o in overrides or [] if o.split("=")[0] in allowed], values=kept
-    )
+    cfg = _resume_config(saved, overrides or [], values or {}, data)
     return fit(cfg, resume_dir=run_dir)
 
 
-def print_run_result(run: Run) -> None:
-    """The few lines a user wants after training: metrics and where the report is."""
+def print_run_result(run: Run | None) -> None:
+    """The few lines a user wants after training: metrics and where the report is.
+
+    Prints nothing for ``None`` (a DDP helper process: rank 0 prints the run).
+    """
     from cnnlab.summary import print_summary
 
-    print_summary(run)
+    if run is not None:
+        print_summary(run)

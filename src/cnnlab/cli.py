@@ -6,6 +6,7 @@ Commands parse arguments and print; the work happens in the API they call. Heavy
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 
@@ -62,7 +63,9 @@ def train_command(
     name: str = typer.Option(None, help="Run name (a suffix is added if it exists)."),
     runs_dir: str = typer.Option(None, "--runs-dir", help="Where run folders go [default: runs]"),
     config: Path = typer.Option(None, "--config", "-c", help="YAML config file."),
-    resume: Path = typer.Option(None, "--resume", help="Continue a killed run from its folder."),
+    resume: Path = typer.Option(
+        None, "--resume", help="Continue a killed run (or extend one with --epochs N)."
+    ),
     track: str = typer.Option(None, "--track", help="mlflow | none [default: mlflow]"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only results and errors."),
 ) -> None:
@@ -91,7 +94,13 @@ def train_command(
     }
     values = api.short_values({k: v for k, v in flags.items() if v is not None})
     if resume is not None:
-        run = api.resume_run(resume, overrides=overrides or [], values=values)
+        overrides = list(overrides or [])
+        if data is not None and "=" in data and not Path(data).exists():
+            data, overrides = (
+                None,
+                [data, *overrides],
+            )  # no DATA with --resume: KEY=VALUE came first
+        run = api.resume_run(resume, overrides, values, data=data, config=config)
     else:
         if data is None:
             raise CnnlabError("train needs a DATA folder (or --resume RUN)")
@@ -103,16 +112,29 @@ def train_command(
 @app.command("runs")
 def runs_command(
     runs_dir: str = typer.Option("runs", "--runs-dir", help="Folder holding run folders."),
+    sort: str = typer.Option(
+        "created",
+        "--sort",
+        help="created | name | epochs | train_time_s | val_accuracy | val_macro_f1 | "
+        "test_accuracy | test_macro_f1 (metrics: best first).",
+    ),
+    wide: bool = typer.Option(False, "--wide", help="Full run names, however wide the table."),
+    as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON (full names)."),
 ) -> None:
     """List runs with their main metrics.
 
     Example:
 
-        cnnlab runs --runs-dir runs
+        cnnlab runs --sort test_accuracy
     """
-    from cnnlab.summary import runs_table
+    from cnnlab.summary import run_rows, runs_table
 
-    runs_table(runs_dir)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(run_rows(runs_dir, sort), indent=2, ensure_ascii=False))
+    else:
+        runs_table(runs_dir, sort=sort, wide=wide)
 
 
 @app.command("demo")
@@ -135,14 +157,30 @@ def demo_command(
     run_demo(runs_dir=runs_dir, epochs=epochs)
 
 
+# Operating-system errors a user causes or can fix (a full disk, a read-only or wrong output
+# path); any other OSError is a bug and keeps its traceback.
+_USER_ERRNOS = {
+    errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
+    errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG,
+}  # fmt: skip
+
+
 def main() -> None:
     """Console entry point: user mistakes become one-line errors with exit code 2."""
+    from cnnlab.console import error
+
     try:
         app()
     except CnnlabError as exc:
-        from rich.console import Console
-
-        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        error(str(exc))
+        sys.exit(2)
+    except OSError as exc:
+        if exc.errno not in _USER_ERRNOS:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        hint = "free some space or write elsewhere" if full else "check the path"
+        error(f"{exc.strerror}{where} ({hint}, e.g. another --runs-dir or --out)")
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

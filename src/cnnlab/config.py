@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cnnlab.errors import ConfigError
 
+Tristate = Literal["auto", "true", "false"]
 AugmentPreset = Literal["none", "light", "standard", "strong"]
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh"]
 OptimizerName = Literal[
@@ -29,6 +31,27 @@ OptimizerName = Literal[
 SchedulerName = Literal[
     "none", "step", "multistep", "exponential", "cosine", "onecycle", "plateau", "warmup"
 ]
+# What the engine logs each epoch, so what train.monitor can pick the best epoch by.
+MONITORS = (
+    "val/macro_f1", "val/accuracy", "val/loss", "train/macro_f1", "train/accuracy", "train/loss",
+)  # fmt: skip
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+# Lightning strategy names cnnlab runs with (tests check each is in Lightning's registry).
+STRATEGIES = (
+    "auto", "ddp", "ddp_find_unused_parameters_true", "ddp_find_unused_parameters_false",
+    "fsdp", "fsdp_cpu_offload", "deepspeed", "deepspeed_stage_1", "deepspeed_stage_2",
+    "deepspeed_stage_2_offload", "deepspeed_stage_3", "deepspeed_stage_3_offload",
+    "single_device",
+)  # fmt: skip
+
+
+def _choice(what: str, value: str, valid: tuple[str, ...]) -> str:
+    """``value`` if valid, else a ValueError naming the closest valid choice."""
+    if value in valid:
+        return value
+    close = difflib.get_close_matches(value, valid, n=1, cutoff=0.5)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise ValueError(f"unknown {what} '{value}'; {hint}valid: {', '.join(valid)}")
 
 
 class _Section(BaseModel):
@@ -102,7 +125,8 @@ class ModelConfig(_Section):
 
 class TrainConfig(_Section):
     epochs: int = Field(15, ge=1)  # passes over the training split
-    batch_size: int = Field(64, ge=1)  # images per optimisation step
+    batch_size: int = Field(64, ge=1)  # images per optimisation step (see min_steps)
+    min_steps: int = Field(100, ge=0)  # fewer optimizer steps than this: smaller batch; 0: off
     optimizer: OptimizerName = "sgd"  # optimizer
     lr: float | None = Field(None, gt=0.0)  # peak learning rate; None: the optimizer's default
     momentum: float = Field(0.9, ge=0.0, lt=1.0)  # SGD / RMSprop momentum
@@ -126,6 +150,7 @@ class TrainConfig(_Section):
     min_delta: float = Field(0.0, ge=0.0)  # smallest change that counts as improvement
     freeze_epochs: int = Field(1, ge=0)  # staged mode: epochs with the backbone frozen
     backbone_lr_mult: float = Field(1.0, gt=0.0)  # backbone lr = lr x this (fine-tuning)
+    freeze_bn_stats: Tristate = "auto"  # keep pretrained BN statistics; auto: < 30-step fine-tunes
     frozen_views: int = Field(1, ge=1)  # frozen mode: augmented views per train image (1: none)
     seed: int = 42  # seeds weights, batches and augmentation (the split: data.split_seed)
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = "auto"  # auto: bf16 if native
@@ -144,11 +169,32 @@ class TrainConfig(_Section):
             # Spawned workers get the cached image tensor through duplicated file descriptors,
             # which Python refuses; "ddp" runs each rank as its own process instead.
             raise ValueError("ddp_spawn is not supported; use train.strategy=ddp")
-        return value
+        return _choice("strategy", value, STRATEGIES)
+
+    @field_validator("monitor")
+    @classmethod
+    def _check_monitor(cls, value: str) -> str:
+        return _choice("monitor", value, MONITORS)
+
+    @field_validator("accelerator")
+    @classmethod
+    def _check_accelerator(cls, value: str) -> str:
+        return _choice("accelerator", value, ACCELERATORS)
+
+    @field_validator("devices")
+    @classmethod
+    def _check_devices(cls, value: int | str) -> int | str:
+        # Lightning takes a count (-1: all), "auto", or device indices such as "0,1".
+        if isinstance(value, int):
+            if value >= 1 or value == -1:
+                return value
+            raise ValueError("expected a device count >= 1, -1 (all devices) or auto")
+        if value == "auto" or re.fullmatch(r"-1|\d+(,\d+)*,?", value.strip()):
+            return value
+        return _choice("devices value", value, ("auto",))
 
 
 class EvalConfig(_Section):
-    split: Literal["val", "test"] = "test"  # split the final report is computed on
     tta: Literal["auto", "true", "false"] = "auto"  # flip TTA; auto: if trained with hflip
     top_k: int = Field(5, ge=1)  # k of the top-k accuracy
     ece_bins: int = Field(15, ge=2)  # bins of the calibration error and reliability diagram
@@ -187,7 +233,16 @@ def valid_keys() -> list[str]:
     return _valid_keys(Config)
 
 
+# Keys that existed once, with what to do instead (a plain "unknown key" would puzzle).
+_REMOVED = {
+    "eval.split": "the report always covers both val and test; "
+    "evaluate one split with `cnnlab eval RUN --split val`",
+}
+
+
 def _suggest(key: str) -> str:
+    if key in _REMOVED:
+        return f" (removed: {_REMOVED[key]})"
     close = difflib.get_close_matches(key, valid_keys(), n=1, cutoff=0.5)
     if not close:  # a bare field name without its section: look at the last part only
         tails = {k.rsplit(".", 1)[-1]: k for k in valid_keys()}
@@ -229,7 +284,7 @@ def _describe(err: dict[str, Any]) -> str:
     if err["type"] == "extra_forbidden":
         return f"unknown config key '{key}'{_suggest(key)}"
     got = err.get("input")
-    return f"'{key}' = {got!r}: {err['msg']}"
+    return f"'{key}' = {got!r}: {err['msg'].removeprefix('Value error, ')}"
 
 
 def build_config(tree: dict[str, Any]) -> Config:
@@ -242,7 +297,10 @@ def build_config(tree: dict[str, Any]) -> Config:
 
 
 # YAML reads `true` as a bool; these tri-state fields take the strings "auto"/"true"/"false".
-_TRISTATE = {("model", "pretrained"), ("train", "channels_last"), ("eval", "tta")}
+_TRISTATE = {
+    ("model", "pretrained"), ("train", "channels_last"), ("train", "freeze_bn_stats"),
+    ("eval", "tta"),
+}  # fmt: skip
 
 
 def _tristate_to_str(tree: dict[str, Any]) -> None:
@@ -294,5 +352,7 @@ def load_config(
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved configuration as YAML (the run folder's ``config.yaml``)."""
+    from cnnlab.atomic import atomic_write_text
+
     text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-    Path(path).write_text(text, encoding="utf-8")
+    atomic_write_text(path, text)

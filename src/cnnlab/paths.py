@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, OutputError
 
 
 def cache_root() -> Path:
@@ -88,3 +88,36 @@ def shareable_config(tree: dict[str, Any]) -> dict[str, Any]:
     if out.get("runs_dir"):
         out["runs_dir"] = Path(str(out["runs_dir"])).name
     return out
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_writable_dir(path: str | os.PathLike[str], what: str) -> Path:
+    """Refuse, before any work, an output folder that cannot be created or written.
+
+    Nothing is created: the folder itself, or the nearest folder above it that exists, must be
+    a writable directory (``os.access`` also sees read-only file systems, which stop root too).
+
+    Raises:
+        OutputError: naming the path, the problem and the option to change.
+    """
+    path = Path(path).expanduser()
+    base = _nearest_existing(path.absolute())
+    if not base.is_dir():
+        raise OutputError(f"{what} {path}: {base} is a file, not a folder; choose another {what}")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise OutputError(f"{what} {path}: {base} is not writable; choose another {what}")
+    return path
+
+
+def check_writable_file(path: str | os.PathLike[str], what: str) -> Path:
+    """Like :func:`check_writable_dir`, for an output file: its folder must be writable."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise OutputError(f"{what} {path} is a folder; give a file name")
+    check_writable_dir(path.parent, what)
+    return path

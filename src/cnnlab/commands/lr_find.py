@@ -32,9 +32,11 @@ def lr_find_command(
     """
     from cnnlab import api
     from cnnlab.console import set_quiet
+    from cnnlab.paths import check_writable_file
 
     if quiet:
         set_quiet(True)
+    check_writable_file(out, "--out")  # before the search, not after it
     flags = {"model": model, "mode": mode, "img_size": img_size, "batch_size": batch_size,
              "seed": seed}  # fmt: skip
     values = api.short_values({k: v for k, v in flags.items() if v is not None})

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from cnnlab.config import Config
 from cnnlab.console import info, set_quiet
+from cnnlab.paths import check_writable_dir
 from cnnlab.runs import SPLIT, SUMMARY, Run, create_run_dir, read_json
 
 if TYPE_CHECKING:
@@ -55,11 +56,12 @@ def finished_epochs(run_dir: Path, epochs: int) -> int | None:
 
 def fit(
     cfg: Config, resume_dir: Path | None = None, observers: Sequence[RunObserver] | None = None
-) -> Run:
+) -> Run | None:
     """Train, evaluate and report one model; returns the run folder.
 
     Under the "ddp" strategy every rank runs this function; ranks > 0 train into rank 0's
-    folder and exit after training, so evaluation and the report happen once, on rank 0.
+    folder and return ``None`` after training (rank 0 alone evaluates and reports), so a
+    caller prints results only when it gets a run back.
 
     Args:
         cfg: the resolved configuration.
@@ -81,8 +83,11 @@ def fit(
             f"to train longer, pass --epochs N with N > {done}"
         )
         return Run(resume_dir)
+    elif resume_dir is None:
+        check_writable_dir(cfg.runs_dir, "runs_dir")  # before the scan, not after training
     split_file = resume_dir / SPLIT if resume_dir and (resume_dir / SPLIT).is_file() else None
     data, mb = prepare(cfg, split_file)  # bad data or model names fail before a folder exists
+    cfg = _plan(cfg, data, mb, resume=resume_dir is not None)
     run_dir = (
         helper_dir or resume_dir or create_run_dir(cfg.runs_dir, cfg.name or default_run_name(cfg))
     )
@@ -97,8 +102,18 @@ def fit(
     with observe_run(observers, run_dir) as callbacks:
         outcome = _train(cfg, data, mb, run_dir, resume_dir is not None, callbacks)
         if helper_dir is not None:
-            raise SystemExit(0)  # this rank's share is done; rank 0 evaluates and reports
-        return finalize(run_dir, cfg, data, mb, outcome, time.perf_counter() - started)
+            return None  # this rank's share is done; rank 0 evaluates and reports
+        train_time = outcome.prior_time_s + time.perf_counter() - started
+        return finalize(run_dir, cfg, data, mb, outcome, train_time)
+
+
+def _plan(cfg: Config, data: DataBundle, mb: ModelBundle, resume: bool) -> Config:
+    """The config with its data-dependent training choices resolved (saved in config.yaml)."""
+    from cnnlab.engine.plan import plan_training
+
+    views = cfg.train.frozen_views if mb.mode == "frozen" else 1
+    train = plan_training(cfg.train, mb, data.count("train") * views, resume)
+    return cfg.model_copy(update={"train": train})
 
 
 def _train(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -28,19 +28,27 @@ class Outcome:
     interrupted_by_time: bool
     precision: str
     lr: float
+    best_epoch: int | None = None  # decided once, by train.monitor (None: no validation)
+    prior_time_s: float = 0.0  # training time of earlier segments of a resumed run
 
 
 class StagedUnfreeze(L.Callback):
-    """``staged`` mode: train the head on a frozen backbone, then unfreeze everything."""
+    """``staged`` mode: train the head on a frozen backbone, then unfreeze everything.
+
+    Fires at the first epoch at or past ``freeze_epochs`` that this process trains, so a run
+    resumed after the switch unfreezes at once instead of never.
+    """
 
     def __init__(self, freeze_epochs: int) -> None:
         self.freeze_epochs = freeze_epochs
+        self.unfrozen = False
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         from cnnlab.models.transfer import unfreeze
 
-        if trainer.current_epoch == self.freeze_epochs:
+        if trainer.current_epoch >= self.freeze_epochs and not self.unfrozen:
             unfreeze(pl_module.model)
+            self.unfrozen = True
             info(f"epoch {trainer.current_epoch + 1}: backbone unfrozen")
 
 
@@ -80,26 +88,32 @@ def _fit_module(
     resume: bool,
     callbacks: tuple = (),
 ) -> Outcome:
+    from cnnlab.engine.callbacks import RestoreBestWeights, TrainClock
     from cnnlab.engine.checkpoint import find_resume_checkpoint
-    from cnnlab.engine.trainer import build_trainer
+    from cnnlab.engine.trainer import build_trainer, quiet_lightning_warnings
 
     trainer = build_trainer(train, run_dir, max_epochs=train.epochs, callbacks_extra=callbacks)
     ckpt = find_resume_checkpoint(run_dir) if resume else None
     if resume and ckpt is None:
         info("no usable checkpoint found: starting the run from epoch 1")
-    # A resumed run writes into its own checkpoints/ folder on purpose; Lightning's warning
-    # about a non-empty checkpoint folder would only alarm the user.
-    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-    trainer.fit(module, loaders[0], loaders[1], ckpt_path=str(ckpt) if ckpt else None)
+    with quiet_lightning_warnings():
+        trainer.fit(module, loaders[0], loaders[1], ckpt_path=str(ckpt) if ckpt else None)
     stopped = any(getattr(c, "stopped_epoch", 0) for c in trainer.early_stopping_callbacks)
     timed_out = train.max_time is not None and trainer.current_epoch < train.epochs
+    restore = _callback(trainer, RestoreBestWeights)
     return Outcome(
         trainer.current_epoch,
         bool(stopped),
         timed_out and not stopped,
         str(trainer.precision),
         float(train.lr or 0.0),
+        best_epoch=restore.best_epoch if restore is not None else None,
+        prior_time_s=_callback(trainer, TrainClock).prior_s,
     )
+
+
+def _callback(trainer: L.Trainer, kind: type) -> Any:
+    return next((c for c in trainer.callbacks if isinstance(c, kind)), None)
 
 
 @dataclass
@@ -242,7 +256,7 @@ def train_frozen(
         )
         load_linear_head(mb.model.head, weight, bias)
         _write_sklearn_metrics(mb.model.head, feats, y_train, y_val, run_dir)
-        return Outcome(1, False, False, "32", 0.0)
+        return Outcome(1, False, False, "32", 0.0, best_epoch=1)
     lr = resolve_lr(train, "frozen")
     train = train.model_copy(update={"lr": lr})
     loaders = (

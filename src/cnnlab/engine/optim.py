@@ -100,6 +100,46 @@ def create_optimizer(
     return classes[key](params, lr=lr, weight_decay=wd)
 
 
+class _FollowsRunLength:
+    """Mixin for schedules whose shape depends on the run's length (one-cycle, cosine).
+
+    On resume Lightning loads the saved scheduler state, which would bring back the old
+    total: a run extended with ``--epochs N`` would then crash (one-cycle) or keep the old
+    curve. Here the state restores only the position (steps done); the shape stays the one
+    built for the current run length, and the optimizer's lr is set from it at once. With
+    the same length nothing changes, so a plain resume stays bit-exact.
+    """
+
+    _shape_keys: tuple[str, ...] = ()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        import warnings
+
+        keep = {k: self.__dict__[k] for k in self._shape_keys}
+        super().load_state_dict(state_dict)  # type: ignore[misc]
+        self.__dict__.update(keep)
+        total = getattr(self, "total_steps", None)
+        if total is not None and self.last_epoch > total:  # type: ignore[attr-defined]
+            raise ConfigError(
+                f"cannot resume a {total}-step one-cycle schedule after {self.last_epoch} steps "  # type: ignore[attr-defined]
+                "(fewer epochs than already trained); pass --epochs N larger than that"
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch: get_lr() outside step() is fine here
+            lrs = self.get_lr()  # type: ignore[attr-defined]
+        for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):  # type: ignore[attr-defined]
+            group["lr"] = lr
+        self._last_lr = [g["lr"] for g in self.optimizer.param_groups]  # type: ignore[attr-defined]
+
+
+class _OneCycle(_FollowsRunLength, torch.optim.lr_scheduler.OneCycleLR):
+    _shape_keys = ("total_steps", "_schedule_phases")
+
+
+class _Lambda(_FollowsRunLength, LambdaLR):
+    _shape_keys = ("lr_lambdas",)
+
+
 def _warmup_lambda(warmup_steps: int, after: Any = None) -> Any:
     """Multiplier: linear from ~0 to 1 over ``warmup_steps``, then ``after(step)`` or 1."""
 
@@ -117,7 +157,7 @@ def _cosine(optimizer: torch.optim.Optimizer, total: int, warmup: int) -> LRSche
     def cosine(step: int) -> float:
         return 0.5 * (1.0 + math.cos(math.pi * min(step, decay) / decay))
 
-    return LambdaLR(optimizer, _warmup_lambda(warmup, cosine))
+    return _Lambda(optimizer, _warmup_lambda(warmup, cosine))
 
 
 def _plateau_mode(monitor: str) -> str:
@@ -140,7 +180,9 @@ def create_scheduler(
 
     Per-step schedules (``cosine``, ``onecycle``, ``warmup``) advance every optimizer step
     so short runs still get a smooth curve; epoch-based ones (``step``, ``multistep``,
-    ``exponential``, ``plateau``) count epochs as users expect from their names.
+    ``exponential``, ``plateau``) count epochs as users expect from their names. ``onecycle``
+    and ``cosine`` span the whole run: a run resumed with more epochs follows the curve of
+    the new length from the step it reached (see ``_FollowsRunLength``).
 
     Returns:
         ``{"scheduler", "interval", ...}`` or ``None`` for ``none``.
@@ -176,7 +218,7 @@ def create_scheduler(
         # 25% warm-up can round to zero steps, so give each phase at least ~1.5 steps.
         total = max(total, 2)
         warm = min(0.75, max(0.25, 1.5 / total))
-        one = sched.OneCycleLR(
+        one = _OneCycle(
             optimizer, max_lr=peaks, total_steps=total, pct_start=warm, cycle_momentum=cycle
         )
         return {"scheduler": one, "interval": "step"}

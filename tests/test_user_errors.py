@@ -1,0 +1,112 @@
+"""Issue 10 item 13: every user mistake is one line on stderr and exit code 2.
+
+Typos in the trainer settings, output folders that cannot be written (a file in the way, a
+read-only file system) and a disk that fills up while a run is written. Read-only and full
+file systems are real: small tmpfs mounts (we run as root, where chmod stops nothing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.conftest import folder_digest
+from tests.evaluation.conftest import build_run
+
+CNNLAB = [sys.executable, "-m", "cnnlab"]
+SMALL = ("model.cnn.filters=[8,16]", "--epochs", "2")
+
+
+def cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
+    return subprocess.run(
+        [*CNNLAB, *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
+
+
+def one_error_line(out: subprocess.CompletedProcess[str]) -> str:
+    """The single stderr line of a refused command (exit code 2, no traceback)."""
+    assert out.returncode == 2, out.stdout + out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), out.stderr
+    return lines[0]
+
+
+@contextlib.contextmanager
+def tmpfs(where: Path, size: str, read_only: bool = False) -> Iterator[Path]:
+    """A real, small file system mounted at ``where`` for the duration of the block."""
+    where.mkdir(parents=True, exist_ok=True)
+    options = f"size={size}" + (",ro" if read_only else "")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)])
+    if done.returncode != 0:
+        pytest.fail("these tests mount a small tmpfs: run them as root (or with CAP_SYS_ADMIN)")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+@pytest.mark.parametrize(
+    "override, suggestion",
+    [
+        ("train.monitor=val/acc", "val/accuracy"),
+        ("train.accelerator=gpuu", "gpu"),
+        ("train.devices=atuo", "auto"),
+        ("train.strategy=dpp", "ddp"),
+    ],
+)
+def test_trainer_setting_typos_fail_before_any_work(
+    override: str, suggestion: str, tiny_folder: Path, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    out = cli("train", str(tiny_folder), override, "--runs-dir", str(runs))
+    line = one_error_line(out)
+    assert override.split("=")[0] in line and f"did you mean '{suggestion}'" in line
+    assert not runs.exists() and "data:" not in out.stdout  # refused before the scan
+
+
+def test_runs_dir_that_cannot_be_written_is_refused_before_the_scan(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out = cli("train", str(tiny_folder), "--runs-dir", str(blocker / "runs"))
+    assert "runs_dir" in one_error_line(out) and "data:" not in out.stdout
+    with tmpfs(tmp_path / "ro", "64k", read_only=True) as ro:
+        out = cli("train", str(tiny_folder), "--runs-dir", str(ro / "runs"))
+        assert "not writable" in one_error_line(out) and "data:" not in out.stdout
+
+
+@pytest.mark.slow
+def test_out_paths_that_cannot_be_written_are_refused(tmp_path: Path) -> None:
+    run = build_run(tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    data = str(tmp_path / "data")
+    image = str(next((tmp_path / "data" / "class_0").iterdir()))
+    for command in (
+        ("predict", str(run), image, "--out", str(blocker / "p.csv")),
+        ("eval", str(run), "--out", str(blocker / "ev")),
+        ("export", str(run), "--out", str(blocker / "m.onnx")),
+        ("lr-find", data, "--out", str(blocker / "lr.png")),
+    ):
+        assert "--out" in one_error_line(cli(*command)), command
+    assert not (tmp_path / "data" / "lr.png").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", ["48k", "600k"])  # full at the first files / during training
+def test_a_full_disk_is_one_line_naming_the_file(
+    size: str, tiny_folder: Path, tmp_path: Path
+) -> None:
+    before = folder_digest(tiny_folder)
+    with tmpfs(tmp_path / "small", size) as small:
+        out = cli("train", str(tiny_folder), *SMALL, "--runs-dir", str(small / "runs"))
+        line = one_error_line(out)
+        assert "No space left on device" in line and str(small) in line
+    assert folder_digest(tiny_folder) == before
