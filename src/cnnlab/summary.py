@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from rich import box
+from rich.measure import Measurement
 from rich.table import Table
 
 from cnnlab.console import result
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.runs import Run, list_runs
 
 
@@ -23,33 +26,135 @@ def _split_metric(summary: dict[str, Any], split: str, key: str) -> Any:
     return summary.get("metrics", {}).get(split, {}).get(key)
 
 
-def runs_table(runs_dir: str | Path = "runs") -> Table:
-    """Print (and return) a table of every run under ``runs_dir`` with its main metrics."""
-    table = Table(title=f"runs in {runs_dir}", box=box.SIMPLE_HEAD)
-    table.add_column("run", overflow="fold")
-    table.add_column("model", overflow="fold")
-    table.add_column("mode")
-    for column in ("epochs", "val\nacc", "val\nF1", "test\nacc", "test\nF1", "time\n(s)"):
-        table.add_column(column, justify="right", no_wrap=True)
-    for run in list_runs(runs_dir):
+# --sort keys: (how to read the value from a run's row, highest first?)
+SORT_KEYS = {
+    "created": (lambda r: r["created"], False),
+    "name": (lambda r: r["name"], False),
+    "epochs": (lambda r: r["epochs_run"], True),
+    "train_time_s": (lambda r: r["train_time_s"], False),
+    **{
+        f"{split}_{metric}": ((lambda r, k=f"{split}_{metric}": r[k]), True)
+        for split in ("val", "test")
+        for metric in ("accuracy", "macro_f1")
+    },
+}
+
+
+def _created(run: Run) -> str:
+    stamp = (run.path / "config.yaml").stat().st_mtime
+    return datetime.fromtimestamp(stamp).isoformat(timespec="seconds")
+
+
+def run_rows(runs_dir: str | Path = "runs", sort: str = "created") -> list[dict[str, Any]]:
+    """One flat dict per run under ``runs_dir`` (name, model, metrics...), sorted by ``sort``.
+
+    Metrics sort best first, ``train_time_s`` fastest first, ``created`` oldest first; runs
+    without the value (unfinished) come last.
+    """
+    if sort not in SORT_KEYS:
+        close = difflib.get_close_matches(sort, list(SORT_KEYS), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError(f"cannot sort runs by '{sort}'; {hint}use one of {', '.join(SORT_KEYS)}")
+    rows = []
+    for run in list_runs(runs_dir):  # oldest first, so equal keys keep that order
         try:
             summary = run.summary
         except CnnlabError:
             summary = {}
-        name = run.name if summary else f"{run.name} (incomplete)"
-        table.add_row(
-            name, _fmt(summary.get("model")), _fmt(summary.get("mode")),
-            _fmt(summary.get("epochs_run")),
-            _fmt(_split_metric(summary, "val", "accuracy"), 3),
-            _fmt(_split_metric(summary, "val", "macro_f1"), 3),
-            _fmt(_split_metric(summary, "test", "accuracy"), 3),
-            _fmt(_split_metric(summary, "test", "macro_f1"), 3),
-            _fmt(summary.get("train_time_s"), 1),
-        )  # fmt: skip
-    if table.row_count == 0:
+        row: dict[str, Any] = {
+            "name": run.name,
+            "path": str(run.path),
+            "complete": bool(summary.get("complete")),
+            "created": _created(run),
+            "model": summary.get("model"),
+            "mode": summary.get("mode"),
+            "epochs_run": summary.get("epochs_run"),
+            "train_time_s": summary.get("train_time_s"),
+        }
+        for split in ("val", "test"):
+            for metric in ("accuracy", "macro_f1"):
+                row[f"{split}_{metric}"] = _split_metric(summary, split, metric)
+        rows.append(row)
+    read, highest_first = SORT_KEYS[sort]
+    present = [r for r in rows if read(r) is not None]
+    present.sort(key=read, reverse=highest_first)
+    return present + [r for r in rows if read(r) is None]
+
+
+_HEADERS = (
+    "run",
+    "model",
+    "mode",
+    "ep",
+    "val\nacc",
+    "val\nF1",
+    "test\nacc",
+    "test\nF1",
+    "time\n(s)",
+)
+_MODEL_CHARS = 12  # model names longer than this are shortened in the narrow table
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` cut in the middle to ``width`` characters: run names differ at both ends
+    (model and mode first, time stamp last), so both ends are kept."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:width]
+    head = width // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+
+
+def _cells(r: dict[str, Any]) -> list[str]:
+    return [
+        r["name"], _fmt(r["model"]) if r["complete"] else "(incomplete)",
+        _fmt(r["mode"]), _fmt(r["epochs_run"]),
+        _fmt(r["val_accuracy"], 3), _fmt(r["val_macro_f1"], 3),
+        _fmt(r["test_accuracy"], 3), _fmt(r["test_macro_f1"], 3),
+        _fmt(r["train_time_s"], 1),
+    ]  # fmt: skip
+
+
+def _table(title: str, cells: list[list[str]]) -> Table:
+    # one space between columns: an 80-column terminal keeps ~24 characters for run names
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=0)
+    for i, header in enumerate(_HEADERS):
+        table.add_column(header, justify="left" if i < 3 else "right", no_wrap=True)
+    for row in cells:
+        table.add_row(*row)
+    return table
+
+
+def _fit_names(title: str, cells: list[list[str]], console: Any) -> list[list[str]]:
+    """Rows with run and model names shortened so the table fits the console's width."""
+    cells = [[row[0], shorten(row[1], _MODEL_CHARS), *row[2:]] for row in cells]
+    longest = max(len(row[0]) for row in cells)
+    natural = Measurement.get(console, console.options.update_width(10**6), _table(title, cells))
+    excess = natural.maximum - console.width
+    if excess <= 0:
+        return cells
+    keep = max(12, longest - excess)  # 12: still enough to tell most runs apart
+    return [[shorten(row[0], keep), *row[1:]] for row in cells]
+
+
+def runs_table(runs_dir: str | Path = "runs", sort: str = "created", wide: bool = False) -> Table:
+    """Print (and return) a table of every run under ``runs_dir`` with its main metrics.
+
+    Long run and model names are shortened in the middle (…) so each run takes one line of
+    the terminal; ``wide`` prints them in full (as ``cnnlab runs --json`` does).
+    """
+    from cnnlab.console import console
+
+    title = f"runs in {runs_dir}"
+    cells = [_cells(r) for r in run_rows(runs_dir, sort)]
+    if not cells:
         result(f"no runs in {runs_dir} (train one with `cnnlab train DATA`)")
-    else:
-        result(table)
+        return _table(title, cells)
+    if not wide:
+        cells = _fit_names(title, cells, console)
+    table = _table(title, cells)
+    result(table, width=100_000 if wide else None)
     return table
 
 

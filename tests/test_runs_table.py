@@ -1,0 +1,81 @@
+"""Issue 10 item 15: `cnnlab runs` fits an 80-column terminal, one line per run, and sorts.
+
+The runs are copies of one real trained run under long names (the way default names look:
+model, mode, time stamp), each with its own test accuracy so the sort order is known.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import cnnlab
+
+NAMES = {  # name -> test accuracy written into its summary
+    "efficientnet_lite0-finetune-20260101-120000-lr3e-4-seed1": 0.80,
+    "efficientnet_lite0-finetune-20260101-120000-lr3e-4-seed2": 0.95,
+    "resnet18-partial2-20260102-093000-with-strong-augmentation": 0.70,
+}
+
+
+def cli(*args: str, columns: int = 80) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, COLUMNS=str(columns), NO_COLOR="1")
+    return subprocess.run(
+        [sys.executable, "-m", "cnnlab", *args], capture_output=True, text=True, env=env
+    )
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.conftest import write_folder
+
+    base = tmp_path_factory.mktemp("runs-table")
+    data = write_folder(base / "data", classes=3, per_class=12)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CNNLAB_CACHE", str(base / "cache"))
+        run = cnnlab.train(
+            str(data), model__cnn__filters=[8, 16], epochs=1, runs_dir=str(base / "runs")
+        )
+    assert run is not None
+    folder = base / "runs"
+    for name, accuracy in NAMES.items():
+        copy = folder / name
+        shutil.copytree(run.path, copy)
+        summary = json.loads((copy / "summary.json").read_text(encoding="utf-8"))
+        summary["metrics"]["test"]["accuracy"] = accuracy
+        (copy / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    return folder
+
+
+@pytest.mark.slow
+def test_runs_fit_80_columns_one_line_each(runs: Path) -> None:
+    out = cli("runs", "--runs-dir", str(runs))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), out.stdout
+    for name in NAMES:
+        # the start and the end of each name (model and distinguishing suffix) stay visible
+        hits = [ln for ln in lines if name[:8] in ln and name[-5:] in ln]
+        assert len(hits) == 1, (name, out.stdout)
+        assert "…" in hits[0]
+    wide = cli("runs", "--runs-dir", str(runs), "--wide")
+    assert all(name in wide.stdout for name in NAMES)
+
+
+@pytest.mark.slow
+def test_runs_sort_by_a_metric_and_json_has_full_names(runs: Path) -> None:
+    out = cli("runs", "--runs-dir", str(runs), "--sort", "test_accuracy", "--json")
+    assert out.returncode == 0, out.stderr
+    listed = [r["name"] for r in json.loads(out.stdout) if r["name"] in NAMES]
+    assert listed == sorted(NAMES, key=NAMES.get, reverse=True)
+    table = cli("runs", "--runs-dir", str(runs), "--sort", "test_accuracy").stdout
+    tails = [next(i for i, ln in enumerate(table.splitlines()) if n[-5:] in ln) for n in listed]
+    assert tails == sorted(tails)  # the table lists them in the same order
+    bad = cli("runs", "--runs-dir", str(runs), "--sort", "test_acc")
+    assert bad.returncode == 2 and "did you mean 'test_accuracy'" in bad.stderr
