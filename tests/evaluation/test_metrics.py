@@ -1,4 +1,9 @@
-"""compute_metrics against scikit-learn, ECE by hand, and the fit diagnosis."""
+"""compute_metrics against scikit-learn, ECE by hand, and the fit diagnosis.
+
+compute_metrics derives precision, recall and F1 from its own confusion matrix (importing
+sklearn.metrics cost every run ~1 s); scikit-learn stays the reference here, and the numbers
+must be the same floats, not merely close.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn import metrics as skm
 
 from cnnlab.errors import DataError
@@ -55,6 +62,46 @@ def test_metrics_match_sklearn_with_absent_classes(seed):
         skm.top_k_accuracy_score(y, probs, k=3, labels=labels)
     )
     json.dumps(m)  # JSON-serialisable as is
+
+
+@st.composite
+def _predictions(draw):
+    """Labels and probabilities with 2-12 classes, some never true, some never predicted."""
+    k = draw(st.integers(2, 12))
+    n = draw(st.integers(1, 60))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, draw(st.integers(1, k)), size=n)  # the top classes may never occur
+    probs = rng.dirichlet(np.full(k, draw(st.sampled_from([0.1, 1.0, 10.0]))), size=n)
+    return y, probs
+
+
+@settings(max_examples=150, deadline=None)
+@given(_predictions())
+def test_every_count_based_number_is_sklearns_exactly(case):
+    y, probs = case
+    k = probs.shape[1]
+    labels = list(range(k))
+    pred = probs.argmax(axis=1)
+    m = compute_metrics(y, probs, [f"c{i}" for i in labels])
+    assert m["confusion_matrix"] == skm.confusion_matrix(y, pred, labels=labels).tolist()
+    assert m["accuracy"] == skm.accuracy_score(y, pred)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn warns about classes absent from y_true
+        assert m["balanced_accuracy"] == skm.balanced_accuracy_score(y, pred)
+    p, r, f, s = skm.precision_recall_fscore_support(
+        y, pred, labels=labels, average=None, zero_division=0
+    )
+    rows = m["per_class"]
+    assert [row["precision"] for row in rows] == p.tolist()
+    assert [row["recall"] for row in rows] == r.tolist()
+    assert [row["f1"] for row in rows] == f.tolist()
+    assert [row["support"] for row in rows] == s.tolist()
+    for avg in ("macro", "weighted", "micro"):
+        p, r, f, _ = skm.precision_recall_fscore_support(
+            y, pred, labels=labels, average=avg, zero_division=0
+        )
+        assert (m[f"{avg}_precision"], m[f"{avg}_recall"], m[f"{avg}_f1"]) == (p, r, f), avg
 
 
 def test_normalized_confusion_rows_and_empty_row():

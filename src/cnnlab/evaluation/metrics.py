@@ -4,6 +4,11 @@ Every metric is computed over all ``K`` classes of the run (``labels=range(K)``)
 that never occurs in the labels or in the predictions still has its row, and a zero division
 counts as 0 instead of raising: small test splits hit both cases often. The output holds only
 Python ints, floats, strings and lists, so it goes straight into ``metrics.json``.
+
+Precision, recall and F1 are the definitions scikit-learn's ``precision_recall_fscore_support``
+implements (``labels=range(K)``, ``zero_division=0``), computed here from the confusion matrix:
+importing ``sklearn.metrics`` cost 0.7-1 s of every run's wrap-up (issue 11), far more than the
+arithmetic. tests/evaluation/test_metrics.py checks every number against scikit-learn.
 """
 
 from __future__ import annotations
@@ -13,7 +18,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from cnnlab.errors import DataError
 
@@ -107,15 +111,41 @@ def _confused_pairs(cm: np.ndarray, classes: Sequence[str], top: int = 10) -> li
     return pairs
 
 
-def _averages(y: np.ndarray, pred: np.ndarray, labels: list[int]) -> dict[str, float]:
+def confusion_counts(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    """``(K, K)`` int64 counts, rows true class, columns predicted class."""
+    return np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+
+
+def _ratio(num: np.ndarray | float, den: np.ndarray | float) -> np.ndarray:
+    """num / den, 0 where den is 0 (scikit-learn's ``zero_division=0``)."""
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den > 0)
+
+
+def _prf(tp: Any, predicted: Any, support: Any) -> tuple[np.ndarray, ...]:
+    """Precision, recall and F1 from true positives, predicted counts and true counts.
+
+    F1 is ``2 tp / (support + predicted)``, the form scikit-learn uses, so the floats match
+    its results bit for bit (``2 P R / (P + R)`` can differ in the last digit).
+    """
+    support = np.asarray(support)
+    return (
+        _ratio(tp, predicted),
+        _ratio(tp, support),
+        _ratio(2 * np.asarray(tp), support + predicted),
+    )
+
+
+def _averages(per_class: tuple[np.ndarray, ...], cm: np.ndarray) -> dict[str, float]:
+    """Macro (plain mean over all K), weighted (by support) and micro (pooled counts)."""
+    support = cm.sum(axis=1)
+    total = int(support.sum())
+    micro = _prf(np.trace(cm), total, total)  # every sample is predicted exactly once
     out: dict[str, float] = {}
-    for avg in ("macro", "weighted", "micro"):
-        prec, rec, f1, _ = precision_recall_fscore_support(
-            y, pred, labels=labels, average=avg, zero_division=0
-        )
-        out.update(
-            {f"{avg}_precision": float(prec), f"{avg}_recall": float(rec), f"{avg}_f1": float(f1)}
-        )
+    for name, values, pooled in zip(("precision", "recall", "f1"), per_class, micro, strict=True):
+        out[f"macro_{name}"] = float(np.average(values))
+        out[f"weighted_{name}"] = float(np.average(values, weights=support))
+        out[f"micro_{name}"] = float(pooled)
     return out
 
 
@@ -146,19 +176,16 @@ def compute_metrics(
     k = len(classes)
     labels = list(range(k))
     pred = p.argmax(axis=1)
-    cm = confusion_matrix(y, pred, labels=labels)
+    cm = confusion_counts(y, pred, k)
     support = cm.sum(axis=1)
-    recall = np.divide(np.diag(cm), support, out=np.zeros(k), where=support > 0)
-    prec, rec, f1, sup = precision_recall_fscore_support(
-        y, pred, labels=labels, average=None, zero_division=0
-    )
+    prec, rec, f1 = scores = _prf(np.diag(cm), cm.sum(axis=0), support)
     per_class = [
         {
             "class": classes[i],
             "precision": float(prec[i]),
             "recall": float(rec[i]),
             "f1": float(f1[i]),
-            "support": int(sup[i]),
+            "support": int(support[i]),
         }
         for i in labels
     ]
@@ -172,8 +199,8 @@ def compute_metrics(
         "top_k": k_used,
         "top_k_accuracy": top_k_accuracy(y, p, k_used),
         # Standard definition: mean recall over the classes that occur in y_true.
-        "balanced_accuracy": float(recall[support > 0].mean()),
-        **_averages(y, pred, labels),
+        "balanced_accuracy": float(rec[support > 0].mean()),
+        **_averages(scores, cm),
         "per_class": per_class,
         "confusion_matrix": cm.astype(int).tolist(),
         "confusion_matrix_normalized": cm_norm.tolist(),
