@@ -1,77 +1,33 @@
-"""Static PNG plots for reports: learning curves, confusion matrix, per-class F1, calibration.
+"""Static PNG plots for reports: learning curves, confusion matrix, per-class F1, calibration,
+and a gallery of the worst mistakes.
 
-Figures are built on ``matplotlib.figure.Figure`` with the Agg canvas, never through pyplot,
-so no global figure state or GUI backend is touched (safe inside the web app's threads).
-Matplotlib is imported inside the functions to keep ``cnnlab --help`` fast. Class names may be
-any Unicode: fonts with CJK/emoji glyphs are used when installed, and a missing glyph is drawn
-as a box instead of failing or flooding the console with warnings.
+Built with :mod:`cnnlab.evaluation.figure` (fonts with fallback for any Unicode class name,
+fixed geometry, fast PNG output). A run draws nine of these, so each uses the fewest artists
+that show its numbers: the gallery, for one, is a single composed image rather than a grid of
+axes, which alone cost more than all other plots together (issue 11).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-# Tried in order for every glyph; only the installed ones are used (matplotlib >= 3.6).
-_FONT_CANDIDATES = (
-    "DejaVu Sans",
-    "Noto Sans",
-    "Noto Sans CJK SC",
-    "Noto Sans CJK JP",
-    "WenQuanYi Zen Hei",
-    "Noto Color Emoji",
-    "Noto Emoji",
-    "Symbola",
-)
+from cnnlab.evaluation.figure import new_figure, save_png, short, style, widest_in
+
 _ANNOTATE_MAX = 20  # confusion-matrix cells get numbers up to this many classes
 _MAX_TICKS = 60  # beyond this many classes only every n-th tick label is drawn
-_LABEL_CHARS = 24  # tick labels are shortened to this many characters
-
-
-@contextlib.contextmanager
-def _style() -> Iterator[None]:
-    """Fonts with fallback and no missing-glyph warnings, scoped to one figure."""
-    import matplotlib
-    from matplotlib import font_manager
-
-    installed = {f.name for f in font_manager.fontManager.ttflist}
-    families = [f for f in _FONT_CANDIDATES if f in installed] or ["sans-serif"]
-    with (
-        matplotlib.rc_context({"font.family": families, "axes.grid": False}),
-        warnings.catch_warnings(),
-    ):
-        warnings.filterwarnings("ignore", message=r".*[Gg]lyph.*missing.*")
-        warnings.filterwarnings("ignore", message=r".*findfont.*")
-        yield
-
-
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Any, path: str | Path, dpi: int = 100, meta: dict[str, str] | None = None) -> Path:
-    """Write a PNG; ``meta`` lands in its text chunks (what a plot marks, readable by tools)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(
-        path, dpi=dpi, format="png", bbox_inches="tight", pad_inches=0.1, metadata=meta or None
-    )
-    return path
-
-
-def _short(name: str, limit: int = _LABEL_CHARS) -> str:
-    return name if len(name) <= limit else name[: limit - 1] + "…"
+_TICK_IN = 0.15  # inches between an axis and its tick labels (tick length + padding)
+_AXIS_LABEL_IN = 0.35  # inches for an axis label such as "predicted"
+_TITLE_BAND_IN = 0.4  # inches above an axes for its title
+_COLORBAR_IN = 1.0  # inches right of the confusion matrix for its colour bar and numbers
+_GALLERY_COLS = 6
+_CELL_IN = 1.9  # inches per image in the gallery of mistakes
+_GAP_IN = 0.2  # inches between gallery images
+_TITLE_IN = 0.42  # inches above each gallery image for its two-line caption
 
 
 def _column(rows: Sequence[dict[str, Any]], key: str) -> np.ndarray:
@@ -96,18 +52,20 @@ def plot_learning_curves(
         epochs = np.arange(1, len(rows) + 1, dtype=np.float64)
     from matplotlib.ticker import MaxNLocator
 
-    with _style():
-        fig = _figure(13, 3.8)
-        axes = fig.subplots(1, 3)
+    with style():
+        fig = new_figure(13, 3.8)
+        axes = fig.subplots(
+            1, 3, gridspec_kw={"left": 0.05, "right": 0.99, "bottom": 0.14, "top": 0.91}
+        )
         for ax, (metric, title) in zip(
             axes,
             (("loss", "Loss"), ("accuracy", "Accuracy"), ("macro_f1", "Macro F1")),
             strict=True,
         ):
-            for split, style in (("train", "-o"), ("val", "-s")):
+            for split, fmt in (("train", "-o"), ("val", "-s")):
                 values = _column(rows, f"{split}/{metric}")
                 if not np.isnan(values).all():
-                    ax.plot(epochs, values, style, markersize=3, label=split)
+                    ax.plot(epochs, values, fmt, markersize=3, label=split)
             if best_epoch is not None:
                 ax.axvline(best_epoch, color="grey", linestyle="--", label="best epoch")
             ax.set(title=title, xlabel="epoch")
@@ -116,7 +74,7 @@ def plot_learning_curves(
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=8)
         meta = {"best_epoch": str(best_epoch)} if best_epoch is not None else None
-        return _save(fig, path, meta=meta)
+        return save_png(fig, path, meta=meta)
 
 
 def _cm_geometry(k: int) -> tuple[float, float, int]:
@@ -143,15 +101,24 @@ def plot_confusion_matrix(
     else:
         values = counts
     side, font, step = _cm_geometry(k)
-    with _style():
-        fig = _figure(side + 1.2, side)
-        ax = fig.add_subplot()
+    ticks = np.arange(0, k, step)
+    names = [short(classes[i]) for i in ticks]
+    with style():
+        fig = new_figure(side, side)
+        # Margins from the widest class name (rotated on x, upright on y), plus tick and
+        # axis labels; the colour bar sits right of the matrix. All in inches.
+        margin = widest_in(fig, names, font) + _TICK_IN + _AXIS_LABEL_IN
+        width, height = margin + side + _COLORBAR_IN, margin + side + _TITLE_BAND_IN
+        fig.set_size_inches(width, height)
+        ax = fig.add_axes((margin / width, margin / height, side / width, side / height))
+        cax = fig.add_axes(
+            ((margin + side + 0.15) / width, (margin + 0.1 * side) / height,
+             0.2 / width, 0.8 * side / height)
+        )  # fmt: skip
         image = ax.imshow(
             values, cmap="Blues", vmin=0.0, vmax=1.0 if normalize else None, interpolation="nearest"
         )
-        fig.colorbar(image, ax=ax, shrink=0.8)
-        ticks = np.arange(0, k, step)
-        names = [_short(classes[i]) for i in ticks]
+        fig.colorbar(image, cax=cax)
         ax.set_xticks(ticks, names, rotation=90, fontsize=font)
         ax.set_yticks(ticks, names, fontsize=font)
         ax.set(
@@ -161,7 +128,7 @@ def plot_confusion_matrix(
         )
         if k <= _ANNOTATE_MAX:
             _annotate(ax, values, counts, normalize, font)
-        return _save(fig, path, dpi=100 if k <= 100 else 90)
+        return save_png(fig, path, dpi=100 if k <= 100 else 90)
 
 
 def _annotate(
@@ -181,18 +148,23 @@ def plot_per_class_f1(table: Sequence[dict[str, Any]], path: str | Path) -> Path
     ordered = sorted(table, key=lambda r: (r["f1"], r["class"]))
     k = len(ordered)
     font = max(4.0, min(10.0, 500.0 / max(k, 1)))
-    with _style():
-        fig = _figure(8, min(max(3.0, 0.6 + 0.16 * k), 34.0))
-        ax = fig.add_subplot()
+    labels = [f"{short(r['class'])} (n={r['support']})" for r in ordered]
+    height = min(max(3.0, 0.6 + 0.16 * k), 34.0)
+    with style():
+        fig = new_figure(8, height)
+        left = widest_in(fig, labels, font) + _TICK_IN
+        width = left + 6.0  # inches: 6 for the bars, the rest for the class names
+        fig.set_size_inches(width, height)
+        ax = fig.add_axes(
+            (left / width, 0.5 / height, 5.8 / width, (height - 0.9) / height)
+        )  # 0.5 in below for the F1 axis, 0.4 in above for the title
         ypos = np.arange(k)
         ax.barh(ypos, [r["f1"] for r in ordered], color="#4c72b0")
-        ax.set_yticks(
-            ypos, [f"{_short(r['class'])} (n={r['support']})" for r in ordered], fontsize=font
-        )
-        ax.invert_yaxis()
+        ax.set_yticks(ypos, labels, fontsize=font)
+        ax.set_ylim(k - 0.5, -0.5)  # worst at the top, no empty margin rows
         ax.set(xlim=(0, 1), xlabel="F1", title="F1 per class (worst first)")
         ax.grid(axis="x", alpha=0.3)
-        return _save(fig, path, dpi=100 if k <= 100 else 80)
+        return save_png(fig, path, dpi=100 if k <= 100 else 80)
 
 
 def plot_reliability(probs: Any, y_true: Any, path: str | Path, bins: int = 15) -> Path:
@@ -205,9 +177,17 @@ def plot_reliability(probs: Any, y_true: Any, path: str | Path, bins: int = 15) 
     ece = expected_calibration_error(y, p, bins)
     centres = [(b["lower"] + b["upper"]) / 2 for b in table]
     width = 1.0 / bins
-    with _style():
-        fig = _figure(5.5, 6)
-        top, bottom = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
+    with style():
+        fig = new_figure(5.5, 6)
+        top, bottom = fig.subplots(
+            2,
+            1,
+            sharex=True,
+            gridspec_kw={
+                "height_ratios": [3, 1], "left": 0.13, "right": 0.97, "bottom": 0.09,
+                "top": 0.95, "hspace": 0.08,
+            },
+        )  # fmt: skip
         top.bar(
             centres,
             [b["accuracy"] for b in table],
@@ -220,16 +200,32 @@ def plot_reliability(probs: Any, y_true: Any, path: str | Path, bins: int = 15) 
         top.legend(fontsize=8, loc="upper left")
         bottom.bar(centres, [b["count"] for b in table], width=width * 0.95, color="#999999")
         bottom.set(xlim=(0, 1), xlabel="confidence (top-1 probability)", ylabel="count")
-        return _save(fig, path)
+        return save_png(fig, path)
 
 
 def _as_hwc(image: Any) -> np.ndarray:
+    """Any uint8 image (HWC, CHW, greyscale with or without a channel axis) as RGB HWC."""
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
         arr = np.transpose(arr, (1, 2, 0))  # CHW -> HWC
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[:, :, 0]
-    return arr
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return np.repeat(arr, 3, axis=2) if arr.shape[-1] == 1 else arr[:, :, :3]
+
+
+def _compose(images: Sequence[np.ndarray], cols: int, gap: int, band: int) -> np.ndarray:
+    """One white RGB canvas holding every image in a grid, a caption band above each row."""
+    side = max(max(a.shape[0], a.shape[1]) for a in images)
+    rows = math.ceil(len(images) / cols)
+    cell_h, cell_w = band + side + gap, side + gap
+    canvas = np.full((rows * cell_h, cols * cell_w, 3), 255, dtype=np.uint8)
+    for i, arr in enumerate(images):
+        r, c = divmod(i, cols)
+        h, w = arr.shape[:2]
+        y0 = r * cell_h + band + gap // 2 + (side - h) // 2  # smaller images centred
+        x0 = c * cell_w + gap // 2 + (side - w) // 2
+        canvas[y0 : y0 + h, x0 : x0 + w] = arr
+    return canvas
 
 
 def plot_worst_mistakes(
@@ -242,6 +238,9 @@ def plot_worst_mistakes(
 ) -> Path:
     """A gallery of misclassified images with true and predicted class and confidence.
 
+    The images are composed into one canvas and drawn as a single image, with one caption
+    each: a grid of 16 axes used to cost more than all the other plots of a run together.
+
     Args:
         images: uint8 images, HWC or CHW (greyscale allowed).
         true: true label per image.
@@ -250,22 +249,31 @@ def plot_worst_mistakes(
         classes: class names in label order.
         path: PNG to write.
     """
-    n = len(images)
-    cols = min(max(n, 1), 6)
+    arrays = [_as_hwc(img) for img in images]
+    n = len(arrays)
+    cols = min(max(n, 1), _GALLERY_COLS)
     rows = max(1, math.ceil(n / cols))
-    with _style():
-        fig = _figure(2.1 * cols, 2.4 * rows)
-        axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
-        for ax in axes:
-            ax.axis("off")
-        for ax, img, t, q, pr in zip(axes, images, true, pred, prob, strict=False):
-            arr = _as_hwc(img)
-            ax.imshow(arr, cmap="gray" if arr.ndim == 2 else None, vmin=0, vmax=255)
-            ax.set_title(
-                f"true: {_short(classes[int(t)], 16)}\n"
-                f"pred: {_short(classes[int(q)], 16)} ({float(pr):.2f})",
+    with style():
+        fig = new_figure(cols * (_CELL_IN + _GAP_IN), rows * (_CELL_IN + _TITLE_IN + _GAP_IN))
+        ax = fig.add_axes((0, 0, 1, 1))
+        ax.set_axis_off()
+        if n == 0:
+            ax.text(0.5, 0.5, "no mistakes", ha="center", va="center")
+            return save_png(fig, path)
+        side = max(max(a.shape[0], a.shape[1]) for a in arrays)
+        px_per_in = side / _CELL_IN  # canvas pixels per inch of the figure
+        gap, band = round(_GAP_IN * px_per_in), round(_TITLE_IN * px_per_in)
+        canvas = _compose(arrays, cols, gap, band)
+        ax.imshow(canvas, interpolation="nearest", aspect="auto")
+        for i, (t, q, pr) in enumerate(zip(true, pred, prob, strict=False)):
+            r, c = divmod(i, cols)
+            ax.text(
+                c * (side + gap) + (side + gap) / 2,
+                r * (band + side + gap) + band + gap // 2 - 1,
+                f"true: {short(classes[int(t)], 16)}\n"
+                f"pred: {short(classes[int(q)], 16)} ({float(pr):.2f})",
+                ha="center",
+                va="bottom",
                 fontsize=8,
             )
-        if n == 0:
-            axes[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
-        return _save(fig, path)
+        return save_png(fig, path)
