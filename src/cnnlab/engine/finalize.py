@@ -91,6 +91,7 @@ def finalize(
 ) -> Run:
     """Write weights and card, evaluate val/test through the Predictor, summary and report."""
     from cnnlab.evaluation.evaluate import evaluate_predictions, write_predictions
+    from cnnlab.evaluation.plotjobs import PlotJobs
     from cnnlab.models.state import save_weights
     from cnnlab.predict import Predictor
 
@@ -99,6 +100,7 @@ def finalize(
     card = model_card(cfg, data, mb, outcome)
     write_json(run_dir / runs.MODEL_CARD, card)
     predictor = Predictor(run_dir)
+    plots = PlotJobs()  # val, test and learning curves are drawn together, in two processes
     results: dict[str, Any] = {}
     for split in ("val", "test"):
         if data.count(split) == 0:
@@ -118,14 +120,17 @@ def finalize(
             top_k=cfg.eval.top_k,
             ece_bins=cfg.eval.ece_bins,
             worst=cfg.eval.worst_mistakes,
+            plots=plots,
         )
     write_json(run_dir / runs.DATA_REPORT, data.report())  # files gone since the scan, too
     run = Run(run_dir)
     rows = run.metrics()
+    # decided once, by train.monitor, when the best checkpoint was restored
+    best_epoch = outcome.best_epoch or len(rows) or outcome.epochs_run
+    _draw_plots(plots, rows, run_dir / runs.PLOTS, best_epoch)
     summary = {
         "metrics": {s: _headline(m) for s, m in results.items()},
-        # decided once, by train.monitor, when the best checkpoint was restored
-        "best_epoch": outcome.best_epoch or len(rows) or outcome.epochs_run,
+        "best_epoch": best_epoch,
         "monitor": cfg.train.monitor,
         "epochs_run": outcome.epochs_run,
         "stopped_early": outcome.stopped_early,
@@ -163,13 +168,19 @@ def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: metrics[k] for k in keys if k in metrics}
 
 
-def _report(run: Run, cfg: Config, summary: dict, results: dict, rows: list, card: dict) -> None:
+def _draw_plots(plots: Any, rows: list, plots_dir: Path, best_epoch: int) -> None:
+    """Add the learning curves to the evaluation plots and draw them all (see PlotJobs)."""
     from cnnlab.evaluation.plots import plot_learning_curves
+
+    if rows:
+        plots.add(plot_learning_curves, rows, plots_dir / "learning_curves.png", best_epoch)
+    plots.draw()
+
+
+def _report(run: Run, cfg: Config, summary: dict, results: dict, rows: list, card: dict) -> None:
     from cnnlab.evaluation.report import write_report
 
     plots_dir = run.path / runs.PLOTS
-    if rows:
-        plot_learning_curves(rows, plots_dir / "learning_curves.png", summary["best_epoch"])
     write_report(
         run.path,
         title=f"{run.name}: {summary['model']} ({summary['mode']})",

@@ -22,6 +22,7 @@ from cnnlab.console import info, track
 from cnnlab.errors import DataError, ImageLoadError
 from cnnlab.evaluation import plots as P
 from cnnlab.evaluation.metrics import compute_metrics
+from cnnlab.evaluation.plotjobs import PlotJobs
 from cnnlab.evaluation.report import write_report
 from cnnlab.runs import SPLIT, SUMMARY, atomic_write_text, load_run, write_json
 
@@ -65,6 +66,7 @@ def evaluate_predictions(
     top_k: int = 5,
     ece_bins: int = 15,
     worst: int = 16,
+    plots: PlotJobs | None = None,
 ) -> dict[str, Any]:
     """Metrics plus plots for one set of predictions, written into ``out_dir``.
 
@@ -80,6 +82,8 @@ def evaluate_predictions(
         top_k: k of the top-k accuracy.
         ece_bins: bins of the calibration error and the reliability diagram.
         worst: how many confidently wrong samples to list and show.
+        plots: collect the plots here to draw them later with others (``fit`` draws val,
+            test and learning curves together, in two processes); None draws them now.
 
     Returns:
         :func:`~cnnlab.evaluation.metrics.compute_metrics`' dict plus ``worst_mistakes`` and
@@ -92,29 +96,54 @@ def evaluate_predictions(
     tag = f"{prefix}_" if prefix else ""
     metrics = compute_metrics(y, p, classes, top_k=top_k, ece_bins=ece_bins)
     mistakes = _worst(y, p, paths, classes, worst)
+    jobs = plots if plots is not None else PlotJobs()
+    files = _add_plots(jobs, out, tag, metrics, y, p, mistakes, images, ece_bins)
+    if plots is None:
+        jobs.draw()
+    metrics["worst_mistakes"] = mistakes
+    metrics["plots"] = {k: str(v) for k, v in files.items()}
+    write_json(out / f"{tag}metrics.json", metrics)
+    return metrics
+
+
+def _add_plots(
+    jobs: PlotJobs,
+    out: Path,
+    tag: str,
+    metrics: dict[str, Any],
+    y: np.ndarray,
+    p: np.ndarray,
+    mistakes: list[dict[str, Any]],
+    images: Any,
+    ece_bins: int,
+) -> dict[str, Path]:
+    """Schedule one evaluation's plots; returns name -> PNG path (drawn by ``jobs.draw``)."""
+    classes = metrics["classes"]
     files = {
-        f"{tag}confusion_matrix": P.plot_confusion_matrix(
-            metrics["confusion_matrix"], classes, out / f"{tag}confusion_matrix.png"
-        ),
-        f"{tag}per_class_f1": P.plot_per_class_f1(
-            metrics["per_class"], out / f"{tag}per_class_f1.png"
-        ),
-        f"{tag}reliability": P.plot_reliability(p, y, out / f"{tag}reliability.png", ece_bins),
+        f"{tag}{n}": out / f"{tag}{n}.png"
+        for n in ("confusion_matrix", "per_class_f1", "reliability")
     }
+    jobs.add(
+        P.plot_confusion_matrix,
+        metrics["confusion_matrix"],
+        classes,
+        files[f"{tag}confusion_matrix"],
+    )
+    jobs.add(P.plot_per_class_f1, metrics["per_class"], files[f"{tag}per_class_f1"])
+    jobs.add(P.plot_reliability, p, y, files[f"{tag}reliability"], ece_bins)
     if images is not None and mistakes:
         rows = [m["row"] for m in mistakes]
-        files[f"{tag}worst_mistakes"] = P.plot_worst_mistakes(
+        files[f"{tag}worst_mistakes"] = out / f"{tag}worst_mistakes.png"
+        jobs.add(
+            P.plot_worst_mistakes,
             [_image(images, i) for i in rows],
             [int(y[i]) for i in rows],
             [int(p[i].argmax()) for i in rows],
             [m["prob"] for m in mistakes],
             classes,
-            out / f"{tag}worst_mistakes.png",
+            files[f"{tag}worst_mistakes"],
         )
-    metrics["worst_mistakes"] = mistakes
-    metrics["plots"] = {k: str(v) for k, v in files.items()}
-    write_json(out / f"{tag}metrics.json", metrics)
-    return metrics
+    return files
 
 
 def _unique_dir(path: Path) -> Path:

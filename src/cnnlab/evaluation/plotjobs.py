@@ -1,0 +1,139 @@
+"""Draw a run's plots together, split across two processes when a second core is free.
+
+Drawing a PNG is single-threaded matplotlib work, and a run draws nine of them at the end
+(issue 11: the plots were most of a short run's wrap-up). So callers collect them first in a
+:class:`PlotJobs` and draw them at once: half in a forked child process, half here. The child
+inherits everything already imported (matplotlib, fonts, the data to plot), writes its PNGs,
+says so through a pipe and exits. If it fails, dies or hangs, its share is drawn here instead,
+so the files written never depend on the fork.
+
+Forking is used only on Linux (elsewhere it is unavailable or unsafe with system frameworks)
+and only when at least two cores are usable; otherwise everything is drawn here in order.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+# Rough relative cost of each plot (measured in bench/bench_overhead.py's sessions), used to
+# give both processes about the same work; unknown functions count as 1.
+_COST = {
+    "plot_confusion_matrix": 3.0,
+    "plot_learning_curves": 3.0,
+    "plot_worst_mistakes": 2.5,
+    "plot_reliability": 1.5,
+    "plot_per_class_f1": 1.0,
+}
+_CHILD_WAIT_S = 120.0  # longest wait for the child's share after ours is done (then: redraw)
+_EXIT_WAIT_S = 2.0  # how long a child that reported may take to exit before it is killed
+
+Job = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the platform reports it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def default_processes() -> int:
+    """2 where forking is safe and a second core is usable, else 1."""
+    return 2 if sys.platform.startswith("linux") and usable_cores() >= 2 else 1
+
+
+@dataclass
+class PlotJobs:
+    """Plot calls collected now and drawn later, all at once.
+
+    Args:
+        processes: 1 draws everything in this process; 2 forks one helper (0: auto).
+
+    Example:
+        >>> jobs = PlotJobs()  # doctest: +SKIP
+        >>> jobs.add(plot_reliability, probs, y, "plots/reliability.png")  # doctest: +SKIP
+        >>> jobs.draw()  # doctest: +SKIP
+    """
+
+    processes: int = 0
+    jobs: list[Job] = field(default_factory=list)
+
+    def add(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self.jobs.append((fn, args, kwargs))
+
+    def draw(self) -> None:
+        """Draw every collected plot; on return all their files exist. Empties the list."""
+        jobs, self.jobs = self.jobs, []
+        processes = self.processes or default_processes()
+        if processes < 2 or len(jobs) < 2 or not _can_fork():
+            _draw_here(jobs)
+        else:
+            _draw_forked(jobs)
+
+
+def _can_fork() -> bool:
+    import multiprocessing
+
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def _draw_here(jobs: list[Job]) -> None:
+    for fn, args, kwargs in jobs:
+        fn(*args, **kwargs)
+
+
+def split_by_cost(jobs: list[Job]) -> tuple[list[Job], list[Job]]:
+    """Two shares of about equal cost (largest first, each to the lighter share)."""
+    shares: tuple[list[Job], list[Job]] = ([], [])
+    loads = [0.0, 0.0]
+    for job in sorted(jobs, key=lambda j: -_COST.get(getattr(j[0], "__name__", ""), 1.0)):
+        i = 0 if loads[0] <= loads[1] else 1
+        shares[i].append(job)
+        loads[i] += _COST.get(getattr(job[0], "__name__", ""), 1.0)
+    return shares
+
+
+def _child_main(jobs: list[Job], conn: Any) -> None:
+    """In the forked child: draw, then send None (done) or the error's text."""
+    try:
+        _draw_here(jobs)
+        conn.send(None)
+    except BaseException as exc:  # the parent draws this share itself and sees the error
+        conn.send(f"{type(exc).__name__}: {exc}")
+    finally:
+        conn.close()
+
+
+def _draw_forked(jobs: list[Job]) -> None:
+    """Draw one share in a forked child and the other here; redraw the child's if it failed."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    mine, theirs = split_by_cost(jobs)
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child_main, args=(theirs, send), daemon=True)
+    with warnings.catch_warnings():
+        # Python >= 3.12 warns about forking a process that has threads (torch's pool); the
+        # child only runs matplotlib and numpy, and a child that hangs is redrawn here.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        child.start()
+    send.close()
+    done = False
+    try:
+        _draw_here(mine)
+        done = receive.poll(_CHILD_WAIT_S) and receive.recv() is None
+    except EOFError:  # the child died without a word
+        done = False
+    finally:
+        receive.close()
+        child.join(_EXIT_WAIT_S)
+        if child.is_alive():
+            child.kill()
+            child.join()
+    if not done:
+        _draw_here(theirs)

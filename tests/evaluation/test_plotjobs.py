@@ -1,0 +1,87 @@
+"""Plots drawn in two processes are the same files as drawn in one, whatever the child does."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnlab.evaluation import plotjobs, plots
+from cnnlab.evaluation.metrics import compute_metrics
+from cnnlab.evaluation.plotjobs import PlotJobs, split_by_cost
+
+TEST_PID = os.getpid()
+
+
+def _schedule(jobs: PlotJobs, out: Path) -> list[Path]:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 60)
+    probs = rng.dirichlet(np.ones(4), 60)
+    m = compute_metrics(y, probs, ["a", "b", "c", "d"])
+    paths = [out / "cm.png", out / "f1.png", out / "rel.png", out / "worst.png"]
+    jobs.add(plots.plot_confusion_matrix, m["confusion_matrix"], m["classes"], paths[0])
+    jobs.add(plots.plot_per_class_f1, m["per_class"], paths[1])
+    jobs.add(plots.plot_reliability, probs, y, paths[2])
+    images = list(rng.integers(0, 256, (5, 16, 16, 3), dtype=np.uint8))
+    jobs.add(plots.plot_worst_mistakes, images, [0] * 5, [1] * 5, [0.9] * 5, m["classes"], paths[3])
+    return paths
+
+
+def test_forked_drawing_writes_the_same_bytes_as_drawing_here(tmp_path):
+    serial, forked = PlotJobs(processes=1), PlotJobs(processes=2)
+    one = _schedule(serial, tmp_path / "one")
+    two = _schedule(forked, tmp_path / "two")
+    serial.draw()
+    forked.draw()
+    assert [p.read_bytes() for p in one] == [p.read_bytes() for p in two]
+    assert serial.jobs == [] and forked.jobs == []
+
+
+def _only_here(path: Path) -> None:
+    """Fails in any process but the test's own: the forked child's share must be redrawn."""
+    if os.getpid() != TEST_PID:
+        raise RuntimeError("not in the child")
+    path.write_text("drawn here")
+
+
+def _hangs_in_child(path: Path) -> None:
+    if os.getpid() != TEST_PID:
+        time.sleep(600)
+    path.write_text("drawn here")
+
+
+@pytest.mark.parametrize("job", [_only_here, _hangs_in_child])
+def test_a_failed_or_hung_child_share_is_drawn_here(tmp_path, monkeypatch, job):
+    monkeypatch.setattr(plotjobs, "_CHILD_WAIT_S", 2.0)
+    jobs = PlotJobs(processes=2)
+    targets = [tmp_path / f"{i}.txt" for i in range(4)]
+    for target in targets:
+        jobs.add(job, target)
+    start = time.perf_counter()
+    jobs.draw()
+    assert all(t.read_text() == "drawn here" for t in targets)
+    assert time.perf_counter() - start < 30  # the hung child was killed, not waited for
+
+
+def _always_fails(path: Path) -> None:
+    raise ValueError(f"cannot draw {path.name}")
+
+
+def test_a_real_error_still_reaches_the_caller(tmp_path):
+    jobs = PlotJobs(processes=2)
+    jobs.add(_always_fails, tmp_path / "a.png")
+    jobs.add(_always_fails, tmp_path / "b.png")
+    with pytest.raises(ValueError, match="cannot draw"):
+        jobs.draw()
+
+
+def test_shares_are_balanced_by_cost():
+    names = ["plot_confusion_matrix", "plot_per_class_f1", "plot_reliability"] * 2
+    fns = [getattr(plots, n) for n in names] + [plots.plot_learning_curves]
+    mine, theirs = split_by_cost([(fn, (), {}) for fn in fns])
+    assert len(mine) + len(theirs) == 7
+    cost = [sum(plotjobs._COST[f.__name__] for f, _, _ in share) for share in (mine, theirs)]
+    assert abs(cost[0] - cost[1]) <= 1.5
