@@ -100,7 +100,7 @@ def finalize(
     card = model_card(cfg, data, mb, outcome)
     write_json(run_dir / runs.MODEL_CARD, card)
     predictor = Predictor(run_dir)
-    plots = PlotJobs()  # val, test and learning curves are drawn together, in two processes
+    plots = PlotJobs(cfg.eval.plot_processes)  # val, test and learning curves drawn together
     results: dict[str, Any] = {}
     for split in ("val", "test"):
         if data.count(split) == 0:
