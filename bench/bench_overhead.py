@@ -1,0 +1,218 @@
+"""Fixed cost around every run: start-up, imports and wrap-up (evaluation, plots, report).
+
+Issue 11's goals, measured side by side in one run against the plain PyTorch script's own
+fixed cost (a fresh interpreter that imports torch and torchvision and writes one file):
+- a trivial ``cnnlab train`` (1 epoch, 200 images, 32 px), timed as a whole process: at most
+  2x that cost;
+- the wrap-up of a finished run (evaluation of val and test, plots, report) with 500 test
+  images at 32 px: under 1.5 s;
+- inside one process (studies, tuning), run 2 and later pay no import or start-up cost:
+  ``cnnlab.api.fit_config`` three times in a row, run 2 against run 1;
+- ``cnnlab --help``: under 0.5 s.
+The processes alternate round by round (plain script, help, trivial run, in-process runs) and
+the best round of each is kept: on a shared machine the minimum is the least noisy estimate.
+CPU seconds (user + system) are printed beside wall seconds; they move less when other work
+shares the cores. Wrap-up is timed inside ``fit`` by wrapping ``engine.finalize.finalize``;
+the wrap-up process runs ``fit`` three times: plots drawn the default way (cold, then warm),
+then in one process (``eval.plot_processes=1``), so the two ways are compared side by side.
+Children run with bytecode caching on (as an installed package has it), after a warm-up that
+compiles cnnlab, whatever ``PYTHONDONTWRITEBYTECODE`` says in the calling shell.
+
+Usage: python bench/bench_overhead.py [--quick] [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from common import OUT_DIR, REPO_ROOT, ratio, save_result, shapes_image, table
+
+PLAIN = "import sys, torch, torchvision; open(sys.argv[1], 'w').write(torch.__version__)"
+GOALS = {"trivial_x_plain": 2.0, "wrapup_s": 1.5, "help_s": 0.5}
+
+
+def make_folder(root: Path, counts: dict[str, int], seed: int) -> Path:
+    """Write (once) 10 classes of 32-px shapes: ``root/<class>`` or ``root/<split>/<class>``."""
+    if (root / ".complete").is_file():
+        return root
+    rng = np.random.default_rng(seed)
+    for split, n in counts.items():
+        for i in range(n):
+            folder = root / split / f"class_{i % 10}" if split else root / f"class_{i % 10}"
+            folder.mkdir(parents=True, exist_ok=True)
+            shapes_image(i % 10, rng, 32).save(folder / f"{i:04d}.png")
+    (root / ".complete").write_text("ok")
+    return root
+
+
+def child_env() -> dict[str, str]:
+    """This environment with bytecode caching on: a user's installed cnnlab has its .pyc."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def timed_process(argv: Sequence[str]) -> dict[str, Any]:
+    """Wall and CPU seconds (user + system) of one child process; its last JSON line if any."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(
+        list(argv), capture_output=True, text=True, cwd=REPO_ROOT, env=child_env()
+    )
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if proc.returncode != 0:
+        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+        raise RuntimeError(f"{' '.join(argv[:4])}... failed ({proc.returncode}): {tail}")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    return {"wall_s": wall, "cpu_s": cpu, **(json.loads(lines[-1]) if lines else {})}
+
+
+def child(data: str, runs_dir: str, plot_processes: list[int]) -> None:
+    """In one process: import the API, then one ``fit_config`` per plot setting; print JSON."""
+    start = time.perf_counter()
+    from cnnlab.api import fit_config, make_config
+    from cnnlab.console import set_quiet
+    from cnnlab.engine import finalize as fin
+
+    import_s = time.perf_counter() - start
+    set_quiet(True)
+    wrapups: list[float] = []
+    inner = fin.finalize
+
+    def timed_finalize(*args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            wrapups.append(time.perf_counter() - t)
+
+    fin.finalize = timed_finalize  # fit imports it at call time, so this is what it runs
+    walls = []
+    for processes in plot_processes:
+        cfg = make_config(data, values={"train.epochs": 1, "data.img_size": 32, "train.seed": 0,
+                                        "eval.plot_processes": processes,
+                                        "runs_dir": runs_dir})  # fmt: skip
+        t = time.perf_counter()
+        fit_config(cfg)
+        walls.append(time.perf_counter() - t)
+    print(json.dumps({"import_s": import_s, "runs_s": walls, "wrapup_s": wrapups}))
+
+
+def warm_up() -> None:
+    """Compile cnnlab's modules once, so no measured process pays for it."""
+    code = (
+        "import compileall, pathlib, cnnlab; "
+        "compileall.compile_dir(pathlib.Path(cnnlab.__file__).parent, quiet=1)"
+    )
+    timed_process([sys.executable, "-c", code])
+
+
+def one_round(trivial: Path, wrap: Path, tmp: Path) -> dict[str, dict[str, Any]]:
+    """Every measurement once, in a fixed order, so all of them see the same machine load."""
+    py = sys.executable
+    return {
+        "plain": timed_process([py, "-c", PLAIN, str(tmp / "plain.txt")]),
+        "help": timed_process([py, "-m", "cnnlab", "--help"]),
+        "trivial": timed_process([py, "-m", "cnnlab", "train", str(trivial), "--epochs", "1",
+                                  "--img-size", "32", "--runs-dir", str(tmp / "runs"), "-q"]),
+        "inproc": timed_process([py, __file__, "--child", str(trivial), str(tmp / "runs"),
+                                 "0,0,0"]),
+        "wrap": timed_process([py, __file__, "--child", str(wrap), str(tmp / "runs"), "0,0,1"]),
+    }  # fmt: skip
+
+
+def best(rounds: list[dict[str, dict[str, Any]]], name: str, key: str = "wall_s") -> Any:
+    """The round with the smallest ``key`` for measurement ``name``."""
+    return min((r[name] for r in rounds), key=lambda m: m[key])
+
+
+def summarise(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    plain, trivial, help_ = best(rounds, "plain"), best(rounds, "trivial"), best(rounds, "help")
+    inproc = min((r["inproc"] for r in rounds), key=lambda m: m["runs_s"][1])
+    wrap = min((r["wrap"] for r in rounds), key=lambda m: m["wrapup_s"][0])
+    runs = inproc["runs_s"]
+    return {
+        "plain_s": plain["wall_s"],
+        "plain_cpu_s": plain["cpu_s"],
+        "help_s": help_["wall_s"],
+        "trivial_s": trivial["wall_s"],
+        "trivial_cpu_s": trivial["cpu_s"],
+        "trivial_x_plain": ratio(trivial["wall_s"], plain["wall_s"]),
+        "trivial_cpu_x_plain": ratio(trivial["cpu_s"], plain["cpu_s"]),
+        "wrapup_s": wrap["wrapup_s"][0],
+        "wrapup_warm_s": wrap["wrapup_s"][1],
+        "wrapup_warm_serial_s": wrap["wrapup_s"][2],
+        "inproc_import_s": inproc["import_s"],
+        "inproc_runs_s": runs,
+        "inproc_wrapup_s": inproc["wrapup_s"],
+        "run2_x_run1": ratio(runs[1], runs[0]),
+        "run2_x_import_plus_run1": ratio(runs[1], inproc["import_s"] + runs[0]),
+    }
+
+
+def report(s: dict[str, Any]) -> str:
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    runs = s["inproc_runs_s"]
+    rows = [
+        ["plain fixed cost: python + import torch, torchvision + 1 file", s["plain_s"],
+         s["plain_cpu_s"], "baseline", "-"],
+        ["cnnlab --help", s["help_s"], None, "< 0.5 s", verdict(s["help_s"] < GOALS["help_s"])],
+        ["cnnlab train, 200 images, 1 epoch, 32 px (whole process)", s["trivial_s"],
+         s["trivial_cpu_s"], "<= 2x plain",
+         f"{s['trivial_x_plain']:.2f}x plain: "
+         f"{verdict(s['trivial_x_plain'] <= GOALS['trivial_x_plain'])}"],
+        ["wrap-up, 500 test + 100 val images, first run in a process", s["wrapup_s"], None,
+         "< 1.5 s", verdict(s["wrapup_s"] < GOALS["wrapup_s"])],
+        ["wrap-up, same, second run in the process", s["wrapup_warm_s"], None, "-", "-"],
+        ["wrap-up, same, third run, plots in one process", s["wrapup_warm_serial_s"], None, "-",
+         f"forked plots: {ratio(s['wrapup_warm_serial_s'], s['wrapup_warm_s']):.2f}x faster"],
+        ["in-process: import cnnlab.api + engine", s["inproc_import_s"], None, "-", "-"],
+        ["in-process fit_config, run 1 / 2 / 3 (200 images)", " / ".join(f"{r:.2f}" for r in runs),
+         None, "run 2 = run 1 - start-up", f"run 2 = {s['run2_x_run1']:.2f}x run 1"],
+    ]  # fmt: skip
+    return table(["measure", "wall s", "cpu s", "goal", "result"], rows)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one round: a smoke run")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; the best is kept")
+    parser.add_argument(
+        "--child", nargs=3, metavar=("DATA", "RUNS_DIR", "PLOT_PROCESSES"), help="internal"
+    )
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args.child[0], args.child[1], [int(v) for v in args.child[2].split(",")])
+        return {}
+    trivial = make_folder(OUT_DIR / "data" / "overhead-200-v1", {"": 200}, seed=0)
+    wrap = make_folder(OUT_DIR / "data" / "overhead-wrapup-v1",
+                       {"train": 200, "val": 100, "test": 500}, seed=1)  # fmt: skip
+    warm_up()
+    rounds = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(1 if args.quick else args.rounds):
+            rounds.append(one_round(trivial, wrap, Path(tmp)))
+            print(f"round {i + 1}: trivial {rounds[-1]['trivial']['wall_s']:.2f} s, "
+                  f"plain {rounds[-1]['plain']['wall_s']:.2f} s", flush=True)  # fmt: skip
+    summary = summarise(rounds)
+    print(report(summary))
+    save_result("overhead", {"summary": summary, "rounds": rounds})
+    return summary
+
+
+if __name__ == "__main__":
+    main()
