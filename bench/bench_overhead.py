@@ -18,7 +18,7 @@ then in one process (``eval.plot_processes=1``), so the two ways are compared si
 Children run with bytecode caching on (as an installed package has it), after a warm-up that
 compiles cnnlab, whatever ``PYTHONDONTWRITEBYTECODE`` says in the calling shell.
 
-Usage: python bench/bench_overhead.py [--quick] [--rounds N]
+Usage: python bench/bench_overhead.py [--quick] [--rounds N] [--torch-threads N]
 """
 
 from __future__ import annotations
@@ -57,9 +57,13 @@ def make_folder(root: Path, counts: dict[str, int], seed: int) -> Path:
     return root
 
 
+THREADS: dict[str, str] = {}  # OMP_NUM_THREADS for the children when --torch-threads is set
+
+
 def child_env() -> dict[str, str]:
     """This environment with bytecode caching on: a user's installed cnnlab has its .pyc."""
-    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, **THREADS}
 
 
 def timed_process(argv: Sequence[str]) -> dict[str, Any]:
@@ -79,35 +83,53 @@ def timed_process(argv: Sequence[str]) -> dict[str, Any]:
     return {"wall_s": wall, "cpu_s": cpu, **(json.loads(lines[-1]) if lines else {})}
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and of its waited-for children (the forked plot helper)."""
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), _cpu()
+
+
+def _since(start: tuple[float, float]) -> list[float]:
+    """[wall s, cpu s] since ``start``."""
+    return [time.perf_counter() - start[0], _cpu() - start[1]]
+
+
 def child(data: str, runs_dir: str, plot_processes: list[int]) -> None:
     """In one process: import the API, then one ``fit_config`` per plot setting; print JSON."""
-    start = time.perf_counter()
+    start = _clock()
     from cnnlab.api import fit_config, make_config
     from cnnlab.console import set_quiet
     from cnnlab.engine import finalize as fin
 
-    import_s = time.perf_counter() - start
+    imported = _since(start)
     set_quiet(True)
-    wrapups: list[float] = []
+    wrapups: list[list[float]] = []
     inner = fin.finalize
 
     def timed_finalize(*args: Any, **kwargs: Any) -> Any:
-        t = time.perf_counter()
+        t = _clock()
         try:
             return inner(*args, **kwargs)
         finally:
-            wrapups.append(time.perf_counter() - t)
+            wrapups.append(_since(t))
 
     fin.finalize = timed_finalize  # fit imports it at call time, so this is what it runs
-    walls = []
+    runs = []
     for processes in plot_processes:
         cfg = make_config(data, values={"train.epochs": 1, "data.img_size": 32, "train.seed": 0,
                                         "eval.plot_processes": processes,
                                         "runs_dir": runs_dir})  # fmt: skip
-        t = time.perf_counter()
+        t = _clock()
         fit_config(cfg)
-        walls.append(time.perf_counter() - t)
-    print(json.dumps({"import_s": import_s, "runs_s": walls, "wrapup_s": wrapups}))
+        runs.append(_since(t))
+    print(json.dumps({"import": imported, "runs": runs, "wrapups": wrapups}))
 
 
 def warm_up() -> None:
@@ -133,56 +155,60 @@ def one_round(trivial: Path, wrap: Path, tmp: Path) -> dict[str, dict[str, Any]]
     }  # fmt: skip
 
 
-def best(rounds: list[dict[str, dict[str, Any]]], name: str, key: str = "wall_s") -> Any:
-    """The round with the smallest ``key`` for measurement ``name``."""
-    return min((r[name] for r in rounds), key=lambda m: m[key])
+def best(rounds: list[dict[str, dict[str, Any]]], name: str, pick: Any) -> Any:
+    """The round whose measurement ``name`` has the smallest ``pick(measurement)``."""
+    return min((r[name] for r in rounds), key=pick)
 
 
 def summarise(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
-    plain, trivial, help_ = best(rounds, "plain"), best(rounds, "trivial"), best(rounds, "help")
-    inproc = min((r["inproc"] for r in rounds), key=lambda m: m["runs_s"][1])
-    wrap = min((r["wrap"] for r in rounds), key=lambda m: m["wrapup_s"][0])
-    runs = inproc["runs_s"]
+    """Best round of each measurement (wall and CPU seconds) and the goal ratios."""
+    wall = lambda m: m["wall_s"]  # noqa: E731
+    plain, trivial = best(rounds, "plain", wall), best(rounds, "trivial", wall)
+    inproc = best(rounds, "inproc", lambda m: m["runs"][1][0])
+    wrap = best(rounds, "wrap", lambda m: m["wrapups"][0][0])
+    runs = inproc["runs"]
     return {
-        "plain_s": plain["wall_s"],
-        "plain_cpu_s": plain["cpu_s"],
-        "help_s": help_["wall_s"],
-        "trivial_s": trivial["wall_s"],
-        "trivial_cpu_s": trivial["cpu_s"],
+        "plain": [plain["wall_s"], plain["cpu_s"]],
+        "help": [best(rounds, "help", wall)["wall_s"], best(rounds, "help", wall)["cpu_s"]],
+        "trivial": [trivial["wall_s"], trivial["cpu_s"]],
         "trivial_x_plain": ratio(trivial["wall_s"], plain["wall_s"]),
         "trivial_cpu_x_plain": ratio(trivial["cpu_s"], plain["cpu_s"]),
-        "wrapup_s": wrap["wrapup_s"][0],
-        "wrapup_warm_s": wrap["wrapup_s"][1],
-        "wrapup_warm_serial_s": wrap["wrapup_s"][2],
-        "inproc_import_s": inproc["import_s"],
-        "inproc_runs_s": runs,
-        "inproc_wrapup_s": inproc["wrapup_s"],
-        "run2_x_run1": ratio(runs[1], runs[0]),
-        "run2_x_import_plus_run1": ratio(runs[1], inproc["import_s"] + runs[0]),
+        "wrapup": wrap["wrapups"][0],
+        "wrapup_warm": wrap["wrapups"][1],
+        "wrapup_warm_serial": wrap["wrapups"][2],
+        "forked_plots_speedup": ratio(wrap["wrapups"][2][0], wrap["wrapups"][1][0]),
+        "inproc_import": inproc["import"],
+        "inproc_runs": runs,
+        "run2_x_run1": ratio(runs[1][0], runs[0][0]),
+        "run2_cpu_x_run1": ratio(runs[1][1], runs[0][1]),
     }
 
 
 def report(s: dict[str, Any]) -> str:
+    """The goals as a Markdown table: wall and CPU seconds, goal, verdict (on wall time)."""
+
     def verdict(ok: bool) -> str:
         return "met" if ok else "NOT met"
 
-    runs = s["inproc_runs_s"]
+    runs = s["inproc_runs"]
+    per_run = " / ".join(f"{r[0]:.2f}" for r in runs), " / ".join(f"{r[1]:.2f}" for r in runs)
     rows = [
-        ["plain fixed cost: python + import torch, torchvision + 1 file", s["plain_s"],
-         s["plain_cpu_s"], "baseline", "-"],
-        ["cnnlab --help", s["help_s"], None, "< 0.5 s", verdict(s["help_s"] < GOALS["help_s"])],
-        ["cnnlab train, 200 images, 1 epoch, 32 px (whole process)", s["trivial_s"],
-         s["trivial_cpu_s"], "<= 2x plain",
-         f"{s['trivial_x_plain']:.2f}x plain: "
+        ["plain script: python, import torch + torchvision, write a file", *s["plain"],
+         "baseline", "-"],
+        ["cnnlab --help", *s["help"], "< 0.5 s", verdict(s["help"][0] < GOALS["help_s"])],
+        ["cnnlab train: 200 images, 1 epoch, 32 px (whole process)", *s["trivial"],
+         "<= 2x plain", f"{s['trivial_x_plain']:.2f}x plain (cpu "
+         f"{s['trivial_cpu_x_plain']:.2f}x): "
          f"{verdict(s['trivial_x_plain'] <= GOALS['trivial_x_plain'])}"],
-        ["wrap-up, 500 test + 100 val images, first run in a process", s["wrapup_s"], None,
-         "< 1.5 s", verdict(s["wrapup_s"] < GOALS["wrapup_s"])],
-        ["wrap-up, same, second run in the process", s["wrapup_warm_s"], None, "-", "-"],
-        ["wrap-up, same, third run, plots in one process", s["wrapup_warm_serial_s"], None, "-",
-         f"forked plots: {ratio(s['wrapup_warm_serial_s'], s['wrapup_warm_s']):.2f}x faster"],
-        ["in-process: import cnnlab.api + engine", s["inproc_import_s"], None, "-", "-"],
-        ["in-process fit_config, run 1 / 2 / 3 (200 images)", " / ".join(f"{r:.2f}" for r in runs),
-         None, "run 2 = run 1 - start-up", f"run 2 = {s['run2_x_run1']:.2f}x run 1"],
+        ["wrap-up: val 100 + test 500 images, first run in a process", *s["wrapup"], "< 1.5 s",
+         verdict(s["wrapup"][0] < GOALS["wrapup_s"])],
+        ["wrap-up: same, second run", *s["wrapup_warm"], "-", "-"],
+        ["wrap-up: same, third run, plots in one process", *s["wrapup_warm_serial"], "-",
+         f"forked plots {s['forked_plots_speedup']:.2f}x faster"],
+        ["in process: import cnnlab.api + engine", *s["inproc_import"], "-", "-"],
+        ["in process: fit_config run 1 / 2 / 3 (200 images)", *per_run,
+         "run 2 pays no start-up", f"run 2 = {s['run2_x_run1']:.2f}x run 1 "
+         f"(cpu {s['run2_cpu_x_run1']:.2f}x)"],
     ]  # fmt: skip
     return table(["measure", "wall s", "cpu s", "goal", "result"], rows)
 
@@ -192,12 +218,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="one round: a smoke run")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the best is kept")
     parser.add_argument(
+        "--torch-threads", type=int, help="OMP_NUM_THREADS for every child (a busy machine)"
+    )
+    parser.add_argument(
         "--child", nargs=3, metavar=("DATA", "RUNS_DIR", "PLOT_PROCESSES"), help="internal"
     )
     args = parser.parse_args(argv)
     if args.child:
         child(args.child[0], args.child[1], [int(v) for v in args.child[2].split(",")])
         return {}
+    if args.torch_threads:
+        THREADS["OMP_NUM_THREADS"] = str(args.torch_threads)
     trivial = make_folder(OUT_DIR / "data" / "overhead-200-v1", {"": 200}, seed=0)
     wrap = make_folder(OUT_DIR / "data" / "overhead-wrapup-v1",
                        {"train": 200, "val": 100, "test": 500}, seed=1)  # fmt: skip
@@ -210,7 +241,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   f"plain {rounds[-1]['plain']['wall_s']:.2f} s", flush=True)  # fmt: skip
     summary = summarise(rounds)
     print(report(summary))
-    save_result("overhead", {"summary": summary, "rounds": rounds})
+    save_result("overhead", {"summary": summary, "rounds": rounds, "env": THREADS})
     return summary
 
 

@@ -68,7 +68,8 @@ def plot_learning_curves(
                     ax.plot(epochs, values, fmt, markersize=3, label=split)
             if best_epoch is not None:
                 ax.axvline(best_epoch, color="grey", linestyle="--", label="best epoch")
-            ax.set(title=title, xlabel="epoch")
+            ax.set_title(title, y=1.0)  # a fixed y skips matplotlib's title placement pass
+            ax.set_xlabel("epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
@@ -121,11 +122,8 @@ def plot_confusion_matrix(
         fig.colorbar(image, cax=cax)
         ax.set_xticks(ticks, names, rotation=90, fontsize=font)
         ax.set_yticks(ticks, names, fontsize=font)
-        ax.set(
-            xlabel="predicted",
-            ylabel="true",
-            title="Confusion matrix" + (" (row-normalised)" if normalize else ""),
-        )
+        ax.set(xlabel="predicted", ylabel="true")
+        ax.set_title("Confusion matrix" + (" (row-normalised)" if normalize else ""), y=1.0)
         if k <= _ANNOTATE_MAX:
             _annotate(ax, values, counts, normalize, font)
         return save_png(fig, path, dpi=100 if k <= 100 else 90)
@@ -162,7 +160,8 @@ def plot_per_class_f1(table: Sequence[dict[str, Any]], path: str | Path) -> Path
         ax.barh(ypos, [r["f1"] for r in ordered], color="#4c72b0")
         ax.set_yticks(ypos, labels, fontsize=font)
         ax.set_ylim(k - 0.5, -0.5)  # worst at the top, no empty margin rows
-        ax.set(xlim=(0, 1), xlabel="F1", title="F1 per class (worst first)")
+        ax.set(xlim=(0, 1), xlabel="F1")
+        ax.set_title("F1 per class (worst first)", y=1.0)
         ax.grid(axis="x", alpha=0.3)
         return save_png(fig, path, dpi=100 if k <= 100 else 80)
 
@@ -196,7 +195,8 @@ def plot_reliability(probs: Any, y_true: Any, path: str | Path, bins: int = 15) 
             label="accuracy",
         )
         top.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
-        top.set(ylim=(0, 1), ylabel="accuracy", title=f"Reliability (ECE {ece:.3f})")
+        top.set(ylim=(0, 1), ylabel="accuracy")
+        top.set_title(f"Reliability (ECE {ece:.3f})", y=1.0)
         top.legend(fontsize=8, loc="upper left")
         bottom.bar(centres, [b["count"] for b in table], width=width * 0.95, color="#999999")
         bottom.set(xlim=(0, 1), xlabel="confidence (top-1 probability)", ylabel="count")
