@@ -185,6 +185,10 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        from cnnlab.startup import freeze_before_exit
+
+        freeze_before_exit()
 
 
 if __name__ == "__main__":

@@ -70,9 +70,12 @@ def fit(
         observers: told when the run starts, each epoch ends and the run ends
             (:mod:`cnnlab.engine.observe`); None: those the config asks for (tracking).
     """
-    from cnnlab.engine.finalize import finalize, write_run_inputs
-    from cnnlab.engine.observe import default_observers, observe_run
-    from cnnlab.engine.setup import prepare
+    from cnnlab.startup import heavy_imports
+
+    with heavy_imports():  # torch, Lightning: ~20 % less CPU per run without GC walks of them
+        from cnnlab.engine.finalize import finalize, write_run_inputs
+        from cnnlab.engine.observe import default_observers, observe_run
+        from cnnlab.engine.setup import prepare
 
     helper_dir = ddp_helper_dir()
     if helper_dir is not None:
