@@ -199,7 +199,7 @@ class EvalConfig(_Section):
     top_k: int = Field(5, ge=1)  # k of the top-k accuracy
     ece_bins: int = Field(15, ge=2)  # bins of the calibration error and reliability diagram
     worst_mistakes: int = Field(16, ge=0)  # images in the gallery of worst mistakes
-    plot_processes: int = Field(0, ge=0, le=2)  # processes drawing plots; 0: 2 if Linux, 2+ cores
+    plot_processes: int = Field(0, ge=0, le=2)  # processes drawing plots; 0: 2 if a core is free
 
 
 class TrackConfig(_Section):

@@ -85,3 +85,17 @@ def test_shares_are_balanced_by_cost():
     assert len(mine) + len(theirs) == 7
     cost = [sum(plotjobs._COST[f.__name__] for f, _, _ in share) for share in (mine, theirs)]
     assert abs(cost[0] - cost[1]) <= 1.5
+
+
+@pytest.mark.parametrize(
+    ("platform", "cores", "load", "expected"),
+    [("linux", 2, 0.3, 2), ("linux", 2, 2.5, 2), ("linux", 2, 3.5, 1), ("linux", 1, 0.0, 1),
+     ("darwin", 8, 0.0, 1)],
+)  # fmt: skip
+def test_the_fork_is_used_only_where_a_second_core_is_likely_free(
+    monkeypatch, platform, cores, load, expected
+):
+    monkeypatch.setattr(plotjobs.sys, "platform", platform)
+    monkeypatch.setattr(plotjobs, "usable_cores", lambda: cores)
+    monkeypatch.setattr(plotjobs.os, "getloadavg", lambda: (load, load, load))
+    assert plotjobs.default_processes() == expected
