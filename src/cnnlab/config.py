@@ -72,6 +72,7 @@ class DataConfig(_Section):
     img_size: int | None = Field(None, ge=8, le=1024)  # model input side (px); None: model's own
     channels: Literal[1, 3] | None = None  # input channels; None: 3 (grey images replicated)
     crop_pct: float = Field(1.0, gt=0.0, le=1.0)  # eval centre crop = img_size / crop_pct resize
+    normalize: bool = True  # standardise inputs by mean/std; false: pixels only scaled to 0..1
     cache: Literal["auto", "memory", "disk", "off"] = "auto"  # auto: disk, reused by later runs
     num_workers: int = Field(0, ge=0)  # DataLoader workers for decoding (cache=off only)
     augment: AugmentPreset = "light"  # none | light (flip+shift) | standard | strong

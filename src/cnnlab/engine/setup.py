@@ -50,8 +50,13 @@ def build_model(
     img_size: int,
     data_mean: tuple[float, ...] | None = None,
     data_std: tuple[float, ...] | None = None,
+    normalize: bool = True,
 ) -> ModelBundle:
-    """Create the network, load pretrained weights if asked and apply the transfer mode."""
+    """Create the network, load pretrained weights if asked and apply the transfer mode.
+
+    ``normalize=False`` keeps pixels in 0..1 (mean 0, std 1): the un-normalised baseline of
+    a regularisation ladder. It is saved in the model card, so predict does the same.
+    """
     from cnnlab.models.registry import create_model
     from cnnlab.models.transfer import apply_mode, resolve_mode, resolve_pretrained
 
@@ -92,6 +97,8 @@ def build_model(
     std = tuple(data_std) if use_data_stats else tuple(info_.std)  # type: ignore[arg-type]
     if len(mean) != channels:
         mean, std = _match_channels(mean, channels), _match_channels(std, channels)
+    if not normalize:
+        mean, std = (0.0,) * channels, (1.0,) * channels
     source = getattr(model, "weights_source", None) if pretrained else None
     if pretrained:
         info(f"pretrained weights: {source}")
@@ -136,5 +143,7 @@ def prepare(cfg: Any, split_file: Path | None = None) -> tuple[DataBundle, Model
     defaults = model_defaults(cfg.model.name)  # fails fast on an unknown model name
     data = prepare_data(cfg.data, defaults.default_img_size, split_file)
     mean, std = channel_stats(data.subset("train")[0])
-    mb = build_model(cfg.model, len(data.classes), data.channels, data.img_size, mean, std)
+    mb = build_model(
+        cfg.model, len(data.classes), data.channels, data.img_size, mean, std, cfg.data.normalize
+    )
     return data, mb
