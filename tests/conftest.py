@@ -154,3 +154,75 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
 def tiny_folder(tmp_path: Path) -> Path:
     """3 classes x 12 images of 32 px, flat ROOT/<class>/* layout."""
     return write_folder(tmp_path / "tiny", classes=3, per_class=12)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pg_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        pytest.fail(
+            "PostgreSQL is needed for this test: install it with "
+            "`sudo apt-get install -y postgresql` (or run scripts/system_deps.sh)"
+        )
+    return found[-1].parent
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server on a free loopback port in a temp folder; its base URL.
+
+    As root the server runs as the `postgres` user (initdb refuses root). Stopped at the end.
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    bin_dir = _pg_bin()
+    folder = Path(tempfile.mkdtemp(prefix="cnnlab-pg-"))
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        import pwd
+
+        user = pwd.getpwnam("postgres")
+        os.chown(folder, user.pw_uid, user.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    port = _free_port()
+    data = folder / "data"
+    subprocess.run(
+        [*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+    ctl = [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-w"]
+    subprocess.run(
+        [*ctl, "-o", options, "-l", str(folder / "log"), "start"], check=True, capture_output=True
+    )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*ctl, "-m", "fast", "stop"], check=False, capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A fresh, empty database on the session's PostgreSQL server."""
+    import uuid
+
+    import psycopg2
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    conn = psycopg2.connect(f"{postgres_server}/postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    conn.close()
+    return f"{postgres_server}/{name}"

@@ -1,0 +1,97 @@
+"""Train one configuration into a fixed run folder, whatever state a crash left it in.
+
+A scheduled run's folder name is decided before it starts (a study's ``runs/c2-seed1``, a
+tune's ``runs/trial-0007``), so a worker that picks the run up again finds it: finished runs
+are kept, an interrupted one resumes from its last checkpoint, one that never reached a
+checkpoint starts over. A run that diverges or raises is recorded as failed, with its reason
+in ``failed.json`` inside the run folder, and :class:`~cnnlab.schedule.worker.RunFailed` is
+raised so the scheduler records it and moves on.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import traceback
+from pathlib import Path
+
+from cnnlab.config import Config
+from cnnlab.errors import CnnlabError
+from cnnlab.runs import CHECKPOINTS, METRICS, Run, read_json, write_json
+from cnnlab.schedule.worker import RunFailed
+
+FAILED = "failed.json"  # in a run folder: {"reason": ..., "traceback": ...}
+_LOSSES = ("train/loss", "val/loss")
+
+
+def read_failure(run_dir: Path) -> str | None:
+    """The recorded reason a run failed, or None."""
+    file = Path(run_dir) / FAILED
+    if not file.is_file():
+        return None
+    try:
+        return str(read_json(file).get("reason") or "failed")
+    except CnnlabError:
+        return "failed (unreadable failed.json)"
+
+
+def divergence(run_dir: Path) -> str | None:
+    """Why a finished run's training diverged (a non-finite loss), or None if it did not."""
+    rows = Run(run_dir).metrics()
+    for row in rows:
+        for key in _LOSSES:
+            raw = (row.get(key) or "").strip()
+            if not raw:
+                continue
+            value = float(raw)
+            if not math.isfinite(value):
+                return (
+                    f"training diverged: {key} became {value} at epoch {row.get('epoch', '?')}"
+                    " (a lower learning rate or gradient clipping usually helps)"
+                )
+    return None
+
+
+def _fail(run_dir: Path, reason: str, trace: str | None = None) -> RunFailed:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / FAILED, {"reason": reason, "traceback": trace})
+    return RunFailed(reason)
+
+
+def _train(cfg: Config, run_dir: Path) -> Run:
+    from cnnlab.api import fit_config, resume_run
+
+    if Run(run_dir).is_complete:
+        return Run(run_dir)
+    if (run_dir / CHECKPOINTS / "last.ckpt").is_file():
+        return resume_run(run_dir)
+    if run_dir.exists():  # started, but died before its first checkpoint: start over
+        shutil.rmtree(run_dir)
+    cfg = cfg.model_copy(update={"runs_dir": str(run_dir.parent), "name": run_dir.name})
+    return fit_config(cfg)
+
+
+def train_in_folder(cfg: Config, run_dir: Path) -> Run:
+    """Train ``cfg`` into ``run_dir`` (skip if finished, resume if interrupted).
+
+    Raises:
+        RunFailed: the run failed before (``failed.json``), raised an error, or diverged;
+            the reason is written to ``run_dir/failed.json`` first.
+    """
+    run_dir = Path(run_dir)
+    earlier = read_failure(run_dir)
+    if earlier is not None:
+        raise RunFailed(earlier)
+    try:
+        run = _train(cfg, run_dir)
+    except CnnlabError as exc:
+        raise _fail(run_dir, str(exc)) from exc
+    except Exception as exc:  # a bug or a library error in one run must not end a study
+        reason = f"{type(exc).__name__}: {exc}"
+        raise _fail(run_dir, reason, traceback.format_exc()) from exc
+    diverged = divergence(run.path)
+    if diverged is not None:
+        raise _fail(run.path, diverged)
+    if not (run.path / METRICS).is_file():
+        raise _fail(run.path, "the run wrote no metrics.csv")
+    return run

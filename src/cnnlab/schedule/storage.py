@@ -1,0 +1,139 @@
+"""Optuna storage for studies and tunes: a SQLite file by default, PostgreSQL for many machines.
+
+Example:
+    >>> storage = open_storage(storage_url(None, Path("studies/lr")))  # doctest: +SKIP
+    >>> study = open_study("lr", storage, GridSampler({"job": [0, 1, 2]}))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cnnlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    import optuna
+
+DEFAULT_DB = "schedule.db"  # the SQLite file inside the output folder
+HEARTBEAT_S = 10  # a running trial writes a heartbeat this often (s)
+GRACE_S = 60  # a trial silent this long (s) belongs to a dead worker and is queued again
+MAX_RETRIES = 3  # a run whose worker keeps dying is given up after this many new starts
+LOCK_TIMEOUT_S = 120  # SQLite: how long a writer waits for another process's lock (s)
+_OPEN_ATTEMPTS = 5  # tries to open a storage whose tables another worker is creating
+
+
+def storage_url(url: str | None, folder: Path) -> str:
+    """The storage URL: ``url`` when given, else a SQLite file inside ``folder``."""
+    if url:
+        if "://" not in url:
+            raise ConfigError(
+                f"--storage {url!r} is not a database URL; use e.g. "
+                "postgresql://user:password@host/db or sqlite:///path/file.db"
+            )
+        return _postgres_driver(url)
+    return f"sqlite:///{(Path(folder) / DEFAULT_DB).resolve()}"
+
+
+def _postgres_driver(url: str) -> str:
+    """Name the installed PostgreSQL driver: SQLAlchemy 2.1 assumes psycopg 3 for a bare
+    ``postgresql://``, while ``cnnlab[postgres]`` installs psycopg2."""
+    scheme, rest = url.split("://", 1)
+    if scheme not in ("postgresql", "postgres"):
+        return url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+        return f"postgresql+psycopg2://{rest}"
+    return f"postgresql://{rest}"
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden, for files and messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not parseable: show nothing that could be a secret
+        return url.split("://", 1)[0] + "://..."
+
+
+def quiet_optuna() -> None:
+    """Optuna logs a line per trial and warns about experimental features; cnnlab reports
+    progress itself."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """An RDB storage with heartbeats, so trials of killed workers are detected and retried.
+
+    A running trial records a heartbeat every ``HEARTBEAT_S`` seconds; one silent for
+    ``GRACE_S`` is marked failed by the next worker that looks, and Optuna's
+    ``RetryHeartbeatStaleTrialCallback`` queues a copy with the same parameters (and grid
+    point) that any worker then picks up.
+
+    Raises:
+        ConfigError: the database cannot be reached or its driver is missing.
+    """
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    quiet_optuna()
+    engine: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        engine["connect_args"] = {"timeout": LOCK_TIMEOUT_S}
+    else:
+        engine["pool_pre_ping"] = True  # a server connection may drop during a long run
+    for attempt in range(_OPEN_ATTEMPTS):
+        try:
+            return RDBStorage(
+                url,
+                engine_kwargs=engine,
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                    max_retry=MAX_RETRIES
+                ),
+            )
+        except ImportError as exc:
+            raise ConfigError(
+                f"storage {redact(url)}: database driver missing ({exc}); for PostgreSQL "
+                "install it with: pip install 'cnnlab[postgres]'"
+            ) from None
+        except Exception as exc:  # unreachable server, or workers creating the tables at once
+            if attempt == _OPEN_ATTEMPTS - 1 or not _schema_race(exc):
+                raise ConfigError(f"storage {redact(url)}: cannot connect ({exc})") from None
+            time.sleep(0.5 + random.random())  # another worker is creating the schema
+    raise AssertionError("unreachable")
+
+
+def _schema_race(exc: Exception) -> bool:
+    """Whether an error comes from two workers creating the storage's tables at once."""
+    from sqlalchemy.exc import IntegrityError
+
+    return isinstance(exc, IntegrityError) or "already exists" in str(exc)
+
+
+def open_study(
+    name: str,
+    storage: optuna.storages.BaseStorage,
+    sampler: optuna.samplers.BaseSampler,
+    direction: str = "maximize",
+) -> optuna.Study:
+    """Create the named study in the storage, or join it when another worker already did."""
+    import optuna
+
+    return optuna.create_study(
+        study_name=name,
+        storage=storage,
+        sampler=sampler,
+        direction=direction,
+        load_if_exists=True,
+    )
