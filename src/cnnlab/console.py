@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from rich.console import Console
@@ -30,6 +31,17 @@ def is_quiet() -> bool:
     return _state["quiet"]
 
 
+@contextmanager
+def quietly() -> Iterator[None]:
+    """Silence ``info`` output inside the block (a study's runs), then restore the setting."""
+    before = _state["quiet"]
+    set_quiet(True)
+    try:
+        yield
+    finally:
+        set_quiet(before)
+
+
 def info(message: str) -> None:
     """Print a line unless ``--quiet``.
 
@@ -53,8 +65,12 @@ def error(message: str) -> None:
     )
 
 
-def progress_bar(transient: bool = False) -> Progress:
-    """A progress bar with count, elapsed time and ETA."""
+def progress_bar(transient: bool = False, out: Console | None = None) -> Progress:
+    """A progress bar with count, elapsed time and ETA.
+
+    ``out``: draw on this console instead of the shared one, so the bar stays visible while
+    the work it tracks runs quietly (a study's runs); ``--quiet`` still hides it.
+    """
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -63,7 +79,7 @@ def progress_bar(transient: bool = False) -> Progress:
         TextColumn("eta"),
         TimeRemainingColumn(),
         TextColumn("{task.fields[extra]}"),
-        console=console,
+        console=out or console,
         transient=transient,
         disable=_state["quiet"],
     )

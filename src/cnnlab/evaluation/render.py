@@ -40,6 +40,14 @@ class Block:
     path: Path | None = None
 
 
+@dataclass(frozen=True)
+class Link:
+    """A table cell that links to another file (a study links each run's report)."""
+
+    text: str
+    href: str
+
+
 @dataclass
 class Section:
     id: str
@@ -48,11 +56,19 @@ class Section:
 
 
 def fmt(value: Any) -> str:
+    if isinstance(value, Link):
+        return value.text
     if isinstance(value, float):
         return f"{value:.4f}"
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False, default=str)
     return "" if value is None else str(value)
+
+
+def _html_cell(value: Any) -> str:
+    if isinstance(value, Link):
+        return f'<a href="{html.escape(value.href)}">{html.escape(value.text)}</a>'
+    return html.escape(fmt(value))
 
 
 def _html_block(block: Block) -> str:
@@ -69,7 +85,7 @@ def _html_block(block: Block) -> str:
         )
     head = "".join(f"<th>{html.escape(h)}</th>" for h in block.headers)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(fmt(v))}</td>" for v in row) + "</tr>"
+        "<tr>" + "".join(f"<td>{_html_cell(v)}</td>" for v in row) + "</tr>"
         for row in block.rows[:_MAX_ROWS]
     )
     more = len(block.rows) - _MAX_ROWS
@@ -94,6 +110,8 @@ def render_html(title: str, sections: list[Section]) -> str:
 
 
 def _md_cell(value: Any) -> str:
+    if isinstance(value, Link):
+        return f"[{_md_cell(value.text)}]({value.href})"
     return fmt(value).replace("|", "\\|").replace("\n", " ")
 
 
