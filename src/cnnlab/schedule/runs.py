@@ -22,6 +22,8 @@ from cnnlab.schedule.worker import RunFailed
 
 FAILED = "failed.json"  # in a run folder: {"reason": ..., "traceback": ...}
 _LOSSES = ("train/loss", "val/loss")
+# A cross-entropy above this means the true class got probability ~e^-1e6: the weights blew up.
+_EXPLODED = 1e6
 
 
 def read_failure(run_dir: Path) -> str | None:
@@ -36,7 +38,7 @@ def read_failure(run_dir: Path) -> str | None:
 
 
 def divergence(run_dir: Path) -> str | None:
-    """Why a finished run's training diverged (a non-finite loss), or None if it did not."""
+    """Why a finished run's training diverged (a loss that is NaN, infinite or above 1e6)."""
     rows = Run(run_dir).metrics()
     for row in rows:
         for key in _LOSSES:
@@ -44,10 +46,11 @@ def divergence(run_dir: Path) -> str | None:
             if not raw:
                 continue
             value = float(raw)
-            if not math.isfinite(value):
+            if not math.isfinite(value) or value > _EXPLODED:
                 return (
-                    f"training diverged: {key} became {value} at epoch {row.get('epoch', '?')}"
-                    " (a lower learning rate or gradient clipping usually helps)"
+                    f"training diverged: {key} became {value:.4g} at epoch "
+                    f"{row.get('epoch', '?')} (a lower learning rate or gradient clipping "
+                    "usually helps)"
                 )
     return None
 

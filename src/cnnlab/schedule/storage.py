@@ -63,12 +63,12 @@ def redact(url: str) -> str:
 
 
 def quiet_optuna() -> None:
-    """Optuna logs a line per trial and warns about experimental features; cnnlab reports
-    progress itself."""
+    """Optuna logs a line per trial (and a warning per failed one) and warns about
+    experimental features; cnnlab reports progress and failures itself."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.getLogger("optuna").setLevel(logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    logging.getLogger("optuna").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
