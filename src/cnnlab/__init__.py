@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from cnnlab.predict import Predictor
     from cnnlab.runs import Run
+    from cnnlab.studies.study import Study
 
 
 def train(data: str | None = None, config: str | None = None, **overrides: Any) -> Run | None:
@@ -52,4 +53,49 @@ def load(run_dir: str, backend: str = "torch") -> Predictor:
     return Predictor(run_dir, backend=backend)
 
 
-__all__ = ["__version__", "load", "train"]
+def study(
+    data: str | None = None,
+    vary: dict[str, list[Any]] | None = None,
+    seeds: int | list[int] = 3,
+    recipe: str | None = None,
+    plan: str | None = None,
+    out: str | None = None,
+    workers: int = 1,
+    storage: str | None = None,
+    resume: str | None = None,
+    **values: Any,
+) -> Study:
+    """Run a study: every cell of a grid (or plan, or recipe) over several seeds, one split.
+
+    Args:
+        data: dataset folder or CSV (omit with ``resume``).
+        vary: dotted config keys to lists of values; the study is their cross product.
+        seeds: training seeds per cell (a count, or the seeds themselves).
+        recipe: a built-in study: ``lr``, ``optimizers``, ``models``, ``transfer``, ``ladder``.
+        plan: a plan file (YAML) listing the cells explicitly.
+        out: the study folder (default ``studies/<name>-<time>``).
+        workers: processes training runs side by side on this machine.
+        storage: an Optuna storage URL shared by several machines (PostgreSQL).
+        resume: an existing study folder to continue (finished runs are kept).
+        **values: values every cell shares, by dotted key with ``.`` written as ``__``
+            (``train__epochs=5``) or by the short names of :func:`train`.
+
+    Returns:
+        The :class:`~cnnlab.studies.study.Study`: ``.table`` (one row per cell), ``.path``.
+
+    Example:
+        >>> s = cnnlab.study("data/", vary={"train.lr": [1e-3, 1e-2]}, seeds=3)  # doctest: +SKIP
+    """
+    from cnnlab.api import short_values
+    from cnnlab.studies.study import resume_study, run_study
+
+    if resume is not None:
+        return resume_study(resume, workers=workers, storage=storage)
+    if data is None:
+        from cnnlab.errors import ConfigError
+
+        raise ConfigError("study needs a dataset (data=...) or resume=FOLDER")
+    return run_study(data, vary, seeds, recipe, plan, short_values(values), out, workers, storage)
+
+
+__all__ = ["__version__", "load", "study", "train"]

@@ -18,6 +18,7 @@ from cnnlab.commands.lr_find import lr_find_command
 from cnnlab.commands.models import models_command
 from cnnlab.commands.track import app as track_app
 from cnnlab.commands.track import ui_command
+from cnnlab.commands.study import study_command
 from cnnlab.errors import CnnlabError
 
 app = typer.Typer(
@@ -36,6 +37,7 @@ app.command("export")(export_command)
 app.command("lr-find")(lr_find_command)
 app.add_typer(track_app, name="track", help="Log runs to MLflow later; register a run's model.")
 app.command("ui")(ui_command)
+app.command("study")(study_command)
 
 
 @app.callback()

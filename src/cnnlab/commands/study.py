@@ -1,0 +1,65 @@
+"""``cnnlab study``: many runs compared honestly, and ``cnnlab study report DIR``."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+
+from cnnlab.errors import CnnlabError
+
+
+def study_command(
+    data: str = typer.Argument(
+        None, help="Dataset folder or CSV manifest (or `report` followed by a study folder)."
+    ),
+    overrides: list[str] = typer.Argument(
+        None, help="Values every cell shares, KEY=VALUE, e.g. train.epochs=10"
+    ),
+    vary: list[str] = typer.Option(
+        None, "--vary", "-v", help="KEY=V1,V2,... ; several --vary make a cross product."
+    ),
+    seeds: int = typer.Option(None, "--seeds", help="Training seeds per cell [default: 3]."),
+    recipe: str = typer.Option(
+        None, "--recipe", "-r", help="lr | optimizers | models | transfer | ladder"
+    ),
+    plan: Path = typer.Option(None, "--plan", help="YAML file listing the cells."),
+    out: Path = typer.Option(None, "--out", "-o", help="Study folder [default: studies/...]."),
+    resume: Path = typer.Option(None, "--resume", help="Continue (or join) a study folder."),
+    workers: int = typer.Option(1, "--workers", "-w", help="Runs side by side on this machine."),
+    storage: str = typer.Option(
+        None, "--storage", help="Optuna storage shared by machines, e.g. postgresql://..."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only results and errors."),
+) -> None:
+    """Compare settings over several seeds on one split; say which differences are real.
+
+    Examples:
+
+        cnnlab study data/ --vary train.lr=1e-3,1e-2 --vary train.scheduler=onecycle,none
+
+        cnnlab study data/ --recipe transfer --seeds 5 train.epochs=10
+
+        cnnlab study --resume studies/lr-20250101-120000
+
+        cnnlab study report studies/lr-20250101-120000
+    """
+    from cnnlab.console import set_quiet
+    from cnnlab.studies.study import report_study, resume_study, run_study
+
+    if quiet:
+        set_quiet(True)
+    if data == "report":  # `cnnlab study report DIR` (a dataset named report: ./report)
+        if not overrides or len(overrides) != 1:
+            raise CnnlabError("usage: cnnlab study report STUDY_FOLDER")
+        report_study(Path(overrides[0]))
+        return
+    if resume is not None:
+        resume_study(resume, workers=workers, storage=storage)
+        return
+    if data is None:
+        raise CnnlabError("study needs a DATA folder (or --resume DIR, or report DIR)")
+    command = "cnnlab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    run_study(data, vary, seeds, recipe, plan, overrides, out, workers, storage, command)

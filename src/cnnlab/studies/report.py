@@ -1,0 +1,264 @@
+"""Write a study's result files and its self-contained ``study.html`` from the study folder."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnlab.studies import compare, results
+from cnnlab.studies.folder import COMPARISONS, HTML, RESULTS, TABLE, load_plan
+from cnnlab.studies.plan import Plan
+from cnnlab.studies.words import VERDICT_WORDS, summary_sentences
+
+
+@dataclass
+class Outputs:
+    """Everything ``write_outputs`` computed, for the console table and the Python API."""
+
+    plan: Plan
+    records: list[results.RunRecord]
+    results: list[dict[str, Any]]
+    table: list[dict[str, Any]]
+    comparisons: list[dict[str, Any]]
+    reference: dict[str, Any] | None
+    sentences: list[str]
+
+
+def table_columns(plan: Plan) -> list[str]:
+    spreads = [f"{m}_{k}" for m in ("test_accuracy", "test_macro_f1") for k in results.SPREAD]
+    extra = ["val_accuracy_mean", "params", "train_time_s_mean", "init", "failed"]
+    return ["cell", "label", *plan.varied, "n", *spreads, *extra]
+
+
+def results_columns(plan: Plan) -> list[str]:
+    tail = ["params", "train_time_s", "best_epoch", "reason"]
+    return ["cell", "label", *plan.varied, "seed", "run_dir", "status", *results.METRICS, *tail]
+
+
+def _classes(records: list[results.RunRecord]) -> list[str]:
+    from cnnlab.runs import CLASSES, read_json
+
+    for r in records:
+        if r.status == "done":
+            return list(read_json(r.path / CLASSES))
+    return []
+
+
+def write_outputs(folder: str | Path) -> Outputs:
+    """results.csv, table.csv, comparisons.csv and study.html from the folder's runs."""
+    folder = Path(folder)
+    plan, doc = load_plan(folder)
+    records = results.collect(folder, plan)
+    rows = results.results_rows(folder, plan, records)
+    results.write_csv(folder / RESULTS, rows, results_columns(plan))
+    table = results.table_rows(plan, records)
+    results.write_csv(folder / TABLE, table, table_columns(plan))
+    classes = _classes(records)
+    comps = compare.comparison_rows(plan, records, table, len(classes))
+    results.write_csv(folder / COMPARISONS, comps, compare.COLUMNS)
+    ref, chosen_on = compare.reference(table) if plan.compare == "best" else (None, "")
+    failures = [(r.cell.id, r.seed, r.reason) for r in records if r.status == "failed"]
+    unfinished = sum(r.status in ("pending", "incomplete") for r in records)
+    words = summary_sentences(plan, table, comps, ref, chosen_on, failures, unfinished)
+    out = Outputs(plan, records, rows, table, comps, ref, words)
+    write_html(folder, doc, out, classes)
+    return out
+
+
+def ordered(out: Outputs) -> list[dict[str, Any]]:
+    """Table rows for display: best first (a ladder keeps its order)."""
+    if out.plan.compare == "previous":
+        return list(out.table)
+
+    def key(row: dict[str, Any]) -> tuple:
+        acc = row["test_accuracy_mean"]
+        return (row["n"] == 0, -(acc if not math.isnan(acc) else -1.0))
+
+    return sorted(out.table, key=key)
+
+
+def verdict_of(out: Outputs, cell: str) -> str:
+    """The verdict words for a cell's row (the reference says so itself)."""
+    if out.reference is not None and out.reference["cell"] == cell:
+        return "reference"
+    for c in out.comparisons:
+        if c["cell"] == cell:
+            return VERDICT_WORDS.get(c["verdict"], c["verdict"])
+    return ""
+
+
+def _spread(row: dict[str, Any], metric: str) -> tuple[str, str]:
+    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+    low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
+    if math.isnan(mean):
+        return "", ""
+    main = f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+    ci = "unknown (1 seed)" if math.isnan(low) else f"[{low:.3f}, {high:.3f}]"
+    return main, ci
+
+
+def display_rows(out: Outputs) -> list[list[Any]]:
+    """The table as text cells, best first: shared by study.html and the console."""
+    rows = []
+    for row in ordered(out):
+        acc, acc_ci = _spread(row, "test_accuracy")
+        f1, f1_ci = _spread(row, "test_macro_f1")
+        t = row["train_time_s_mean"]
+        rows.append(
+            [
+                row["cell"], row["label"], row["init"], row["n"], acc, acc_ci, f1, f1_ci,
+                f"{row['params']:,}" if isinstance(row["params"], int) else row["params"],
+                "" if math.isnan(t) else f"{t:.1f}", verdict_of(out, row["cell"]),
+            ]
+        )  # fmt: skip
+    return rows
+
+
+DISPLAY_HEADERS = [
+    "cell", "label", "init", "seeds", "test acc (mean ± std)", "95% CI", "macro F1 (mean ± std)",
+    "95% CI", "params", "train s", "verdict",
+]  # fmt: skip
+
+
+def _per_class(out: Outputs, k: int) -> tuple[np.ndarray, list[str], np.ndarray | None]:
+    """Mean per-class F1 per cell, and the reference cell's confusion matrix summed over seeds."""
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    rows, names, cm = [], [], None
+    best = out.reference["cell"] if out.reference else None
+    for row in ordered(out):
+        done = [r for r in out.records if r.cell.id == row["cell"] and r.status == "done"]
+        if not done:
+            continue
+        f1s, total = [], np.zeros((k, k), dtype=np.int64)
+        for r in done:
+            pairs = list(results.predictions(r.path).values())
+            y, p = np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
+            f1s.append(f1_score(y, p, labels=list(range(k)), average=None, zero_division=0))
+            total += confusion_matrix(y, p, labels=list(range(k)))
+        rows.append(np.mean(f1s, axis=0))
+        names.append(f"{row['label']} ({row['cell']})")
+        if row["cell"] == best:
+            cm = total
+    return np.array(rows), names, cm
+
+
+def _plots(folder: Path, out: Outputs, classes: list[str]) -> list[tuple[str, Path]]:
+    from cnnlab.evaluation.metrics import metric_series
+    from cnnlab.evaluation.plots import plot_confusion_matrix
+    from cnnlab.runs import Run
+    from cnnlab.studies import plots
+
+    target = folder / "plots"
+    ran = [r for r in ordered(out) if r["n"] > 0]
+    if not ran:
+        return []
+    shown = [("test accuracy per cell", plots.plot_accuracy_bars(ran, target / "accuracy.png"))]
+    curves = {
+        f"{row['label']} ({row['cell']})": [
+            np.array(metric_series(Run(r.path).metrics(), "val/accuracy"))
+            for r in out.records
+            if r.cell.id == row["cell"] and r.status == "done"
+        ]
+        for row in ran
+    }
+    shown.append(("learning curves", plots.plot_cell_curves(curves, target / "curves.png")))
+    for key, label, log in (
+        ("params", "parameters", True),
+        ("train_time_s_mean", "train s", False),
+    ):
+        file = plots.plot_tradeoff(ran, key, target / f"accuracy_vs_{key}.png", label, log)
+        shown.append((f"test accuracy vs {label}", file))
+    f1, names, cm = _per_class(out, len(classes))
+    if len(names):
+        shown.append(("F1 per class", plots.plot_f1_heatmap(f1, names, classes, target / "f1.png")))
+    if cm is not None:
+        file = plot_confusion_matrix(cm, classes, target / "confusion_best.png")
+        shown.append(("confusion matrix of the reference cell, summed over seeds", file))
+    return shown
+
+
+COMPARISON_HEADERS = [
+    "cell", "label", "vs", "seeds", "images", "Δ accuracy [95% CI]", "Δ macro F1 [95% CI]",
+    "p McNemar", "p Holm", "verdict",
+]  # fmt: skip
+
+
+def _method(plan: Plan) -> str:
+    against = (
+        "each step against the step before it"
+        if plan.compare == "previous"
+        else "every cell against the reference, the cell with the highest mean validation "
+        "accuracy (choosing on test and then testing on it would flatter the winner)"
+    )
+    return (
+        f"Compared: {against}. Δ is the row's cell minus the other, on the test split, averaged "
+        "over the seeds both ran. The 95% CI comes from a paired bootstrap over test images "
+        "(the same resampled images score both cells and every seed). p McNemar: the exact "
+        "McNemar test on which images each got right (the largest p over seed pairs); p Holm: "
+        "adjusted for the number of comparisons. A verdict other than 'not distinguishable' "
+        "needs both the CI to exclude 0 and p Holm < 0.05."
+    )
+
+
+def _diff(c: dict[str, Any], name: str) -> str:
+    value = c.get(name)
+    if value is None or math.isnan(value):
+        return ""
+    return f"{value:+.4f} [{c[name + '_ci_low']:+.4f}, {c[name + '_ci_high']:+.4f}]"
+
+
+def _comparison_row(c: dict[str, Any]) -> list[Any]:
+    p, holm = c.get("p_mcnemar", math.nan), c.get("p_holm", math.nan)
+    return [
+        c["cell"], c["label"], c["reference_cell"], c["seeds"], c["images"],
+        _diff(c, "diff_accuracy"), _diff(c, "diff_macro_f1"),
+        "" if math.isnan(p) else f"{p:.3g}", "" if math.isnan(holm) else f"{holm:.3g}",
+        VERDICT_WORDS.get(c["verdict"], c["verdict"]),
+    ]  # fmt: skip
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> Any:
+    from cnnlab.evaluation.render import Block
+
+    return Block("table", headers=headers, rows=rows)
+
+
+def _run_rows(folder: Path, out: Outputs) -> list[list[Any]]:
+    from cnnlab.evaluation.render import Link
+
+    rows = []
+    for r in out.records:
+        report = r.path / "report.html"
+        link = Link("report", report.relative_to(folder).as_posix()) if report.is_file() else ""
+        rows.append([r.cell.id, r.seed, r.status, r.metric("test_accuracy"), link, r.reason])
+    return rows
+
+
+def write_html(folder: Path, doc: dict[str, Any], out: Outputs, classes: list[str]) -> Path:
+    """``study.html``: conclusions, the table, comparisons, plots, runs, how to reproduce."""
+    from cnnlab.atomic import atomic_write_text
+    from cnnlab.evaluation.render import Block, Section, render_html
+
+    summary = Section("summary", "Conclusions", [Block("p", s) for s in out.sentences])
+    summary.blocks.append(Block("p", f"Data: {out.plan.data} · seeds: {out.plan.seeds}"))
+    comp_rows = [_comparison_row(c) for c in out.comparisons]
+    figures = [Block("img", text, path=p) for text, p in _plots(folder, out, classes)]
+    run_headers = ["cell", "seed", "status", "test acc", "report", "reason"]
+    command = f"{doc.get('command', '')}\n{doc.get('reproduce', '')}"
+    sections = [
+        summary,
+        Section("table", "Cells", [_table(DISPLAY_HEADERS, display_rows(out))]),
+        Section("comparisons", "Paired comparisons",
+                [Block("p", _method(out.plan)), _table(COMPARISON_HEADERS, comp_rows)]),
+        Section("plots", "Plots", figures),
+        Section("runs", "Runs", [_table(run_headers, _run_rows(folder, out))]),
+        Section("reproduce", "Reproduce", [Block("pre", command)]),
+    ]  # fmt: skip
+    title = f"Study: {out.plan.recipe or ', '.join(out.plan.varied) or 'cells'}"
+    atomic_write_text(folder / HTML, render_html(title, sections))
+    return folder / HTML

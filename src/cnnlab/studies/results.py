@@ -1,0 +1,176 @@
+"""From run folders to ``results.csv``, ``table.csv`` and ``comparisons.csv``.
+
+Everything is read from the study folder (``study.yaml`` and the run folders), never from the
+scheduler's storage, so ``cnnlab study report`` works on a copied folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnlab.atomic import atomic_write_text
+from cnnlab.runs import CLASSES, Run, read_json
+from cnnlab.schedule.runs import read_failure
+from cnnlab.studies import stats
+from cnnlab.studies.folder import RUNS
+from cnnlab.studies.plan import Cell, Plan
+
+METRICS = ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1")
+SPREAD = ("mean", "std", "ci_low", "ci_high")
+
+
+@dataclass
+class RunRecord:
+    """One (cell, seed) of the plan and what its run folder says."""
+
+    cell: Cell
+    seed: int
+    path: Path
+    status: str  # done | failed | incomplete | pending
+    reason: str = ""
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def metric(self, name: str) -> float:
+        split, key = name.split("_", 1)
+        value = self.summary.get("metrics", {}).get(split, {}).get(key)
+        return float(value) if value is not None else math.nan
+
+
+def collect(folder: Path, plan: Plan) -> list[RunRecord]:
+    """The state of every planned run, from its folder."""
+    out = []
+    for cell, seed in plan.jobs():
+        path = folder / RUNS / plan.run_name(cell, seed)
+        reason = read_failure(path)
+        run = Run(path)
+        summary = run.summary if run.is_complete else {}
+        if reason is not None:
+            status = "failed"
+        elif summary:
+            status = "done"
+        else:
+            status = "incomplete" if path.exists() else "pending"
+        out.append(RunRecord(cell, seed, path, status, reason or "", summary))
+    return out
+
+
+def _dotted(tree: dict[str, Any], key: str) -> Any:
+    node: Any = tree
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def cell_settings(plan: Plan) -> dict[str, dict[str, Any]]:
+    """Each cell's resolved value of every varied key (the base fills keys a cell leaves)."""
+    out = {}
+    for cell in plan.cells:
+        resolved = plan.config(cell, plan.seeds[0]).model_dump(mode="json")
+        out[cell.id] = {key: _dotted(resolved, key) for key in plan.varied}
+    return out
+
+
+def results_rows(folder: Path, plan: Plan, records: list[RunRecord]) -> list[dict[str, Any]]:
+    """One row per run: the results.csv contract."""
+    settings = cell_settings(plan)
+    rows = []
+    for r in records:
+        s = r.summary
+        rows.append(
+            {
+                "cell": r.cell.id,
+                "label": r.cell.label,
+                **settings[r.cell.id],
+                "seed": r.seed,
+                "run_dir": r.path.relative_to(folder).as_posix(),
+                "status": r.status,
+                **{m: r.metric(m) for m in METRICS},
+                "params": (s.get("params") or {}).get("total", ""),
+                "train_time_s": s.get("train_time_s", ""),
+                "best_epoch": s.get("best_epoch", ""),
+                "reason": r.reason,
+            }
+        )
+    return rows
+
+
+def initialisation(records: list[RunRecord]) -> str:
+    """``pretrained`` or ``random``: how the cell's networks started (from the model card)."""
+    for r in records:
+        card = r.path / "model.json"
+        if card.is_file():
+            return "pretrained" if read_json(card).get("pretrained") else "random"
+    return ""
+
+
+def table_rows(plan: Plan, records: list[RunRecord]) -> list[dict[str, Any]]:
+    """One row per cell: test accuracy and macro F1 as mean, std and 95% CI over seeds."""
+    settings = cell_settings(plan)
+    rows = []
+    for cell in plan.cells:
+        mine = [r for r in records if r.cell.id == cell.id]
+        done = [r for r in mine if r.status == "done"]
+        row: dict[str, Any] = {"cell": cell.id, "label": cell.label, **settings[cell.id]}
+        row["n"] = len(done)
+        for metric in ("test_accuracy", "test_macro_f1"):
+            spread = stats.spread([r.metric(metric) for r in done])
+            row.update({f"{metric}_{k}": getattr(spread, k) for k in SPREAD})
+            # A t-interval over few seeds can pass the metric's bounds; it cannot leave [0, 1].
+            row[f"{metric}_ci_low"] = float(np.clip(spread.ci_low, 0.0, 1.0))
+            row[f"{metric}_ci_high"] = float(np.clip(spread.ci_high, 0.0, 1.0))
+        row["val_accuracy_mean"] = stats.spread([r.metric("val_accuracy") for r in done]).mean
+        params = [(r.summary.get("params") or {}).get("total") for r in done]
+        row["params"] = next((p for p in params if p), "")
+        times = [float(r.summary.get("train_time_s", math.nan)) for r in done]
+        row["train_time_s_mean"] = float(np.mean(times)) if times else math.nan
+        row["init"] = initialisation(done)
+        row["failed"] = sum(r.status == "failed" for r in mine)
+        rows.append(row)
+    return rows
+
+
+def predictions(run_dir: Path) -> dict[str, tuple[int, int]]:
+    """``path -> (true, predicted)`` class indices on the test split of one run."""
+    classes = {name: i for i, name in enumerate(read_json(run_dir / CLASSES))}
+    file = run_dir / "predictions" / "test.csv"
+    with file.open(newline="", encoding="utf-8") as fh:
+        return {r["path"]: (classes[r["true"]], classes[r["pred"]]) for r in csv.DictReader(fh)}
+
+
+def paired_arrays(
+    runs_a: list[RunRecord], runs_b: list[RunRecord]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]] | None:
+    """Labels and (seeds, images) predictions of two cells on their common seeds and images."""
+    by_seed_b = {r.seed: r for r in runs_b}
+    pairs = [(a, by_seed_b[a.seed]) for a in runs_a if a.seed in by_seed_b]
+    if not pairs:
+        return None
+    preds = [(predictions(a.path), predictions(b.path)) for a, b in pairs]
+    common = set.intersection(*(set(pa) & set(pb) for pa, pb in preds))
+    images = sorted(common)
+    if not images:
+        return None
+    y = np.array([preds[0][0][p][0] for p in images])
+    a = np.array([[pa[p][1] for p in images] for pa, _ in preds])
+    b = np.array([[pb[p][1] for p in images] for _, pb in preds])
+    return y, a, b, [a_.seed for a_, _ in pairs]
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
+    """Rows as CSV, atomically; floats keep full precision, NaN stays empty."""
+    columns = columns or (list(rows[0]) if rows else [])
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(
+            {k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
+        )
+    atomic_write_text(path, buffer.getvalue())

@@ -1,0 +1,124 @@
+"""Run a study's (cell, seed) jobs through the shared scheduling engine.
+
+The jobs are a grid handed out by Optuna's ``GridSampler`` (parameter ``job``); each trial
+trains one ordinary run folder ``runs/<cell>-seed<N>`` with :func:`train_in_folder`, so a
+killed study resumes where it stopped and several processes or machines share the work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cnnlab.console import quietly
+from cnnlab.schedule.runs import train_in_folder
+from cnnlab.schedule.storage import open_storage, open_study, storage_url
+from cnnlab.schedule.worker import grid_has_work, grid_points, run_worker, take_grid_point
+from cnnlab.studies.folder import RUNS, SPLIT, load_plan, storage_study_name
+from cnnlab.studies.plan import Plan
+
+if TYPE_CHECKING:
+    import optuna
+
+PARAM = "job"  # the grid parameter: index into Plan.jobs()
+
+
+def open_grid(folder: Path, plan: Plan, url: str | None) -> optuna.Study:
+    """The study's Optuna study (created by the first worker, joined by the others)."""
+    from optuna.samplers import GridSampler
+
+    jobs = list(range(len(plan.jobs())))
+    storage = open_storage(storage_url(url, folder))
+    # A fixed seed gives every worker the same grid order, as Optuna advises for many workers.
+    sampler = GridSampler({PARAM: jobs}, seed=0)
+    return open_study(storage_study_name(folder, plan), storage, sampler, "maximize")
+
+
+def progress_counts(study: optuna.Study, total: int) -> tuple[int, int]:
+    """(finished runs, all runs): finished means done or failed."""
+    taken = grid_points(study, PARAM)
+    return sum(v in ("done", "failed") for v in taken.values()), total
+
+
+def _score(summary: dict[str, Any]) -> float:
+    metrics = summary.get("metrics", {})
+    split = metrics.get("val") or metrics.get("test") or {}
+    return float(split.get("accuracy", 0.0))
+
+
+def make_objective(folder: Path, plan: Plan, study: optuna.Study, on_start: Any = None) -> Any:
+    """The trial function: the grid point's cell and seed, trained into its run folder."""
+    jobs = plan.jobs()
+    points = list(range(len(jobs)))
+
+    def objective(trial: Any) -> float:
+        job = take_grid_point(study, trial, PARAM, points)
+        cell, seed = jobs[job]
+        rel = f"{RUNS}/{plan.run_name(cell, seed)}"
+        trial.set_user_attr("cell", cell.id)
+        trial.set_user_attr("seed", seed)
+        trial.set_user_attr("run_dir", rel)
+        if on_start is not None:
+            on_start(cell, seed)
+        cfg = plan.config(cell, seed, (folder / SPLIT).resolve())
+        with quietly():
+            run = train_in_folder(cfg, folder / rel)
+        return _score(run.summary)
+
+    return objective
+
+
+def work(folder: str | Path, url: str | None = None, show_progress: bool = False) -> None:
+    """One worker: train jobs of the study in ``folder`` until none is left for it.
+
+    The entry point of every worker process (``--workers K``, other machines); importable and
+    picklable by name for ``spawn``.
+    """
+    folder = Path(folder)
+    plan, _ = load_plan(folder)
+    study = open_grid(folder, plan, url)
+    points = list(range(len(plan.jobs())))
+
+    def has_work(st: optuna.Study) -> bool:
+        return grid_has_work(st, PARAM, points)
+
+    if not show_progress:
+        run_worker(study, make_objective(folder, plan, study), has_work)
+        return
+    from rich.console import Console
+
+    from cnnlab.console import progress_bar
+
+    with progress_bar(out=Console(highlight=False)) as bar:
+        done, total = progress_counts(study, len(points))
+        task = bar.add_task("study", total=total, completed=done, extra="")
+
+        def on_start(cell: Any, seed: int) -> None:
+            bar.update(task, extra=f"{cell.id} seed {seed}: {cell.label}")
+
+        def on_trial(st: optuna.Study, trial: Any) -> None:
+            bar.update(task, completed=progress_counts(st, total)[0], extra="")
+
+        run_worker(study, make_objective(folder, plan, study, on_start), has_work, on_trial)
+
+
+def run_jobs(folder: Path, plan: Plan, url: str | None, workers: int) -> None:
+    """Train every job: in this process, or in ``workers`` processes sharing the storage."""
+    from cnnlab.console import warn
+    from cnnlab.schedule.pool import run_pool
+
+    study = open_grid(folder, plan, url)  # creates tables and study before workers start
+    if workers <= 1:
+        work(folder, url, show_progress=True)
+        return
+    total = len(plan.jobs())
+    codes = run_pool(
+        workers,
+        work,
+        (str(folder), url),
+        progress=lambda: progress_counts(study, total),
+        description="study",
+    )
+    if any(codes):
+        warn(f"{sum(c != 0 for c in codes)} worker process(es) ended with an error")
+    work(folder, url, show_progress=True)  # picks up what a dead worker left behind

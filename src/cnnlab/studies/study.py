@@ -1,0 +1,234 @@
+"""The Python API of studies: plan, validate, run, resume and report.
+
+Example:
+    >>> import cnnlab
+    >>> s = cnnlab.study("data/", vary={"train.lr": [1e-3, 1e-2]}, seeds=3)  # doctest: +SKIP
+    >>> s.table[0]["test_accuracy_mean"]                                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from cnnlab.console import info
+from cnnlab.errors import ConfigError
+from cnnlab.studies.folder import (
+    COMPARISONS,
+    HTML,
+    RESULTS,
+    TABLE,
+    create_folder,
+    load_plan,
+    make_split,
+    write_plan,
+)
+from cnnlab.studies.plan import (
+    Cell,
+    Plan,
+    check_keys,
+    cross,
+    parse_sets,
+    parse_vary,
+    read_plan_file,
+    seed_list,
+)
+
+DEFAULT_SEEDS = 3
+
+
+class Study:
+    """A study folder; the properties read its CSV files (written by the report)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def _rows(self, name: str) -> list[dict[str, str]]:
+        file = self.path / name
+        if not file.is_file():
+            return []
+        with file.open(newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+
+    @property
+    def table(self) -> list[dict[str, str]]:
+        """``table.csv``: one row per cell (mean, std, 95% CI over seeds)."""
+        return self._rows(TABLE)
+
+    @property
+    def results(self) -> list[dict[str, str]]:
+        """``results.csv``: one row per run."""
+        return self._rows(RESULTS)
+
+    @property
+    def comparisons(self) -> list[dict[str, str]]:
+        """``comparisons.csv``: paired comparisons with CIs, p-values and verdicts."""
+        return self._rows(COMPARISONS)
+
+    @property
+    def report(self) -> Path:
+        return self.path / HTML
+
+    @property
+    def plan(self) -> Plan:
+        return load_plan(self.path)[0]
+
+    def __repr__(self) -> str:
+        return f"Study({str(self.path)!r})"
+
+
+def _as_axes(vary: dict[str, list[Any]] | list[str] | None) -> dict[str, list[Any]]:
+    if not vary:
+        return {}
+    if isinstance(vary, dict):
+        axes = {k: list(v) if isinstance(v, list | tuple) else [v] for k, v in vary.items()}
+        check_keys({k: v[0] for k, v in axes.items()}, "vary")
+        return axes
+    return parse_vary(list(vary))
+
+
+def _as_sets(sets: dict[str, Any] | list[str] | None) -> dict[str, Any]:
+    if not sets:
+        return {}
+    if isinstance(sets, dict):
+        return check_keys(dict(sets), "values", fixed=False)
+    return parse_sets(list(sets))
+
+
+def make_plan(
+    data: str | Path,
+    vary: dict[str, list[Any]] | list[str] | None = None,
+    seeds: int | list[int] | None = None,
+    recipe: str | None = None,
+    plan_file: str | Path | None = None,
+    sets: dict[str, Any] | list[str] | None = None,
+    command: str = "",
+) -> Plan:
+    """Cells x seeds from ``--vary``, a plan file or a recipe, validated before any run.
+
+    Raises:
+        ConfigError: an unknown key (with the closest valid one), a bad value in any cell,
+            an unknown model, or a value that every cell overrides anyway.
+    """
+    from cnnlab.studies.recipes import build_recipe
+
+    base, axes, cells, compare = _as_sets(sets), _as_axes(vary), [], "best"
+    if plan_file is not None and recipe is not None:
+        raise ConfigError("give either --plan or --recipe, not both")
+    if plan_file is not None:
+        spec = read_plan_file(plan_file)
+        cells, compare, base = spec["cells"], spec["compare"], {**spec["base"], **base}
+        seeds = seeds if seeds is not None else spec["seeds"]
+    elif recipe is not None:
+        spec = build_recipe(recipe, base, axes)  # takes the axes it replaces out of `axes`
+        cells, compare, base = spec.cells, spec.compare, {**spec.base, **base}
+        axes = {**spec.axes, **axes}
+    elif not axes:
+        raise ConfigError("nothing to compare: give --vary KEY=V1,V2, --plan FILE or --recipe NAME")
+    cells = cross(cells, axes)
+    base_seed = int(base.get("train.seed", 42))
+    plan = Plan(
+        data=str(Path(data).expanduser().resolve()) if Path(data).exists() else str(data),
+        cells=cells,
+        seeds=seed_list(DEFAULT_SEEDS if seeds is None else seeds, base_seed),
+        base=base,
+        compare=compare,
+        recipe=recipe,
+        command=command,
+    )
+    validate(plan)
+    return plan
+
+
+def validate(plan: Plan) -> None:
+    """Build every cell's configuration and check its model name, before any run."""
+    from cnnlab.models.registry import model_info
+
+    if len(plan.cells) < 1:
+        raise ConfigError("the study has no cells")
+    overridden = [k for k in plan.base if all(k in c.values for c in plan.cells)]
+    if overridden:
+        raise ConfigError(
+            f"{', '.join(overridden)} is varied by the study, so a single value for it would "
+            "never be used; vary it with --vary instead"
+        )
+    seen: dict[str, Cell] = {}
+    for cell in plan.cells:
+        cfg = plan.config(cell, plan.seeds[0])
+        model_info(cfg.model.name)  # unknown model -> ModelError with close names
+        key = cfg.model_dump_json()
+        if key in seen:
+            raise ConfigError(f"cells {seen[key].id} and {cell.id} are the same setting")
+        seen[key] = cell
+
+
+def run_study(
+    data: str | Path,
+    vary: dict[str, list[Any]] | list[str] | None = None,
+    seeds: int | list[int] | None = None,
+    recipe: str | None = None,
+    plan_file: str | Path | None = None,
+    sets: dict[str, Any] | list[str] | None = None,
+    out: str | Path | None = None,
+    workers: int = 1,
+    storage: str | None = None,
+    command: str = "",
+) -> Study:
+    """Plan, validate, save the split, train every (cell, seed) run, and write the report."""
+    from cnnlab.schedule.storage import redact
+
+    plan = make_plan(data, vary, seeds, recipe, plan_file, sets, command)
+    if not plan.command:
+        plan.command = synthesized_command(plan)
+    name = recipe or (Path(plan_file).stem if plan_file else "vary")
+    folder = create_folder(out, name)
+    write_plan(folder, plan, redact(storage) if storage else None)
+    make_split(folder, plan)
+    jobs = len(plan.jobs())
+    info(
+        f"study folder: {folder} ({len(plan.cells)} cells x {len(plan.seeds)} seeds = {jobs} runs)"
+    )
+    return _run_and_report(folder, plan, storage, workers)
+
+
+def resume_study(folder: str | Path, workers: int = 1, storage: str | None = None) -> Study:
+    """Continue a study: finished runs are kept, an interrupted run resumes from its checkpoint.
+
+    Also how another machine joins a study whose ``--storage`` is a database server.
+    """
+    folder = Path(folder)
+    plan, doc = load_plan(folder)
+    recorded = doc.get("storage")
+    if recorded and not storage:
+        if "***" in recorded:
+            raise ConfigError(
+                f"{folder} uses the storage {recorded}; pass it again with --storage "
+                "(its password is not saved in study.yaml)"
+            )
+        storage = recorded
+    info(f"resuming study {folder}")
+    return _run_and_report(folder, plan, storage, workers)
+
+
+def report_study(folder: str | Path) -> Study:
+    """Rebuild results.csv, table.csv, comparisons.csv and study.html from the run folders."""
+    from cnnlab.studies.report import write_outputs
+    from cnnlab.studies.show import print_outputs
+
+    print_outputs(Path(folder), write_outputs(folder))
+    return Study(folder)
+
+
+def _run_and_report(folder: Path, plan: Plan, storage: str | None, workers: int) -> Study:
+    from cnnlab.studies.runner import run_jobs
+
+    if workers < 1:
+        raise ConfigError(f"--workers {workers}: need at least 1")
+    run_jobs(folder, plan, storage, workers)
+    return report_study(folder)
+
+
+def synthesized_command(plan: Plan) -> str:
+    """A ``cnnlab study`` command line equivalent to the plan (for API-made studies)."""
+    return f"cnnlab study {plan.data} --plan study.yaml  # made through the Python API"

@@ -1,0 +1,111 @@
+"""What a study's numbers allow one to say, in plain words and never more.
+
+A cell is called "the best" only when every other cell is worse at 95%; overlapping cells are
+"not distinguishable at 95%". One seed per cell is allowed, but then no spread is known and
+the words say so.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from cnnlab.studies.plan import Plan
+
+VERDICT_WORDS = {
+    "better": "better at 95%",
+    "worse": "worse at 95%",
+    "not distinguishable": "not distinguishable at 95%",
+    "not compared": "not compared (no finished runs in common)",
+}
+METHOD = "paired bootstrap CI over test images and Holm-adjusted exact McNemar test"
+
+
+def _names(rows: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{r['label']} ({r['cell']})" for r in rows)
+
+
+def _pct(value: float) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{100 * value:+.1f} pts"
+
+
+def best_sentences(ref: dict[str, Any], chosen_on: str, comps: list[dict]) -> list[str]:
+    """The reference (highest mean validation accuracy) against every other cell."""
+    by = {v: [c for c in comps if c["verdict"] == v] for v in VERDICT_WORDS}
+    name = f"{ref['label']} ({ref['cell']})"
+    if comps and len(by["worse"]) == len(comps):
+        return [f"{name} is the best cell: every other cell is worse at 95% ({METHOD})."]
+    out = [
+        f"{name} has the highest mean {chosen_on} accuracy"
+        + (
+            " (chosen on the test split: there is no validation split)."
+            if chosen_on == "test"
+            else "."
+        )
+    ]
+    if by["not distinguishable"]:
+        out.append(
+            f"It is not distinguishable at 95% from {_names(by['not distinguishable'])}, "
+            "so no single best cell can be named."
+        )
+    if by["worse"]:
+        out.append(f"It is better at 95% than {_names(by['worse'])} ({METHOD}).")
+    if by["better"]:
+        out.append(
+            f"On the test split {_names(by['better'])} did better than it at 95%: the choice "
+            "made on validation did not hold on test."
+        )
+    if by["not compared"]:
+        out.append(
+            f"Not compared (no finished runs with shared seeds): {_names(by['not compared'])}."
+        )
+    return out
+
+
+def ladder_sentences(comps: list[dict]) -> list[str]:
+    """Each step against the one before it: which steps brought a real gain."""
+    out = []
+    for verdict, words in (
+        ("better", "Steps with a real gain over the previous step at 95%"),
+        ("worse", "Steps that made things worse at 95%"),
+        ("not distinguishable", "Steps not distinguishable from the previous one at 95%"),
+    ):
+        hits = [c for c in comps if c["verdict"] == verdict]
+        if hits:
+            gains = ", ".join(f"{c['label']} ({_pct(c.get('diff_accuracy'))})" for c in hits)
+            out.append(f"{words}: {gains}.")
+    return out
+
+
+def summary_sentences(
+    plan: Plan,
+    table: list[dict[str, Any]],
+    comps: list[dict[str, Any]],
+    ref: dict[str, Any] | None,
+    chosen_on: str,
+    failures: list[tuple[str, int, str]],
+    unfinished: int,
+) -> list[str]:
+    """The study's conclusions, worded no stronger than the numbers allow."""
+    ran = [r for r in table if r["n"] > 0]
+    if not ran:
+        out = ["No run has finished, so there is nothing to report yet."]
+    elif len(ran) == 1:
+        out = [f"Only {ran[0]['label']} ({ran[0]['cell']}) has finished runs: nothing to compare."]
+    elif plan.compare == "previous":
+        out = ladder_sentences(comps)
+    else:
+        out = best_sentences(ref or ran[0], chosen_on, comps)
+    one_seed = [r for r in ran if r["n"] == 1]
+    if one_seed:
+        out.append(
+            f"{len(one_seed)} cell(s) have a single finished seed, so their spread over seeds is "
+            "unknown (no std or CI over seeds); run more seeds before trusting small differences."
+        )
+    for cell, seed, reason in failures:
+        out.append(f"Run {cell} seed {seed} failed: {reason}")
+    if unfinished:
+        out.append(
+            f"{unfinished} run(s) have not finished; continue with `cnnlab study --resume DIR`."
+        )
+    return out

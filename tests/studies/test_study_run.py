@@ -1,0 +1,154 @@
+"""A study end to end through the CLI: the output-folder contract, a failing cell, resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from tests.conftest import RUN_FILES, folder_digest, write_folder
+from tests.studies.conftest import TINY, cli, read_csv
+
+from cnnlab.studies import stats
+
+PLAN = """
+seeds: 2
+set: {train.scheduler: none, train.optimizer: sgd}
+cells:
+  - {label: tiny, set: {model.name: tiny_cnn, train.lr: 0.05}}
+  - {label: basenet, set: {model.name: basenet, train.lr: 0.05}}
+  - {label: exploding, set: {model.name: tiny_cnn, train.lr: 1.0e+6}}
+"""
+
+
+@pytest.mark.slow
+def test_study_writes_the_contract_records_a_diverging_cell_and_compares(tmp_path):
+    data = write_folder(tmp_path / "data ünï", classes=3, per_class=14)
+    before = folder_digest(data)
+    (tmp_path / "plan.yaml").write_text(PLAN, encoding="utf-8")
+    out = tmp_path / "study"
+    done = cli("study", str(data), "--plan", str(tmp_path / "plan.yaml"), "--out", str(out),
+               *TINY, "train.epochs=2")  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert folder_digest(data) == before  # the dataset is only read
+
+    columns, results = read_csv(out / "results.csv")
+    assert columns == [
+        "cell", "label", "model.name", "train.lr", "seed", "run_dir", "status",
+        "val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1", "params",
+        "train_time_s", "best_epoch", "reason",
+    ]  # fmt: skip
+    assert len(results) == 6
+    failed = [r for r in results if r["status"] == "failed"]
+    assert {r["cell"] for r in failed} == {"c3"} and len(failed) == 2
+    assert all("diverged" in r["reason"] for r in failed)
+    for r in results:
+        if r["status"] == "done":
+            assert all((out / r["run_dir"] / f).is_file() for f in RUN_FILES)
+            cfg = yaml.safe_load((out / r["run_dir"] / "config.yaml").read_text())
+            assert Path(cfg["data"]["split_file"]) == (out / "split.csv").resolve()
+            assert (out / r["run_dir"] / "split.csv").read_text() == (out / "split.csv").read_text()
+
+    columns, table = read_csv(out / "table.csv")
+    spreads = [f"{m}_{k}" for m in ("test_accuracy", "test_macro_f1")
+               for k in ("mean", "std", "ci_low", "ci_high")]  # fmt: skip
+    assert columns[:5] == ["cell", "label", "model.name", "train.lr", "n"]
+    assert columns[5:13] == spreads
+    by_cell = {row["cell"]: row for row in table}
+    assert (
+        by_cell["c1"]["n"] == "2" and by_cell["c3"]["n"] == "0" and by_cell["c3"]["failed"] == "2"
+    )
+    accs = [float(r["test_accuracy"]) for r in results if r["cell"] == "c1"]
+    assert float(by_cell["c1"]["test_accuracy_mean"]) == pytest.approx(np.mean(accs))
+    assert float(by_cell["c1"]["test_accuracy_std"]) == pytest.approx(np.std(accs, ddof=1))
+
+    _, comps = read_csv(out / "comparisons.csv")
+    assert len(comps) == 1  # the two cells that ran; the failed one cannot be compared
+    (row,) = comps
+    assert {row["cell"], row["reference_cell"]} == {"c1", "c2"}
+    assert row["seeds"] == "2" and row["verdict"] in stats.VERDICTS
+    assert float(row["diff_accuracy_ci_low"]) <= float(row["diff_accuracy"])
+    assert float(row["diff_accuracy"]) <= float(row["diff_accuracy_ci_high"])
+    assert float(row["p_holm"]) == pytest.approx(float(row["p_mcnemar"]))  # one test
+
+    html = (out / "study.html").read_text(encoding="utf-8")
+    assert "<img" in html and 'src="http' not in html and "<script src" not in html
+    assert 'href="runs/c1-seed42/report.html"' in html
+    assert "training diverged" in html
+    assert "failed: training diverged" in done.stdout
+    # "the best cell" only when every other cell is worse at 95%
+    assert "is the best cell" not in done.stdout or "every other cell is worse" in done.stdout
+    doc = yaml.safe_load((out / "study.yaml").read_text())
+    assert doc["command"].startswith("cnnlab study") and "--plan" in doc["reproduce"]
+    # The report is rebuilt from the folder alone.
+    (out / "study.html").unlink()
+    again = cli("study", "report", str(out))
+    assert again.returncode == 0 and (out / "study.html").is_file()
+
+
+def _wait(condition, proc: subprocess.Popen, what: str, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"study ended before {what}: {proc.stdout.read()[-3000:]}")
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _epochs(run: Path) -> int:
+    file = run / "metrics.csv"
+    return max(0, len(file.read_text().splitlines()) - 1) if file.is_file() else 0
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_keeps_finished_runs_and_continues_the_killed_one(tmp_path):
+    data = write_folder(tmp_path / "data", classes=3, per_class=14)
+    out = tmp_path / "study"
+    args = [sys.executable, "-m", "cnnlab", "study", str(data), "--vary",
+            "model.name=tiny_cnn,basenet", "--seeds", "1", "--out", str(out),
+            *TINY, "train.epochs=12"]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    runs = out / "runs"
+    finished = lambda: [p for p in runs.glob("*") if (p / "summary.json").is_file()]  # noqa: E731
+
+    def second_mid_training() -> bool:
+        if len(finished()) != 1:
+            return False
+        others = [p for p in runs.glob("*") if p not in finished()]
+        return any((p / "checkpoints" / "last.ckpt").is_file() and _epochs(p) >= 2 for p in others)
+
+    try:
+        _wait(second_mid_training, proc, "the second run's third epoch")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    (done_run,) = finished()
+    killed = next(p for p in runs.glob("*") if p != done_run)
+    kept_summary = (done_run / "summary.json").stat().st_mtime_ns
+    rows_before = (killed / "metrics.csv").read_text().splitlines()
+    assert 3 <= len(rows_before) < 13  # header + at least 2 epochs, not all 12
+
+    resumed = cli("study", "--resume", str(out))
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert (done_run / "summary.json").stat().st_mtime_ns == kept_summary  # not redone
+    rows_after = (killed / "metrics.csv").read_text().splitlines()
+    # Continued from its checkpoint, not restarted: the same numbers for the epochs it had
+    # (an epoch logged after the last checkpoint is trained again, identically on CPU; only
+    # its timing columns differ).
+    head = rows_after[0].split(",").index("epoch_time_s")
+    assert [r.split(",")[:head] for r in rows_after[: len(rows_before)]] == [
+        r.split(",")[:head] for r in rows_before
+    ]
+    assert rows_after[1] == rows_before[1]  # epoch 1 (checkpointed) was not trained again
+    assert [r.split(",")[0] for r in rows_after[1:]] == [str(e) for e in range(1, 13)]
+    _, results = read_csv(out / "results.csv")
+    assert [r["status"] for r in results] == ["done", "done"]
+    assert sorted(p.name for p in runs.iterdir()) == ["c1-seed42", "c2-seed42"]
