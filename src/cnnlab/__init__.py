@@ -58,7 +58,7 @@ def study(
     vary: dict[str, list[Any]] | None = None,
     seeds: int | list[int] = 3,
     recipe: str | None = None,
-    plan: str | None = None,
+    plan: str | dict[str, Any] | None = None,
     out: str | None = None,
     workers: int = 1,
     storage: str | None = None,
@@ -72,7 +72,7 @@ def study(
         vary: dotted config keys to lists of values; the study is their cross product.
         seeds: training seeds per cell (a count, or the seeds themselves).
         recipe: a built-in study: ``lr``, ``optimizers``, ``models``, ``transfer``, ``ladder``.
-        plan: a plan file (YAML) listing the cells explicitly.
+        plan: a plan file (YAML) listing the cells explicitly, or the same as a dict.
         out: the study folder (default ``studies/<name>-<time>``).
         workers: processes training runs side by side on this machine.
         storage: an Optuna storage URL shared by several machines (PostgreSQL).

@@ -152,3 +152,36 @@ def test_sigkill_mid_run_then_resume_keeps_finished_runs_and_continues_the_kille
     _, results = read_csv(out / "results.csv")
     assert [r["status"] for r in results] == ["done", "done"]
     assert sorted(p.name for p in runs.iterdir()) == ["c1-seed42", "c2-seed42"]
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_study_through_a_postgresql_storage(tmp_path, postgres_url):
+    import optuna
+
+    data = write_folder(tmp_path / "data", classes=3, per_class=10)
+    out = tmp_path / "study"
+    url = postgres_url.replace("postgres@", "postgres:s3cret@")  # trust auth ignores it
+    done = cli("study", str(data), "--vary", "model.name=tiny_cnn,basenet", "--seeds", "2",
+               "--out", str(out), "--workers", "2", "--storage", url, *TINY)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    _, results = read_csv(out / "results.csv")
+    assert [r["status"] for r in results] == ["done"] * 4
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [
+        "c1-seed42", "c1-seed43", "c2-seed42", "c2-seed43",
+    ]  # fmt: skip
+    doc = yaml.safe_load((out / "study.yaml").read_text())
+    assert "s3cret" not in (out / "study.yaml").read_text() and "***" in doc["storage"]
+    from cnnlab.schedule.storage import open_storage, storage_url
+
+    (summary,) = optuna.get_all_study_summaries(open_storage(storage_url(url, out)))
+    trials = optuna.load_study(
+        study_name=summary.study_name, storage=open_storage(storage_url(url, out))
+    ).trials
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(t.params["job"] for t in complete) == [0, 1, 2, 3]  # each run once
+    assert len({t.user_attrs["worker"] for t in complete}) == 2  # both processes trained
+    # Joining again needs the URL (its password is not saved); then there is nothing left.
+    again = cli("study", "--resume", str(out))
+    assert again.returncode == 2 and "--storage" in again.stderr
+    again = cli("study", "--resume", str(out), "--storage", url)
+    assert again.returncode == 0 and (out / "study.html").is_file()

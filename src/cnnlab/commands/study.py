@@ -61,5 +61,22 @@ def study_command(
         return
     if data is None:
         raise CnnlabError("study needs a DATA folder (or --resume DIR, or report DIR)")
-    command = "cnnlab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = "cnnlab " + " ".join(shlex.quote(a) for a in _without_secrets(sys.argv[1:]))
     run_study(data, vary, seeds, recipe, plan, overrides, out, workers, storage, command)
+
+
+def _without_secrets(argv: list[str]) -> list[str]:
+    """The command line as saved in study.yaml: a --storage password is hidden."""
+    from cnnlab.schedule.storage import redact
+
+    out, hide_next = [], False
+    for arg in argv:
+        if hide_next:
+            arg, hide_next = redact(arg), False
+        elif arg == "--storage":
+            hide_next = True
+        elif arg.startswith("--storage="):
+            arg = "--storage=" + redact(arg.split("=", 1)[1])
+        out.append(arg)
+    return out
+

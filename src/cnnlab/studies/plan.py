@@ -220,17 +220,24 @@ def read_plan_file(path: str | Path) -> dict[str, Any]:
         tree = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+    return parse_plan(tree, str(file))
+
+
+def parse_plan(tree: Any, where: str = "plan") -> dict[str, Any]:
+    """A plan given as a mapping (a parsed plan file, or a dict from Python), validated."""
     raw_cells = tree.get("cells") if isinstance(tree, dict) else None
     if not isinstance(raw_cells, list) or not raw_cells:
-        raise ConfigError(f"{file}: needs a 'cells:' list, each with a label and its 'set:' values")
+        raise ConfigError(
+            f"{where}: needs a 'cells:' list, each with a label and its 'set:' values"
+        )
     cells = []
     for i, raw in enumerate(raw_cells, start=1):
         if not isinstance(raw, dict) or not isinstance(raw.get("set", {}), dict):
-            raise ConfigError(f"{file}: cell {i} must be a mapping with 'label' and 'set'")
-        values = check_keys(_flatten(raw.get("set") or {}), f"{file}: cell {i}")
+            raise ConfigError(f"{where}: cell {i} must be a mapping with 'label' and 'set'")
+        values = check_keys(_flatten(raw.get("set") or {}), f"{where}: cell {i}")
         cells.append(Cell("", str(raw.get("label") or label_for(values)), values))
     compare = tree.get("compare", "best")
     if compare not in COMPARE:
-        raise ConfigError(f"{file}: compare must be one of {', '.join(COMPARE)}, got {compare!r}")
-    base = check_keys(_flatten(tree.get("set") or {}), f"{file}: set", fixed=False)
+        raise ConfigError(f"{where}: compare must be one of {', '.join(COMPARE)}, got {compare!r}")
+    base = check_keys(_flatten(tree.get("set") or {}), f"{where}: set", fixed=False)
     return {"cells": renumber(cells), "seeds": tree.get("seeds"), "compare": compare, "base": base}

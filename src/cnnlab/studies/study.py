@@ -29,6 +29,7 @@ from cnnlab.studies.plan import (
     Plan,
     check_keys,
     cross,
+    parse_plan,
     parse_sets,
     parse_vary,
     read_plan_file,
@@ -101,7 +102,7 @@ def make_plan(
     vary: dict[str, list[Any]] | list[str] | None = None,
     seeds: int | list[int] | None = None,
     recipe: str | None = None,
-    plan_file: str | Path | None = None,
+    plan_file: str | Path | dict[str, Any] | None = None,
     sets: dict[str, Any] | list[str] | None = None,
     command: str = "",
 ) -> Plan:
@@ -117,7 +118,7 @@ def make_plan(
     if plan_file is not None and recipe is not None:
         raise ConfigError("give either --plan or --recipe, not both")
     if plan_file is not None:
-        spec = read_plan_file(plan_file)
+        spec = parse_plan(plan_file) if isinstance(plan_file, dict) else read_plan_file(plan_file)
         cells, compare, base = spec["cells"], spec["compare"], {**spec["base"], **base}
         seeds = seeds if seeds is not None else spec["seeds"]
     elif recipe is not None:
@@ -168,7 +169,7 @@ def run_study(
     vary: dict[str, list[Any]] | list[str] | None = None,
     seeds: int | list[int] | None = None,
     recipe: str | None = None,
-    plan_file: str | Path | None = None,
+    plan_file: str | Path | dict[str, Any] | None = None,
     sets: dict[str, Any] | list[str] | None = None,
     out: str | Path | None = None,
     workers: int = 1,
@@ -181,7 +182,7 @@ def run_study(
     plan = make_plan(data, vary, seeds, recipe, plan_file, sets, command)
     if not plan.command:
         plan.command = synthesized_command(plan)
-    name = recipe or (Path(plan_file).stem if plan_file else "vary")
+    name = recipe or ("vary" if plan_file is None else "plan")
     folder = create_folder(out, name)
     write_plan(folder, plan, redact(storage) if storage else None)
     make_split(folder, plan)
