@@ -87,7 +87,7 @@ def study(
         >>> s = cnnlab.study("data/", vary={"train.lr": [1e-3, 1e-2]}, seeds=3)  # doctest: +SKIP
     """
     from cnnlab.api import short_values
-    from cnnlab.studies.study import resume_study, run_study
+    from cnnlab.studies.study import make_plan, resume_study, run_study
 
     if resume is not None:
         return resume_study(resume, workers=workers, storage=storage)
@@ -95,7 +95,8 @@ def study(
         from cnnlab.errors import ConfigError
 
         raise ConfigError("study needs a dataset (data=...) or resume=FOLDER")
-    return run_study(data, vary, seeds, recipe, plan, short_values(values), out, workers, storage)
+    spec = make_plan(data, vary, seeds, recipe, plan, short_values(values))
+    return run_study(spec, out, workers, storage)
 
 
 __all__ = ["__version__", "load", "study", "train"]

@@ -315,6 +315,16 @@ def _tristate_to_str(tree: dict[str, Any]) -> None:
         train["precision"] = str(train["precision"])
 
 
+def read_yaml(file: Path, what: str) -> Any:
+    """A YAML file's content (``{}`` when empty); a missing or broken file is a ConfigError."""
+    if not file.is_file():
+        raise ConfigError(f"{what} not found: {file}")
+    try:
+        return yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: list[str] | None = None,
@@ -330,12 +340,7 @@ def load_config(
     tree: dict[str, Any] = {}
     if path is not None:
         file = Path(path)
-        if not file.is_file():
-            raise ConfigError(f"config file not found: {file}")
-        try:
-            loaded = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+        loaded = read_yaml(file, "config file")
         if not isinstance(loaded, dict):
             raise ConfigError(
                 f"{file}: expected a mapping of sections, got {type(loaded).__name__}"

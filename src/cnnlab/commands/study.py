@@ -47,7 +47,7 @@ def study_command(
         cnnlab study report studies/lr-20250101-120000
     """
     from cnnlab.console import set_quiet
-    from cnnlab.studies.study import report_study, resume_study, run_study
+    from cnnlab.studies.study import make_plan, report_study, resume_study, run_study
 
     if quiet:
         set_quiet(True)
@@ -62,7 +62,8 @@ def study_command(
     if data is None:
         raise CnnlabError("study needs a DATA folder (or --resume DIR, or report DIR)")
     command = "cnnlab " + " ".join(shlex.quote(a) for a in _without_secrets(sys.argv[1:]))
-    run_study(data, vary, seeds, recipe, plan, overrides, out, workers, storage, command)
+    spec = make_plan(data, vary, seeds, recipe, plan, overrides, command)
+    run_study(spec, out, workers, storage)
 
 
 def _without_secrets(argv: list[str]) -> list[str]:
@@ -79,4 +80,3 @@ def _without_secrets(argv: list[str]) -> list[str]:
             arg = "--storage=" + redact(arg.split("=", 1)[1])
         out.append(arg)
     return out
-

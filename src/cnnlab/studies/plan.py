@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from cnnlab.config import Config, parse_override
+from cnnlab.config import Config, parse_override, read_yaml
 from cnnlab.errors import CnnlabError, ConfigError
 
 # Keys a cell may not change: they would give cells different test images or seeds.
@@ -214,13 +214,7 @@ def seed_list(seeds: int | list[int], base_seed: int) -> list[int]:
 def read_plan_file(path: str | Path) -> dict[str, Any]:
     """Cells, seeds, compare and shared values of a plan file, validated."""
     file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"plan file not found: {file}")
-    try:
-        tree = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
-    return parse_plan(tree, str(file))
+    return parse_plan(read_yaml(file, "plan file"), str(file))
 
 
 def parse_plan(tree: Any, where: str = "plan") -> dict[str, Any]:

@@ -165,31 +165,24 @@ def validate(plan: Plan) -> None:
 
 
 def run_study(
-    data: str | Path,
-    vary: dict[str, list[Any]] | list[str] | None = None,
-    seeds: int | list[int] | None = None,
-    recipe: str | None = None,
-    plan_file: str | Path | dict[str, Any] | None = None,
-    sets: dict[str, Any] | list[str] | None = None,
+    plan: Plan,
     out: str | Path | None = None,
     workers: int = 1,
     storage: str | None = None,
-    command: str = "",
 ) -> Study:
-    """Plan, validate, save the split, train every (cell, seed) run, and write the report."""
+    """Save the plan and the split, train every (cell, seed) run, and write the report.
+
+    ``plan`` comes from :func:`make_plan`, which has already validated every cell.
+    """
     from cnnlab.schedule.storage import redact
 
-    plan = make_plan(data, vary, seeds, recipe, plan_file, sets, command)
     if not plan.command:
         plan.command = synthesized_command(plan)
-    name = recipe or ("vary" if plan_file is None else "plan")
-    folder = create_folder(out, name)
+    folder = create_folder(out, plan.recipe or "study")
     write_plan(folder, plan, redact(storage) if storage else None)
     make_split(folder, plan)
-    jobs = len(plan.jobs())
-    info(
-        f"study folder: {folder} ({len(plan.cells)} cells x {len(plan.seeds)} seeds = {jobs} runs)"
-    )
+    size = f"{len(plan.cells)} cells x {len(plan.seeds)} seeds = {len(plan.jobs())} runs"
+    info(f"study folder: {folder} ({size})")
     return _run_and_report(folder, plan, storage, workers)
 
 
