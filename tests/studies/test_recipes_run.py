@@ -6,6 +6,7 @@ import pytest
 from tests.conftest import write_folder
 
 import cnnlab
+from cnnlab.paths import cache_dir
 from cnnlab.studies.recipes import RECIPES
 
 # Enough cells to exercise each recipe (its full default list is validated in test_plan.py).
@@ -39,6 +40,11 @@ def test_every_recipe_runs_at_tiny_size(recipe, tmp_path):
         assert init == {"tiny_cnn": "random", "efficientnet_lite0": "pretrained"}
     if recipe == "transfer":
         assert len(study.table) == 8
+        # The three frozen cells (linear, logistic regression, SVM) share one feature pass:
+        # one cached entry for the train split and one for val.
+        features = list(cache_dir("features").glob("*.safetensors"))
+        assert len(features) == 2
+    assert all(p.is_dir() for p in study.run_dirs)
     if recipe == "ladder":
         pairs = [(c["cell"], c["reference_cell"]) for c in study.comparisons]
         assert pairs == [(f"c{i}", f"c{i - 1}") for i in range(2, 8)]

@@ -72,6 +72,11 @@ class Study:
         return self.path / HTML
 
     @property
+    def run_dirs(self) -> list[Path]:
+        """Every planned run's folder (cell-major order of ``results.csv``), finished or not."""
+        return [self.path / row["run_dir"] for row in self.results]
+
+    @property
     def plan(self) -> Plan:
         return load_plan(self.path)[0]
 
