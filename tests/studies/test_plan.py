@@ -54,6 +54,13 @@ def test_unknown_model_in_a_cell_suggests_close_names(tiny_folder):
         make_plan(tiny_folder, vary=["model.name=cnn,basenett"])
 
 
+def test_pretrained_weights_missing_offline_stop_the_study_before_any_run(tiny_folder):
+    with pytest.raises(ConfigError, match=r"c2 .*resnet18 in mode finetune needs pretrained"):
+        make_plan(tiny_folder, vary=["model.name=cnn,resnet18"])
+    plan = make_plan(tiny_folder, vary=["model.name=cnn,resnet18"], sets=["model.mode=scratch"])
+    assert len(plan.cells) == 2
+
+
 def test_cli_typo_is_one_line_exit_2_and_creates_nothing(tiny_folder, tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "cnnlab", "study", str(tiny_folder), "--vary",

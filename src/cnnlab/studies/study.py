@@ -148,9 +148,7 @@ def make_plan(
 
 
 def validate(plan: Plan) -> None:
-    """Build every cell's configuration and check its model name, before any run."""
-    from cnnlab.models.registry import model_info
-
+    """Build every cell's configuration and check its model and weights, before any run."""
     if len(plan.cells) < 1:
         raise ConfigError("the study has no cells")
     overridden = [k for k in plan.base if all(k in c.values for c in plan.cells)]
@@ -162,11 +160,29 @@ def validate(plan: Plan) -> None:
     seen: dict[str, Cell] = {}
     for cell in plan.cells:
         cfg = plan.config(cell, plan.seeds[0])
-        model_info(cfg.model.name)  # unknown model -> ModelError with close names
+        _check_weights(cell, cfg)
         key = cfg.model_dump_json()
         if key in seen:
             raise ConfigError(f"cells {seen[key].id} and {cell.id} are the same setting")
         seen[key] = cell
+
+
+def _check_weights(cell: Cell, cfg: Any) -> None:
+    """An unknown model, or pretrained weights that cannot be had offline, stop the study now."""
+    from cnnlab.models.registry import model_info
+    from cnnlab.models.transfer import resolve_mode
+    from cnnlab.paths import offline
+
+    info_ = model_info(cfg.model.name)  # unknown model -> ModelError with close names
+    mode = resolve_mode(cfg.model.name, cfg.model.mode)
+    wants = cfg.model.pretrained == "true" or (cfg.model.pretrained == "auto" and mode != "scratch")
+    missing = info_.kind == "timm" and not info_.offline_weights and not cfg.model.weights
+    if wants and missing and offline():  # online, the hub may still provide them
+        raise ConfigError(
+            f"cell {cell.id} ({cell.label}): {cfg.model.name} in mode {mode} needs "
+            "pretrained weights and none are available offline; pass "
+            "model.weights=FILE, or model.mode=scratch to train it from random weights"
+        )
 
 
 def run_study(
