@@ -85,9 +85,10 @@ def verdict_of(out: Outputs, cell: str) -> str:
     """The verdict words for a cell's row (the reference says so itself)."""
     if out.reference is not None and out.reference["cell"] == cell:
         return "reference"
+    prefix = "vs previous step: " if out.plan.compare == "previous" else ""
     for c in out.comparisons:
         if c["cell"] == cell:
-            return VERDICT_WORDS.get(c["verdict"], c["verdict"])
+            return prefix + VERDICT_WORDS.get(c["verdict"], c["verdict"])
     return ""
 
 

@@ -29,6 +29,14 @@ def _pct(value: float) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{100 * value:+.1f} pts"
 
 
+def _gain(c: dict[str, Any]) -> str:
+    """``+1.2 pts, 95% CI -0.5 to +2.9`` for a comparison row's accuracy difference."""
+    low, high = c.get("diff_accuracy_ci_low"), c.get("diff_accuracy_ci_high")
+    if low is None or math.isnan(low):
+        return _pct(c.get("diff_accuracy"))
+    return f"{_pct(c.get('diff_accuracy'))}, 95% CI {_pct(low)} to {_pct(high)}"
+
+
 def best_sentences(ref: dict[str, Any], chosen_on: str, comps: list[dict]) -> list[str]:
     """The reference (highest mean validation accuracy) against every other cell."""
     by = {v: [c for c in comps if c["verdict"] == v] for v in VERDICT_WORDS}
@@ -72,7 +80,7 @@ def ladder_sentences(comps: list[dict]) -> list[str]:
     ):
         hits = [c for c in comps if c["verdict"] == verdict]
         if hits:
-            gains = ", ".join(f"{c['label']} ({_pct(c.get('diff_accuracy'))})" for c in hits)
+            gains = "; ".join(f"{c['label']} ({_gain(c)})" for c in hits)
             out.append(f"{words}: {gains}.")
     return out
 

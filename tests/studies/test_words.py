@@ -1,0 +1,51 @@
+"""The report never says more than the numbers: 'best' only when every other cell is worse."""
+
+from __future__ import annotations
+
+from cnnlab.studies.plan import Cell, Plan
+from cnnlab.studies.words import summary_sentences
+
+
+def _row(cell: str, n: int = 3) -> dict:
+    return {"cell": cell, "label": f"setting {cell}", "n": n}
+
+
+def _comp(cell: str, verdict: str, diff: float = -0.05) -> dict:
+    return {
+        "cell": cell, "label": f"setting {cell}", "verdict": verdict, "diff_accuracy": diff,
+        "diff_accuracy_ci_low": diff - 0.02, "diff_accuracy_ci_high": diff + 0.02,
+    }  # fmt: skip
+
+
+def _plan(compare: str = "best") -> Plan:
+    return Plan("data", [Cell(c, c) for c in ("c1", "c2", "c3")], [1, 2, 3], compare=compare)
+
+
+def test_best_only_when_every_other_cell_is_worse():
+    table = [_row("c1"), _row("c2"), _row("c3")]
+    comps = [_comp("c2", "worse"), _comp("c3", "worse")]
+    text = " ".join(summary_sentences(_plan(), table, comps, table[0], "validation", [], 0))
+    assert "setting c1 (c1) is the best cell" in text
+
+
+def test_overlap_is_named_and_no_cell_is_called_best():
+    table = [_row("c1"), _row("c2"), _row("c3", n=1)]
+    comps = [_comp("c2", "not distinguishable", -0.01), _comp("c3", "worse")]
+    failures = [("c3", 2, "training diverged: train/loss became nan at epoch 2")]
+    lines = summary_sentences(_plan(), table, comps, table[0], "validation", failures, 1)
+    text = " ".join(lines)
+    assert "is the best cell" not in text
+    assert "not distinguishable at 95% from setting c2 (c2)" in text
+    assert "no single best cell can be named" in text
+    assert "better at 95% than setting c3 (c3)" in text
+    assert "spread over seeds is unknown" in text  # c3 has one finished seed
+    assert "Run c3 seed 2 failed: training diverged" in text
+    assert "--resume" in text
+
+
+def test_ladder_gives_each_steps_gain_with_its_interval():
+    table = [_row("c1"), _row("c2"), _row("c3")]
+    comps = [_comp("c2", "better", 0.08), _comp("c3", "not distinguishable", 0.01)]
+    text = " ".join(summary_sentences(_plan("previous"), table, comps, None, "", [], 0))
+    assert "real gain over the previous step at 95%: setting c2 (+8.0 pts, 95% CI" in text
+    assert "not distinguishable from the previous one at 95%: setting c3" in text
