@@ -1,8 +1,8 @@
-"""`cnnlab demo`, the job `make demo` runs, as a user runs it: digits to two reports."""
+"""`cnnlab demo`, the job `make demo` runs, as a user runs it: a small study with a verdict."""
 
 from __future__ import annotations
 
-import json
+import csv
 import os
 import subprocess
 import sys
@@ -11,23 +11,32 @@ from pathlib import Path
 import pytest
 
 
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
 @pytest.mark.slow
-def test_demo_trains_both_models_and_beats_95_percent(tmp_path: Path) -> None:
+def test_demo_study_trains_both_models_over_seeds_and_gives_a_verdict(tmp_path: Path) -> None:
     env = dict(os.environ, COLUMNS="120")
     out = subprocess.run(
         [sys.executable, "-m", "cnnlab", "demo", "--runs-dir", str(tmp_path)],
-        capture_output=True, text=True, env=env, timeout=900,
+        capture_output=True, text=True, env=env, timeout=1200,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    scratch = json.loads((tmp_path / "demo-cnn-scratch" / "summary.json").read_text())
-    frozen = json.loads((tmp_path / "demo-effnet-frozen" / "summary.json").read_text())
-    assert scratch["metrics"]["test"]["accuracy"] >= 0.95
-    assert frozen["mode"] == "frozen" and frozen["model"] == "efficientnet_lite0"
-    assert frozen["metrics"]["test"]["accuracy"] >= 0.85
-    # Both runs saw the same images: the second reused the first one's split.
-    split_a = (tmp_path / "demo-cnn-scratch" / "split.csv").read_text()
-    assert split_a == (tmp_path / "demo-effnet-frozen" / "split.csv").read_text()
-    assert "cnnlab demo: digits" in out.stdout
-    assert out.stdout.count("report.html") == 2
-    for run in ("demo-cnn-scratch", "demo-effnet-frozen"):
-        assert (tmp_path / run / "report.html").stat().st_size > 10_000
+    (study,) = tmp_path.glob("demo-*")
+    table = {row["label"]: row for row in _rows(study / "table.csv")}
+    scratch = table["cnn from scratch"]
+    frozen = table["efficientnet_lite0 frozen (ImageNet)"]
+    assert scratch["n"] == frozen["n"] == "3"
+    assert float(scratch["test_accuracy_mean"]) >= 0.95
+    assert float(frozen["test_accuracy_mean"]) >= 0.85
+    assert frozen["init"] == "pretrained" and scratch["init"] == "random"
+    (comparison,) = _rows(study / "comparisons.csv")
+    assert comparison["verdict"] in ("better", "worse", "not distinguishable")
+    # Every run saw the same images: the study's one split.
+    split = (study / "split.csv").read_text()
+    assert all((run / "split.csv").read_text() == split for run in (study / "runs").iterdir())
+    assert "highest mean validation accuracy" in out.stdout or "best cell" in out.stdout
+    assert (study / "study.html").stat().st_size > 10_000
+    assert "report:" in out.stdout
