@@ -15,6 +15,9 @@ Layout::
     model.json           the model card (architecture, classes, preprocessing, ...)
     checkpoints/         last.ckpt and best.ckpt for resume
     plots/*.png          learning curves, confusion matrix, ...
+    predictions/         per split: {split}.csv (path,true,pred,prob) and {split}_probs.npy,
+                         float32 (N, K) class probabilities, row i = row i of the CSV
+                         (ensembles reuse them instead of predicting again)
     report.html          self-contained report (report.md beside it)
     track.json           tracking identity (uid, git commit, parent run); see docs/tracking.md
 """
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnlab.atomic import atomic_write_text
+from cnnlab.atomic import atomic_path, atomic_write_text
 from cnnlab.errors import RunError
 
 CONFIG = "config.yaml"
@@ -43,6 +46,7 @@ CHECKPOINTS = "checkpoints"
 PLOTS = "plots"
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
+PREDICTIONS = "predictions"
 
 _SAFE_NAME = re.compile(r"[^\w.\-]+", re.UNICODE)
 
@@ -50,6 +54,19 @@ _SAFE_NAME = re.compile(r"[^\w.\-]+", re.UNICODE)
 def write_json(path: str | Path, obj: Any) -> None:
     """Atomically write JSON (UTF-8, non-ASCII kept readable)."""
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def write_npy(path: str | Path, array: Any, durable: bool = True) -> None:
+    """Atomically write one NumPy array as ``.npy`` (no pickle)."""
+    import numpy as np
+
+    with atomic_path(path, durable) as tmp, tmp.open("wb") as fh:
+        np.save(fh, np.asarray(array), allow_pickle=False)
+
+
+def probs_file(run_dir: str | Path, split: str) -> Path:
+    """Where a run keeps its final model's class probabilities for ``split``."""
+    return Path(run_dir) / PREDICTIONS / f"{split}_probs.npy"
 
 
 def read_json(path: str | Path) -> Any:

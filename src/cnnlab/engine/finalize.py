@@ -109,6 +109,7 @@ def finalize(
         probs = predictor.predict_arrays(x, tta=card["tta"] is not None)
         paths = [data.paths[i] for i in data.index[split].tolist()]
         write_predictions(run_dir / "predictions" / f"{split}.csv", paths, y, probs, data.classes)
+        runs.write_npy(runs.probs_file(run_dir, split), probs.numpy().astype("float32"))
         results[split] = evaluate_predictions(
             y,
             probs,
