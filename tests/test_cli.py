@@ -50,6 +50,7 @@ def test_help_lists_every_command() -> None:
         "export",
         "demo",
         "lr-find",
+        "explain",
         "data inspect",
         "data demo",
     ],

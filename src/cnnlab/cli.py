@@ -14,11 +14,12 @@ import typer
 
 from cnnlab.commands.data import app as data_app
 from cnnlab.commands.evaluate import eval_command, export_command, predict_command
+from cnnlab.commands.explain import explain_command
 from cnnlab.commands.lr_find import lr_find_command
 from cnnlab.commands.models import models_command
+from cnnlab.commands.study import study_command
 from cnnlab.commands.track import app as track_app
 from cnnlab.commands.track import ui_command
-from cnnlab.commands.study import study_command
 from cnnlab.errors import CnnlabError
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ app.command("lr-find")(lr_find_command)
 app.add_typer(track_app, name="track", help="Log runs to MLflow later; register a run's model.")
 app.command("ui")(ui_command)
 app.command("study")(study_command)
+app.command("explain")(explain_command)
 
 
 @app.callback()

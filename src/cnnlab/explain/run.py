@@ -1,0 +1,132 @@
+"""``cnnlab explain``: CAMs, feature maps and filters of a run, written into one folder.
+
+Files, all named after the image's file stem (``0.png`` -> ``0.cam.npy``; a stem seen twice
+gets ``-2``, ``-3``...):
+
+- ``<stem>.cam.png``: the image the model saw beside the CAM overlaid on it;
+- ``<stem>.cam.npy``: the raw map, float32 ``(img_size, img_size)`` in ``[0, 1]``;
+- ``<stem>.features.png``: with ``feature_maps``, a grid of the layer's activations;
+- ``filters.png``: with ``filters``, the first convolution's filters;
+- ``explain.csv``: one row per image (prediction, explained class, files).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from cnnlab.atomic import atomic_write_text
+from cnnlab.explain.cam import Explainer, Explanation, save_side_by_side
+from cnnlab.explain.layers import AUTO, LayerInfo, auto_layer, resolve_layer, trace_layers
+from cnnlab.runs import write_npy
+
+DISPLAY_SIDE = 256  # px per panel of an overlay PNG (a 32-px image is unreadable at 1:1)
+CSV_COLUMNS = ["path", "label", "prob", "target", "target_prob", "layer", "method", "cam", "npy"]
+
+
+def list_layers(run_dir: str | Path) -> tuple[list[LayerInfo], str]:
+    """The run model's layers with their output shapes, and the name ``auto`` picks."""
+    from cnnlab.predict import Predictor
+
+    predictor = Predictor(run_dir)
+    assert predictor.model is not None
+    layers = trace_layers(predictor.model, predictor.img_size, predictor.channels)
+    return layers, auto_layer(predictor.model, layers)
+
+
+def _stems(keys: list[str | int]) -> list[str]:
+    """A unique file stem per input: the file's stem, or the input's position."""
+    used: dict[str, int] = {}
+    out = []
+    for key in keys:
+        stem = Path(key).stem if isinstance(key, str) else str(key)
+        used[stem] = used.get(stem, 0) + 1
+        out.append(stem if used[stem] == 1 else f"{stem}-{used[stem]}")
+    return out
+
+
+def _write_index(path: Path, rows: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def _feature_maps(
+    ex: Explainer, layer: str, images: list[Explanation], stems: list[str], out: Path
+) -> None:
+    import torch
+
+    from cnnlab.explain.maps import layer_output, plot_feature_maps
+
+    p = ex.predictor
+    name, module = resolve_layer(ex.model, layer, p.img_size, p.channels)
+    for item, stem in zip(images, stems, strict=True):
+        arr = torch.from_numpy(item.image).permute(2, 0, 1)[None].contiguous()
+        acts = layer_output(ex.model, module, p.transform(arr.to(p.device)))[0].numpy()
+        plot_feature_maps(acts, out / f"{stem}.features.png", f"{name} on {stem}")
+
+
+def explain_run(
+    run_dir: str | Path,
+    inputs: list[str] | None = None,
+    *,
+    method: str = "gradcam",
+    layer: str = AUTO,
+    target: str | None = None,
+    out_dir: str | Path | None = None,
+    feature_maps: str | None = None,
+    filters: bool = False,
+) -> dict[str, Any]:
+    """Explain a run on image files or folders; see the module docstring for the files.
+
+    Args:
+        run_dir: a finished run folder.
+        inputs: image files and/or folders (recursed); may be empty with ``filters``.
+        method: ``gradcam``, ``gradcam++``, ``scorecam`` or ``eigencam``.
+        layer: CAM layer name or ``auto`` (the last convolutional stage).
+        target: class name to explain; None: each image's predicted class.
+        out_dir: output folder; default ``RUN/explain`` (``explain-2``... if it exists).
+        feature_maps: also save this layer's activations (a name or ``auto``) per image.
+        filters: also save the first convolution's filters.
+
+    Returns:
+        ``{"out_dir", "layer", "method", "rows": [...], "skipped": [...], "filters"}``.
+
+    Example:
+        >>> explain_run("runs/cnn-1", ["photos/"], method="gradcam++")  # doctest: +SKIP
+    """
+    from cnnlab.evaluation.evaluate import _unique_dir
+
+    ex = Explainer(run_dir, method=method, layer=layer)
+    if target is not None:
+        ex.class_index(target)  # an unknown class fails before any image is read
+    out = Path(out_dir) if out_dir is not None else None
+    out = _unique_dir(out if out is not None else ex.predictor.run_dir / "explain")
+    found, skipped = ex.explain(inputs or [], target) if inputs else ([], [])
+    stems = _stems([e.key for e in found])
+    rows = []
+    for item, stem in zip(found, stems, strict=True):
+        write_npy(out / f"{stem}.cam.npy", item.cam, durable=False)
+        save_side_by_side(out / f"{stem}.cam.png", item.image, item.cam, DISPLAY_SIDE)
+        rows.append({
+            "path": item.key, "label": item.label, "prob": f"{item.prob:.6f}",
+            "target": item.target, "target_prob": f"{item.target_prob:.6f}",
+            "layer": ex.layer, "method": method,
+            "cam": f"{stem}.cam.png", "npy": f"{stem}.cam.npy",
+        })  # fmt: skip
+    if found:
+        _write_index(out / "explain.csv", rows)
+    if feature_maps:
+        _feature_maps(ex, feature_maps, found, stems, out)
+    filters_png = None
+    if filters:
+        from cnnlab.explain.maps import first_conv, plot_filters
+
+        name, conv = first_conv(ex.model)
+        filters_png = str(plot_filters(conv.weight, out / "filters.png", name))
+    result = {"rows": rows, "skipped": skipped, "filters": filters_png}
+    return {"out_dir": str(out), "layer": ex.layer, "method": method, **result}
