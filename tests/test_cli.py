@@ -51,6 +51,7 @@ def test_help_lists_every_command() -> None:
         "demo",
         "lr-find",
         "explain",
+        "ensemble",
         "data inspect",
         "data demo",
     ],

@@ -47,10 +47,11 @@ def train(data: str | None = None, config: str | None = None, **overrides: Any) 
 
 
 def load(run_dir: str, backend: str = "torch") -> Predictor:
-    """Load a finished run folder as a :class:`~cnnlab.predict.Predictor`."""
-    from cnnlab.predict import Predictor
+    """Load a finished run folder as a :class:`~cnnlab.predict.Predictor` (an ensemble folder
+    as an ``EnsemblePredictor``, which predicts the same way)."""
+    from cnnlab.predict import load_predictor
 
-    return Predictor(run_dir, backend=backend)
+    return load_predictor(run_dir, backend=backend)
 
 
 def study(

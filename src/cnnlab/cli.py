@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from cnnlab.commands.data import app as data_app
+from cnnlab.commands.ensemble import ensemble_command
 from cnnlab.commands.evaluate import eval_command, export_command, predict_command
 from cnnlab.commands.explain import explain_command
 from cnnlab.commands.lr_find import lr_find_command
@@ -40,6 +41,7 @@ app.add_typer(track_app, name="track", help="Log runs to MLflow later; register 
 app.command("ui")(ui_command)
 app.command("study")(study_command)
 app.command("explain")(explain_command)
+app.command("ensemble")(ensemble_command)
 
 
 @app.callback()

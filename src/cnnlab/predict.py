@@ -240,3 +240,14 @@ def _onnx_session(run_dir: Path, card: dict[str, Any]) -> Any:
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def load_predictor(path: str | Path, backend: str = "torch") -> Any:
+    """A :class:`Predictor` for a run folder, or an ``EnsemblePredictor`` for an ensemble."""
+    from cnnlab.ensemble.folder import is_ensemble
+
+    if is_ensemble(path):
+        from cnnlab.ensemble.predictor import EnsemblePredictor
+
+        return EnsemblePredictor(path, backend=backend)
+    return Predictor(path, backend=backend)

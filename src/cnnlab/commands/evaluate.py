@@ -32,12 +32,18 @@ def eval_command(
 
         cnnlab eval runs/cnn-scratch --data photos/new_batch
     """
+    from cnnlab.ensemble.folder import is_ensemble
     from cnnlab.evaluation.evaluate import evaluate_run
     from cnnlab.paths import check_writable_dir
 
     if out is not None:
         check_writable_dir(out, "--out")
-    result = evaluate_run(run, data=data, split=split, out_dir=out)
+    if is_ensemble(run):
+        from cnnlab.ensemble.predictor import evaluate_ensemble
+
+        result = evaluate_ensemble(run, data=data, split=split, out_dir=out)
+    else:
+        result = evaluate_run(run, data=data, split=split, out_dir=out)
     for item in result["skipped"]:
         typer.echo(f"skipped {item['path']}: {item['reason']}", err=True)
 
@@ -110,11 +116,11 @@ def predict_command(
         cnnlab predict runs/cnn-scratch photos/ cat.jpg --top-k 3 --out predictions.csv
     """
     from cnnlab.paths import check_writable_file
-    from cnnlab.predict import Predictor
+    from cnnlab.predict import load_predictor
 
     if out is not None:
         check_writable_file(out, "--out")
-    predictor = Predictor(run, backend=backend)
+    predictor = load_predictor(run, backend=backend)
     rows = _rows(predictor.predict(paths, top_k=top_k, tta=tta))
     _print_table(rows)
     if out is not None:

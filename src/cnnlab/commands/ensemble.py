@@ -1,0 +1,47 @@
+"""``cnnlab ensemble``: a thin shell over :mod:`cnnlab.ensemble`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def ensemble_command(
+    runs: list[Path] = typer.Argument(None, help="Member run folders (two or more)."),
+    method: str = typer.Option("soft", help="soft | hard | weighted | greedy (fitted on val)"),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Ensemble folder [default: runs/ensemble-*]"
+    ),
+    runs_dir: str = typer.Option("runs", "--runs-dir", help="Where the default folder goes."),
+    from_study: Path = typer.Option(None, "--from-study", help="Take members from a study folder."),
+    top: int = typer.Option(3, "--top", help="With --from-study: the K best cells (by val)."),
+) -> None:
+    """Combine finished runs into an ensemble folder that predicts, evaluates and reports like one.
+
+    Example:
+
+        cnnlab ensemble runs/cnn runs/effnet runs/resnet18 --method greedy
+    """
+    from cnnlab.console import result
+    from cnnlab.ensemble.folder import build_ensemble
+    from cnnlab.errors import CnnlabError
+
+    members = list(runs or [])
+    if from_study is not None:
+        from cnnlab.ensemble.study import study_members
+
+        members += study_members(from_study, top)
+    if not members:
+        raise CnnlabError("ensemble needs run folders (or --from-study STUDY_DIR)")
+    run = build_ensemble(members, method=method, out=out, runs_dir=runs_dir)
+    summary = run.summary
+    test = (summary["metrics"].get("test") or {}).get("accuracy")
+    gain = summary.get("gain_over_best_member") or {}
+    line = f"{run.path}: {method} ensemble of {len(summary['members'])} runs"
+    if test is not None:
+        line += f", test accuracy {test:.4f}"
+    if gain:
+        line += f" ({gain['accuracy_diff']:+.4f} vs {gain['best_member']}: {gain['verdict']})"
+    result(line)
+    result(f"report: {run.report}")

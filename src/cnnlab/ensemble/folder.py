@@ -1,0 +1,164 @@
+"""Build an ensemble folder that behaves like a run folder.
+
+Layout (beside the run-folder contract in :mod:`cnnlab.runs`)::
+
+    ensemble.json        the ensemble card: method, members (paths relative to this folder),
+                         weights, classes, split digest, what the weights were fitted on
+    config.yaml          data.root (for `cnnlab eval`) and the ensemble's settings
+    classes.json, split.csv          the members' (identical) classes and split
+    summary.json         same schema as a run's (model "ensemble", mode = method)
+    predictions/         {split}.csv and {split}_probs.npy, like a run
+    plots/*.png          confusion matrix, per-class F1, reliability, worst mistakes
+    report.html          the ensemble against each member, and whether the gain is real
+
+Example:
+    >>> build_ensemble(["runs/cnn", "runs/effnet"], method="greedy")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnlab import runs
+from cnnlab.console import info
+from cnnlab.ensemble.combine import combine, fit
+from cnnlab.ensemble.members import SPLITS, Member, check_members, load_member, stacked
+from cnnlab.errors import RunError
+
+ENSEMBLE_CARD = "ensemble.json"
+FORMAT = "cnnlab-ensemble/1"
+
+
+def is_ensemble(path: str | Path) -> bool:
+    """True for a folder written by :func:`build_ensemble`."""
+    return (Path(path) / ENSEMBLE_CARD).is_file()
+
+
+def _card(members: list[Member], weights: np.ndarray, method: str, out: Path) -> dict[str, Any]:
+    first = members[0]
+    return {
+        "format": FORMAT,
+        "method": method,
+        "fitted_on": "val" if method in ("weighted", "greedy") else None,
+        "classes": first.classes,
+        "split_sha256": first.split_hash,
+        "members": [
+            {
+                "run": os.path.relpath(m.run.path.resolve(), out.resolve()),
+                "name": m.name,
+                "model": m.summary.get("model"),
+                "mode": m.summary.get("mode"),
+                "weight": round(float(w), 6),
+            }
+            for m, w in zip(members, weights, strict=True)
+        ],
+    }
+
+
+def _summary(members: list[Member], weights: np.ndarray, method: str, metrics: dict) -> dict:
+    from cnnlab.engine.finalize import _headline
+
+    used = [m for m, w in zip(members, weights, strict=True) if w > 0]
+    params = sum(int((m.summary.get("params") or {}).get("total") or 0) for m in used)
+    first = members[0].summary
+    return {
+        "metrics": {s: _headline(v) for s, v in metrics.items()},
+        "best_epoch": None,
+        "epochs_run": None,
+        "stopped_early": False,
+        "stopped_by_time_budget": False,
+        "train_time_s": round(sum(float(m.summary.get("train_time_s") or 0) for m in used), 2),
+        "model": "ensemble",
+        "mode": method,
+        "num_classes": len(members[0].classes),
+        "precision": None,
+        "lr": None,
+        "tta": None,
+        "params": {"total": params},
+        "images": first.get("images"),
+        "skipped_files": first.get("skipped_files"),
+        "members": [m.name for m in used],
+        "complete": True,
+    }
+
+
+def _make_folder(out: str | Path | None, runs_dir: str | Path, name: str) -> Path:
+    """``out`` (new or empty), else a fresh ``runs_dir/name`` that never overwrites."""
+    if out is not None:
+        path = Path(out)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise RunError(f"{path}: exists and is not an empty folder; pick another --out")
+        (path / runs.PLOTS).mkdir(parents=True, exist_ok=True)
+        return path
+    path = runs.create_run_dir(runs_dir, name)
+    (path / runs.CHECKPOINTS).rmdir()  # an ensemble trains nothing, so has no checkpoints
+    return path
+
+
+def _write_inputs(path: Path, members: list[Member], card: dict[str, Any]) -> None:
+    import yaml
+
+    first = members[0].run
+    runs.write_json(path / ENSEMBLE_CARD, card)
+    runs.write_json(path / runs.CLASSES, members[0].classes)
+    shutil.copyfile(first.path / runs.SPLIT, path / runs.SPLIT)
+    data_report = first.path / runs.DATA_REPORT
+    if data_report.is_file():
+        shutil.copyfile(data_report, path / runs.DATA_REPORT)
+    config = {
+        "data": {"root": (first.config.get("data") or {}).get("root")},
+        "ensemble": {"method": card["method"], "members": [m["run"] for m in card["members"]]},
+    }
+    text = yaml.safe_dump(config, allow_unicode=True, sort_keys=False)
+    runs.atomic_write_text(path / runs.CONFIG, text)
+
+
+def build_ensemble(
+    run_dirs: list[str | Path],
+    method: str = "soft",
+    out: str | Path | None = None,
+    runs_dir: str | Path = "runs",
+    name: str | None = None,
+) -> runs.Run:
+    """Combine finished runs into an ensemble folder; weights are fitted on val only.
+
+    Args:
+        run_dirs: member run folders (at least two; same classes and split).
+        method: ``soft``, ``hard``, ``weighted`` or ``greedy``.
+        out: the ensemble folder (must not exist or be empty); default
+            ``runs_dir/ensemble-<method>`` with a suffix if taken.
+        runs_dir: where the default folder goes.
+        name: folder name under ``runs_dir`` instead of ``ensemble-<method>``.
+
+    Returns:
+        The ensemble folder as a :class:`~cnnlab.runs.Run`.
+    """
+    from cnnlab.ensemble.report import evaluate_splits, gain_over_best, write_ensemble_report
+
+    members = [load_member(r) for r in run_dirs]
+    check_members(members)
+    val = stacked(members, "val")
+    weights = fit(method, len(members), *(() if val is None else (val[0], val[1].labels)))
+    path = _make_folder(out, runs_dir, name or f"ensemble-{method}")
+    card = _card(members, weights, method, path)
+    _write_inputs(path, members, card)
+    results, gain = {}, None
+    for split in SPLITS:
+        got = stacked(members, split)
+        if got is None:
+            continue
+        probs = combine(got[0], weights, method)
+        results[split] = evaluate_splits(path, split, got[1], probs, members)
+        if split == "test":
+            gain = gain_over_best(members, probs)
+    summary = _summary(members, weights, method, results)
+    summary["gain_over_best_member"] = gain
+    runs.write_json(path / runs.SUMMARY, summary)
+    report = write_ensemble_report(path, card, summary, results, members, gain)
+    info(f"ensemble ({method}) of {len(members)} runs: {report}")
+    return runs.Run(path)

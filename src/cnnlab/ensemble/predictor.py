@@ -1,0 +1,154 @@
+"""Predict and evaluate with an ensemble folder, the same way as with a run folder.
+
+:class:`EnsemblePredictor` opens each member as a :class:`cnnlab.predict.Predictor`, so every
+member decodes and preprocesses an image its own way (input size, crop, normalisation), then
+combines the members' probabilities with the weights fitted when the ensemble was built.
+Members with weight 0 (greedy selection may drop some) are not loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnlab.ensemble.combine import combine
+from cnnlab.ensemble.members import LazyImages
+from cnnlab.errors import RunError
+from cnnlab.runs import read_json
+
+
+class EnsemblePredictor:
+    """An ensemble folder, ready to classify images like a :class:`~cnnlab.predict.Predictor`."""
+
+    def __init__(self, path: str | Path, backend: str = "torch") -> None:
+        from cnnlab.ensemble.folder import ENSEMBLE_CARD
+        from cnnlab.predict import Predictor
+
+        self.run_dir = Path(path)
+        self.card: dict[str, Any] = read_json(self.run_dir / ENSEMBLE_CARD)
+        self.classes: list[str] = list(self.card["classes"])
+        self.method: str = self.card["method"]
+        used = [m for m in self.card["members"] if m["weight"] > 0]
+        self.weights = np.array([m["weight"] for m in used], dtype=np.float64)
+        self.members: list[Predictor] = []
+        for m in used:
+            member = Predictor(self.run_dir / m["run"], backend=backend)
+            if member.classes != self.classes:
+                raise RunError(
+                    f"{member.run_dir}: its classes changed since the ensemble was built"
+                )
+            self.members.append(member)
+
+    def predict_proba(
+        self, inputs: Any, tta: bool | None = None, batch_size: int = 64
+    ) -> tuple[list[dict[str, Any]], np.ndarray]:
+        """Per input: ``{"path"|"index"}`` (or with ``error``), and ``(N_ok, K)`` probabilities.
+
+        Args:
+            inputs: anything :meth:`Predictor.predict` accepts.
+            tta: flip test-time augmentation for every member; None: each member's own
+                setting from its model card (what its val/test scores used).
+        """
+        k = len(self.classes)
+        index = {c: i for i, c in enumerate(self.classes)}
+        stacks = []
+        first: list[dict[str, Any]] = []
+        for member in self.members:
+            use = member.card.get("tta") == "hflip" if tta is None else tta
+            out = member.predict(inputs, top_k=k, tta=use, batch_size=batch_size)
+            first = first or out
+            rows = [r for r in out if "error" not in r]
+            probs = np.zeros((len(rows), k))
+            for i, r in enumerate(rows):
+                for label, p in r["top_k"]:
+                    probs[i, index[label]] = p
+            stacks.append(probs)
+        items = [
+            {key: v for key, v in r.items() if key in ("path", "index", "error")} for r in first
+        ]
+        return items, combine(np.stack(stacks), self.weights, self.method)
+
+    def predict(
+        self, inputs: Any, top_k: int = 5, tta: bool = False, batch_size: int = 64
+    ) -> list[dict[str, Any]]:
+        """Same output as :meth:`cnnlab.predict.Predictor.predict`."""
+        items, probs = self.predict_proba(inputs, tta=tta, batch_size=batch_size)
+        k = max(1, min(top_k, len(self.classes)))
+        results, row = [], 0
+        for item in items:
+            if "error" in item:
+                results.append(item)
+                continue
+            order = np.argsort(-probs[row], kind="stable")[:k]
+            top = [(self.classes[j], float(probs[row, j])) for j in order]
+            results.append({**item, "label": top[0][0], "prob": top[0][1], "top_k": top})
+            row += 1
+        return results
+
+
+def _score(
+    ens: EnsemblePredictor, root: Path, samples: list[tuple[str, str]], tta: bool | None
+) -> tuple[list[str], list[int], np.ndarray, list[dict[str, str]]]:
+    """(paths, labels, probs) of the readable samples, and the skipped ones with reasons."""
+    items, probs = ens.predict_proba([str(root / rel) for rel, _ in samples], tta=tta)
+    index = {c: i for i, c in enumerate(ens.classes)}
+    paths, labels, skipped = [], [], []
+    for (rel, label), item in zip(samples, items, strict=True):
+        if "error" in item:
+            skipped.append({"path": rel, "reason": item["error"]})
+        else:
+            paths.append(rel)
+            labels.append(index[label])
+    if not paths:
+        raise RunError(f"{root}: none of the {len(samples)} images could be read")
+    return paths, labels, probs, skipped
+
+
+def evaluate_ensemble(
+    path: str | Path,
+    data: str | Path | None = None,
+    split: str = "test",
+    out_dir: str | Path | None = None,
+    tta: bool | None = None,
+) -> dict[str, Any]:
+    """``cnnlab eval`` for an ensemble folder: its own split or another labelled folder.
+
+    Mirrors :func:`cnnlab.evaluation.evaluate.evaluate_run` (same sample lists, metrics,
+    plots and report) with the ensemble's combined probabilities; ``tta`` None uses each
+    member's own setting.
+    """
+    import torch
+
+    from cnnlab.evaluation import evaluate as E
+    from cnnlab.runs import Run
+
+    run = Run(Path(path))
+    ens = EnsemblePredictor(run.path)
+    if data is None:
+        root, samples = E._split_samples(run, split)
+        source = f"split '{split}' of {root}"
+    else:
+        root = Path(data).expanduser()
+        samples = E._folder_samples(root, split, ens.classes)
+        source = str(root)
+    paths, labels, probs, skipped = _score(ens, root, samples, tta)
+    out = E._unique_dir(
+        Path(out_dir) if out_dir is not None
+        else run.path / (f"eval-{split}" if data is None else f"eval-{root.resolve().name}")
+    )  # fmt: skip
+    load = ens.members[0].load  # decodes only the gallery's few mistakes
+    images = LazyImages(lambda i: load(root / paths[i]))
+    metrics = E.evaluate_predictions(labels, probs, ens.classes, out, images=images, paths=paths)
+    E._write_predictions(
+        out / "predictions.csv", paths, labels, torch.from_numpy(probs), ens.classes
+    )
+    summary = {"source": source, "images": len(paths), "skipped_files": len(skipped)}
+    report = {"source": source, "images": len(samples), "evaluated": len(paths), "skipped": skipped}
+    html, _ = E.write_report(
+        out, title=f"{run.name}: ensemble evaluation on {source}", summary=summary,
+        metrics=metrics, config=run.config, model_card=ens.card, data_report=report,
+        plots={k: Path(v) for k, v in metrics["plots"].items()}, mistakes=metrics["worst_mistakes"],
+    )  # fmt: skip
+    return {**metrics, **summary, "out_dir": str(out), "report": str(html), "skipped": skipped}

@@ -1,0 +1,170 @@
+"""An ensemble's metrics, plots and report: each member beside the ensemble, and whether the
+ensemble's gain over the best member is a real difference.
+
+The best member is the one with the highest *val* accuracy (choosing it on test would flatter
+the member); the comparison is made on test with the paired tests of
+:mod:`cnnlab.studies.stats`: a bootstrap CI of the accuracy difference over test images and an
+exact McNemar test on the same images. The words never claim more than the two agree on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnlab import runs
+from cnnlab.ensemble.members import LazyImages, Member, Scores
+from cnnlab.evaluation.render import Block, Section
+
+
+def _images(member: Member, paths: list[str]) -> LazyImages | None:
+    """The dataset's images as the first member stores them, for the mistakes gallery."""
+    from cnnlab.data.image import load_image, to_array
+    from cnnlab.errors import ImageLoadError
+
+    root = (member.run.config.get("data") or {}).get("root")
+    if not root or not Path(root).is_dir():
+        return None  # the data moved: the report lists the mistakes without pictures
+    inp = member.run.model_card["input"]
+    side, channels = int(inp["resize"]), int(inp["channels"])
+
+    def get(i: int) -> np.ndarray:
+        try:
+            return to_array(load_image(Path(root) / paths[i], channels=channels), side)
+        except ImageLoadError:  # gone since training: a grey panel, the table still lists it
+            return np.full((side, side, channels), 127, dtype=np.uint8)
+
+    return LazyImages(get)
+
+
+def evaluate_splits(
+    path: Path, split: str, scores: Scores, probs: np.ndarray, members: list[Member]
+) -> dict[str, Any]:
+    """predictions/{split}.csv + {split}_probs.npy, metrics and plots of the ensemble."""
+    import torch
+
+    from cnnlab.evaluation.evaluate import _write_predictions, evaluate_predictions
+
+    classes = members[0].classes
+    table = path / runs.PREDICTIONS / f"{split}.csv"
+    table.parent.mkdir(exist_ok=True)
+    _write_predictions(
+        table, scores.paths, scores.labels.tolist(), torch.from_numpy(probs), classes
+    )
+    runs.write_npy(runs.probs_file(path, split), probs.astype(np.float32))
+    return evaluate_predictions(
+        scores.labels,
+        probs,
+        classes,
+        out_dir=path / runs.PLOTS,
+        prefix=split,
+        images=_images(members[0], scores.paths),
+        paths=scores.paths,
+    )
+
+
+def best_member(members: list[Member]) -> Member:
+    """The member with the highest val accuracy (then val macro F1; first on ties)."""
+
+    def key(m: Member) -> tuple[float, float]:
+        val = (m.summary.get("metrics") or {}).get("val") or {}
+        return float(val.get("accuracy") or 0.0), float(val.get("macro_f1") or 0.0)
+
+    return max(members, key=key)
+
+
+def gain_over_best(
+    members: list[Member], ensemble_probs: np.ndarray, split: str = "test"
+) -> dict[str, Any]:
+    """Ensemble minus best member (chosen on val) on ``split``: difference, CI, p, verdict."""
+    from cnnlab.studies.stats import mcnemar, paired_bootstrap, verdict
+
+    best = best_member(members)
+    y = best.scores[split].labels
+    ours, theirs = ensemble_probs.argmax(axis=1), best.scores[split].probs.argmax(axis=1)
+    diff = paired_bootstrap(y, ours, theirs)
+    test = mcnemar(y, ours, theirs)
+    return {
+        "best_member": best.name,
+        "split": split,
+        "accuracy_diff": diff.diff,
+        "ci_low": diff.ci_low,
+        "ci_high": diff.ci_high,
+        "mcnemar_p": test.pvalue,
+        "ensemble_only_right": test.a_only,
+        "member_only_right": test.b_only,
+        "verdict": verdict(diff.ci_low, diff.ci_high, test.pvalue),
+    }
+
+
+def _sentence(gain: dict[str, Any]) -> str:
+    d = gain
+    span = f"{d['accuracy_diff']:+.4f} (95% CI {d['ci_low']:+.4f} to {d['ci_high']:+.4f})"
+    head = f"On {d['split']}, ensemble minus the best member ({d['best_member']}, chosen on val)"
+    tail = f"McNemar p = {d['mcnemar_p']:.3g}"
+    if d["verdict"] == "better":
+        return f"{head}: {span}; {tail}. The ensemble is better, beyond chance at 95%."
+    if d["verdict"] == "worse":
+        return f"{head}: {span}; {tail}. The ensemble is worse, beyond chance at 95%."
+    return (
+        f"{head}: {span}; {tail}. Not distinguishable at 95%: this test set cannot tell "
+        "the ensemble from its best member."
+    )
+
+
+def _row(name: str, model: Any, mode: Any, weight: Any, metrics: dict[str, Any]) -> list[Any]:
+    val, test = metrics.get("val") or {}, metrics.get("test") or {}
+    return [name, model, mode, weight, val.get("accuracy"), test.get("accuracy"),
+            test.get("macro_f1"), test.get("log_loss")]  # fmt: skip
+
+
+def members_section(
+    card: dict[str, Any], summary: dict[str, Any], members: list[Member], gain: dict | None
+) -> Section:
+    """Each member's val/test numbers beside the ensemble's, then the gain in words."""
+    rows = [
+        _row(m.name, m.summary.get("model"), m.summary.get("mode"), c["weight"],
+             m.summary.get("metrics") or {})
+        for m, c in zip(members, card["members"], strict=True)
+    ]  # fmt: skip
+    rows.append(_row("ensemble", "ensemble", card["method"], 1.0, summary["metrics"]))
+    headers = ["run", "model", "mode", "weight", "val acc", "test acc", "test F1", "test loss"]
+    fitted = card.get("fitted_on")
+    how = f"Weights fitted on {fitted}; test never used." if fitted else "Equal weights."
+    blocks = [Block("p", how), Block("table", headers=headers, rows=rows)]
+    if gain is not None:
+        blocks.append(Block("p", _sentence(gain)))
+    return Section("members", "Ensemble vs members", blocks)
+
+
+def write_ensemble_report(
+    path: Path,
+    card: dict[str, Any],
+    summary: dict[str, Any],
+    results: dict[str, Any],
+    members: list[Member],
+    gain: dict[str, Any] | None,
+) -> Path:
+    """``report.html`` + ``report.md``: the run report's sections plus the member comparison."""
+    from cnnlab.evaluation.render import render_html, render_markdown
+    from cnnlab.evaluation.report import build_sections
+
+    data_report = path / runs.DATA_REPORT
+    sections = build_sections(
+        summary=summary,
+        metrics=results,
+        config=runs.Run(path).config,
+        model_card=card,
+        data_report=runs.read_json(data_report) if data_report.is_file() else None,
+        rows=[],
+        plots={p.stem: p for p in sorted((path / runs.PLOTS).glob("*.png"))},
+        mistakes=None,
+    )
+    sections = [s for s in sections if s.id != "diagnosis"]  # no epochs: nothing to diagnose
+    sections.insert(0, members_section(card, summary, members, gain))
+    title = f"{path.name}: {card['method']} ensemble of {len(members)} runs"
+    runs.atomic_write_text(path / runs.REPORT_HTML, render_html(title, sections))
+    runs.atomic_write_text(path / runs.REPORT_MD, render_markdown(title, sections, path))
+    return path / runs.REPORT_HTML

@@ -1,0 +1,166 @@
+"""Ensembles of real runs through the CLI and the API: the folder acts like a run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tests.conftest import folder_digest
+
+import cnnlab
+from cnnlab.ensemble.combine import average
+from cnnlab.ensemble.folder import build_ensemble
+from cnnlab.predict import Predictor
+
+from .conftest import ODD_CLASS
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
+    return subprocess.run(
+        [sys.executable, "-m", "cnnlab", *map(str, args)], capture_output=True, text=True, env=env
+    )
+
+
+def _probs(run: Path, split: str) -> np.ndarray:
+    return np.load(run / "predictions" / f"{split}_probs.npy")
+
+
+def test_runs_save_full_probabilities_beside_their_predictions(members) -> None:
+    run = members["a"]
+    classes = json.loads((run / "classes.json").read_text(encoding="utf-8"))
+    assert ODD_CLASS in classes
+    for split in ("val", "test"):
+        with (run / "predictions" / f"{split}.csv").open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+        probs = _probs(run, split)
+        assert probs.dtype == np.float32 and probs.shape == (len(rows), len(classes))
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+        assert [classes[i] for i in probs.argmax(axis=1)] == [r["pred"] for r in rows]
+        np.testing.assert_allclose(probs.max(axis=1), [float(r["prob"]) for r in rows], atol=1e-5)
+
+
+def test_greedy_ensemble_folder_acts_like_a_run(members, tmp_path) -> None:
+    before = folder_digest(members["data"])
+    out = tmp_path / "ens"
+    done = cli("ensemble", members["a"], members["b"], "--method", "greedy", "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert "greedy ensemble" in done.stdout and "report:" in done.stdout
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    member = json.loads((members["a"] / "summary.json").read_text(encoding="utf-8"))
+    assert set(member) <= set(summary)  # the run summary's schema, plus ensemble keys
+    assert summary["model"] == "ensemble" and summary["mode"] == "greedy"
+    best_val = max(
+        json.loads((members[k] / "summary.json").read_text())["metrics"]["val"]["accuracy"]
+        for k in ("a", "b")
+    )
+    assert summary["metrics"]["val"]["accuracy"] >= best_val
+    card = json.loads((out / "ensemble.json").read_text(encoding="utf-8"))
+    assert card["fitted_on"] == "val" and sum(
+        m["weight"] for m in card["members"]
+    ) == pytest.approx(1)
+    gain = summary["gain_over_best_member"]
+    assert gain["verdict"] in ("better", "worse", "not distinguishable")
+    html = (out / "report.html").read_text(encoding="utf-8")
+    for text in ("Ensemble vs members", "chosen on val", "Weights fitted on val", ODD_CLASS):
+        assert text in html
+    files = ["classes.json", "split.csv", "config.yaml", "predictions/test.csv", "report.md",
+             "predictions/val_probs.npy", "plots/test_confusion_matrix.png"]  # fmt: skip
+    for f in files:
+        assert (out / f).is_file(), f
+    listed = cli("runs", "--runs-dir", tmp_path)
+    assert listed.returncode == 0 and "ens" in listed.stdout
+    assert folder_digest(members["data"]) == before
+
+
+def test_building_reuses_saved_probabilities(members, tmp_path, monkeypatch) -> None:
+    """No model is loaded and no image predicted: the members' saved scores are combined."""
+
+    def tripwire(*_a, **_k):
+        raise AssertionError("an ensemble build must not predict again")
+
+    monkeypatch.setattr(Predictor, "__init__", tripwire)
+    run = build_ensemble([members["a"], members["b"]], method="soft", out=tmp_path / "soft")
+    expected = average(np.stack([_probs(members[k], "test") for k in ("a", "b")]), np.ones(2))
+    np.testing.assert_allclose(_probs(run.path, "test"), expected, atol=1e-6)
+    y_true = [r["true"] for r in csv.DictReader((run.path / "predictions/test.csv").open())]
+    classes = json.loads((run.path / "classes.json").read_text(encoding="utf-8"))
+    accuracy = np.mean([classes[i] == t for i, t in zip(expected.argmax(1), y_true, strict=True)])
+    assert run.summary["metrics"]["test"]["accuracy"] == pytest.approx(accuracy)
+
+
+def test_predict_eval_and_load_accept_an_ensemble(members, tmp_path) -> None:
+    ens = build_ensemble([members["a"], members["b"]], method="weighted", out=tmp_path / "w").path
+    weights = [m["weight"] for m in json.loads((ens / "ensemble.json").read_text())["members"]]
+    images = sorted((members["data"] / ODD_CLASS).glob("*.png"))[:4]
+    got = cnnlab.load(str(ens)).predict(images, top_k=3)
+    parts = []
+    for k in ("a", "b"):
+        p = Predictor(members[k])
+        arrays = np.stack([p.load(f) for f in images]).transpose(0, 3, 1, 2)
+        parts.append(p.predict_arrays(arrays.copy()).numpy())
+    expected = average(np.stack(parts), np.array(weights))
+    classes = Predictor(members["a"]).classes
+    assert [r["label"] for r in got] == [classes[i] for i in expected.argmax(axis=1)]
+    np.testing.assert_allclose([r["prob"] for r in got], expected.max(axis=1), atol=1e-5)
+
+    shown = cli("predict", ens, images[0].parent, "--top-k", "2")
+    assert shown.returncode == 0, shown.stderr
+    assert "img_000.png" in shown.stdout
+    evaluated = cli("eval", ens)  # its own test split, predicted again from the images
+    assert evaluated.returncode == 0, evaluated.stderr
+    metrics = json.loads((ens / "eval-test" / "metrics.json").read_text(encoding="utf-8"))
+    summary = json.loads((ens / "summary.json").read_text(encoding="utf-8"))
+    assert metrics["accuracy"] == pytest.approx(summary["metrics"]["test"]["accuracy"])
+
+
+def test_members_must_share_classes_and_split(members, tmp_path) -> None:
+    other = tmp_path / "b-other-split"
+    shutil.copytree(members["b"], other)
+    rows = (other / "split.csv").read_text(encoding="utf-8").splitlines()
+    moved = next(i for i, r in enumerate(rows) if r.endswith(",test"))
+    rows[moved] = rows[moved].removesuffix(",test") + ",train"
+    (other / "split.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    done = cli("ensemble", members["a"], other)
+    assert done.returncode == 2
+    assert "b-other-split and a were scored on different splits" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+    renamed = tmp_path / "b-other-classes"
+    shutil.copytree(members["b"], renamed)
+    classes = json.loads((renamed / "classes.json").read_text(encoding="utf-8"))
+    (renamed / "classes.json").write_text(json.dumps(classes[::-1]), encoding="utf-8")
+    done = cli("ensemble", members["a"], renamed)
+    assert done.returncode == 2 and "members must share classes" in done.stderr
+    done = cli("ensemble", members["a"])
+    assert done.returncode == 2 and "at least two runs" in done.stderr
+
+
+def test_from_study_takes_the_best_cells_by_val(members, tmp_path) -> None:
+    """Built against the studies output contract (results.csv, run_dir relative to it)."""
+    study = tmp_path / "study"
+    for name, src in (("c0-s0", "a"), ("c1-s0", "b"), ("c2-s0", "a")):
+        shutil.copytree(members[src], study / "runs" / name)
+    header = "cell,label,train.lr,seed,run_dir,status,val_accuracy,test_accuracy\n"
+    rows = [
+        "c0,lr 1e-3,0.001,0,runs/c0-s0,done,0.90,0.80",
+        "c1,lr 1e-2,0.01,0,runs/c1-s0,done,0.80,0.70",
+        "c2,lr 1e-1,0.1,0,runs/c2-s0,done,0.50,0.99",  # best on test, worst on val
+        "c3,lr 1,1.0,0,runs/c3-s0,failed,,",
+    ]
+    (study / "results.csv").write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
+    (study / "table.csv").write_text("cell,label,n\n", encoding="utf-8")
+    out = tmp_path / "from-study"
+    done = cli("ensemble", "--from-study", study, "--top", "2", "--out", out)
+    assert done.returncode == 0, done.stderr
+    names = [m["name"] for m in json.loads((out / "ensemble.json").read_text())["members"]]
+    assert names == ["c0-s0", "c1-s0"]
+    missing = cli("ensemble", "--from-study", tmp_path / "nowhere")
+    assert missing.returncode == 2 and "results.csv: missing" in missing.stderr
