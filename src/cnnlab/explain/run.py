@@ -55,15 +55,34 @@ def _write_index(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def _write_cams(
+    found: list[Explanation], stems: list[str], out: Path, layer: str, method: str
+) -> list[dict[str, Any]]:
+    """``<stem>.cam.npy`` + ``<stem>.cam.png`` per image and ``explain.csv``; the CSV rows."""
+    rows = []
+    for item, stem in zip(found, stems, strict=True):
+        write_npy(out / f"{stem}.cam.npy", item.cam, durable=False)
+        save_side_by_side(out / f"{stem}.cam.png", item.image, item.cam, DISPLAY_SIDE)
+        rows.append({
+            "path": item.key, "label": item.label, "prob": f"{item.prob:.6f}",
+            "target": item.target, "target_prob": f"{item.target_prob:.6f}",
+            "layer": layer, "method": method,
+            "cam": f"{stem}.cam.png", "npy": f"{stem}.cam.npy",
+        })  # fmt: skip
+    if rows:
+        _write_index(out / "explain.csv", rows)
+    return rows
+
+
 def _feature_maps(
-    ex: Explainer, layer: str, images: list[Explanation], stems: list[str], out: Path
+    ex: Explainer, layer: tuple[str, Any], images: list[Explanation], stems: list[str], out: Path
 ) -> None:
     import torch
 
     from cnnlab.explain.maps import layer_output, plot_feature_maps
 
+    name, module = layer
     p = ex.predictor
-    name, module = resolve_layer(ex.model, layer, p.img_size, p.channels)
     for item, stem in zip(images, stems, strict=True):
         arr = torch.from_numpy(item.image).permute(2, 0, 1)[None].contiguous()
         acts = layer_output(ex.model, module, p.transform(arr.to(p.device)))[0].numpy()
@@ -102,26 +121,20 @@ def explain_run(
     from cnnlab.evaluation.evaluate import _unique_dir
 
     ex = Explainer(run_dir, method=method, layer=layer)
+    # An unknown class or layer fails before any image is read or any file written.
     if target is not None:
-        ex.class_index(target)  # an unknown class fails before any image is read
+        ex.class_index(target)
+    p = ex.predictor
+    fm_layer = (
+        resolve_layer(ex.model, feature_maps, p.img_size, p.channels) if feature_maps else None
+    )
     out = Path(out_dir) if out_dir is not None else None
-    out = _unique_dir(out if out is not None else ex.predictor.run_dir / "explain")
+    out = _unique_dir(out if out is not None else p.run_dir / "explain")
     found, skipped = ex.explain(inputs or [], target) if inputs else ([], [])
     stems = _stems([e.key for e in found])
-    rows = []
-    for item, stem in zip(found, stems, strict=True):
-        write_npy(out / f"{stem}.cam.npy", item.cam, durable=False)
-        save_side_by_side(out / f"{stem}.cam.png", item.image, item.cam, DISPLAY_SIDE)
-        rows.append({
-            "path": item.key, "label": item.label, "prob": f"{item.prob:.6f}",
-            "target": item.target, "target_prob": f"{item.target_prob:.6f}",
-            "layer": ex.layer, "method": method,
-            "cam": f"{stem}.cam.png", "npy": f"{stem}.cam.npy",
-        })  # fmt: skip
-    if found:
-        _write_index(out / "explain.csv", rows)
-    if feature_maps:
-        _feature_maps(ex, feature_maps, found, stems, out)
+    rows = _write_cams(found, stems, out, ex.layer, method)
+    if fm_layer is not None:
+        _feature_maps(ex, fm_layer, found, stems, out)
     filters_png = None
     if filters:
         from cnnlab.explain.maps import first_conv, plot_filters

@@ -1,0 +1,52 @@
+"""`cnnlab explain` through the command line: listing layers, one-line errors, stems."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tests.evaluation.conftest import build_run
+
+from cnnlab.errors import ConfigError, ModelError
+from cnnlab.explain.run import explain_run
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
+    return subprocess.run(
+        [sys.executable, "-m", "cnnlab", *map(str, args)], capture_output=True, text=True, env=env
+    )
+
+
+def test_layers_listing_and_one_line_errors(tmp_path) -> None:
+    run = build_run(tmp_path)
+    listed = cli("explain", run, "--layers")
+    assert listed.returncode == 0, listed.stderr
+    assert "backbone.blocks.2" in listed.stdout and "<- auto" in listed.stdout
+    image = run.parent.parent / "data" / "class_0" / "img_000.png"
+    wrong = cli("explain", run, image, "--class", "dog")
+    assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1
+    assert "unknown class 'dog'" in wrong.stderr
+    assert not (run / "explain").exists()  # nothing written before the check
+
+
+def test_same_stems_get_suffixes_and_bad_layers_fail_early(tmp_path) -> None:
+    run = build_run(tmp_path)
+    data = run.parent.parent / "data"
+    images = [data / "class_0" / "img_001.png", data / "class_1" / "img_001.png"]
+    done = explain_run(run, [str(p) for p in images], out_dir=tmp_path / "out", filters=True)
+    assert [r["npy"] for r in done["rows"]] == ["img_001.cam.npy", "img_001-2.cam.npy"]
+    cams = [np.load(tmp_path / "out" / r["npy"]) for r in done["rows"]]
+    assert all(c.shape == (32, 32) for c in cams)
+    assert (tmp_path / "out" / "filters.png").is_file()
+    first, second = (explain_run(run, [str(images[0])]) for _ in range(2))
+    assert [Path(d["out_dir"]).name for d in (first, second)] == ["explain", "explain-2"]
+    with pytest.raises(ModelError, match="did you mean"):
+        explain_run(run, [str(images[0])], feature_maps="backbone.block.2", out_dir=tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(ConfigError, match="unknown CAM method"):
+        explain_run(run, [str(images[0])], method="cam")
