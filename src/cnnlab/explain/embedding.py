@@ -1,0 +1,93 @@
+"""A 2-D map of what the network computed: penultimate features, t-SNE or PCA (scikit-learn).
+
+The features are the backbone's pooled output, the vector the classifier head reads. Points
+are coloured by true class; mistakes are drawn as crosses in the colour of their true class,
+so a cross inside another class's cloud is an image the network saw as that class.
+
+PCA is the default: it costs milliseconds and is deterministic. t-SNE shows clusters better
+but costs seconds even for a few hundred images (``bench/bench_explain.py``), so it is opt-in
+(``eval.embedding=tsne``). The method used is written in the plot's title.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+TSNE_MAX = 2000  # images; beyond this the embedding is PCA
+_BATCH = 256  # images per feature pass
+
+
+def features(predictor: Any, images_u8: torch.Tensor) -> np.ndarray:
+    """Penultimate (backbone) features ``(N, F)`` with the run's eval preprocessing."""
+    from cnnlab.engine.features import compute_features
+
+    model = predictor.model
+    feats = compute_features(model.backbone, images_u8, predictor.transform, _BATCH)
+    return feats.numpy().astype(np.float64)
+
+
+def project(feats: np.ndarray, method: str = "pca", seed: int = 0) -> tuple[np.ndarray, str]:
+    """``(N, 2)`` coordinates and the method used (``PCA`` or ``t-SNE``).
+
+    ``tsne`` runs on at most 50 PCA dimensions (the usual speed-up) and falls back to PCA
+    below 10 or above :data:`TSNE_MAX` images.
+    """
+    from sklearn.decomposition import PCA
+
+    n = len(feats)
+    if n < 3:
+        return np.zeros((n, 2)), "no projection (fewer than 3 images)"
+    dims = min(50 if method == "tsne" else 2, n, feats.shape[1])
+    reduced = PCA(n_components=dims, random_state=seed).fit_transform(feats)
+    if method != "tsne" or n > TSNE_MAX or n < 10:
+        return np.pad(reduced[:, :2], ((0, 0), (0, max(0, 2 - dims)))), "PCA"
+    from sklearn.manifold import TSNE
+
+    perplexity = float(min(30, (n - 1) // 3))
+    tsne = TSNE(2, perplexity=perplexity, init="pca", random_state=seed, max_iter=500)
+    return tsne.fit_transform(reduced), "t-SNE"
+
+
+def plot_embedding(
+    feats: np.ndarray,
+    y: np.ndarray,
+    pred: np.ndarray,
+    classes: list[str],
+    path: Path,
+    method: str = "pca",
+) -> Path:
+    """Scatter of ``feats`` projected to 2-D (``pca`` or ``tsne``) by true class; mistakes
+    as crosses in their true class's colour."""
+    from cnnlab.evaluation.plots import _figure, _save, _short, _style
+
+    xy, used = project(feats, method)
+    wrong = pred != y
+    with _style():
+        fig = _figure(7.0, 5.5)
+        ax = fig.subplots()
+        cmap = _colours(len(classes))
+        for k, name in enumerate(classes):
+            ok, bad = (y == k) & ~wrong, (y == k) & wrong
+            ax.scatter(*xy[ok].T, s=10, color=cmap[k], label=_short(name, 20), alpha=0.8)
+            ax.scatter(*xy[bad].T, s=36, color=cmap[k], marker="x", linewidths=1.4)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(
+            f"{used} of penultimate features: {len(y)} images, "
+            f"{int(wrong.sum())} mistakes (x, coloured by true class)",
+            fontsize=9,
+        )
+        if len(classes) <= 20:
+            ax.legend(fontsize=7, markerscale=1.5, loc="best", frameon=False)
+        return _save(fig, path)
+
+
+def _colours(k: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if k <= 10 else "tab20" if k <= 20 else "turbo"]
+    return [cmap(i if k <= 20 else i / max(k - 1, 1)) for i in range(k)]

@@ -1,0 +1,134 @@
+"""What every run report shows about what the model looks at.
+
+- ``<split>_gradcam_mistakes.png``: Grad-CAM of the most confidently wrong images, for the
+  class the model (wrongly) chose: what misled it.
+- ``<split>_gradcam_correct.png``: Grad-CAM of one correctly classified image per class (the
+  most confident one), for that class: what it relies on when right.
+- ``<split>_embedding.png``: the images' penultimate features in 2-D, coloured by true class,
+  mistakes ringed (see :mod:`cnnlab.explain.embedding`).
+
+Each gallery is one mosaic drawn on a single axes: a figure with one axes per image costs
+seconds; this costs one ``savefig``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+MAX_CORRECT = 20  # classes shown in the "correct" gallery (one image each); more are left out
+TILE = 96  # px per gallery image (32-px inputs are upscaled so the heatmap is readable)
+_CAPTION = 30  # px of white above each tile for its two caption lines
+
+
+def correct_rows(y: np.ndarray, probs: np.ndarray, limit: int = MAX_CORRECT) -> list[int]:
+    """Per class (in label order, up to ``limit`` classes), its most confident correct image."""
+    pred = probs.argmax(axis=1)
+    rows = []
+    for k in range(probs.shape[1]):
+        hits = np.flatnonzero((y == k) & (pred == k))
+        if hits.size:
+            rows.append(int(hits[np.argmax(probs[hits, k])]))
+        if len(rows) == limit:
+            break
+    return rows
+
+
+def _tiles(images: np.ndarray, cams: np.ndarray) -> np.ndarray:
+    from cnnlab.explain.cam import overlay
+
+    return np.stack([overlay(img, cam, TILE) for img, cam in zip(images, cams, strict=True)])
+
+
+def plot_cam_gallery(
+    images: np.ndarray, cams: np.ndarray, captions: Sequence[str], path: str | Path, title: str
+) -> Path:
+    """Overlays ``(N, H, W, C)`` + maps in a grid with a caption above each tile, one PNG."""
+    from cnnlab.evaluation.plots import _figure, _save, _style
+
+    tiles = _tiles(images, cams)
+    n = len(tiles)
+    cols = min(n, 6)
+    rows = -(-n // cols)
+    cell_h, cell_w = TILE + _CAPTION, TILE + 6
+    canvas = np.full((rows * cell_h, cols * cell_w, 3), 255, dtype=np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        canvas[r * cell_h + _CAPTION : (r + 1) * cell_h, c * cell_w : c * cell_w + TILE] = tile
+    dpi = 100
+    with _style():
+        fig = _figure(canvas.shape[1] / dpi * 1.6, canvas.shape[0] / dpi * 1.6 + 0.3)
+        ax = fig.subplots()
+        ax.imshow(canvas, interpolation="nearest")
+        ax.axis("off")
+        for i, text in enumerate(captions):
+            r, c = divmod(i, cols)
+            ax.text(c * cell_w, r * cell_h + _CAPTION - 3, text, fontsize=6, va="bottom")
+        ax.set_title(title, fontsize=9)
+        return _save(fig, path, dpi=dpi)
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= 14 else name[:13] + "…"
+
+
+PlotCall = tuple[Callable[..., Path], tuple[Any, ...]]
+
+
+def report_plots(
+    predictor: Any,
+    images_u8: torch.Tensor,
+    y: np.ndarray,
+    probs: np.ndarray,
+    out_dir: Path,
+    prefix: str,
+    mistakes: Sequence[int],
+    embedding: str = "pca",
+) -> list[PlotCall]:
+    """The report's Grad-CAM galleries and embedding for one split, as plot calls to draw.
+
+    The model work (CAMs, features) happens here; what is returned is pure drawing (plus the
+    2-D projection), so the caller can draw it with the run's other plots, in any process.
+
+    Args:
+        predictor: the run's :class:`~cnnlab.predict.Predictor` (torch backend).
+        images_u8: the split's uint8 images ``(N, C, resize, resize)``.
+        y: true labels ``(N,)``; probs: the final model's probabilities ``(N, K)``.
+        out_dir: the run's plots folder; prefix: the split name.
+        mistakes: rows of the worst mistakes, most confident first (from the evaluation).
+        embedding: ``pca``, ``tsne`` or ``none`` (no embedding plot).
+    """
+    from cnnlab.explain.cam import Explainer
+    from cnnlab.explain.embedding import features, plot_embedding
+
+    classes, pred = predictor.classes, probs.argmax(axis=1)
+    ex = Explainer(predictor, method="gradcam")
+    calls: list[PlotCall] = []
+    for kind, rows in (("mistakes", list(mistakes)), ("correct", correct_rows(y, probs))):
+        if not rows:
+            continue
+        maps, _ = ex.cams(images_u8[rows], targets=[int(pred[i]) for i in rows])
+        captions = [
+            f"true {_short(classes[y[i]])}\npred {_short(classes[pred[i]])} {probs[i, pred[i]]:.2f}"
+            for i in rows
+        ]
+        what = "most confident mistakes" if kind == "mistakes" else "one correct image per class"
+        title = f"Grad-CAM ({ex.layer}) of the predicted class: {what}"
+        path = out_dir / f"{prefix}_gradcam_{kind}.png"
+        calls.append(
+            (plot_cam_gallery, (ex.model_pixels(images_u8[rows]), maps, captions, path, title))
+        )
+    if embedding != "none":
+        path = out_dir / f"{prefix}_embedding.png"
+        feats = features(predictor, images_u8)
+        calls.append((plot_embedding, (feats, y, pred, classes, path, embedding)))
+    return calls
+
+
+def report_figures(*args: Any, **kwargs: Any) -> dict[str, Path]:
+    """:func:`report_plots`, drawn here and now; returns name -> PNG."""
+    return {(p := fn(*a)).stem: p for fn, a in report_plots(*args, **kwargs)}
