@@ -96,7 +96,15 @@ class Explainer:
         from cnnlab.data.transforms import build_eval_transform
         from cnnlab.predict import Predictor
 
-        self.predictor = predictor if isinstance(predictor, Predictor) else Predictor(predictor)
+        if not isinstance(predictor, Predictor):
+            from cnnlab.ensemble.folder import is_ensemble
+
+            if is_ensemble(predictor):
+                raise ConfigError(
+                    f"{predictor} is an ensemble: explain its member runs one at a time"
+                )
+            predictor = Predictor(predictor)
+        self.predictor = predictor
         if self.predictor.model is None:
             raise ConfigError("explanations need the torch backend, not onnx")
         self.method = method
