@@ -56,6 +56,17 @@ def write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
+def write_csv(path: str | Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """Atomically write dict rows as a UTF-8 CSV with a header (missing keys left empty)."""
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
 def write_npy(path: str | Path, array: Any, durable: bool = True) -> None:
     """Atomically write one NumPy array as ``.npy`` (no pickle)."""
     import numpy as np

@@ -17,6 +17,8 @@ from tests.conftest import folder_digest
 import cnnlab
 from cnnlab.ensemble.combine import average
 from cnnlab.ensemble.folder import build_ensemble
+from cnnlab.errors import ConfigError
+from cnnlab.explain.cam import Explainer
 from cnnlab.predict import Predictor
 
 from .conftest import ODD_CLASS
@@ -114,6 +116,8 @@ def test_predict_eval_and_load_accept_an_ensemble(members, tmp_path) -> None:
     shown = cli("predict", ens, images[0].parent, "--top-k", "2")
     assert shown.returncode == 0, shown.stderr
     assert "img_000.png" in shown.stdout
+    with pytest.raises(ConfigError, match="is an ensemble: explain its member runs"):
+        Explainer(ens)
     evaluated = cli("eval", ens)  # its own test split, predicted again from the images
     assert evaluated.returncode == 0, evaluated.stderr
     metrics = json.loads((ens / "eval-test" / "metrics.json").read_text(encoding="utf-8"))

@@ -8,8 +8,6 @@ prints it as one line.
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Any
 
@@ -64,14 +62,10 @@ def _rows(results: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 
 def _write_csv(path: Path, rows: list[dict[str, str]]) -> None:
-    from cnnlab.runs import atomic_write_text
+    from cnnlab.runs import write_csv
 
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=PREDICT_COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, buf.getvalue())
+    write_csv(path, rows, PREDICT_COLUMNS)
 
 
 def _print_table(rows: list[dict[str, str]]) -> None:

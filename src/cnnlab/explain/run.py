@@ -12,15 +12,12 @@ gets ``-2``, ``-3``...):
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Any
 
-from cnnlab.atomic import atomic_write_text
 from cnnlab.explain.cam import Explainer, Explanation, save_side_by_side
 from cnnlab.explain.layers import AUTO, LayerInfo, auto_layer, resolve_layer, trace_layers
-from cnnlab.runs import write_npy
+from cnnlab.runs import write_csv, write_npy
 
 DISPLAY_SIDE = 256  # px per panel of an overlay PNG (a 32-px image is unreadable at 1:1)
 CSV_COLUMNS = ["path", "label", "prob", "target", "target_prob", "layer", "method", "cam", "npy"]
@@ -47,14 +44,6 @@ def _stems(keys: list[str | int]) -> list[str]:
     return out
 
 
-def _write_index(path: Path, rows: list[dict[str, Any]]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
-
-
 def _write_cams(
     found: list[Explanation], stems: list[str], out: Path, layer: str, method: str
 ) -> list[dict[str, Any]]:
@@ -70,7 +59,7 @@ def _write_cams(
             "cam": f"{stem}.cam.png", "npy": f"{stem}.cam.npy",
         })  # fmt: skip
     if rows:
-        _write_index(out / "explain.csv", rows)
+        write_csv(out / "explain.csv", rows, CSV_COLUMNS)
     return rows
 
 
