@@ -201,6 +201,8 @@ class EvalConfig(_Section):
     ece_bins: int = Field(15, ge=2)  # bins of the calibration error and reliability diagram
     worst_mistakes: int = Field(16, ge=0)  # images in the gallery of worst mistakes
     plot_processes: int = Field(0, ge=0, le=2)  # processes drawing plots; 0: 2 if a core is free
+    explain: bool = True  # report: Grad-CAM galleries and a 2-D embedding (docs/explain.md)
+    embedding: Literal["pca", "tsne"] = "pca"  # projection of that embedding; tsne is slower
 
 
 class TrackConfig(_Section):

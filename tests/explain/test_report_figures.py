@@ -45,3 +45,18 @@ def test_report_figures_on_a_run(tmp_path) -> None:
     expected = {"test_embedding"} | ({"test_gradcam_mistakes"} if wrong else set())
     assert expected <= set(out) and all(path.stat().st_size > 1000 for path in out.values())
     assert "test_embedding" not in report_figures(p, x, y, probs, tmp_path, "t", [], "none")
+
+
+def test_run_reports_show_cams_and_embedding_unless_turned_off(tiny_folder, tmp_path) -> None:
+    import cnnlab
+
+    common = {"epochs": 1, "runs_dir": tmp_path / "runs", "batch_size": 16}
+    run = cnnlab.train(tiny_folder, **common)
+    plots = {p.stem for p in (run.path / "plots").glob("*.png")}
+    assert "test_embedding" in plots and plots & {"test_gradcam_mistakes", "test_gradcam_correct"}
+    html = (run.path / "report.html").read_text(encoding="utf-8")
+    assert "test_embedding" in html and "test_gradcam_" in html
+    off = cnnlab.train(tiny_folder, eval__explain=False, **common)
+    assert not any(
+        "gradcam" in p.name or "embedding" in p.name for p in (off.path / "plots").iterdir()
+    )

@@ -123,6 +123,9 @@ def finalize(
             worst=cfg.eval.worst_mistakes,
             plots=plots,
         )
+        if split == "test" and cfg.eval.explain:
+            worst = [m["row"] for m in results[split]["worst_mistakes"]]
+            _explain_figures(predictor, x, y, probs, worst, run_dir, split, cfg.eval.embedding)
     write_json(run_dir / runs.DATA_REPORT, data.report())  # files gone since the scan, too
     run = Run(run_dir)
     rows = run.metrics()
@@ -153,6 +156,31 @@ def finalize(
     write_json(run_dir / runs.SUMMARY, summary)
     _report(run, cfg, summary, results, rows, card)
     return run
+
+
+def _explain_figures(
+    predictor: Any,
+    x: Any,
+    y: Any,
+    probs: Any,
+    worst: list[int],
+    run_dir: Path,
+    split: str,
+    embedding: str,
+) -> None:
+    """Grad-CAM galleries and the embedding of ``split`` into plots/ (docs/explain.md).
+
+    A model the CAM cannot handle costs the report these figures, never the finished run.
+    """
+    from cnnlab.console import warn
+    from cnnlab.errors import CnnlabError
+    from cnnlab.explain.gallery import report_figures
+
+    try:
+        report_figures(predictor, x, y.numpy(), probs.numpy(), run_dir / runs.PLOTS, split,
+                       worst, embedding)  # fmt: skip
+    except CnnlabError as exc:
+        warn(f"report: no Grad-CAM gallery or embedding ({exc})")
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
