@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import platform
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from cnnlab import __version__, runs
 from cnnlab.config import Config, save_config
-from cnnlab.engine.loop import Outcome
-from cnnlab.engine.setup import DataBundle, ModelBundle
 from cnnlab.runs import Run, write_json
+
+if TYPE_CHECKING:  # annotations only: `cnnlab ensemble` reads _headline without lightning
+    from cnnlab.engine.loop import Outcome
+    from cnnlab.engine.setup import DataBundle, ModelBundle
 
 
 def write_run_inputs(run_dir: Path, cfg: Config, data: DataBundle) -> None:
