@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import folder_digest
 
 import cnnlab
-from cnnlab.ensemble.combine import average
+from cnnlab.ensemble.combine import average, hard_vote
 from cnnlab.ensemble.folder import build_ensemble
 from cnnlab.errors import ConfigError
 from cnnlab.explain.cam import Explainer
@@ -96,6 +96,9 @@ def test_building_reuses_saved_probabilities(members, tmp_path, monkeypatch) -> 
     classes = json.loads((run.path / "classes.json").read_text(encoding="utf-8"))
     accuracy = np.mean([classes[i] == t for i, t in zip(expected.argmax(1), y_true, strict=True)])
     assert run.summary["metrics"]["test"]["accuracy"] == pytest.approx(accuracy)
+    hard = build_ensemble([members["a"], members["b"]], method="hard", out=tmp_path / "hard")
+    votes = hard_vote(np.stack([_probs(members[k], "test") for k in ("a", "b")]))
+    np.testing.assert_allclose(_probs(hard.path, "test"), votes, atol=1e-6)
 
 
 def test_predict_eval_and_load_accept_an_ensemble(members, tmp_path) -> None:
