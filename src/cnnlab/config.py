@@ -65,6 +65,7 @@ class DataConfig(_Section):
     split_seed: int = 42  # seeds the train/val/test split (never changed by train.seed)
     split_file: str | None = None  # a split.csv from an earlier run: reuse it exactly
     drop_small_classes: bool = False  # drop classes too small to split instead of failing
+    exclude: str | None = None  # CSV with a path column (e.g. issues.csv): files left out
     min_image_side: int = Field(4, ge=1)  # images smaller than this (px) are skipped "too small"
     max_pixels: int = Field(89_478_485, ge=1)  # decompression-bomb guard (Pillow's default)
     max_file_mb: float = Field(256.0, gt=0.0)  # larger files (MiB) are skipped, never read

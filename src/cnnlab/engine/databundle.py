@@ -129,6 +129,10 @@ def prepare_data(
             f"{split.new_files} file(s) in the folder are not in {split_path} and are left "
             "out, so this run sees exactly the images of the runs it is compared with"
         )
+    if data.exclude:
+        from cnnlab.data.exclude import exclude_from_split
+
+        split = exclude_from_split(split, data.exclude)
     img_size, resize, channels = resolve_geometry(data, default_img_size)
     root = Path(scan.root)
     sha = {r.path: r.sha1 for r in scan.records}
