@@ -44,15 +44,19 @@ def _leaves(rel: str) -> bool:
     return norm == ".." or norm.startswith("../")
 
 
-def read_manifest(path: Path, allow_outside: bool = False) -> Found:
+def read_manifest(path: Path, allow_outside: bool = False, root: Path | None = None) -> Found:
     """Parse a CSV manifest; every unusable row is collected as a blocking problem.
+
+    ``root``: the folder the paths are relative to when it is not the manifest's own (a
+    ``clean.csv`` that names its dataset, see :func:`cnnlab.data.issues_index.manifest_root`).
 
     Raises:
         DataError: the file cannot be read, has no ``path,label`` header, or lists nothing.
     """
     rows, ip, il, isp = _header(path)
     found = Found(layout="csv")
-    root_real = os.path.realpath(path.parent)
+    base = root or path.parent
+    root_real = os.path.realpath(base)
     seen: set[str] = set()
     for n, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
@@ -86,7 +90,7 @@ def read_manifest(path: Path, allow_outside: bool = False) -> Found:
             )
             continue
         seen.add(rel)
-        _add(found, path.parent, root_real, rel, nfc(label), split_text, allow_outside)
+        _add(found, base, root_real, rel, nfc(label), split_text, allow_outside)
     _check_split_column(found, path)
     if not found.candidates and not found.problems and not found.skipped:
         raise DataError(f"{path}: the manifest lists no image files; {LAYOUT_HELP}")

@@ -32,6 +32,7 @@ from cnnlab.data.image import (
     DEFAULT_MIN_SIDE,
     inspect_files,
 )
+from cnnlab.data.issues_index import manifest_root
 from cnnlab.data.manifest import read_manifest
 from cnnlab.data.parallel import map_chunks
 from cnnlab.data.problems import Problem, raise_blocking
@@ -122,8 +123,8 @@ def scan_dataset(
         if root.suffix.lower() != ".csv":
             raise DataError(f"{root}: is a file, not a dataset folder; {LAYOUT_HELP}")
         manifest = root.resolve()
-        root = manifest.parent
-        found = read_manifest(manifest, allow_outside_paths)
+        root = manifest_root(manifest)  # its folder, or the dataset a cnnlab clean.csv names
+        found = read_manifest(manifest, allow_outside_paths, root=root)
     else:
         root = root.resolve()
         found = walk_folder(root)
