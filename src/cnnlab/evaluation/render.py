@@ -26,12 +26,15 @@ th{background:#f3f5f9}tr:nth-child(even) td{background:#fafafa}
 pre{background:#f6f8fa;padding:.8em;overflow-x:auto;font-size:.85em}
 figure{margin:1em 0}img{max-width:100%;border:1px solid #eee}
 figcaption{color:#666;font-size:.9em}.note{color:#666}
+.gallery{display:flex;flex-wrap:wrap;gap:.6em}.gallery figure{width:150px;margin:0}
+.gallery figcaption{white-space:pre-line;font-size:.78em;overflow-wrap:anywhere}
 """
 
 
 @dataclass
 class Block:
-    """One piece of a section: ``p`` (text), ``table``, ``pre`` (text) or ``img`` (a PNG)."""
+    """One piece of a section: ``p`` (text), ``table``, ``pre`` (text), ``img`` (a PNG file)
+    or ``gallery`` (``rows`` of ``[PNG or JPEG bytes, caption]``: pictures with captions)."""
 
     kind: str
     text: str = ""
@@ -83,6 +86,8 @@ def _html_block(block: Block) -> str:
             f'<figure><img alt="{name}" src="data:image/png;base64,{data}">'
             f"<figcaption>{name}</figcaption></figure>"
         )
+    if block.kind == "gallery":
+        return _html_gallery(block.rows)
     head = "".join(f"<th>{html.escape(h)}</th>" for h in block.headers)
     body = "".join(
         "<tr>" + "".join(f"<td>{_html_cell(v)}</td>" for v in row) + "</tr>"
@@ -91,6 +96,19 @@ def _html_block(block: Block) -> str:
     more = len(block.rows) - _MAX_ROWS
     tail = f'<p class="note">… and {more} more rows</p>' if more > 0 else ""
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{tail}"
+
+
+def _html_gallery(items: list[list[Any]]) -> str:
+    cards = []
+    for picture, caption in items[:_MAX_ROWS]:
+        mime = "image/png" if picture[:4] == b"\x89PNG" else "image/jpeg"
+        data = base64.b64encode(picture).decode("ascii")
+        text = html.escape(str(caption))
+        cards.append(
+            f'<figure><img alt="{text}" src="data:{mime};base64,{data}">'
+            f"<figcaption>{text}</figcaption></figure>"
+        )
+    return f'<div class="gallery">{"".join(cards)}</div>'
 
 
 def render_html(title: str, sections: list[Section]) -> str:
@@ -126,6 +144,8 @@ def _md_block(block: Block, folder: Path) -> str:
         except ValueError:
             target = block.path.as_posix()
         return f"![{block.text}]({target})"
+    if block.kind == "gallery":  # the pictures are in the HTML; Markdown lists the captions
+        return "\n".join("- " + _md_cell(caption) for _, caption in block.rows[:_MAX_ROWS])
     lines = ["| " + " | ".join(block.headers) + " |", "|" + "---|" * len(block.headers)]
     lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in block.rows[:_MAX_ROWS]]
     return "\n".join(lines)
