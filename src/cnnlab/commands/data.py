@@ -107,3 +107,35 @@ def demo(
         raise typer.BadParameter(f"unknown demo {kind!r}; use digits or shapes", param_hint="KIND")
     root = write_digits(outdir) if kind == "digits" else write_shapes(outdir)
     info(f"demo dataset '{kind}' in {root}")
+
+
+@app.command()
+def issues(
+    data: str = typer.Argument(..., help="dataset folder (ROOT/<class>/*) or CSV manifest"),
+    overrides: list[str] = typer.Argument(None, help="config overrides KEY=VALUE"),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="model behind the probabilities [efficientnet_lite0 or cnn]"
+    ),
+    folds: int = typer.Option(5, "--folds", "-k", help="K of the K-fold cross-validation"),
+    epochs: int | None = typer.Option(None, "--epochs", help="epochs per fold (trained models)"),
+    out: Path | None = typer.Option(None, "--out", help="output folder [./data_issues/<name>]"),
+    fix: str = typer.Option("drop", "--fix", help="clean.csv: drop or relabel label issues"),
+) -> None:
+    """Find mislabelled images, near duplicates, outliers and blank/dark/blurry images.
+
+    Out-of-sample probabilities come from K-fold cross-validation (by default a logistic
+    regression on pretrained efficientnet_lite0 features); cleanlab finds the label issues.
+    Writes issues.csv, issues.html and clean.csv (a manifest to train on). The dataset folder
+    itself is only read.
+
+    Example: cnnlab data issues data/flowers --out issues/flowers --fix relabel
+    """
+    from cnnlab.cleaning import find_issues, issues_config
+    from cnnlab.console import result as show
+
+    cfg = issues_config(data, model=model, epochs=epochs, overrides=overrides or [])
+    result = find_issues(cfg, folds=folds, out_dir=out, fix=fix)
+    found = ", ".join(f"{n} {kind}" for kind, n in result.counts.items())
+    show(f"found: {found} ({result.seconds:.1f} s, {result.method})")
+    show(f"gallery: {result.files['issues_html']}")
+    show(f"train on the cleaned list: cnnlab train {result.files['clean_csv']}")

@@ -88,16 +88,30 @@ def thumb_stats(paths: list[str], root: str) -> list[dict[str, Any]]:
         except ImageLoadError as exc:
             out.append({"error": exc.reason})
             continue
-        arr = to_array(img, THUMB).reshape(-1, 3).astype(np.float64) / 255.0
+        thumb = to_array(img, THUMB).astype(np.float64) / 255.0
+        arr = thumb.reshape(-1, 3)
         out.append(
             {
                 "phash": str(imagehash.phash(img)),
                 "sum": arr.sum(0).tolist(),
                 "sq": (arr**2).sum(0).tolist(),
                 "n": len(arr),
+                "grey": grey_stats(thumb),
             }
         )
     return out
+
+
+def grey_stats(thumb: np.ndarray) -> list[float]:
+    """``[mean, std, Laplacian variance]`` of a 0..1 RGB thumbnail's grey (Rec. 601) image.
+
+    The Laplacian's variance measures fine detail: it collapses when an image is blurred.
+    ``cnnlab data issues`` flags almost blank, very dark and very blurry images with these.
+    """
+    from scipy import ndimage
+
+    grey = thumb @ np.array([0.299, 0.587, 0.114])
+    return [float(grey.mean()), float(grey.std()), float(ndimage.laplace(grey).var())]
 
 
 def near_duplicates(hashes: list[int], max_bits: int = NEAR_BITS) -> list[tuple[int, int, int]]:
@@ -150,6 +164,7 @@ def write_audit(
     returns the HTML path. Nothing is written inside the dataset folder."""
     from cnnlab.data.audit_html import class_chart, render_html, sample_grids
     from cnnlab.data.check import data_report
+    from cnnlab.data.issues_index import issues_summary
     from cnnlab.runs import atomic_write_text, write_json
 
     out = Path(out_dir)
@@ -157,6 +172,7 @@ def write_audit(
     doc = data_report(check)
     if near:
         doc["audit"] = {**doc["audit"], **_thumb_pass(check.scan, progress)}
+    doc["label_issues"] = issues_summary(check.scan, out)  # from an earlier `cnnlab data issues`
     write_json(out / "data_report.json", doc)
     chart = class_chart(doc["counts"], out / "classes.png")
     grids = sample_grids(check.scan, out / "samples")

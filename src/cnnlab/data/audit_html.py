@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import urllib.parse
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,6 +90,19 @@ def _problems(problems: list[dict[str, Any]]) -> str:
     return _table(rows, ["problem", "stops training", "details"])
 
 
+def _label_issues(found: dict[str, Any] | None) -> str:
+    """The line about an earlier ``cnnlab data issues``, or a hint to run it."""
+    if not found:
+        return "<p>Label issues: not checked yet (<code>cnnlab data issues DIR</code>)</p>"
+    stale = "" if found["current"] else " (the dataset has changed since; run it again)"
+    link = html.escape(urllib.parse.quote(found["link"], safe="/:"), quote=True)
+    return (
+        f"<p>Label issues: <b>{found['label_issues']}</b> suspected by "
+        f'<a href="{link}">cnnlab data issues</a> on {html.escape(str(found["created"]))}'
+        f"{stale}</p>"
+    )
+
+
 def render_html(doc: dict[str, Any], chart: Path, grids: dict[str, Path]) -> str:
     """One HTML page with every image embedded (it can be mailed or attached as is)."""
     s, audit = doc["image_stats"], doc["audit"]
@@ -100,6 +114,7 @@ def render_html(doc: dict[str, Any], chart: Path, grids: dict[str, Path]) -> str
         f"split {html.escape(str(doc['splits']))}</p>",
         f"<h2>Problems ({len(doc['problems'])})</h2>",
         _problems(doc["problems"]),
+        _label_issues(doc.get("label_issues")),
         "<h2>Classes</h2>",
         _table([[c, n] for c, n in doc["counts"].items()], ["class", "images"]),
         _img_tag(chart, "images per class"),
