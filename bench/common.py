@@ -312,3 +312,36 @@ def make_photo_dataset(n: int = 2000, classes: int = 10, seed: int = 0) -> Path:
 def count_images(root: Path) -> int:
     """Number of image files under root (for images/s figures)."""
     return sum(1 for p in root.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
+
+
+def write_mislabelled(
+    root: Path,
+    classes: Sequence[str],
+    per_class: int,
+    draw: Callable[[int, np.random.Generator, int], Image.Image],
+    fraction: float = 0.05,
+    sizes: Sequence[int] = (32,),
+    seed: int = 0,
+) -> dict[str, str]:
+    """Write ``root/<class>/*.png`` drawn by ``draw(label, rng, size)``, with ``fraction`` of
+    the images saved in a wrong class folder (a known label noise to score detectors against).
+
+    Returns:
+        The moved files: path relative to ``root`` -> the class the image really shows.
+    """
+    rng = np.random.default_rng(seed)
+    total = per_class * len(classes)
+    moved_ids = set(rng.choice(total, size=round(total * fraction), replace=False).tolist())
+    moved: dict[str, str] = {}
+    for c, name in enumerate(classes):
+        for i in range(per_class):
+            img = draw(c, rng, sizes[i % len(sizes)])
+            folder = name
+            if c * per_class + i in moved_ids:  # a wrong class, never the true one
+                folder = classes[(c + 1 + int(rng.integers(0, len(classes) - 1))) % len(classes)]
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            rel = f"{folder}/{name}_{i:04d}.png"
+            img.save(root / rel)
+            if folder != name:
+                moved[rel] = name
+    return moved
