@@ -111,14 +111,14 @@ def demo(
 
 @app.command()
 def issues(
-    data: str = typer.Argument(..., help="dataset folder (ROOT/<class>/*) or CSV manifest"),
+    data: str = typer.Argument(..., help="dataset folder (ROOT/CLASS/*) or CSV manifest"),
     overrides: list[str] = typer.Argument(None, help="config overrides KEY=VALUE"),
     model: str | None = typer.Option(
         None, "--model", "-m", help="model behind the probabilities [efficientnet_lite0 or cnn]"
     ),
     folds: int = typer.Option(5, "--folds", "-k", help="K of the K-fold cross-validation"),
     epochs: int | None = typer.Option(None, "--epochs", help="epochs per fold (trained models)"),
-    out: Path | None = typer.Option(None, "--out", help="output folder [./data_issues/<name>]"),
+    out: Path | None = typer.Option(None, "--out", help="output folder [./data_issues/NAME]"),
     fix: str = typer.Option("drop", "--fix", help="clean.csv: drop or relabel label issues"),
 ) -> None:
     """Find mislabelled images, near duplicates, outliers and blank/dark/blurry images.
