@@ -60,26 +60,37 @@ def style() -> Iterator[None]:
         yield
 
 
-def new_figure(width: float, height: float) -> Any:
-    """A figure of ``width`` x ``height`` inches with no layout engine, on an Agg canvas."""
+def new_figure(width: float, height: float, layout: str | None = None) -> Any:
+    """A figure of ``width`` x ``height`` inches on an Agg canvas.
+
+    ``layout``: None (the run report's plots: fixed geometry, cheapest) or a matplotlib layout
+    engine such as ``"constrained"`` for figures whose content varies too much to lay out by
+    hand (study and explanation figures).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height))
+    fig = Figure(figsize=(width, height), layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
 
 def save_png(
-    fig: Any, path: str | Path, dpi: int = 100, meta: dict[str, str] | None = None
+    fig: Any,
+    path: str | Path,
+    dpi: int = 100,
+    meta: dict[str, str] | None = None,
+    tight: bool = False,
 ) -> Path:
-    """Write the figure as it was laid out (no cropping) and return the path.
+    """Write the figure as it was laid out and return the path.
 
-    ``meta`` lands in the PNG's text chunks (what a plot marks, readable by tools and tests).
+    ``meta`` lands in the PNG's text chunks (what a plot marks, readable by tools and tests);
+    ``tight`` crops to the drawn content (a second layout pass: slower, for free-form figures).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, format="png", pil_kwargs=dict(_PNG), metadata=meta or None)
+    crop = {"bbox_inches": "tight", "pad_inches": 0.1} if tight else {}
+    fig.savefig(path, dpi=dpi, format="png", pil_kwargs=dict(_PNG), metadata=meta or None, **crop)
     return path
 
 

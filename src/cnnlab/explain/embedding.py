@@ -62,17 +62,17 @@ def plot_embedding(
 ) -> Path:
     """Scatter of ``feats`` projected to 2-D (``pca`` or ``tsne``) by true class; mistakes
     as crosses in their true class's colour."""
-    from cnnlab.evaluation.plots import _figure, _save, _short, _style
+    from cnnlab.evaluation.figure import new_figure, save_png, short, style
 
     xy, used = project(feats, method)
     wrong = pred != y
-    with _style():
-        fig = _figure(7.0, 5.5)
+    with style():
+        fig = new_figure(7.0, 5.5, layout="constrained")
         ax = fig.subplots()
         cmap = _colours(len(classes))
         for k, name in enumerate(classes):
             ok, bad = (y == k) & ~wrong, (y == k) & wrong
-            ax.scatter(*xy[ok].T, s=10, color=cmap[k], label=_short(name, 20), alpha=0.8)
+            ax.scatter(*xy[ok].T, s=10, color=cmap[k], label=short(name, 20), alpha=0.8)
             ax.scatter(*xy[bad].T, s=36, color=cmap[k], marker="x", linewidths=1.4)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -83,7 +83,7 @@ def plot_embedding(
         )
         if len(classes) <= 20:
             ax.legend(fontsize=7, markerscale=1.5, loc="best", frameon=False)
-        return _save(fig, path)
+        return save_png(fig, path, tight=True)
 
 
 def _colours(k: int) -> list[Any]:

@@ -48,7 +48,7 @@ def plot_cam_gallery(
     images: np.ndarray, cams: np.ndarray, captions: Sequence[str], path: str | Path, title: str
 ) -> Path:
     """Overlays ``(N, H, W, C)`` + maps in a grid with a caption above each tile, one PNG."""
-    from cnnlab.evaluation.plots import _figure, _save, _style
+    from cnnlab.evaluation.figure import new_figure, save_png, style
 
     tiles = _tiles(images, cams)
     n = len(tiles)
@@ -60,8 +60,10 @@ def plot_cam_gallery(
         r, c = divmod(i, cols)
         canvas[r * cell_h + _CAPTION : (r + 1) * cell_h, c * cell_w : c * cell_w + TILE] = tile
     dpi = 100
-    with _style():
-        fig = _figure(canvas.shape[1] / dpi * 1.6, canvas.shape[0] / dpi * 1.6 + 0.3)
+    with style():
+        fig = new_figure(
+            canvas.shape[1] / dpi * 1.6, canvas.shape[0] / dpi * 1.6 + 0.3, layout="constrained"
+        )
         ax = fig.subplots()
         ax.imshow(canvas, interpolation="nearest")
         ax.axis("off")
@@ -69,7 +71,7 @@ def plot_cam_gallery(
             r, c = divmod(i, cols)
             ax.text(c * cell_w, r * cell_h + _CAPTION - 3, text, fontsize=6, va="bottom")
         ax.set_title(title, fontsize=9)
-        return _save(fig, path, dpi=dpi)
+        return save_png(fig, path, dpi=dpi, tight=True)
 
 
 def _short(name: str) -> str:

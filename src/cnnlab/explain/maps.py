@@ -66,17 +66,19 @@ def mosaic(panels: np.ndarray, gap: int = 1) -> np.ndarray:
 
 
 def _plot_mosaic(grid: np.ndarray, path: str | Path, title: str, cmap: str | None) -> Path:
-    from cnnlab.evaluation.plots import _figure, _save, _style
+    from cnnlab.evaluation.figure import new_figure, save_png, style
 
     side = 6.0 * grid.shape[1] / max(grid.shape)  # inches: the longer side 6 in
-    with _style():
-        fig = _figure(max(side, 3.0), 6.0 * grid.shape[0] / max(grid.shape) + 0.4)
+    with style():
+        fig = new_figure(
+            max(side, 3.0), 6.0 * grid.shape[0] / max(grid.shape) + 0.4, layout="constrained"
+        )
         ax = fig.subplots()
         ax.axis("off")
         shown = np.nan_to_num(grid, nan=1.0) if grid.ndim == 3 else grid
         ax.imshow(shown, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(title, fontsize=9)
-        return _save(fig, path)
+        return save_png(fig, path, tight=True)
 
 
 def plot_feature_maps(acts: np.ndarray, path: str | Path, title: str) -> Path:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.evaluation.plots import _figure, _save, _short, _style
+from cnnlab.evaluation.figure import new_figure, save_png, short, style
 
 
 def _colour(i: int, n: int) -> Any:
@@ -26,8 +26,8 @@ def _colour(i: int, n: int) -> Any:
 def plot_accuracy_bars(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """Mean test accuracy per cell, best at the top, error bars = 95% CI over seeds."""
     k = len(rows)
-    with _style():
-        fig = _figure(8, min(max(2.5, 0.8 + 0.4 * k), 30.0))
+    with style():
+        fig = new_figure(8, min(max(2.5, 0.8 + 0.4 * k), 30.0), layout="constrained")
         ax = fig.add_subplot()
         ypos = np.arange(k)
         means = np.array([r["test_accuracy_mean"] for r in rows], dtype=float)
@@ -35,20 +35,20 @@ def plot_accuracy_bars(rows: Sequence[dict[str, Any]], path: str | Path) -> Path
         high = np.array([r["test_accuracy_ci_high"] for r in rows], dtype=float)
         err = np.nan_to_num(np.vstack([means - low, high - means]), nan=0.0)
         ax.barh(ypos, np.nan_to_num(means), xerr=err, color="#4c72b0", capsize=3)
-        labels = [f"{_short(r['label'], 40)} (n={r['n']})" for r in rows]
+        labels = [f"{short(r['label'], 40)} (n={r['n']})" for r in rows]
         ax.set_yticks(ypos, labels)
         ax.invert_yaxis()
         ax.set(xlim=(0, 1), xlabel="test accuracy (mean over seeds, 95% CI)")
         ax.grid(axis="x", alpha=0.3)
-        return _save(fig, path)
+        return save_png(fig, path, tight=True)
 
 
 def plot_cell_curves(
     curves: dict[str, list[np.ndarray]], path: str | Path, key: str = "val/accuracy"
 ) -> Path:
     """One line per cell: the mean of ``key`` per epoch over seeds, with a +-1 std band."""
-    with _style():
-        fig = _figure(8, 4.5)
+    with style():
+        fig = new_figure(8, 4.5, layout="constrained")
         ax = fig.add_subplot()
         for i, (label, series) in enumerate(curves.items()):
             longest = max((len(s) for s in series), default=0)
@@ -61,33 +61,33 @@ def plot_cell_curves(
                 mean, std = np.nanmean(grid, axis=0), np.nanstd(grid, axis=0)
             epochs = np.arange(1, longest + 1)
             colour = _colour(i, len(curves))
-            ax.plot(epochs, mean, color=colour, label=_short(label, 40), marker=".")
+            ax.plot(epochs, mean, color=colour, label=short(label, 40), marker=".")
             ax.fill_between(epochs, mean - std, mean + std, color=colour, alpha=0.2)
         ax.set(xlabel="epoch", ylabel=key, title=f"{key}: mean over seeds, band = +-1 std")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
-        return _save(fig, path)
+        return save_png(fig, path, tight=True)
 
 
 def plot_tradeoff(
     rows: Sequence[dict[str, Any]], x_key: str, path: str | Path, xlabel: str, log: bool
 ) -> Path:
     """Test accuracy against a cost (parameters, training time), one labelled point per cell."""
-    with _style():
-        fig = _figure(7, 4.5)
+    with style():
+        fig = new_figure(7, 4.5, layout="constrained")
         ax = fig.add_subplot()
         for i, r in enumerate(rows):
             x, y = r.get(x_key), r["test_accuracy_mean"]
             if x in (None, "") or math.isnan(float(x)) or math.isnan(y):
                 continue
             ax.scatter([float(x)], [y], color=_colour(i, len(rows)), s=40)
-            ax.annotate(_short(r["label"], 28), (float(x), y), fontsize=7, xytext=(4, 3),
+            ax.annotate(short(r["label"], 28), (float(x), y), fontsize=7, xytext=(4, 3),
                         textcoords="offset points")  # fmt: skip
         if log:
             ax.set_xscale("log")
         ax.set(xlabel=xlabel, ylabel="test accuracy (mean)")
         ax.grid(alpha=0.3)
-        return _save(fig, path)
+        return save_png(fig, path, tight=True)
 
 
 def plot_f1_heatmap(
@@ -95,18 +95,22 @@ def plot_f1_heatmap(
 ) -> Path:
     """Per-class F1 (mean over seeds) of every cell: rows are cells, columns classes."""
     n, k = matrix.shape
-    with _style():
-        fig = _figure(min(max(5.0, 2.5 + 0.35 * k), 30.0), min(max(2.5, 1.0 + 0.4 * n), 30.0))
+    with style():
+        fig = new_figure(
+            min(max(5.0, 2.5 + 0.35 * k), 30.0),
+            min(max(2.5, 1.0 + 0.4 * n), 30.0),
+            layout="constrained",
+        )
         ax = fig.add_subplot()
         image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
         fig.colorbar(image, ax=ax, shrink=0.8, label="F1")
         step = max(1, math.ceil(k / 60))
         ticks = np.arange(0, k, step)
-        ax.set_xticks(ticks, [_short(classes[i]) for i in ticks], rotation=90, fontsize=7)
-        ax.set_yticks(np.arange(n), [_short(c, 40) for c in cells], fontsize=7)
+        ax.set_xticks(ticks, [short(classes[i]) for i in ticks], rotation=90, fontsize=7)
+        ax.set_yticks(np.arange(n), [short(c, 40) for c in cells], fontsize=7)
         if n * k <= 400:
             for (i, j), v in np.ndenumerate(matrix):
                 colour = "black" if v > 0.6 else "white"
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color=colour)
         ax.set(title="F1 per class and cell (mean over seeds)")
-        return _save(fig, path)
+        return save_png(fig, path, tight=True)
