@@ -3,7 +3,7 @@
 Example:
     >>> model = create_model("cnn", num_classes=10)
     >>> model.num_features, model.default_img_size
-    (256, 32)
+    (128, 32)
 """
 
 from __future__ import annotations
