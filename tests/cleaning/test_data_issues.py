@@ -208,10 +208,10 @@ def test_exclude_list_must_match_the_dataset(tmp_path: Path) -> None:
     other.write_text("path,kind\nnot/here.png,label\n")
     cfg = load_config(overrides=[f"data.root={root}", f"data.exclude={other}"])
     with pytest.raises(DataError, match="none of its 1 paths"):
-        prepare_data(cfg.data, 0, 32)
+        prepare_data(cfg.data, 32)
     other.write_text("file\nclass_0/img_000.png\n")
     with pytest.raises(DataError, match="'path' column"):
-        prepare_data(cfg.data, 0, 32)
+        prepare_data(cfg.data, 32)
 
 
 def test_issues_index_survives_a_damaged_file(tmp_path: Path, monkeypatch) -> None:

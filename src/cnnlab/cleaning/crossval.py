@@ -89,15 +89,16 @@ def features_probs(cfg: Config, data: DataBundle, folds: int) -> OutOfSample:
     import torch
     from threadpoolctl import threadpool_limits
 
+    from cnnlab.engine.databundle import decode_all
     from cnnlab.engine.features import compute_features, fit_sklearn_head
     from cnnlab.engine.loop import feature_key
-    from cnnlab.engine.setup import build_model, materialize
+    from cnnlab.engine.setup import build_model
 
     mb = build_model(cfg.model, len(data.classes), data.channels, data.img_size)
     backbone, transform = _feature_pass(mb, data, cfg.train)
     feats = compute_features(
         backbone,
-        materialize(data.images),
+        decode_all(data.images),
         transform,
         max(cfg.train.batch_size, 128),
         cache_key=feature_key(mb, data, "all", 1),
@@ -135,11 +136,11 @@ def _inner_split(labels: np.ndarray, train: np.ndarray, seed: int) -> tuple[np.n
 
 def _fold_probs(cfg: Config, fold: DataBundle, work: Path) -> torch.Tensor:
     """Train one fold's model with the engine, then predict its test part via a Predictor."""
-    from cnnlab.engine.checkpoint import save_weights
     from cnnlab.engine.finalize import model_card
     from cnnlab.engine.loop import train_full
     from cnnlab.engine.setup import build_model, channel_stats
     from cnnlab.engine.trainer import seed_everything
+    from cnnlab.models.state import save_weights
     from cnnlab.predict import Predictor
     from cnnlab.runs import CLASSES, MODEL_CARD, WEIGHTS, write_json
 

@@ -103,10 +103,10 @@ def _thumb(data: DataBundle, index: dict[str, int], path: str) -> Any:
     """The cached uint8 pixels of one image as a PIL thumbnail."""
     from PIL import Image
 
-    from cnnlab.engine.setup import materialize
+    from cnnlab.engine.databundle import decode_all
 
     i = index[path]
-    arr = materialize(data.images[i : i + 1])[0].permute(1, 2, 0).numpy()
+    arr = decode_all(data.images[i : i + 1])[0].permute(1, 2, 0).numpy()
     if arr.shape[2] == 1:
         arr = arr[:, :, 0]
     img = Image.fromarray(np.ascontiguousarray(arr))

@@ -102,7 +102,7 @@ def _prepare(cfg: Config, features: bool) -> DataBundle:
         side = int(min(stats["width"]["median"], stats["height"]["median"]))
         side = max(FEATURE_SIDES[0], min(side, FEATURE_SIDES[1], default))
         data_cfg = data_cfg.model_copy(update={"img_size": side})
-    return prepare_data(data_cfg, cfg.train.seed, default)
+    return prepare_data(data_cfg, default)
 
 
 def _detect(data: DataBundle, oos: OutOfSample, thumbs: list[dict[str, Any]]) -> list[Issue]:

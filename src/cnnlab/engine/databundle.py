@@ -81,6 +81,26 @@ class DataBundle:
         return data_report(self.check, splits, self.skipped_at_load)
 
 
+def decode_all(images: Any) -> torch.Tensor:
+    """Every image as a uint8 tensor (a tensor passes through; ``LazyImages`` are decoded).
+
+    For callers that need all rows aligned with the scan (``data issues``): a file gone or
+    damaged since the scan is an error naming it, never a silent shift of the rows.
+
+    Raises:
+        DataError: an image can no longer be read.
+    """
+    if isinstance(images, torch.Tensor):
+        return images
+    x, _, failed = decode_lazy(images)
+    if failed:
+        raise DataError(
+            f"{len(failed)} image(s) changed since the scan, e.g. {failed[0].path} "
+            f"({failed[0].reason}); run the command again"
+        )
+    return x
+
+
 def decode_lazy(images: Any) -> tuple[torch.Tensor, list[int], list[Any]]:
     """Decode ``LazyImages`` (cache=off): the images that still load, their positions, and
     a ``Skipped`` for each file gone or damaged since the scan."""

@@ -69,6 +69,7 @@ def _summary(members: list[Member], weights: np.ndarray, method: str, metrics: d
     return {
         "metrics": {s: _headline(v) for s, v in metrics.items()},
         "best_epoch": None,
+        "monitor": None,  # no training of its own: nothing picked a best epoch
         "epochs_run": None,
         "stopped_early": False,
         "stopped_by_time_budget": False,
@@ -78,6 +79,8 @@ def _summary(members: list[Member], weights: np.ndarray, method: str, metrics: d
         "num_classes": len(members[0].classes),
         "precision": None,
         "lr": None,
+        "batch_size": None,
+        "freeze_bn_stats": None,
         "tta": None,
         "params": {"total": params},
         "images": first.get("images"),

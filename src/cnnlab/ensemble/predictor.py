@@ -71,9 +71,10 @@ class EnsemblePredictor:
         return items, combine(np.stack(stacks), self.weights, self.method)
 
     def predict(
-        self, inputs: Any, top_k: int = 5, tta: bool = False, batch_size: int = 64
+        self, inputs: Any, top_k: int = 5, tta: bool | None = None, batch_size: int = 64
     ) -> list[dict[str, Any]]:
-        """Same output as :meth:`cnnlab.predict.Predictor.predict`."""
+        """Same output and the same default as :meth:`cnnlab.predict.Predictor.predict`: with
+        ``tta=None`` every member uses its own run's test-time augmentation, as its report did."""
         items, probs = self.predict_proba(inputs, tta=tta, batch_size=batch_size)
         k = max(1, min(top_k, len(self.classes)))
         results, row = [], 0
@@ -141,7 +142,7 @@ def evaluate_ensemble(
     load = ens.members[0].load  # decodes only the gallery's few mistakes
     images = LazyImages(lambda i: load(root / paths[i]))
     metrics = E.evaluate_predictions(labels, probs, ens.classes, out, images=images, paths=paths)
-    E._write_predictions(
+    E.write_predictions(
         out / "predictions.csv", paths, labels, torch.from_numpy(probs), ens.classes
     )
     summary = {"source": source, "images": len(paths), "skipped_files": len(skipped)}

@@ -45,14 +45,12 @@ def evaluate_splits(
     """predictions/{split}.csv + {split}_probs.npy, metrics and plots of the ensemble."""
     import torch
 
-    from cnnlab.evaluation.evaluate import _write_predictions, evaluate_predictions
+    from cnnlab.evaluation.evaluate import evaluate_predictions, write_predictions
 
     classes = members[0].classes
     table = path / runs.PREDICTIONS / f"{split}.csv"
     table.parent.mkdir(exist_ok=True)
-    _write_predictions(
-        table, scores.paths, scores.labels.tolist(), torch.from_numpy(probs), classes
-    )
+    write_predictions(table, scores.paths, scores.labels.tolist(), torch.from_numpy(probs), classes)
     runs.write_npy(runs.probs_file(path, split), probs.astype(np.float32))
     return evaluate_predictions(
         scores.labels,
