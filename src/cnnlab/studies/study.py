@@ -18,6 +18,8 @@ from cnnlab.studies.folder import (
     COMPARISONS,
     HTML,
     RESULTS,
+    RUNS,
+    STUDY_YAML,
     TABLE,
     create_folder,
     load_plan,
@@ -228,20 +230,45 @@ def resume_study(folder: str | Path, workers: int = 1, storage: str | None = Non
 
 def report_study(folder: str | Path) -> Study:
     """Rebuild results.csv, table.csv, comparisons.csv and study.html from the run folders."""
-    from cnnlab.studies.report import write_outputs
-    from cnnlab.studies.show import print_outputs
-
-    print_outputs(Path(folder), write_outputs(folder))
+    _report(Path(folder))
     return Study(folder)
 
 
+def _report(folder: Path) -> Any:
+    from cnnlab.studies.report import write_outputs
+    from cnnlab.studies.show import print_outputs
+
+    out = write_outputs(folder)
+    print_outputs(folder, out)
+    return out
+
+
 def _run_and_report(folder: Path, plan: Plan, storage: str | None, workers: int) -> Study:
+    from cnnlab import track
     from cnnlab.studies.runner import run_jobs
 
     if workers < 1:
         raise ConfigError(f"--workers {workers}: need at least 1")
-    run_jobs(folder, plan, storage, workers)
-    return report_study(folder)
+    # The cells' runs live in folder/runs, so their tracking store does too (as for any run).
+    cfg = plan.config(plan.cells[0], plan.seeds[0]).model_copy(
+        update={"runs_dir": str(folder / RUNS)}
+    )
+    with track.parent_run(cfg, "study", folder.resolve().name, plan.to_dict(), folder) as parent:
+        run_jobs(folder, plan, storage, workers)
+        _track_outputs(parent, folder, _report(folder))
+    return Study(folder)
+
+
+def _track_outputs(parent: Any, folder: Path, out: Any) -> None:
+    """The best cell's runs are tagged best; the study's tables and report go to the parent."""
+    from cnnlab.studies.compare import reference
+
+    best, _ = reference(out.table)
+    for record in out.records:
+        if best is not None and record.cell.id == best["cell"] and record.status == "done":
+            parent.tag_best(record.path)
+    files = [folder / name for name in (STUDY_YAML, TABLE, COMPARISONS, RESULTS, HTML)]
+    parent.log(files, {"cnnlab.best_cell": best["cell"]} if best is not None else None)
 
 
 def synthesized_command(plan: Plan) -> str:

@@ -6,7 +6,8 @@ at most one ``{"warn": text}``. Importing MLflow (seconds) and creating a new st
 here, at low CPU priority, never in the training process. When stdin closes (training ended,
 or its process exited) it finishes the commands it has, then exits.
 
-Commands: ``sync`` (run_dir, end), ``parent`` (parent, end), ``best`` (parent, run_dir).
+Commands: ``sync`` (run_dir, end), ``parent`` (parent, end, files, tags), ``best`` (parent,
+run_dir).
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ class Worker:
                 return  # retried once at the run's end, not every epoch
             sync_run(self.connect(), Path(run_dir), msg.get("end"))
         elif op == "parent":
-            self.connect().parent(msg["parent"], msg.get("end"))
+            files = [(Path(f), "") for f in msg.get("files") or []]
+            self.connect().parent(msg["parent"], msg.get("end"), files, msg.get("tags"))
+
         elif op == "best" and run_dir:
             tag_best(self.connect(), msg["parent"], Path(run_dir))
 

@@ -27,6 +27,7 @@ from cnnlab.track.target import Target, locked, read_state, resolve_target, writ
 
 DEBUG_ENV = "CNNLAB_TRACK_DEBUG"  # 1: the tracking process's own output reaches the console
 _SESSIONS: dict[Target, Session] = {}
+WORKER_FLUSH_S = 1800.0  # seconds a worker process waits at exit for its tracker, at most
 
 
 class Session:
@@ -139,6 +140,12 @@ def flush(timeout: float | None = None) -> bool:
 
 @atexit.register
 def _close_all() -> None:
+    from cnnlab.track.parents import PARENT_ENV
+
+    if os.environ.get(PARENT_ENV):
+        # A worker of a study or tune: the process that opened the parent tags and logs after
+        # its workers end, so a worker's runs must be in the store when it has ended.
+        flush(WORKER_FLUSH_S)
     for session in _SESSIONS.values():
         session.close()
 

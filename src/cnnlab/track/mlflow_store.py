@@ -99,13 +99,21 @@ class MlflowStore:
         run_id = self.find_run(uid)
         if run_id is not None:
             return run_id, False
+        db = local_db(self.target)
+        if db is None:
+            return self._create_run(uid, tags), True
+        with locked(db.with_suffix(".runs")):  # a study's workers each have a tracking process
+            run_id = self.find_run(uid)
+            return (run_id, False) if run_id is not None else (self._create_run(uid, tags), True)
+
+    def _create_run(self, uid: str, tags: dict[str, str]) -> str:
         run = self.client.create_run(
             self.experiment_id, tags={**tags, UID_TAG: uid}, run_name=tags.get("mlflow.runName")
         )
         run_id = run.info.run_id
         self.run_ids[uid] = run_id
         self.known[run_id] = _Known({}, {})
-        return run_id, True
+        return run_id
 
     def _steps(self, run_id: str, key: str) -> set[int]:
         known = self.known[run_id]
@@ -173,14 +181,24 @@ class MlflowStore:
         known.status = status
         return True
 
-    def parent(self, parent: dict[str, Any], status: str | None = None) -> str:
-        """Find or create a parent run (a study or a tune) and log its params."""
-        tags = {"mlflow.runName": parent["name"], "cnnlab.kind": parent["kind"]}
-        run_id, _ = self.ensure_run(parent["uid"], tags)
+    def parent(
+        self,
+        parent: dict[str, Any],
+        status: str | None = None,
+        files: list[tuple[Path, str]] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> str:
+        """Find or create a parent run (a study or a tune); log its params, files and tags."""
+        base = {"mlflow.runName": parent["name"], "cnnlab.kind": parent["kind"]}
+        run_id, _ = self.ensure_run(parent["uid"], base)
         if parent["uid"] not in self.parents:
             content = RunContent(Path("."), flatten(parent.get("params") or {}), {}, {}, {})
-            self.log_values(run_id, content, tags)
+            self.log_values(run_id, content, base)
             self.parents.add(parent["uid"])
+        if tags:
+            self._send(run_id, [], [], [RunTag(k, str(v)) for k, v in tags.items()])
+        if files:
+            self.log_files(run_id, files)
         if status:
             self.finish(run_id, status)
         return run_id

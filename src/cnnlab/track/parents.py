@@ -6,7 +6,7 @@ import contextvars
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,17 @@ class Parent:
             state["best"] = True  # so a later `cnnlab track log` tags it again
             write_state(run_dir, state)
         self.session.send("best", parent=self.info, run_dir=str(run_dir))
+
+    def log(self, files: Iterable[str | Path] = (), tags: dict[str, str] | None = None) -> None:
+        """Attach files (a study's table and report) and tags to the parent run.
+
+        Files are sent when missing or changed in size, so logging them again after a resumed
+        study replaces what changed and nothing else.
+        """
+        if self.info is None or self.session is None:
+            return
+        found = [str(Path(f).resolve()) for f in files if Path(f).is_file()]
+        self.session.send("parent", parent=self.info, files=found, tags=dict(tags or {}))
 
 
 _CURRENT: contextvars.ContextVar[Parent | None] = contextvars.ContextVar(
