@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from cnnlab.console import info, warn
-from cnnlab.track.target import Target, locked, read_state, resolve_target, write_state
+from cnnlab.track.target import (
+    DB_NAME,
+    Target,
+    local_db,
+    locked,
+    read_state,
+    resolve_target,
+    write_state,
+)
 
 DEBUG_ENV = "CNNLAB_TRACK_DEBUG"  # 1: the tracking process's own output reaches the console
 _SESSIONS: dict[Target, Session] = {}
@@ -123,9 +131,22 @@ def session_for(target: Target) -> Session:
     session = _SESSIONS.get(target)
     if session is None or (session.closed and session.proc.poll() is not None):
         session = _SESSIONS[target] = Session(target)
-        hint = "; browse with `cnnlab ui`" if target.uri.startswith("sqlite") else ""
-        info(f"tracking: MLflow {target.uri} (experiment {target.experiment}){hint}")
+        info(f"tracking: {_where(target)}")
     return session
+
+
+def _where(target: Target) -> str:
+    if target.backend == "wandb":
+        return (
+            f"W&B project {target.experiment}, offline in {target.uri}/wandb "
+            "(upload with `wandb sync`)"
+        )
+    db = local_db(target)
+    hint = ""
+    if db is not None and db.name == DB_NAME:  # `cnnlab ui --runs-dir` names the folder
+        where = "" if db.parent == Path("runs").resolve() else f" --runs-dir {db.parent}"
+        hint = f"; browse with `cnnlab ui{where}`"
+    return f"MLflow {target.uri} (experiment {target.experiment}){hint}"
 
 
 def flush(timeout: float | None = None) -> bool:
