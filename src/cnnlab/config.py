@@ -207,9 +207,9 @@ class EvalConfig(_Section):
 
 
 class TrackConfig(_Section):
-    backend: Literal["auto", "mlflow", "none"] = "auto"  # auto: mlflow, or $CNNLAB_TRACK if set
-    uri: str | None = None  # MLflow tracking URI; None: sqlite:///<runs_dir>/mlflow.db
-    experiment: str = "cnnlab"  # MLflow experiment the runs are logged under
+    backend: Literal["auto", "mlflow", "wandb", "none"] = "auto"  # auto: mlflow or $CNNLAB_TRACK
+    uri: str | None = None  # MLflow URI (None: sqlite:///<runs_dir>/mlflow.db); wandb: a folder
+    experiment: str = "cnnlab"  # MLflow experiment (W&B project) the runs are logged under
 
 
 class Config(_Section):

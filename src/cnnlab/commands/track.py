@@ -22,7 +22,7 @@ def log_command(
         ..., help="Run folders (or folders of runs), then optional track.uri=URI etc."
     ),
 ) -> None:
-    """Log finished run folders to MLflow (again): only what the store lacks is sent.
+    """Log finished run folders to MLflow or W&B (again): only what the store lacks is sent.
 
     Example:
 
@@ -37,8 +37,8 @@ def log_command(
         if not (report.created or report.values or report.params or report.files):
             what = "up to date"
         result(
-            f"{run_dir}: {what} (MLflow run {report.run_id}; {report.values} metric values, "
-            f"{report.params} params, {report.files} files sent)"
+            f"{run_dir}: {what} ({report.store} run {report.run_id}; {report.values} metric "
+            f"values, {report.params} params, {report.files} files sent)"
         )
 
 

@@ -1,6 +1,8 @@
 """Experiment tracking: every run in MLflow, on an embedded store unless a server is named.
 
-Importing this package is cheap: MLflow is imported only by the tracking process
+``track.backend=wandb`` logs the same content to Weights & Biases, offline
+(:mod:`cnnlab.track.wandb_store`). Importing this package is cheap: MLflow (or wandb) is
+imported only by the tracking process
 (:mod:`cnnlab.track.agent`) and by the commands that talk to a store (``cnnlab track log``,
 ``cnnlab track register``, ``cnnlab ui``). The run folder stays the source of truth; a tracker
 that fails costs one warning, and ``cnnlab track log`` sends what it missed.

@@ -1,8 +1,8 @@
-"""The tracking process: logs run folders to MLflow while training goes on elsewhere.
+"""The tracking process: logs run folders to MLflow (or W&B) while training goes on elsewhere.
 
 Started by :mod:`cnnlab.track.live` as ``python -m cnnlab.track.agent TARGET_JSON``. It reads
 one JSON command per line on stdin and answers on stdout with ``{"ack": seq}`` after each and
-at most one ``{"warn": text}``. Importing MLflow (seconds) and creating a new store happen
+at most one ``{"warn": text}``. Importing MLflow or wandb (seconds) and creating a new store happen
 here, at low CPU priority, never in the training process. When stdin closes (training ended,
 or its process exited) it finishes the commands it has, then exits.
 
@@ -59,25 +59,22 @@ class Worker:
 
     def connect(self) -> Any:
         if self.store is None:
-            from cnnlab.track.mlflow_store import MlflowStore
+            from cnnlab.track.target import open_store
 
-            self.store = MlflowStore(self.target)
+            self.store = open_store(self.target)
         return self.store
 
     def handle(self, msg: dict[str, Any]) -> None:
-        from cnnlab.track.sync import sync_run, tag_best
-
         op, run_dir = msg.get("op"), msg.get("run_dir")
         if op == "sync" and run_dir:
             if msg.get("end") is None and run_dir in self.failed_runs:
                 return  # retried once at the run's end, not every epoch
-            sync_run(self.connect(), Path(run_dir), msg.get("end"))
+            self.connect().sync(Path(run_dir), msg.get("end"))
         elif op == "parent":
             files = [(Path(f), "") for f in msg.get("files") or []]
             self.connect().parent(msg["parent"], msg.get("end"), files, msg.get("tags"))
-
         elif op == "best" and run_dir:
-            tag_best(self.connect(), msg["parent"], Path(run_dir))
+            self.connect().best(msg["parent"], Path(run_dir))
 
     def run(self, msg: dict[str, Any]) -> None:
         try:

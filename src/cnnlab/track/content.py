@@ -38,6 +38,19 @@ class RunContent:
     complete: bool = False  # summary.json says the run finished
 
 
+@dataclass
+class SyncReport:
+    """What one sync sent."""
+
+    run_id: str
+    created: bool = False
+    values: int = 0  # metric values
+    params: int = 0
+    files: int = 0
+    status: str | None = None
+    store: str = "MLflow"  # which kind of store received it (MLflow, W&B)
+
+
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested config -> ``{"train.lr": "0.01", ...}`` with lists written as JSON."""
     flat: dict[str, str] = {}

@@ -16,24 +16,12 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from cnnlab.track.content import RunContent, flatten
+from cnnlab.track.content import RunContent, SyncReport, flatten
 from cnnlab.track.target import Target, local_db, locked
 
 UID_TAG = "cnnlab.uid"
 PARENT_TAG = "mlflow.parentRunId"
 BATCH_METRICS, BATCH_PARAMS, BATCH_TAGS = 800, 100, 100  # log_batch allows 1000 / 100 / 100
-
-
-@dataclass
-class SyncReport:
-    """What one sync sent."""
-
-    run_id: str
-    created: bool = False
-    values: int = 0  # metric values
-    params: int = 0
-    files: int = 0
-    status: str | None = None
 
 
 @dataclass
@@ -202,6 +190,18 @@ class MlflowStore:
         if status:
             self.finish(run_id, status)
         return run_id
+
+    def sync(self, run_dir: Path, end: str | None = None) -> SyncReport:
+        """Log what the store lacks of one run folder (see :func:`cnnlab.track.sync.sync_run`)."""
+        from cnnlab.track.sync import sync_run
+
+        return sync_run(self, run_dir, end)
+
+    def best(self, parent: dict[str, Any], run_dir: Path) -> None:
+        """Tag ``run_dir``'s run as the best child of ``parent``."""
+        from cnnlab.track.sync import tag_best
+
+        tag_best(self, parent, run_dir)
 
     def tag_best(self, parent_id: str, run_id: str, run_name: str) -> None:
         """Mark the best child run and point the parent at it."""

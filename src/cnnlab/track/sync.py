@@ -9,12 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from cnnlab.errors import RunError
 from cnnlab.runs import CONFIG
-from cnnlab.track.content import read_run
-from cnnlab.track.mlflow_store import PARENT_TAG, MlflowStore, SyncReport
-from cnnlab.track.target import STATE, Target, locked, read_state, run_target, write_state
+from cnnlab.track.content import SyncReport, read_run
+from cnnlab.track.mlflow_store import PARENT_TAG, MlflowStore
+from cnnlab.track.target import (
+    STATE,
+    Target,
+    locked,
+    open_store,
+    read_state,
+    run_target,
+    write_state,
+)
 
 
 def sync_run(store: MlflowStore, run_dir: Path, end: str | None = None) -> SyncReport:
@@ -72,15 +81,16 @@ def log_runs(
 ) -> list[tuple[Path, SyncReport]]:
     """``cnnlab track log``: log finished (or interrupted) run folders, idempotently.
 
-    Each run goes where its config's ``track`` section says (``track.*`` overrides win); a
-    folder without a complete ``summary.json`` is logged as KILLED with what it has.
+    Each run goes where its config's ``track`` section says (``track.*`` overrides win): MLflow,
+    or W&B when that is the backend named; a folder without a complete ``summary.json`` is
+    logged as KILLED with what it has.
     """
-    stores: dict[Target, MlflowStore] = {}
+    stores: dict[Target, Any] = {}
     done = []
     for run_dir in expand_runs(paths):
-        target = run_target(run_dir, overrides)
+        target = run_target(run_dir, overrides, any_backend=True)
         if target not in stores:
-            stores[target] = MlflowStore(target)
+            stores[target] = open_store(target)
         end = "FINISHED" if read_run(run_dir).complete else "KILLED"
-        done.append((run_dir, sync_run(stores[target], run_dir, end)))
+        done.append((run_dir, stores[target].sync(run_dir, end)))
     return done

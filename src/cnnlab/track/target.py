@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 STATE = "track.json"
 BACKEND_ENV = "CNNLAB_TRACK"  # mlflow | none: what track.backend=auto means
-BACKENDS = ("mlflow", "none")
+BACKENDS = ("mlflow", "wandb", "none")
+WANDB_HINT = "pip install 'cnnlab[wandb]'"
 DB_NAME = "mlflow.db"
 ARTIFACTS_NAME = "mlartifacts"
 
@@ -73,6 +74,8 @@ def resolve_target(track: TrackConfig, runs_dir: str | Path) -> Target | None:
     backend = resolve_backend(track.backend)
     if backend == "none":
         return None
+    if backend == "wandb":
+        return _wandb_target(track, runs_dir)
     uri = track.uri or default_uri(runs_dir)
     db = _sqlite_file(uri)
     if db is not None:
@@ -81,9 +84,48 @@ def resolve_target(track: TrackConfig, runs_dir: str | Path) -> Target | None:
     return Target(backend, uri, track.experiment, artifacts)
 
 
-def run_target(run_dir: Path, overrides: list[str] | None = None) -> Target:
+def require_wandb() -> None:
+    """A clear one-line error when W&B is asked for and not installed (wandb is not imported)."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("wandb") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ConfigError(f"track.backend=wandb needs the wandb package: {WANDB_HINT}")
+
+
+def _wandb_target(track: TrackConfig, runs_dir: str | Path) -> Target:
+    """W&B logs offline into a folder: ``track.uri`` (a folder) or the runs folder."""
+    require_wandb()
+    if track.uri and "://" in track.uri:
+        raise ConfigError(
+            f"track.uri={track.uri}: with track.backend=wandb, track.uri is the folder W&B "
+            "writes its offline runs to (a W&B server is chosen with WANDB_BASE_URL)"
+        )
+    return Target("wandb", Path(track.uri or runs_dir).resolve().as_posix(), track.experiment)
+
+
+def open_store(target: Target) -> Any:
+    """The store a target names: an MLflow experiment or a W&B project (imports its library)."""
+    if target.backend == "wandb":
+        from cnnlab.track.wandb_store import WandbStore
+
+        return WandbStore(target)
+    from cnnlab.track.mlflow_store import MlflowStore
+
+    return MlflowStore(target)
+
+
+def run_target(
+    run_dir: Path, overrides: list[str] | None = None, any_backend: bool = False
+) -> Target:
     """Where ``cnnlab track log/register`` sends a run: its config's ``track`` section with
-    ``track.*`` overrides; the default store is the one in the folder that holds the run."""
+    ``track.*`` overrides; the default store is the one in the folder that holds the run.
+
+    Asking to log is asking for MLflow, whatever training used, unless ``any_backend`` and the
+    section (or an override) names W&B."""
     from cnnlab.config import TrackConfig, parse_override
     from cnnlab.runs import Run
 
@@ -93,7 +135,8 @@ def run_target(run_dir: Path, overrides: list[str] | None = None) -> Target:
         if not key.startswith("track."):
             raise ConfigError(f"'{key}': only track.* keys can be set here (e.g. track.uri=...)")
         values[key.split(".", 1)[1]] = value
-    values["backend"] = "mlflow"  # asking to log is asking for MLflow, whatever training used
+    wandb = any_backend and values.get("backend") == "wandb"
+    values["backend"] = "wandb" if wandb else "mlflow"
     target = resolve_target(TrackConfig.model_validate(values), run_dir.parent)
     assert target is not None
     return target
