@@ -62,7 +62,8 @@ def test_a_run_logged_to_wandb_offline_and_logged_again(tmp_path: Path) -> None:
     assert logged.summary["cnnlab.status"] == "FINISHED" and logged.exit_codes == [0, 0]
     for name in ("report.html", "model.json", "model.safetensors", "plots/learning_curves.png"):
         assert name in logged.files, logged.files
-        assert (runs / "wandb").glob(f"offline-run-*-{uid}/files/{name}")
+        assert list((runs / "wandb").glob(f"offline-run-*-{uid}/files/{name}")), name
+    assert "config.yaml" not in logged.files  # W&B's own name; the config is in the W&B config
 
     # logging the finished run again sends nothing and opens no second offline run
     out = subprocess.run(

@@ -27,6 +27,9 @@ from cnnlab.track.target import Target, locked, read_state, write_state
 MODE_ENV = "WANDB_MODE"  # offline unless the user asks W&B for online
 EXIT_CODES = {"FINISHED": 0, "FAILED": 1, "KILLED": 255}  # W&B marks non-zero as failed
 STATE_KEY = "wandb"  # in track.json: {"<folder>#<project>": what was sent there}
+# Names W&B writes into a run's files itself; our config.yaml is in the W&B config already.
+RESERVED = {"config.yaml", "wandb-summary.json", "wandb-metadata.json", "requirements.txt",
+            "output.log"}  # fmt: skip
 
 
 class WandbStore:
@@ -180,6 +183,6 @@ def _new_files(run_dir: Path, content: RunContent, sent: dict[str, int]) -> list
     out = []
     for path, _ in content.files:
         rel = path.relative_to(run_dir).as_posix()
-        if sent.get(rel) != path.stat().st_size:
+        if rel not in RESERVED and sent.get(rel) != path.stat().st_size:
             out.append((path, rel))
     return out
