@@ -40,8 +40,8 @@ class Parent:
     def log(self, files: Iterable[str | Path] = (), tags: dict[str, str] | None = None) -> None:
         """Attach files (a study's table and report) and tags to the parent run.
 
-        Files are sent when missing or changed in size, so logging them again after a resumed
-        study replaces what changed and nothing else.
+        MLflow gets a file only when it lacks it or its size changed, so logging again after a
+        resumed study replaces what changed; W&B (offline) gets them again in the resumed run.
         """
         if self.info is None or self.session is None:
             return

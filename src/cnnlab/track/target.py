@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from cnnlab.config import TrackConfig
 
 STATE = "track.json"
-BACKEND_ENV = "CNNLAB_TRACK"  # mlflow | none: what track.backend=auto means
+BACKEND_ENV = "CNNLAB_TRACK"  # mlflow | wandb | none: what track.backend=auto means
 BACKENDS = ("mlflow", "wandb", "none")
 WANDB_HINT = "pip install 'cnnlab[wandb]'"
 DB_NAME = "mlflow.db"
