@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from cnnlab.commands.app import app_command
 from cnnlab.commands.data import app as data_app
 from cnnlab.commands.ensemble import ensemble_command
 from cnnlab.commands.evaluate import eval_command, export_command, predict_command
@@ -42,6 +43,7 @@ app.command("ui")(ui_command)
 app.command("study")(study_command)
 app.command("explain")(explain_command)
 app.command("ensemble")(ensemble_command)
+app.command("app")(app_command)
 
 
 @app.callback()

@@ -17,12 +17,12 @@ from cnnlab.track.target import ARTIFACTS_NAME, DB_NAME, default_uri
 HOST = "127.0.0.1"  # localhost only: the store may hold paths and data a user keeps private
 
 
-def free_port(preferred: int) -> int:
+def free_port(preferred: int, host: str = HOST) -> int:
     """``preferred`` when nothing listens there, else any free port."""
     for port in (preferred, 0):
         with socket.socket() as sock:
             try:
-                sock.bind((HOST, port))
+                sock.bind((host, port))
             except OSError:
                 continue
             return sock.getsockname()[1]
@@ -50,16 +50,20 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def serve_ui(runs_dir: str | Path = "runs", port: int = 5000) -> int:
-    """Run the MLflow UI in the foreground until Ctrl-C (or SIGTERM); returns its exit status.
-
-    The server runs in its own process group, stopped whole on the way out: it starts worker
-    processes that would otherwise outlive this command.
-    """
+    """Run the MLflow UI in the foreground until Ctrl-C (or SIGTERM); returns its exit status."""
     port = free_port(port)
     argv = ui_command_line(runs_dir, port)
     result(f"MLflow UI: http://{HOST}:{port}  (store {argv[5]}; Ctrl-C to stop)")
     # MLflow's job runner serves GenAI jobs, not this UI: it would add a dozen processes.
-    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    return run_foreground(argv, {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ})
+
+
+def run_foreground(argv: list[str], env: dict[str, str]) -> int:
+    """Run a server command until it exits, Ctrl-C or SIGTERM; returns its exit status.
+
+    The server runs in its own process group, stopped whole on the way out: servers start
+    worker processes that would otherwise outlive this command.
+    """
     proc = subprocess.Popen(argv, env=env, start_new_session=True)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:

@@ -1,0 +1,11 @@
+"""The app's entry script (``streamlit run``): page setup and navigation, nothing else."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+st.set_page_config(page_title="cnnlab", layout="wide")
+PAGES = [
+    st.Page("views/predict.py", title="Predict", icon=":material/image_search:", default=True),
+]
+st.navigation(PAGES).run()

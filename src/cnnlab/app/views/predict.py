@@ -1,0 +1,89 @@
+"""Predict page: choose a run, upload images (or take samples), see the top classes."""
+
+from __future__ import annotations
+
+import logging
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from cnnlab.app.cached import get_predictor
+from cnnlab.app.predictions import predict_uploads, predictable_runs, rows_to_csv, sample_images
+from cnnlab.app.settings import load_settings
+from cnnlab.app.uploads import ALLOWED_FORMATS, check_upload, check_uploads
+from cnnlab.data.walk import IMAGE_EXTS
+from cnnlab.errors import CnnlabError
+from cnnlab.runs import Run
+
+MAX_CARDS = 24  # images shown one by one; the table and CSV always hold all of them
+log = logging.getLogger("cnnlab.app")
+
+
+def top_k_chart(top: list[tuple[str, float]]) -> go.Figure:
+    """Horizontal bars, most likely class on top."""
+    labels = [c for c, _ in top][::-1]
+    probs = [p for _, p in top][::-1]
+    fig = go.Figure(go.Bar(x=probs, y=labels, orientation="h", text=[f"{p:.1%}" for p in probs]))
+    fig.update_layout(
+        height=60 + 28 * len(top), margin=dict(l=0, r=10, t=10, b=10), xaxis_range=[0, 1]
+    )
+    return fig
+
+
+def show_card(i: int, row: dict, image: object, truth: str | None) -> None:
+    left, right = st.columns([1, 3])
+    if image is not None:
+        left.image(image, caption=row["name"], width=160)
+    if "problem" in row:
+        right.error(row["problem"])
+        return
+    right.markdown(f"Prediction: **{row['label']}** ({row['prob']:.1%})")
+    if truth:
+        right.caption(f"true class: {truth}")
+    right.plotly_chart(top_k_chart(row["top_k"]), key=f"chart-{i}")
+
+
+settings = load_settings()
+st.title("Predict")
+runs = predictable_runs(settings.runs_dir)
+if not runs:
+    st.info("No finished runs in the runs folder yet: train one with `cnnlab train DATA`.")
+    st.stop()
+name = st.selectbox("Run", runs, index=len(runs) - 1)  # newest by default
+try:
+    predictor = get_predictor(str(settings.runs_dir / name))
+except CnnlabError as exc:
+    log.warning("run %s cannot be loaded: %s", name, exc)
+    st.error(f"The run {name} cannot be loaded; check it with `cnnlab runs`.")
+    st.stop()
+classes = len(predictor.classes)
+top_k = st.slider("Classes shown per image", 1, max(2, min(10, classes)), min(3, classes))
+tta = "on" if getattr(predictor, "tta", False) else "off"
+st.caption(f"{classes} classes - test-time augmentation {tta}, as `cnnlab predict` uses it")
+files = st.file_uploader(
+    f"Images ({', '.join(sorted(ALLOWED_FORMATS - {'MPO'}))}; "
+    f"up to {settings.max_upload_mb} MB each)",
+    type=sorted(e.lstrip(".") for e in IMAGE_EXTS),
+    accept_multiple_files=True,
+)
+if st.button("Try sample images from the run's test split"):
+    st.session_state["samples"] = (name, sample_images(Run(settings.runs_dir / name)))
+    if not st.session_state["samples"][1]:
+        st.warning("The run's dataset folder is not available on this machine.")
+kwargs = {"channels": predictor.channels, "draft_side": predictor.resize}
+uploads = check_uploads(files, settings.max_upload_bytes, **kwargs)
+truths: list[str | None] = [None] * len(uploads)
+sample_name, samples = st.session_state.get("samples", (None, []))
+if sample_name == name and not files:
+    uploads = [check_upload(n, b, settings.max_upload_bytes, **kwargs) for n, b, _ in samples]
+    truths = [label for _, _, label in samples]
+if uploads:
+    rows = predict_uploads(predictor, uploads, top_k)
+    shown = list(zip(rows, uploads, truths, strict=True))[:MAX_CARDS]
+    for i, (row, upload, truth) in enumerate(shown):
+        show_card(i, row, upload.image, truth)
+    if len(rows) > 1:
+        st.subheader("All results")
+        table = [{k: r.get(k) for k in ("name", "label", "prob", "problem")} for r in rows]
+        st.dataframe(table, hide_index=True)
+        st.download_button("Download CSV", rows_to_csv(rows), "predictions.csv", "text/csv")

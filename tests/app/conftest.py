@@ -1,0 +1,61 @@
+"""Real run folders for the app tests: a tiny dataset (one Unicode class) and trained runs.
+
+Training happens once per test session (a few seconds per run at 16 px); every app test
+reads these folders and none writes to them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from tests.conftest import write_folder
+
+UNICODE_CLASS = "café ☕"
+
+
+def make_dataset(root: Path) -> Path:
+    """3 classes x 12 images of 32 px; the third class has a Unicode name."""
+    write_folder(root, classes=3, per_class=12, size=32)
+    (root / "class_2").rename(root / UNICODE_CLASS)
+    return root
+
+
+@pytest.fixture(scope="session")
+def app_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A runs folder with two finished 2-epoch ``cnn`` runs (seeds 0 and 1) on one dataset."""
+    from cnnlab import api
+
+    base = tmp_path_factory.mktemp("app")
+    data = make_dataset(base / "data")
+    runs = base / "runs"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CNNLAB_CACHE", str(base / "cache"))
+        for seed in (0, 1):
+            api.train(data, epochs=2, img_size=16, seed=seed, runs_dir=runs, name=f"cnn-s{seed}")
+    return runs
+
+
+@pytest.fixture
+def app_env(app_runs: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The app's settings pointed at the session's runs and dataset folders."""
+    from cnnlab.app.settings import AppSettings
+
+    settings = AppSettings(runs_dir=app_runs, folders=(app_runs.parent / "data",))
+    for key, value in settings.to_env().items():
+        monkeypatch.setenv(key, value)
+    return app_runs
+
+
+def app_main() -> str:
+    """The app's entry script, as ``AppTest.from_file`` wants it (an absolute path)."""
+    import cnnlab.app
+
+    return os.path.join(os.path.dirname(cnnlab.app.__file__), "main.py")
+
+
+def page_text(at: object) -> str:
+    """Every text an AppTest page shows (titles, markdown, captions, alerts), joined."""
+    kinds = ("title", "header", "subheader", "markdown", "caption", "error", "warning", "info")
+    return "\n".join(str(e.value) for kind in kinds for e in getattr(at, kind))

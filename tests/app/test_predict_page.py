@@ -1,0 +1,97 @@
+"""The Predict page through Streamlit's AppTest, and the upload checks behind it."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+from tests.app.conftest import app_main, page_text
+from tests.conftest import make_class_image
+from tests.data.data_badfiles import bomb_png
+
+from cnnlab.app.uploads import check_upload
+from cnnlab.predict import Predictor
+
+TIMEOUT = 60  # s per script run; the first one loads torch and the model
+
+
+def png_bytes(label: int = 0, size: int = 32, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    make_class_image(label, np.random.default_rng(label), size).save(buf, fmt)
+    return buf.getvalue()
+
+
+def test_upload_checks_sniff_content_cap_size_and_refuse_bombs() -> None:
+    assert check_upload("a.png", png_bytes(), 10**6).image is not None
+    assert check_upload("a.jpg", png_bytes(), 10**6).image is not None  # content decides
+    text = check_upload("/srv/secret/notes.png", b"just some text\n", 10**6)
+    assert text.image is None and text.problem.startswith("notes.png is not a picture")
+    assert "/srv" not in text.problem
+    gif = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(gif, "GIF")
+    assert "not a picture" in check_upload("x.png", gif.getvalue(), 10**6).problem
+    assert "larger than" in check_upload("big.png", png_bytes(), 100).problem
+    assert "too many pixels" in check_upload("bomb.png", bomb_png(10000), 10**6).problem
+    assert "is empty" in check_upload("e.png", b"", 10**6).problem
+    cut = png_bytes()[:-40]
+    assert "damaged" in check_upload("cut.png", cut, 10**6).problem
+
+
+def _predict_page(app_env: Path) -> AppTest:
+    at = AppTest.from_file(app_main(), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_predict_one_upload_matches_predictor(app_env: Path) -> None:
+    at = _predict_page(app_env)
+    assert at.selectbox[0].options == ["cnn-s0", "cnn-s1"]
+    assert at.selectbox[0].value == "cnn-s1"
+    image = png_bytes(1)
+    at.file_uploader[0].set_value(("shape.png", image, "image/png"))
+    at.run()
+    assert not at.exception and not at.error
+    text = " ".join(m.value for m in at.markdown)
+    want = Predictor(app_env / "cnn-s1").predict([Image.open(io.BytesIO(image))], top_k=3)[0]
+    assert f"Prediction: **{want['label']}** ({want['prob']:.1%})" in text
+    assert len(at.get("plotly_chart")) == 1
+    assert not at.get("download_button")  # one image: no table
+
+
+def test_predict_many_table_csv_and_friendly_errors(app_env: Path) -> None:
+    at = _predict_page(app_env)
+    files = [(f"img{i}.png", png_bytes(i), "image/png") for i in range(3)]
+    files.append(("notes.png", b"this is a text file, renamed\n", "image/png"))
+    at.file_uploader[0].set_value(files)
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "notes.png is not a picture this app reads (PNG, JPEG, BMP, WebP or TIFF)"
+    ]
+    assert sum("Prediction:" in m.value for m in at.markdown) == 3
+    table = at.dataframe[0].value
+    assert list(table["name"]) == ["img0.png", "img1.png", "img2.png", "notes.png"]
+    assert len(at.get("download_button")) == 1
+    assert str(app_env.parent) not in page_text(at)
+
+
+def test_sample_images_from_the_runs_test_split(app_env: Path) -> None:
+    at = _predict_page(app_env)
+    at.button[0].click()
+    at.run()
+    assert not at.exception and not at.error
+    truths = [c.value for c in at.caption if c.value.startswith("true class:")]
+    assert len(truths) >= 3
+    assert sum("Prediction:" in m.value for m in at.markdown) == len(truths)
+
+
+def test_no_runs_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CNNLAB_APP_RUNS_DIR", str(tmp_path / "empty"))
+    at = AppTest.from_file(app_main(), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert "cnnlab train" in at.info[0].value
