@@ -7,5 +7,6 @@ import streamlit as st
 st.set_page_config(page_title="cnnlab", layout="wide")
 PAGES = [
     st.Page("views/predict.py", title="Predict", icon=":material/image_search:", default=True),
+    st.Page("views/runs.py", title="Runs", icon=":material/leaderboard:"),
 ]
 st.navigation(PAGES).run()

@@ -1,0 +1,81 @@
+"""Runs page data: a leaderboard of a runs folder and one run's curves, matrix and mistakes.
+
+Everything here reads the run-folder contract (:mod:`cnnlab.runs`); nothing is recomputed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import CnnlabError
+from cnnlab.evaluation.metrics import metric_series
+from cnnlab.runs import PLOTS, Run, list_runs, read_json
+
+SPLITS = ("test", "val")
+CURVES = {"loss": ("train/loss", "val/loss"), "accuracy": ("train/accuracy", "val/accuracy")}
+
+
+def _dataset(run: Run) -> str:
+    """The run's dataset folder name (what a visitor recognises, not the server path)."""
+    try:
+        root = (run.config.get("data") or {}).get("root") or ""
+    except CnnlabError:
+        return ""
+    return Path(str(root)).name
+
+
+def leaderboard(runs_dir: Path) -> list[dict[str, Any]]:
+    """One row per run folder: name, model, mode, dataset, epochs, val/test accuracy and F1."""
+    rows = []
+    for run in list_runs(runs_dir) if runs_dir.is_dir() else []:
+        try:
+            summary = run.summary
+        except CnnlabError:
+            summary = {}
+        metrics = summary.get("metrics") or {}
+        row: dict[str, Any] = {
+            "run": run.name,
+            "model": summary.get("model"),
+            "mode": summary.get("mode"),
+            "dataset": _dataset(run),
+            "epochs": summary.get("epochs_run"),
+            "complete": bool(summary.get("complete")),
+        }
+        for split in ("val", "test"):
+            for key, short in (("accuracy", "acc"), ("macro_f1", "F1")):
+                row[f"{split} {short}"] = (metrics.get(split) or {}).get(key)
+        row["time (s)"] = summary.get("train_time_s")
+        rows.append(row)
+    return rows
+
+
+def filter_rows(rows: list[dict[str, Any]], **chosen: list[str]) -> list[dict[str, Any]]:
+    """Rows whose value in each named column is one of the chosen values (none chosen: all)."""
+    return [r for r in rows if all(not v or r.get(k) in v for k, v in chosen.items())]
+
+
+def learning_curves(run: Run) -> dict[str, dict[str, list[float]]]:
+    """``{"loss": {"train/loss": [...], "val/loss": [...]}, "accuracy": {...}}`` per epoch."""
+    rows = run.metrics()
+    return {
+        name: {key: metric_series(rows, key) for key in keys if rows and key in rows[0]}
+        for name, keys in CURVES.items()
+    }
+
+
+def split_metrics(run: Run, split: str) -> dict[str, Any] | None:
+    """The run's evaluation of ``split`` (``plots/<split>_metrics.json``), if it has one."""
+    file = run.path / PLOTS / f"{split}_metrics.json"
+    if not file.is_file():
+        return None
+    try:
+        return read_json(file)
+    except CnnlabError:
+        return None
+
+
+def plot_file(run: Run, split: str, name: str) -> Path | None:
+    """A PNG the run wrote (``plots/<split>_<name>.png``), if present."""
+    file = run.path / PLOTS / f"{split}_{name}.png"
+    return file if file.is_file() else None

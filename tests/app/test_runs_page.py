@@ -1,0 +1,62 @@
+"""The Runs page through AppTest: leaderboard, filters, one run's curves, matrix, report."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+from streamlit.testing.v1 import AppTest
+from tests.app.conftest import UNICODE_CLASS, app_main, page_text
+
+from cnnlab.app.rundata import filter_rows, leaderboard
+
+TIMEOUT = 60  # s per script run
+
+
+def _runs_page() -> AppTest:
+    at = AppTest.from_file(app_main(), default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("views/runs.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_leaderboard_rows_and_filters(app_runs: Path) -> None:
+    rows = leaderboard(app_runs)
+    assert [r["run"] for r in rows] == ["cnn-s0", "cnn-s1"]
+    summary = json.loads((app_runs / "cnn-s0" / "summary.json").read_text())
+    assert rows[0]["test acc"] == summary["metrics"]["test"]["accuracy"]
+    assert rows[0]["dataset"] == "data" and rows[0]["model"] == "cnn"
+    assert filter_rows(rows, model=["cnn"], mode=[]) == rows
+    assert filter_rows(rows, mode=["frozen"]) == []
+
+
+def test_runs_page_shows_a_run(app_env: Path) -> None:
+    at = _runs_page()
+    table = at.dataframe[0].value
+    assert list(table["run"]) == ["cnn-s0", "cnn-s1"]
+    assert at.selectbox[0].value == "cnn-s1"
+    assert at.radio[0].options == ["test", "val"]
+    charts = at.get("plotly_chart")
+    assert len(charts) == 3  # loss curves, accuracy curves, confusion matrix
+    matrix = json.loads(charts[2].proto.spec)
+    assert UNICODE_CLASS in matrix["data"][0]["x"]
+    per_class = at.dataframe[1].value
+    assert set(per_class["class"]) == {"class_0", "class_1", UNICODE_CLASS}
+    assert len(at.get("download_button")) == 1
+    assert str(app_env.parent) not in page_text(at)
+
+
+def test_runs_page_filter_and_normalise(app_env: Path) -> None:
+    at = _runs_page()
+    assert at.multiselect[1].options == ["scratch"]  # the modes present
+    at.multiselect[1].set_value(["scratch"]).run()
+    assert len(at.dataframe[0].value) == 2
+    at.toggle[0].set_value(True).run()
+    assert not at.exception
+    z = json.loads(at.get("plotly_chart")[2].proto.spec)["data"][0]["z"]  # plotly's typed array
+    matrix = np.frombuffer(base64.b64decode(z["bdata"]), z["dtype"]).reshape(3, 3)
+    sums = matrix.sum(axis=1)
+    assert np.all((np.abs(sums - 1) < 1e-6) | (sums == 0))
