@@ -16,6 +16,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.runs import Run
 
 MAX_CARDS = 24  # images shown one by one; the table and CSV always hold all of them
+MAX_CHARTS = 4  # bar charts up to this many images; beyond, the top classes as text
 log = logging.getLogger("cnnlab.app")
 
 
@@ -30,7 +31,7 @@ def top_k_chart(top: list[tuple[str, float]]) -> go.Figure:
     return fig
 
 
-def show_card(i: int, row: dict, image: object, truth: str | None) -> None:
+def show_card(i: int, row: dict, image: object, truth: str | None, chart: bool) -> None:
     left, right = st.columns([1, 3])
     if image is not None:
         left.image(image, caption=row["name"], width=160)
@@ -40,7 +41,10 @@ def show_card(i: int, row: dict, image: object, truth: str | None) -> None:
     right.markdown(f"Prediction: **{row['label']}** ({row['prob']:.1%})")
     if truth:
         right.caption(f"true class: {truth}")
-    right.plotly_chart(top_k_chart(row["top_k"]), key=f"chart-{i}")
+    if chart:
+        right.plotly_chart(top_k_chart(row["top_k"]), key=f"chart-{i}")
+    else:
+        right.caption(" - ".join(f"{c} {p:.1%}" for c, p in row["top_k"]))
 
 
 settings = load_settings()
@@ -81,7 +85,7 @@ if uploads:
     rows = predict_uploads(predictor, uploads, top_k)
     shown = list(zip(rows, uploads, truths, strict=True))[:MAX_CARDS]
     for i, (row, upload, truth) in enumerate(shown):
-        show_card(i, row, upload.image, truth)
+        show_card(i, row, upload.image, truth, chart=len(rows) <= MAX_CHARTS)
     if len(rows) > 1:
         st.subheader("All results")
         table = [{k: r.get(k) for k in ("name", "label", "prob", "problem")} for r in rows]
