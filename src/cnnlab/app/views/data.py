@@ -1,0 +1,70 @@
+"""Data page: a dataset folder's classes, samples, bad files, duplicates and leakage."""
+
+from __future__ import annotations
+
+import logging
+
+import plotly.express as px
+import streamlit as st
+
+from cnnlab.app.datasets import audit_folder, class_strips, dataset_choices, group_rows
+from cnnlab.app.settings import load_settings
+from cnnlab.errors import CnnlabError
+
+log = logging.getLogger("cnnlab.app")
+
+
+@st.cache_data(ttl=300, show_spinner="Checking every image...")
+def cached_audit(root: str, near: bool) -> dict:
+    return audit_folder(settings.check_folder(root), near=near)
+
+
+@st.cache_data(ttl=300, show_spinner="Drawing samples...")
+def cached_strips(root: str) -> dict[str, bytes]:
+    return class_strips(settings.check_folder(root))
+
+
+def show_groups(title: str, groups: list, empty: str) -> None:
+    st.subheader(title)
+    if groups:
+        st.dataframe(group_rows(groups), hide_index=True)
+    else:
+        st.caption(empty)
+
+
+settings = load_settings()
+st.title("Data")
+choices = dataset_choices(settings)
+if not choices:
+    st.info("Start the app with dataset folders to inspect them: `cnnlab app DATA_FOLDER ...`")
+    st.stop()
+name = st.selectbox("Dataset folder", list(choices))
+near = st.toggle("Also look for near duplicates (slower: hashes every image)", value=False)
+try:
+    doc = cached_audit(str(choices[name]), near)
+except CnnlabError as exc:
+    log.warning("dataset %s cannot be read: %s", name, exc)
+    st.error(f"{name} cannot be read as a dataset (expected one folder per class).")
+    st.stop()
+cols = st.columns(4)
+cols[0].metric("images", doc["num_images"])
+cols[1].metric("classes", len(doc["classes"]))
+cols[2].metric("imbalance (largest / smallest)", doc["imbalance_ratio"])
+cols[3].metric("bad files", len(doc["skipped"]))
+counts = doc["classes"]
+fig = px.bar(x=list(counts), y=list(counts.values()), labels={"x": "class", "y": "images"})
+st.plotly_chart(fig, key="class-counts")
+st.subheader("Samples per class")
+for label, strip in cached_strips(str(choices[name])).items():
+    st.image(strip, caption=label)
+st.subheader("Bad files (left out of training)")
+if doc["skipped"]:
+    st.dataframe(doc["skipped"], hide_index=True)
+else:
+    st.caption("none: every image decodes")
+show_groups("Exact duplicates", doc["duplicate_groups"], "none")
+show_groups("Leakage (the same image in two splits)", doc["leakage_groups"], "none")
+show_groups("Label conflicts (the same image in two classes)", doc["conflict_groups"], "none")
+if near:
+    st.subheader("Near duplicates")
+    st.dataframe(doc.get("near_pairs", []), hide_index=True)
