@@ -24,16 +24,20 @@ def make_dataset(root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def app_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A runs folder with two finished 2-epoch ``cnn`` runs (seeds 0 and 1) on one dataset."""
+    """A runs folder of finished 2-epoch runs on one dataset and one split, oldest first:
+    ``tiny-s0`` (tiny_cnn, seed 0), ``cnn-s0`` and ``cnn-s1`` (cnn, seeds 0 and 1)."""
     from cnnlab import api
 
     base = tmp_path_factory.mktemp("app")
     data = make_dataset(base / "data")
     runs = base / "runs"
+    common = {"epochs": 2, "img_size": 16, "runs_dir": runs}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CNNLAB_CACHE", str(base / "cache"))
+        first = api.train(data, model="tiny_cnn", seed=0, name="tiny-s0", **common)
+        split = first.path / "split.csv"
         for seed in (0, 1):
-            api.train(data, epochs=2, img_size=16, seed=seed, runs_dir=runs, name=f"cnn-s{seed}")
+            api.train(data, seed=seed, name=f"cnn-s{seed}", data__split_file=split, **common)
     return runs
 
 

@@ -50,7 +50,7 @@ def _predict_page(app_env: Path) -> AppTest:
 
 def test_predict_one_upload_matches_predictor(app_env: Path) -> None:
     at = _predict_page(app_env)
-    assert at.selectbox[0].options == ["cnn-s0", "cnn-s1"]
+    assert at.selectbox[0].options == ["tiny-s0", "cnn-s0", "cnn-s1"]
     assert at.selectbox[0].value == "cnn-s1"
     image = png_bytes(1)
     at.file_uploader[0].set_value(("shape.png", image, "image/png"))

@@ -25,18 +25,18 @@ def _runs_page() -> AppTest:
 
 def test_leaderboard_rows_and_filters(app_runs: Path) -> None:
     rows = leaderboard(app_runs)
-    assert [r["run"] for r in rows] == ["cnn-s0", "cnn-s1"]
+    assert [r["run"] for r in rows] == ["tiny-s0", "cnn-s0", "cnn-s1"]
     summary = json.loads((app_runs / "cnn-s0" / "summary.json").read_text())
-    assert rows[0]["test acc"] == summary["metrics"]["test"]["accuracy"]
-    assert rows[0]["dataset"] == "data" and rows[0]["model"] == "cnn"
-    assert filter_rows(rows, model=["cnn"], mode=[]) == rows
+    assert rows[1]["test acc"] == summary["metrics"]["test"]["accuracy"]
+    assert rows[1]["dataset"] == "data" and rows[1]["model"] == "cnn"
+    assert filter_rows(rows, model=["cnn"], mode=[]) == rows[1:]
     assert filter_rows(rows, mode=["frozen"]) == []
 
 
 def test_runs_page_shows_a_run(app_env: Path) -> None:
     at = _runs_page()
     table = at.dataframe[0].value
-    assert list(table["run"]) == ["cnn-s0", "cnn-s1"]
+    assert list(table["run"]) == ["tiny-s0", "cnn-s0", "cnn-s1"]
     assert at.selectbox[0].value == "cnn-s1"
     assert at.radio[0].options == ["test", "val"]
     charts = at.get("plotly_chart")
@@ -51,9 +51,10 @@ def test_runs_page_shows_a_run(app_env: Path) -> None:
 
 def test_runs_page_filter_and_normalise(app_env: Path) -> None:
     at = _runs_page()
-    assert at.multiselect[1].options == ["scratch"]  # the modes present
-    at.multiselect[1].set_value(["scratch"]).run()
-    assert len(at.dataframe[0].value) == 2
+    assert at.multiselect[0].options == ["cnn", "tiny_cnn"]  # the models present
+    at.multiselect[0].set_value(["tiny_cnn"]).run()
+    assert list(at.dataframe[0].value["run"]) == ["tiny-s0"]
+    assert at.selectbox[0].value == "tiny-s0"
     at.toggle[0].set_value(True).run()
     assert not at.exception
     z = json.loads(at.get("plotly_chart")[2].proto.spec)["data"][0]["z"]  # plotly's typed array

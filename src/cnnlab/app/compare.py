@@ -1,0 +1,123 @@
+"""Compare page logic: runs grouped into cells, each cell's spread over seeds, and paired
+verdicts against the best cell, with :mod:`cnnlab.studies.stats` (the studies' statistics).
+
+A cell is the runs that differ only by seed (same model and transfer mode, or each run alone).
+Like a study, the cell with the best mean validation accuracy is the reference; every other
+cell is compared with it on the test images both have, seeds paired (seed ``k`` of one cell
+with seed ``k`` of the other; a one-run cell pairs with a one-run cell directly), with a paired
+bootstrap CI of the accuracy difference and the exact McNemar test, Holm-adjusted.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from typing import Any
+
+import numpy as np
+
+from cnnlab.errors import CnnlabError
+from cnnlab.runs import Run
+from cnnlab.studies import stats
+
+GROUPINGS = ("model and mode", "each run")
+
+
+def _seed(run: Run) -> int | None:
+    try:
+        return (run.config.get("train") or {}).get("seed")
+    except CnnlabError:
+        return None
+
+
+def cells(runs: list[Run], grouping: str) -> dict[str, list[Run]]:
+    """Cell label -> its runs (sorted by seed)."""
+    out: dict[str, list[Run]] = {}
+    for run in runs:
+        if grouping == "each run":
+            label = run.name
+        else:
+            summary = run.summary
+            label = f"{summary.get('model')} / {summary.get('mode')}"
+        out.setdefault(label, []).append(run)
+    return {k: sorted(v, key=lambda r: (_seed(r) is None, _seed(r) or 0)) for k, v in out.items()}
+
+
+def _metric(run: Run, split: str, key: str) -> float:
+    value = ((run.summary.get("metrics") or {}).get(split) or {}).get(key)
+    return math.nan if value is None else float(value)
+
+
+def spread_rows(groups: dict[str, list[Run]]) -> list[dict[str, Any]]:
+    """Per cell: seeds, and mean, std and 95% CI over seeds of test accuracy and macro F1."""
+    rows = []
+    for label, runs in groups.items():
+        row: dict[str, Any] = {"cell": label, "runs": len(runs)}
+        for split, key in (("val", "accuracy"), ("test", "accuracy"), ("test", "macro_f1")):
+            s = stats.spread([_metric(r, split, key) for r in runs])
+            name = f"{split} {key}"
+            row.update({name: s.mean, f"{name} std": s.std})
+            if split == "test":
+                row.update({f"{name} CI low": s.ci_low, f"{name} CI high": s.ci_high})
+        rows.append(row)
+    return rows
+
+
+def test_predictions(run: Run) -> dict[str, tuple[int, int]]:
+    """``image path -> (true, predicted)`` class indices from ``predictions/test.csv``."""
+    index = {name: i for i, name in enumerate(run.classes)}
+    file = run.path / "predictions" / "test.csv"
+    if not file.is_file():
+        return {}
+    with file.open(newline="", encoding="utf-8") as fh:
+        return {r["path"]: (index[r["true"]], index[r["pred"]]) for r in csv.DictReader(fh)}
+
+
+def _pairs(a: list[Run], b: list[Run]) -> list[tuple[Run, Run]]:
+    if len(a) == 1 and len(b) == 1:
+        return [(a[0], b[0])]
+    by_seed = {_seed(r): r for r in b}
+    return [(r, by_seed[_seed(r)]) for r in a if _seed(r) in by_seed]
+
+
+def paired_arrays(a: list[Run], b: list[Run]) -> tuple[np.ndarray, ...] | None:
+    """Labels ``(images,)`` and predictions ``(seeds, images)`` of two cells, or None."""
+    pairs = _pairs(a, b)
+    preds = [(test_predictions(x), test_predictions(y)) for x, y in pairs]
+    common = sorted(set.intersection(*(set(p) & set(q) for p, q in preds))) if preds else []
+    if not common:
+        return None
+    y = np.array([preds[0][0][path][0] for path in common])
+    pa = np.array([[p[path][1] for path in common] for p, _ in preds])
+    pb = np.array([[q[path][1] for path in common] for _, q in preds])
+    return y, pa, pb
+
+
+def verdict_rows(groups: dict[str, list[Run]], spread: list[dict[str, Any]]) -> list[dict]:
+    """Each cell against the best one (by mean validation accuracy), Holm-adjusted."""
+    if len(spread) < 2:
+        return []
+    key = "val accuracy" if any(not math.isnan(r["val accuracy"]) for r in spread) else (
+        "test accuracy")  # fmt: skip
+    best = max(spread, key=lambda r: -math.inf if math.isnan(r[key]) else r[key])
+    rows = []
+    for row in spread:
+        if row is best:
+            continue
+        out: dict[str, Any] = {"cell": row["cell"], "reference": best["cell"]}
+        arrays = paired_arrays(groups[row["cell"]], groups[best["cell"]])
+        if arrays is None:
+            rows.append({**out, "pairs": 0, "p_mcnemar": math.nan})
+            continue
+        y, a, b = arrays
+        d = stats.paired_bootstrap(y, a, b, metric="accuracy", n_resamples=1000)
+        out.update({"pairs": len(a), "images": int(y.size), "accuracy diff": d.diff,
+                    "CI low": d.ci_low, "CI high": d.ci_high,
+                    "p_mcnemar": stats.mcnemar(y, a, b).pvalue})  # fmt: skip
+        rows.append(out)
+    for r, p in zip(rows, stats.holm([r["p_mcnemar"] for r in rows]), strict=True):
+        r["p_holm"] = float(p)
+        r["verdict"] = (
+            stats.verdict(r["CI low"], r["CI high"], float(p)) if r["pairs"] else "not compared"
+        )
+    return rows

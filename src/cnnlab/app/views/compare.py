@@ -1,0 +1,47 @@
+"""Compare page: overlaid learning curves, spread over seeds, paired verdicts."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from cnnlab.app.compare import GROUPINGS, cells, spread_rows, verdict_rows
+from cnnlab.app.settings import load_settings
+from cnnlab.evaluation.metrics import metric_series
+from cnnlab.runs import Run, list_runs
+
+CURVE_KEYS = ("val/accuracy", "val/macro_f1", "val/loss", "train/loss", "train/accuracy")
+
+settings = load_settings()
+st.title("Compare runs")
+runs = (
+    [r for r in list_runs(settings.runs_dir) if r.is_complete] if settings.runs_dir.is_dir() else []
+)
+if len(runs) < 2:
+    st.info("Compare needs at least two finished runs in the runs folder.")
+    st.stop()
+names = st.multiselect("Runs", [r.name for r in runs], default=[r.name for r in runs])
+chosen: list[Run] = [r for r in runs if r.name in names]
+key = st.selectbox("Curve", CURVE_KEYS)
+fig = go.Figure()
+for run in chosen:
+    values = metric_series(run.metrics(), key)
+    fig.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=values, name=run.name))
+fig.update_layout(xaxis_title="epoch", yaxis_title=key, height=380, margin=dict(t=10))
+st.plotly_chart(fig, key="overlay")
+grouping = st.radio("Group runs that differ only by seed", GROUPINGS, horizontal=True)
+groups = cells(chosen, grouping)
+spread = spread_rows(groups)
+st.subheader("Metrics (mean over seeds, std and 95% CI)")
+st.dataframe(spread, hide_index=True)
+verdicts = verdict_rows(groups, spread)
+if verdicts:
+    st.subheader("Paired comparisons with the best cell (by validation accuracy)")
+    st.dataframe(verdicts, hide_index=True)
+    st.caption(
+        "accuracy diff: this cell minus the reference on the test images both saw, seeds "
+        "paired; CI: paired bootstrap 95%; p: exact McNemar (largest over seed pairs), Holm "
+        "adjusted. 'better'/'worse' only when the CI excludes 0 and p_holm < 0.05."
+    )
+    for row in verdicts:
+        st.markdown(f"**{row['cell']}** vs **{row['reference']}**: {row['verdict']}")
