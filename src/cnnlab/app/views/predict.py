@@ -15,8 +15,8 @@ from cnnlab.data.walk import IMAGE_EXTS
 from cnnlab.errors import CnnlabError
 from cnnlab.runs import Run
 
-MAX_CARDS = 24  # images shown one by one; the table and CSV always hold all of them
-MAX_CHARTS = 4  # bar charts up to this many images; beyond, the top classes as text
+MAX_CHARTS = 4  # one card with a bar chart per image up to this many; beyond, a grid
+MAX_CARDS = 60  # images shown in the grid; the table and CSV always hold all of them
 log = logging.getLogger("cnnlab.app")
 
 
@@ -31,7 +31,26 @@ def top_k_chart(top: list[tuple[str, float]]) -> go.Figure:
     return fig
 
 
-def show_card(i: int, row: dict, image: object, truth: str | None, chart: bool) -> None:
+def show_grid(rows: list[dict], uploads: list, truths: list[str | None]) -> None:
+    """Many images: one picture grid and one list, a few page elements whatever the count."""
+    good = [(r, u) for r, u in zip(rows, uploads, strict=True) if u.image is not None]
+    if good:
+        st.image([u.image for _, u in good], caption=[r["name"] for r, _ in good], width=96)
+    lines = []
+    for row, truth in zip(rows, truths, strict=True):
+        if "problem" in row:
+            continue
+        top = ", ".join(f"{c} {p:.1%}" for c, p in row["top_k"][1:])
+        extra = f"; true class {truth}" if truth else ""
+        lines.append(f"- {row['name']} - Prediction: **{row['label']}** ({row['prob']:.1%})"
+                     f"{'; then ' + top if top else ''}{extra}")  # fmt: skip
+    st.markdown("\n".join(lines))
+    for row in rows:
+        if "problem" in row:
+            st.error(row["problem"])
+
+
+def show_card(i: int, row: dict, image: object, truth: str | None) -> None:
     left, right = st.columns([1, 3])
     if image is not None:
         left.image(image, caption=row["name"], width=160)
@@ -41,10 +60,7 @@ def show_card(i: int, row: dict, image: object, truth: str | None, chart: bool) 
     right.markdown(f"Prediction: **{row['label']}** ({row['prob']:.1%})")
     if truth:
         right.caption(f"true class: {truth}")
-    if chart:
-        right.plotly_chart(top_k_chart(row["top_k"]), key=f"chart-{i}")
-    else:
-        right.caption(" - ".join(f"{c} {p:.1%}" for c, p in row["top_k"]))
+    right.plotly_chart(top_k_chart(row["top_k"]), key=f"chart-{i}")
 
 
 settings = load_settings()
@@ -83,9 +99,11 @@ if sample_name == name and not files:
     truths = [label for _, _, label in samples]
 if uploads:
     rows = predict_uploads(predictor, uploads, top_k)
-    shown = list(zip(rows, uploads, truths, strict=True))[:MAX_CARDS]
-    for i, (row, upload, truth) in enumerate(shown):
-        show_card(i, row, upload.image, truth, chart=len(rows) <= MAX_CHARTS)
+    if len(rows) <= MAX_CHARTS:
+        for i, (row, upload, truth) in enumerate(zip(rows, uploads, truths, strict=True)):
+            show_card(i, row, upload.image, truth)
+    else:
+        show_grid(rows[:MAX_CARDS], uploads[:MAX_CARDS], truths[:MAX_CARDS])
     if len(rows) > 1:
         st.subheader("All results")
         table = [{k: r.get(k) for k in ("name", "label", "prob", "problem")} for r in rows]
