@@ -51,6 +51,7 @@ def test_upload_predicts_and_a_fake_png_gets_a_friendly_error(
         _shots(tmp_path, page, "predict")
         page.locator("input[type=file]").set_input_files(str(fake))
         page.get_by_text("notes.png is not a picture this app reads").wait_for(timeout=WAIT_MS)
+        assert page.locator("[data-testid=stAlertContentError]").count() == 1  # as test_load
         _shots(tmp_path, page, "bad-upload")
         text = page.inner_text("body")
         assert "Traceback" not in text and str(tmp_path) not in text

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import streamlit as st
@@ -15,8 +18,14 @@ def get_predictor(run_dir: str) -> Predictor:
     """The run's :class:`~cnnlab.predict.Predictor`, built once per server and shared.
 
     Loading a model costs seconds (torch, timm, weights); every later prediction from any
-    session reuses it. Inference only reads the model, so sessions may share it.
+    session reuses it. Inference only reads the model, so sessions may share it. The server's
+    console says when a model is loaded, so an operator (and the load test) can see it
+    happens once.
     """
     from cnnlab.predict import Predictor
 
-    return Predictor(run_dir)
+    start = time.perf_counter()
+    predictor = Predictor(run_dir)
+    took = time.perf_counter() - start
+    print(f"cnnlab app: loaded run {Path(run_dir).name} ({took:.1f} s)", file=sys.stderr)
+    return predictor
