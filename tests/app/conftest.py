@@ -59,6 +59,21 @@ def app_main() -> str:
     return os.path.join(os.path.dirname(cnnlab.app.__file__), "main.py")
 
 
+def open_page(view: str | None = None, timeout: float = 60) -> object:
+    """An ``AppTest`` of the app after its first run, switched to ``views/<view>.py``.
+
+    ``timeout`` is per script run, in seconds: the first run loads torch and the model.
+    """
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(app_main(), default_timeout=timeout)
+    at.run()
+    if view is not None:
+        at.switch_page(f"views/{view}.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
 def page_text(at: object) -> str:
     """Every text an AppTest page shows (titles, markdown, captions, alerts), joined."""
     kinds = ("title", "header", "subheader", "markdown", "caption", "error", "warning", "info")

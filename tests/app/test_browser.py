@@ -60,7 +60,14 @@ def test_upload_predicts_and_a_fake_png_gets_a_friendly_error(
         page.get_by_text("Confusion matrix").wait_for(timeout=WAIT_MS)
         page.wait_for_timeout(1500)  # let plotly draw before the picture is taken
         _shots(tmp_path, page, "runs")
+        page.get_by_role("link", name="Compare").click()
+        page.get_by_text("Paired comparisons with the best cell").wait_for(timeout=WAIT_MS)
+        page.wait_for_timeout(1500)
+        _shots(tmp_path, page, "compare")
+        page.get_by_role("link", name="Data").click()
+        page.get_by_text("Samples per class").wait_for(timeout=WAIT_MS)
+        _shots(tmp_path, page, "data")
         browser.close()
     assert folder_digest(data) == before
     assert all((tmp_path / "screenshots" / f"app-{n}.png").stat().st_size > 10_000 for n in
-               ("predict", "bad-upload", "runs"))  # fmt: skip
+               ("predict", "bad-upload", "runs", "compare", "data"))  # fmt: skip

@@ -5,14 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from streamlit.testing.v1 import AppTest
-from tests.app.conftest import app_main, page_text
+from tests.app.conftest import open_page, page_text
 
 from cnnlab.app.compare import cells, paired_arrays, spread_rows, verdict_rows
 from cnnlab.runs import list_runs
 from cnnlab.studies import stats
-
-TIMEOUT = 60  # s per script run
 
 
 def test_cells_spread_and_verdicts_use_the_studies_statistics(app_runs: Path) -> None:
@@ -35,10 +32,7 @@ def test_cells_spread_and_verdicts_use_the_studies_statistics(app_runs: Path) ->
 
 
 def test_compare_page(app_env: Path) -> None:
-    at = AppTest.from_file(app_main(), default_timeout=TIMEOUT)
-    at.run()
-    at.switch_page("views/compare.py").run()
-    assert not at.exception, at.exception
+    at = open_page("compare")
     assert at.multiselect[0].value == ["tiny-s0", "cnn-s0", "cnn-s1"]
     overlay = at.get("plotly_chart")[0]
     assert overlay.proto.spec.count('"name"') >= 3

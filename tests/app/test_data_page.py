@@ -6,13 +6,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
-from tests.app.conftest import UNICODE_CLASS, app_main, make_dataset, page_text
+from tests.app.conftest import UNICODE_CLASS, make_dataset, open_page, page_text
 from tests.conftest import folder_digest
 
 from cnnlab.app.settings import AppSettings
-
-TIMEOUT = 60  # s per script run
 
 
 @pytest.fixture
@@ -27,17 +24,9 @@ def messy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-def _data_page() -> AppTest:
-    at = AppTest.from_file(app_main(), default_timeout=TIMEOUT)
-    at.run()
-    at.switch_page("views/data.py").run()
-    assert not at.exception, at.exception
-    return at
-
-
 def test_data_page_finds_bad_files_duplicates_and_conflicts(messy: Path) -> None:
     before = folder_digest(messy)
-    at = _data_page()
+    at = open_page("data")
     assert at.selectbox[0].options == ["messy data"]
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["images"] == "37" and metrics["classes"] == "3" and metrics["bad files"] == "1"
@@ -58,5 +47,5 @@ def test_data_page_finds_bad_files_duplicates_and_conflicts(messy: Path) -> None
 def test_no_folders_says_how_to_give_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CNNLAB_APP_RUNS_DIR", str(tmp_path))
     monkeypatch.setenv("CNNLAB_APP_FOLDERS", "")
-    at = _data_page()
+    at = open_page("data")
     assert "cnnlab app DATA_FOLDER" in at.info[0].value

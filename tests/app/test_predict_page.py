@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
-from tests.app.conftest import app_main, page_text
+from tests.app.conftest import app_main, open_page, page_text
 from tests.conftest import make_class_image
 from tests.data.data_badfiles import bomb_png
 
@@ -31,9 +31,9 @@ def test_upload_checks_sniff_content_cap_size_and_refuse_bombs() -> None:
     text = check_upload("/srv/secret/notes.png", b"just some text\n", 10**6)
     assert text.image is None and text.problem.startswith("notes.png is not a picture")
     assert "/srv" not in text.problem
-    gif = io.BytesIO()
-    Image.new("RGB", (16, 16)).save(gif, "GIF")
-    assert "not a picture" in check_upload("x.png", gif.getvalue(), 10**6).problem
+    ppm = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(ppm, "PPM")  # Pillow reads it; cnnlab does not accept it
+    assert "not a picture" in check_upload("x.png", ppm.getvalue(), 10**6).problem
     assert "larger than" in check_upload("big.png", png_bytes(), 100).problem
     assert "too many pixels" in check_upload("bomb.png", bomb_png(10000), 10**6).problem
     assert "is empty" in check_upload("e.png", b"", 10**6).problem
@@ -42,10 +42,7 @@ def test_upload_checks_sniff_content_cap_size_and_refuse_bombs() -> None:
 
 
 def _predict_page(app_env: Path) -> AppTest:
-    at = AppTest.from_file(app_main(), default_timeout=TIMEOUT)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page()
 
 
 def test_predict_one_upload_matches_predictor(app_env: Path) -> None:
@@ -71,7 +68,7 @@ def test_predict_many_table_csv_and_friendly_errors(app_env: Path) -> None:
     at.run()
     assert not at.exception
     assert [e.value for e in at.error] == [
-        "notes.png is not a picture this app reads (PNG, JPEG, BMP, WebP or TIFF)"
+        "notes.png is not a picture this app reads (PNG, JPEG, BMP, WebP, TIFF or GIF)"
     ]
     assert page_text(at).count("Prediction:") == 3
     table = at.dataframe[0].value

@@ -7,20 +7,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-from streamlit.testing.v1 import AppTest
-from tests.app.conftest import UNICODE_CLASS, app_main, page_text
+from tests.app.conftest import UNICODE_CLASS, open_page, page_text
 
 from cnnlab.app.rundata import filter_rows, leaderboard
-
-TIMEOUT = 60  # s per script run
-
-
-def _runs_page() -> AppTest:
-    at = AppTest.from_file(app_main(), default_timeout=TIMEOUT)
-    at.run()
-    at.switch_page("views/runs.py").run()
-    assert not at.exception, at.exception
-    return at
 
 
 def test_leaderboard_rows_and_filters(app_runs: Path) -> None:
@@ -34,7 +23,7 @@ def test_leaderboard_rows_and_filters(app_runs: Path) -> None:
 
 
 def test_runs_page_shows_a_run(app_env: Path) -> None:
-    at = _runs_page()
+    at = open_page("runs")
     table = at.dataframe[0].value
     assert list(table["run"]) == ["tiny-s0", "cnn-s0", "cnn-s1"]
     assert at.selectbox[0].value == "cnn-s1"
@@ -50,7 +39,7 @@ def test_runs_page_shows_a_run(app_env: Path) -> None:
 
 
 def test_runs_page_filter_and_normalise(app_env: Path) -> None:
-    at = _runs_page()
+    at = open_page("runs")
     assert at.multiselect[0].options == ["cnn", "tiny_cnn"]  # the models present
     at.multiselect[0].set_value(["tiny_cnn"]).run()
     assert list(at.dataframe[0].value["run"]) == ["tiny-s0"]

@@ -1,7 +1,9 @@
-"""Data page data: the audit of a dataset folder the app was given, and per-class samples.
+"""Data page data: ``cnnlab data inspect`` of a dataset folder the app was given.
 
-Both come from :mod:`cnnlab.data.audit` (the same checks as ``cnnlab data inspect``); the
-sample strips are drawn into a temporary folder, never into the dataset.
+The audit is written by :func:`cnnlab.data.audit.write_audit` (the command's own code) into a
+temporary folder and read back, never into the dataset: the report (``data_report.json``:
+counts, bad files, problems, duplicates, leakage, conflicts, near duplicates) and the
+per-class sample strips.
 """
 
 from __future__ import annotations
@@ -22,22 +24,24 @@ def dataset_choices(settings: AppSettings) -> dict[str, Path]:
     return out
 
 
-def audit_folder(root: Path, near: bool = False) -> dict[str, Any]:
-    """Counts, bad files, exact duplicates, leakage, conflicts (and near duplicates)."""
-    from cnnlab.data.audit import collect_audit
-    from cnnlab.data.scan import scan_dataset
+def inspect_folder(root: Path, near: bool = False) -> dict[str, Any]:
+    """``{"report": data_report.json, "strips": {class: PNG bytes}}`` of a dataset folder."""
+    from cnnlab.config import DataConfig
+    from cnnlab.data.audit import write_audit
+    from cnnlab.data.check import check_dataset
+    from cnnlab.runs import read_json
 
-    return collect_audit(scan_dataset(root, progress=False), near=near, progress=False)
-
-
-def class_strips(root: Path) -> dict[str, bytes]:
-    """Class -> PNG bytes of a strip of up to 8 of its images (the audit page's grids)."""
-    from cnnlab.data.audit_html import sample_grids
-    from cnnlab.data.scan import scan_dataset
-
-    scan = scan_dataset(root, progress=False)
+    check = check_dataset(DataConfig(root=str(root)), progress=False)
     with tempfile.TemporaryDirectory(prefix="cnnlab-app-") as tmp:
-        return {label: path.read_bytes() for label, path in sample_grids(scan, Path(tmp)).items()}
+        write_audit(check, tmp, near=near, progress=False)
+        report = read_json(Path(tmp, "data_report.json"))
+        samples = Path(tmp, "samples")
+        strips = {
+            label: (samples / f"class_{i:03d}.png").read_bytes()
+            for i, label in enumerate(check.scan.classes)
+            if (samples / f"class_{i:03d}.png").is_file()
+        }
+    return {"report": report, "strips": strips}
 
 
 def group_rows(groups: list[list[dict[str, Any]]]) -> list[dict[str, str]]:

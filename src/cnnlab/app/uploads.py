@@ -2,8 +2,9 @@
 
 A visitor's upload is untrusted: its name and the browser's type filter say nothing about its
 content. Each file goes through the size cap first, then cnnlab's one image decoder
-(:func:`cnnlab.data.image.load_image_bytes`): the format is sniffed from the content against
-:data:`ALLOWED_FORMATS` and the pixel-bomb guard runs before any pixel is decoded. Messages
+(:func:`cnnlab.data.image.load_image_bytes`): the format is read from the content and must be
+one of cnnlab's :data:`~cnnlab.data.image.FORMATS`, and the pixel-bomb guard runs before any
+pixel is decoded. Messages
 name the file as the visitor named it, never a server path.
 """
 
@@ -18,10 +19,7 @@ from PIL import Image
 from cnnlab.data.image import load_image_bytes
 from cnnlab.errors import ImageLoadError
 
-# Pillow format names of the extensions cnnlab trains on (data.walk.IMAGE_EXTS); MPO is the
-# JPEG variant many cameras write.
-ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "BMP", "WEBP", "TIFF"})
-ACCEPTED = "PNG, JPEG, BMP, WebP or TIFF"
+ACCEPTED = "PNG, JPEG, BMP, WebP, TIFF or GIF"  # data.image.FORMATS, as people name them
 _WHY = {
     "empty": "is empty",
     "not an image": f"is not a picture this app reads ({ACCEPTED})",
@@ -54,9 +52,7 @@ def check_upload(
         limit = max_bytes / 2**20
         return Upload(name, problem=f"{name} is larger than the {limit:g} MB limit")
     try:
-        image = load_image_bytes(
-            data, name, channels=channels, formats=ALLOWED_FORMATS, draft_side=draft_side
-        )
+        image = load_image_bytes(data, name, channels=channels, draft_side=draft_side)
     except ImageLoadError as exc:
         return Upload(name, problem=f"{name} {_WHY.get(exc.reason, 'cannot be read')}")
     return Upload(name, image=image)

@@ -194,7 +194,6 @@ def load_image_bytes(
     data: bytes,
     name: str,
     channels: int = 3,
-    formats: frozenset[str] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     min_side: int = DEFAULT_MIN_SIDE,
     draft_side: int | None = None,
@@ -204,32 +203,24 @@ def load_image_bytes(
     Args:
         data: the file's content.
         name: what errors call it (the uploader's own file name, never a server path).
-        formats: Pillow format names to accept (``{"PNG", "JPEG"}``), read from the content
-            before any pixel is decoded; ``None`` accepts any format Pillow reads.
 
     Raises:
-        ImageLoadError: as :func:`load_image`; a format outside ``formats`` is "not an image".
+        ImageLoadError: as :func:`load_image` (a format outside :data:`FORMATS`, read from
+            the content, is "not an image").
     """
     if not data:
         raise ImageLoadError(name, "empty")
-    img = _checked(Path(name), data, max_pixels, min_side, draft_side, formats)
+    img = _checked(Path(name), data, max_pixels, min_side, draft_side)
     return _to_channels(img, channels)
 
 
 def _checked(
-    path: Path,
-    data: bytes,
-    max_pixels: int,
-    min_side: int,
-    draft_side: int | None,
-    formats: frozenset[str] | None = None,
+    path: Path, data: bytes, max_pixels: int, min_side: int, draft_side: int | None
 ) -> Image.Image:
     with warnings.catch_warnings():
         # Pillow warns about odd metadata (corrupt EXIF...); the pixels are what we judge.
         warnings.simplefilter("ignore")
         img = _open(path, data, max_pixels)
-        if formats is not None and img.format not in formats:
-            raise ImageLoadError(path, "not an image", f"format {img.format} not accepted")
         if min(img.size) < min_side:
             size = f"{img.size[0]}x{img.size[1]} < {min_side} px"
             raise ImageLoadError(path, "too small", size)

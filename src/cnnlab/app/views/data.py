@@ -7,7 +7,7 @@ import logging
 import plotly.express as px
 import streamlit as st
 
-from cnnlab.app.datasets import audit_folder, class_strips, dataset_choices, group_rows
+from cnnlab.app.datasets import dataset_choices, group_rows, inspect_folder
 from cnnlab.app.settings import load_settings
 from cnnlab.errors import CnnlabError
 
@@ -15,21 +15,16 @@ log = logging.getLogger("cnnlab.app")
 
 
 @st.cache_data(ttl=300, show_spinner="Checking every image...")
-def cached_audit(root: str, near: bool) -> dict:
-    return audit_folder(settings.check_folder(root), near=near)
+def cached_inspect(root: str, near: bool) -> dict:
+    return inspect_folder(settings.check_folder(root), near=near)
 
 
-@st.cache_data(ttl=300, show_spinner="Drawing samples...")
-def cached_strips(root: str) -> dict[str, bytes]:
-    return class_strips(settings.check_folder(root))
-
-
-def show_groups(title: str, groups: list, empty: str) -> None:
+def show_groups(title: str, groups: list) -> None:
     st.subheader(title)
     if groups:
         st.dataframe(group_rows(groups), hide_index=True)
     else:
-        st.caption(empty)
+        st.caption("none")
 
 
 settings = load_settings()
@@ -41,30 +36,33 @@ if not choices:
 name = st.selectbox("Dataset folder", list(choices))
 near = st.toggle("Also look for near duplicates (slower: hashes every image)", value=False)
 try:
-    doc = cached_audit(str(choices[name]), near)
+    found = cached_inspect(str(choices[name]), near)
 except CnnlabError as exc:
     log.warning("dataset %s cannot be read: %s", name, exc)
     st.error(f"{name} cannot be read as a dataset (expected one folder per class).")
     st.stop()
+doc, audit = found["report"], found["report"].get("audit") or {}
 cols = st.columns(4)
 cols[0].metric("images", doc["num_images"])
 cols[1].metric("classes", len(doc["classes"]))
 cols[2].metric("imbalance (largest / smallest)", doc["imbalance_ratio"])
 cols[3].metric("bad files", len(doc["skipped"]))
-counts = doc["classes"]
+for problem in doc.get("problems") or []:
+    st.warning(f"{problem.get('kind')}: {problem.get('message')}")
+counts = doc["counts"]
 fig = px.bar(x=list(counts), y=list(counts.values()), labels={"x": "class", "y": "images"})
 st.plotly_chart(fig, key="class-counts")
 st.subheader("Samples per class")
-for label, strip in cached_strips(str(choices[name])).items():
+for label, strip in found["strips"].items():
     st.image(strip, caption=label)
 st.subheader("Bad files (left out of training)")
 if doc["skipped"]:
     st.dataframe(doc["skipped"], hide_index=True)
 else:
     st.caption("none: every image decodes")
-show_groups("Exact duplicates", doc["duplicate_groups"], "none")
-show_groups("Leakage (the same image in two splits)", doc["leakage_groups"], "none")
-show_groups("Label conflicts (the same image in two classes)", doc["conflict_groups"], "none")
+show_groups("Exact duplicates", audit.get("duplicate_groups") or [])
+show_groups("Leakage (the same image in two splits)", audit.get("leakage_groups") or [])
+show_groups("Label conflicts (the same image in two classes)", audit.get("conflict_groups") or [])
 if near:
     st.subheader("Near duplicates")
-    st.dataframe(doc.get("near_pairs", []), hide_index=True)
+    st.dataframe(audit.get("near_pairs") or [], hide_index=True)

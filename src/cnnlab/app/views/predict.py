@@ -10,7 +10,7 @@ import streamlit as st
 from cnnlab.app.cached import get_predictor
 from cnnlab.app.predictions import predict_uploads, predictable_runs, rows_to_csv, sample_images
 from cnnlab.app.settings import load_settings
-from cnnlab.app.uploads import ALLOWED_FORMATS, check_upload, check_uploads
+from cnnlab.app.uploads import ACCEPTED, check_upload, check_uploads
 from cnnlab.data.walk import IMAGE_EXTS
 from cnnlab.errors import CnnlabError
 from cnnlab.runs import Run
@@ -81,9 +81,8 @@ top_k = st.slider("Classes shown per image", 1, max(2, min(10, classes)), min(3,
 tta = "on" if getattr(predictor, "tta", False) else "off"
 st.caption(f"{classes} classes - test-time augmentation {tta}, as `cnnlab predict` uses it")
 files = st.file_uploader(
-    f"Images ({', '.join(sorted(ALLOWED_FORMATS - {'MPO'}))}; "
-    f"up to {settings.max_upload_mb} MB each)",
-    type=sorted(e.lstrip(".") for e in IMAGE_EXTS),
+    f"Images ({ACCEPTED}; up to {settings.max_upload_mb} MB each)",
+    type=sorted({e.lstrip(".") for e in IMAGE_EXTS} | {"gif"}),
     accept_multiple_files=True,
 )
 if st.button("Try sample images from the run's test split"):
