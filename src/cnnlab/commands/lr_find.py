@@ -36,7 +36,6 @@ def lr_find_command(
 
     if quiet:
         set_quiet(True)
-    check_writable_file(out, "--out")  # before the search, not after it
     flags = {"model": model, "mode": mode, "img_size": img_size, "batch_size": batch_size,
              "seed": seed}  # fmt: skip
     values = api.short_values({k: v for k, v in flags.items() if v is not None})
@@ -48,6 +47,7 @@ def lr_find_command(
 
     # Never inside the dataset: the next scan would find the plot.
     out = outside_dataset(out, Path("lr_find.png"), dataset_folder(cfg.data.root), "--out")
+    check_writable_file(out, "--out")  # before the search, not after it
     prep = prepare_training(cfg)
     lrs, losses, suggestion = lr_find(prep.module, prep.train_loader, min_lr, max_lr, steps)
     plot_lr_find(lrs, losses, suggestion, out)

@@ -22,6 +22,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from cnnlab.atomic import atomic_path
+
 # Tried in order for every glyph; only the installed ones are used (matplotlib >= 3.6).
 _FONT_CANDIDATES = (
     "DejaVu Sans",
@@ -90,7 +92,12 @@ def save_png(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     crop = {"bbox_inches": "tight", "pad_inches": 0.1} if tight else {}
-    fig.savefig(path, dpi=dpi, format="png", pil_kwargs=dict(_PNG), metadata=meta or None, **crop)
+    # atomic: a full disk leaves no half PNG, and its error names this file (Pillow's does not);
+    # not fsynced, a plot can be drawn again
+    with atomic_path(path, durable=False) as tmp:
+        fig.savefig(
+            tmp, dpi=dpi, format="png", pil_kwargs=dict(_PNG), metadata=meta or None, **crop
+        )
     return path
 
 
