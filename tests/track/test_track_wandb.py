@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,10 @@ def test_a_run_logged_to_wandb_offline_and_logged_again(tmp_path: Path) -> None:
     assert logged.files_found == 2 and logged.name == run.path.name
     assert logged.group == "mini" and "best" in logged.tags and logged.job_type == "run"
     top = read_offline(runs, parent.info["uid"])
+    deadline = time.monotonic() + 120  # s; the parent's offline file may still be closing
+    while not top.name and time.monotonic() < deadline:
+        time.sleep(1)
+        top = read_offline(runs, parent.info["uid"])
     assert (top.name, top.group, top.job_type) == ("mini", "mini", "study")
     assert top.config["vary.train.lr"] == "[0.01]"
     assert top.summary["cnnlab.best_run"] == run.path.name and top.exit_codes == [0]
