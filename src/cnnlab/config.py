@@ -233,6 +233,22 @@ def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     return keys
 
 
+def dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"mode": "x"}}`` and ``{"model.mode": "x"}`` both become ``{"model.mode": "x"}``.
+
+    >>> dotted({"train": {"lr": 0.1}, "model.mode": "frozen"})
+    {'train.lr': 0.1, 'model.mode': 'frozen'}
+    """
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(dotted(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
 def valid_keys() -> list[str]:
     """All dotted keys a user may set, e.g. ``train.lr``."""
     return _valid_keys(Config)

@@ -10,7 +10,7 @@ from typing import Any
 
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluation.metrics import metric_series
-from cnnlab.runs import PLOTS, Run, list_runs, read_json
+from cnnlab.runs import PLOTS, Run, read_json
 
 SPLITS = ("test", "val")
 CURVES = {"loss": ("train/loss", "val/loss"), "accuracy": ("train/accuracy", "val/accuracy")}
@@ -26,26 +26,26 @@ def _dataset(run: Run) -> str:
 
 
 def leaderboard(runs_dir: Path) -> list[dict[str, Any]]:
-    """One row per run folder: name, model, mode, dataset, epochs, val/test accuracy and F1."""
+    """One row per run folder: name, model, mode, dataset, epochs, val/test accuracy and F1.
+
+    The columns ``cnnlab runs`` reads (:func:`cnnlab.summary.run_rows`), named for the page.
+    """
+    from cnnlab.summary import run_rows
+
     rows = []
-    for run in list_runs(runs_dir) if runs_dir.is_dir() else []:
-        try:
-            summary = run.summary
-        except CnnlabError:
-            summary = {}
-        metrics = summary.get("metrics") or {}
+    for r in run_rows(runs_dir):
         row: dict[str, Any] = {
-            "run": run.name,
-            "model": summary.get("model"),
-            "mode": summary.get("mode"),
-            "dataset": _dataset(run),
-            "epochs": summary.get("epochs_run"),
-            "complete": bool(summary.get("complete")),
+            "run": r["name"],
+            "model": r["model"],
+            "mode": r["mode"],
+            "dataset": _dataset(Run(r["path"])),
+            "epochs": r["epochs_run"],
+            "complete": r["complete"],
         }
         for split in ("val", "test"):
             for key, short in (("accuracy", "acc"), ("macro_f1", "F1")):
-                row[f"{split} {short}"] = (metrics.get(split) or {}).get(key)
-        row["time (s)"] = summary.get("train_time_s")
+                row[f"{split} {short}"] = r[f"{split}_{key}"]
+        row["time (s)"] = r["train_time_s"]
         rows.append(row)
     return rows
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from cnnlab.config import Config, parse_override, read_yaml
+from cnnlab.config import Config, dotted, parse_override, read_yaml
 from cnnlab.errors import CnnlabError, ConfigError
 
 # Keys a cell may not change: they would give cells different test images or seeds.
@@ -99,18 +99,6 @@ class Plan:
             "set": dict(self.base),
             "cells": [{"id": c.id, "label": c.label, "set": dict(c.values)} for c in self.cells],
         }
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"model": {"mode": "x"}}`` and ``{"model.mode": "x"}`` both become dotted keys."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, dotted + "."))
-        else:
-            out[dotted] = value
-    return out
 
 
 def check_keys(values: dict[str, Any], where: str, fixed: bool = True) -> dict[str, Any]:
@@ -228,10 +216,10 @@ def parse_plan(tree: Any, where: str = "plan") -> dict[str, Any]:
     for i, raw in enumerate(raw_cells, start=1):
         if not isinstance(raw, dict) or not isinstance(raw.get("set", {}), dict):
             raise ConfigError(f"{where}: cell {i} must be a mapping with 'label' and 'set'")
-        values = check_keys(_flatten(raw.get("set") or {}), f"{where}: cell {i}")
+        values = check_keys(dotted(raw.get("set") or {}), f"{where}: cell {i}")
         cells.append(Cell("", str(raw.get("label") or label_for(values)), values))
     compare = tree.get("compare", "best")
     if compare not in COMPARE:
         raise ConfigError(f"{where}: compare must be one of {', '.join(COMPARE)}, got {compare!r}")
-    base = check_keys(_flatten(tree.get("set") or {}), f"{where}: set", fixed=False)
+    base = check_keys(dotted(tree.get("set") or {}), f"{where}: set", fixed=False)
     return {"cells": renumber(cells), "seeds": tree.get("seeds"), "compare": compare, "base": base}

@@ -53,14 +53,12 @@ class SyncReport:
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested config -> ``{"train.lr": "0.01", ...}`` with lists written as JSON."""
+    from cnnlab.config import dotted
+
     flat: dict[str, str] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, name + "."))
-        else:
-            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-            flat[name] = text[:MAX_PARAM_CHARS]
+    for name, value in dotted(tree, prefix).items():
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        flat[name] = text[:MAX_PARAM_CHARS]
     return flat
 
 
