@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from cnnlab.runs import Run
 from cnnlab.track import flush, parent_run
 from cnnlab.track.content import flatten
 from cnnlab.track.sync import log_runs
+from cnnlab.track.wandb_store import wait_for_fresh_folder
 
 EPOCHS = 2
 pytestmark = pytest.mark.slow
@@ -120,3 +122,10 @@ def test_wandb_missing_is_one_clear_line(tmp_path: Path, tiny_folder: Path) -> N
     assert out.returncode == 2, out.stderr
     assert "pip install 'cnnlab[wandb]'" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_a_session_never_reuses_the_folder_of_one_opened_the_same_second(tmp_path: Path) -> None:
+    stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
+    (tmp_path / f"offline-run-{stamp}-abc").mkdir()
+    wait_for_fresh_folder(tmp_path, "abc")
+    assert datetime.now().strftime("%Y%m%d_%H%M%S") != stamp

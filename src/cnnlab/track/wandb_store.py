@@ -17,7 +17,9 @@ them into one run. This module imports wandb: it runs in the tracking process or
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,24 @@ STATE_KEY = "wandb"  # in track.json: {"<folder>#<project>": what was sent there
 # Names W&B writes into a run's files itself; our config.yaml is in the W&B config already.
 RESERVED = {"config.yaml", "wandb-summary.json", "wandb-metadata.json", "requirements.txt",
             "output.log"}  # fmt: skip
+
+
+def wait_for_fresh_folder(folder: Path, uid: str) -> None:
+    """Wait until W&B's folder name for a new session of ``uid`` is not taken.
+
+    W&B names a session's folder ``offline-run-<YYYYmmdd_HHMMSS>-<id>``: a run resumed within
+    the second it was last opened (tagged best right after training) would write into the
+    previous session's folder and overwrite its ``.wandb`` file, losing what was logged.
+
+    >>> import tempfile
+    >>> wait_for_fresh_folder(Path(tempfile.mkdtemp()), "abc")  # nothing there yet: no wait
+    """
+    while True:
+        now = datetime.now()
+        stamp = now.strftime("%Y%m%d_%H%M%S")
+        if not any((folder / f"{mode}-{stamp}-{uid}").exists() for mode in ("offline-run", "run")):
+            return
+        time.sleep(1.0 - now.microsecond / 1e6 + 0.01)
 
 
 class WandbStore:
@@ -51,6 +71,7 @@ class WandbStore:
         """The open W&B run for ``uid``, started (or resumed) when not open yet."""
         run = self.open.get(uid)
         if run is None:
+            wait_for_fresh_folder(self.dir / "wandb", uid)
             settings = self.wandb.Settings(
                 mode=os.environ.get(MODE_ENV, "offline"), silent=True, console="off",
                 x_disable_stats=True, disable_git=True, save_code=False,
