@@ -93,7 +93,8 @@ class Predictor:
         # predict, eval and the report give the same numbers unless asked otherwise.
         self.tta = self.card.get("tta") == "hflip"
         self.backend = backend
-        self.device = torch.device(device or "cpu")
+        # the accelerator when there is one: evaluation and prediction are batched forward passes
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.transform = build_eval_transform(self.img_size, self.mean, self.std).to(self.device)
         self.model: torch.nn.Module | None = None
         self.session: Any = None
@@ -126,9 +127,9 @@ class Predictor:
                 flat.append(x)
         return flat
 
-    def _decode(self, inputs: Iterable[Any]) -> list[Item]:
+    def _decode(self, inputs: Iterable[Any], offset: int = 0) -> list[Item]:
         items = []
-        for i, x in enumerate(inputs):
+        for i, x in enumerate(inputs, start=offset):
             key: str | int = x if isinstance(x, str) else i
             try:
                 items.append(Item(key, self.load(x)))
@@ -186,17 +187,23 @@ class Predictor:
             One dict per input image, in order: ``{"path" (or "index"), "label", "prob",
             "top_k": [(label, prob), ...]}``, or ``{"path", "error": reason}``.
         """
-        items = self._decode(self.expand(inputs))
-        good = [it for it in items if it.array is not None]
-        probs = torch.zeros(0, len(self.classes))
-        if good:
-            stack = np.stack([it.array for it in good])  # type: ignore[misc]
-            probs = self.predict_arrays(
-                torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous(),
-                tta=tta,
-                batch_size=batch_size,
-            )
-        return self._results(items, probs, top_k)
+        flat = self.expand(inputs)
+        results: list[dict[str, Any]] = []
+        # decode one batch, classify it, keep only the results: memory stays one batch of
+        # pixels however many files there are
+        for start in range(0, len(flat), batch_size):
+            items = self._decode(flat[start : start + batch_size], offset=start)
+            good = [it for it in items if it.array is not None]
+            probs = torch.zeros(0, len(self.classes))
+            if good:
+                stack = np.stack([it.array for it in good])  # type: ignore[misc]
+                probs = self.predict_arrays(
+                    torch.from_numpy(stack).permute(0, 3, 1, 2).contiguous(),
+                    tta=tta,
+                    batch_size=batch_size,
+                )
+            results.extend(self._results(items, probs, top_k))
+        return results
 
     def _results(
         self, items: Sequence[Item], probs: torch.Tensor, top_k: int

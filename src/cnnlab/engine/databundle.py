@@ -43,10 +43,16 @@ class DataBundle:
     check: Any = None  # cnnlab.data.check.DataCheck: problems and split seed for the report
 
     def subset(self, split: str) -> tuple[Any, torch.Tensor]:
-        """Images and labels of one split: a uint8 tensor, or ``LazyImages`` with cache=off."""
+        """Images and labels of one split: a uint8 tensor, or ``LazyImages`` with cache=off.
+
+        ``prepare_data`` stores each split's images as one run of rows, so the tensor is a
+        slice, a view of the cache (its memory map on disk): no split is copied into RAM.
+        """
         idx = self.index[split]
         if isinstance(self.images, torch.Tensor):
-            return self.images[idx], self.labels[idx]
+            rows = contiguous(idx)
+            images = self.images[rows] if rows is not None else self.images[idx]
+            return images, self.labels[idx]
         lazy = dataclasses.replace(self.images, paths=[self.images.paths[i] for i in idx.tolist()])
         return lazy, self.labels[idx]
 
@@ -99,6 +105,17 @@ def decode_all(images: Any) -> torch.Tensor:
             f"({failed[0].reason}); run the command again"
         )
     return x
+
+
+def contiguous(idx: torch.Tensor) -> slice | None:
+    """``idx`` as a slice when it is one ascending run of rows (a view, not a copy), else None."""
+    n = int(idx.numel())
+    if n == 0:
+        return slice(0, 0)
+    first, last = int(idx[0]), int(idx[-1])
+    if last - first + 1 != n or not bool((idx.diff() == 1).all()):
+        return None
+    return slice(first, last + 1)
 
 
 def decode_lazy(images: Any) -> tuple[torch.Tensor, list[int], list[Any]]:
@@ -156,7 +173,10 @@ def prepare_data(
     img_size, resize, channels = resolve_geometry(data, default_img_size)
     root = Path(scan.root)
     sha = {r.path: r.sha1 for r in scan.records}
-    samples, cache = _decode(data, root, list(split.samples), sha, resize, channels)
+    # one run of rows per split (train, val, test): each split is a slice of the cache
+    order = {name: i for i, name in enumerate(SPLITS)}
+    ordered = sorted(split.samples, key=lambda s: order.get(s.split, len(SPLITS)))
+    samples, cache = _decode(data, root, ordered, sha, resize, channels)
     labels = torch.tensor([s.label for s in samples], dtype=torch.int64)
     names = [s.split for s in samples]
     index = {

@@ -197,12 +197,40 @@ def _folder_samples(folder: Path, split: str, classes: Sequence[str]) -> list[tu
     return [(c.rel, c.label) for c in cands]
 
 
-def _decode(
-    predictor: Any, root: Path, samples: list[tuple[str, str]], classes: Sequence[str]
-) -> tuple[list[np.ndarray], list[int], list[str], list[dict[str, str]]]:
+class FileImages:
+    """The evaluated images, decoded again only when the report shows one (worst mistakes)."""
+
+    def __init__(self, predictor: Any, root: Path, paths: Sequence[str]) -> None:
+        self.predictor, self.root, self.paths = predictor, root, list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        array = self.predictor.load(self.root / self.paths[i])
+        return torch.from_numpy(array.transpose(2, 0, 1).copy())
+
+
+def _predict_stream(
+    predictor: Any,
+    root: Path,
+    samples: list[tuple[str, str]],
+    classes: Sequence[str],
+    tta: bool,
+    batch_size: int = 256,
+) -> tuple[torch.Tensor, list[int], list[str], list[dict[str, str]]]:
+    """Decode and classify ``batch_size`` files at a time: memory holds one batch of pixels
+    and the probabilities, never the whole folder decoded."""
     index = {c: i for i, c in enumerate(classes)}
-    arrays, labels, paths, skipped = [], [], [], []
-    for rel, label in track(samples, "decode", total=len(samples)):
+    labels, paths, skipped, arrays, parts = [], [], [], [], []
+
+    def flush() -> None:
+        if arrays:
+            x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+            parts.append(predictor.predict_arrays(x, tta=tta))
+            arrays.clear()
+
+    for rel, label in track(samples, "evaluate", total=len(samples)):
         try:
             arrays.append(predictor.load(root / rel))
         except ImageLoadError as exc:
@@ -210,7 +238,11 @@ def _decode(
             continue
         labels.append(index[label])
         paths.append(rel)
-    return arrays, labels, paths, skipped
+        if len(paths) == batch_size:
+            flush()
+    flush()
+    probs = torch.cat(parts) if parts else torch.zeros(0, len(classes))
+    return probs, labels, paths, skipped
 
 
 def evaluate_run(
@@ -250,12 +282,11 @@ def evaluate_run(
         samples = _folder_samples(root, split, classes)
         source = root.resolve().name
     start = time.perf_counter()
-    arrays, labels, paths, skipped = _decode(predictor, root, samples, classes)
-    if not arrays:
-        raise DataError(f"{root}: none of the {len(samples)} images could be read")
     use_tta = predictor.tta if tta is None else tta
-    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    probs = predictor.predict_arrays(images, tta=use_tta)
+    probs, labels, paths, skipped = _predict_stream(predictor, root, samples, classes, use_tta)
+    if not paths:
+        raise DataError(f"{root}: none of the {len(samples)} images could be read")
+    images = FileImages(predictor, root, paths)
     elapsed = time.perf_counter() - start
     name = f"eval-{split}" if data is None else f"eval-{root.resolve().name}"
     out = _unique_dir(Path(out_dir) if out_dir is not None else run.path / name)
@@ -263,11 +294,11 @@ def evaluate_run(
     write_predictions(out / "predictions.csv", paths, labels, probs, classes)
     summary = {
         "source": source,
-        "images": len(arrays),
+        "images": len(paths),
         "skipped_files": len(skipped),
         "tta": use_tta,
         "eval_time_s": round(elapsed, 3),
-        "images_per_s": round(len(arrays) / max(elapsed, 1e-9), 1),
+        "images_per_s": round(len(paths) / max(elapsed, 1e-9), 1),
     }
     trained = run.summary if (run.path / SUMMARY).is_file() else {}
     html, _ = write_report(
@@ -282,7 +313,7 @@ def evaluate_run(
         data_report={
             "source": source,
             "images": len(samples),
-            "evaluated": len(arrays),
+            "evaluated": len(paths),
             "skipped": skipped,
         },
         plots={k: Path(v) for k, v in metrics["plots"].items()},
@@ -290,7 +321,7 @@ def evaluate_run(
     )
     info(
         f"accuracy {metrics['accuracy']:.4f}  macro F1 {metrics['macro_f1']:.4f}  "
-        f"on {len(arrays)} images ({len(skipped)} skipped); report: {html}"
+        f"on {len(paths)} images ({len(skipped)} skipped); report: {html}"
     )
     return {**metrics, **summary, "out_dir": str(out), "report": str(html), "skipped": skipped}
 
