@@ -92,6 +92,10 @@ def _fit_module(
     from cnnlab.engine.checkpoint import find_resume_checkpoint
     from cnnlab.engine.trainer import build_trainer, quiet_lightning_warnings
 
+    if train.max_time is not None:
+        from cnnlab.engine.budget import TimeBudget
+
+        callbacks = (*callbacks, TimeBudget(len(loaders[1].dataset)))
     trainer = build_trainer(train, run_dir, max_epochs=train.epochs, callbacks_extra=callbacks)
     ckpt = find_resume_checkpoint(run_dir) if resume else None
     if resume and ckpt is None:
