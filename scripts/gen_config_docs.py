@@ -20,6 +20,7 @@ SECTIONS = {
     "TrainConfig": "train",
     "EvalConfig": "eval",
     "TrackConfig": "track",
+    "CacheConfig": "cache",
 }
 TITLES = {
     "": "Run",
@@ -29,6 +30,7 @@ TITLES = {
     "train": "`train`: optimisation, regularisation, precision and devices",
     "eval": "`eval`: final evaluation",
     "track": "`track`: experiment tracking (MLflow); see docs/tracking.md",
+    "cache": "`cache`: the size of `$CNNLAB_CACHE`; see docs/scaling.md",
 }
 HEADER = """# Configuration reference
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from cnnlab.commands.app import app_command
+from cnnlab.commands.cache import app as cache_app
 from cnnlab.commands.data import app as data_app
 from cnnlab.commands.ensemble import ensemble_command
 from cnnlab.commands.evaluate import eval_command, export_command, predict_command
@@ -44,6 +45,7 @@ app.command("study")(study_command)
 app.command("explain")(explain_command)
 app.command("ensemble")(ensemble_command)
 app.command("app")(app_command)
+app.add_typer(cache_app, name="cache", help="Show and free the decoded-image and other caches.")
 
 
 @app.callback()

@@ -212,6 +212,10 @@ class TrackConfig(_Section):
     experiment: str = "cnnlab"  # MLflow experiment (W&B project) the runs are logged under
 
 
+class CacheConfig(_Section):
+    max_gb: float | None = Field(None, gt=0.0)  # cache budget, GB; None: 1/4 of (cache + free disk)
+
+
 class Config(_Section):
     name: str | None = None  # run name; None: <model>-<mode>-<time>
     runs_dir: str = "runs"  # where run folders are created
@@ -220,6 +224,7 @@ class Config(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     track: TrackConfig = Field(default_factory=TrackConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
 
 
 def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:

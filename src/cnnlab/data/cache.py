@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 
 from cnnlab.atomic import atomic_path, atomic_write_text
+from cnnlab.cachedir import CacheSpaceError, make_room, touch, writer_lock
 from cnnlab.data.image import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -44,6 +46,7 @@ from cnnlab.errors import DataError
 from cnnlab.paths import cache_dir
 
 CACHE_FORMAT = "cnnlab-images/2"
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # disk full, quota, file-size limit
 
 
 @dataclass
@@ -190,10 +193,10 @@ def _disk_cache(
     npy, meta = folder / f"{key}.npy", folder / f"{key}.json"
     cache = _load_disk(npy, meta)
     if cache is None:
-        with atomic_path(npy, durable=False) as tmp:
-            out = np.lib.format.open_memmap(
-                tmp, mode="w+", dtype=np.uint8, shape=(len(paths), channels, side, side)
-            )
+        shape = (len(paths), channels, side, side)
+        make_room(int(np.prod(shape)) + 4096, "the decoded image cache")
+        with atomic_path(npy, durable=False) as tmp, writer_lock(tmp):
+            out = _allocate(tmp, shape)
             cache = _fill(out, paths, args, progress)
             for row, i in enumerate(cache.keep):  # compact in place; row <= i always
                 if row != i:
@@ -212,8 +215,34 @@ def _disk_cache(
             raise DataError(f"{npy}: the image cache could not be read back; check free disk")
     else:
         cache.reused = True
+        touch(meta)  # least-recently-used eviction spares what is in use
     cache.warnings = failed_lines(cache.failed)
     return cache
+
+
+def _allocate(tmp: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """The memory map to decode into, its blocks allocated now: a full disk fails here with a
+    clear error, not later with SIGBUS when a page of a sparse file is first written."""
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        fd = os.open(tmp, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        except OSError as exc:
+            if exc.errno in _NO_SPACE:
+                raise
+            # a file system without fallocate: the free-space check before still ran
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if exc.errno not in _NO_SPACE:
+            raise
+        raise CacheSpaceError(
+            f"{tmp.parent}: no room for the decoded image cache "
+            f"({int(np.prod(shape)) / 1e9:.2f} GB: {exc.strerror}); free disk space, set "
+            "CNNLAB_CACHE to a larger disk, or use data.cache=off"
+        ) from exc
+    return out
 
 
 def _load_disk(npy: Path, meta: Path) -> ImageCache | None:

@@ -149,9 +149,11 @@ def channel_stats(
 
 def prepare(cfg: Any, split_file: Path | None = None) -> tuple[DataBundle, ModelBundle]:
     """Seed, then the data and the model for a config: everything before training."""
+    from cnnlab.cachedir import configure
     from cnnlab.engine.trainer import seed_everything
 
     guard_runs_dir(cfg)
+    configure(cfg.cache.max_gb)
     seed_everything(cfg.train.seed)
     defaults = model_defaults(cfg.model.name)  # fails fast on an unknown model name
     data = prepare_data(cfg.data, defaults.default_img_size, split_file)

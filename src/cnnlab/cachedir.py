@@ -1,0 +1,222 @@
+"""Keep ``$CNNLAB_CACHE`` under control: a size budget, LRU eviction, free-space checks.
+
+Everything under the cache folder can be rebuilt (decoded images, scan verdicts, features,
+split ledgers), so an entry may be deleted at any time; the cost is decoding again. Before a
+large entry is written (:func:`make_room`), cnnlab
+
+1. removes leftovers of killed processes: temporary files (``.NAME.*.tmp``) that no live
+   writer holds a lock on and that are older than a few minutes;
+2. evicts the least recently used entries until the cache fits its budget
+   (``cache.max_gb``; default a quarter of the disk space the cache could use, i.e. of its
+   own size plus the free space) and the disk keeps a margin free;
+3. raises a one-line :class:`CacheSpaceError` when the entry still does not fit, instead of
+   letting a memory-mapped write hit a full disk (SIGBUS kills the process).
+
+An entry is a file group with one stem in one kind folder (``images/<key>.npy`` and
+``images/<key>.json``) or a sub-folder (``datasets/digits``). Its last use is the newest
+modification or access time of its files; readers of the image cache touch the entry.
+
+Example:
+    >>> make_room(2 * 10**9, "the decoded image cache")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cnnlab.errors import DataError
+from cnnlab.paths import cache_root
+
+DEFAULT_FRACTION = 0.25  # of (cache size + free disk) when cache.max_gb is not set
+FREE_MARGIN = 256 * 2**20  # bytes left free on the disk after a cache write
+LEFTOVER_AGE_S = 600.0  # an unlocked temporary file older than this was left by a dead writer
+SKIP_KINDS = {"locks"}  # lock files of live processes: never entries, never evicted
+_budget_gb: float | None = None
+
+
+class CacheSpaceError(DataError):
+    """A cache entry does not fit on the disk (or in the budget) even after eviction."""
+
+
+@dataclass
+class Entry:
+    """One evictable cache entry."""
+
+    kind: str
+    key: str
+    paths: list[Path] = field(default_factory=list)
+    bytes: int = 0
+    last_used: float = 0.0  # seconds since the epoch
+
+
+def configure(max_gb: float | None) -> None:
+    """Set this process's cache budget (``cache.max_gb``; None: the default fraction)."""
+    global _budget_gb
+    _budget_gb = max_gb
+
+
+def _size(path: Path) -> tuple[int, float]:
+    """(bytes, newest of mtime/atime) of a file, or of everything below a folder."""
+    files = [path] if not path.is_dir() else [p for p in path.rglob("*") if p.is_file()]
+    total, newest = 0, 0.0
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        total += st.st_blocks * 512 if hasattr(st, "st_blocks") else st.st_size
+        newest = max(newest, st.st_mtime, st.st_atime)
+    return total, newest
+
+
+def entries(root: Path | None = None) -> list[Entry]:
+    """Every cache entry, least recently used first."""
+    root = root or cache_root()
+    found: dict[tuple[str, str], Entry] = {}
+    if not root.is_dir():
+        return []
+    for kind_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        if kind_dir.name in SKIP_KINDS:
+            continue
+        for child in kind_dir.iterdir():
+            if child.name.startswith("."):
+                continue  # temporary files: see leftovers()
+            key = child.name if child.is_dir() else child.name.split(".")[0]
+            entry = found.setdefault((kind_dir.name, key), Entry(kind_dir.name, key))
+            size, used = _size(child)
+            entry.paths.append(child)
+            entry.bytes += size
+            entry.last_used = max(entry.last_used, used)
+    return sorted(found.values(), key=lambda e: e.last_used)
+
+
+def remove(entry: Entry) -> int:
+    """Delete an entry; returns the bytes freed. A process that has the file memory-mapped
+    keeps reading it (Linux frees the pages when the last mapping goes)."""
+    for path in entry.paths:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return entry.bytes
+
+
+@contextlib.contextmanager
+def writer_lock(tmp: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a temporary file while it is written, so a concurrent
+    :func:`clean_leftovers` never takes it for a dead process's leftover."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _unlocked(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def leftovers(root: Path | None = None, min_age_s: float = LEFTOVER_AGE_S) -> list[Path]:
+    """Temporary files of writers that died: unlocked and older than ``min_age_s``."""
+    root = root or cache_root()
+    if not root.is_dir():
+        return []
+    now = time.time()
+    found = []
+    for path in root.rglob(".*.tmp"):
+        try:
+            old = now - path.stat().st_mtime >= min_age_s
+        except OSError:
+            continue
+        if old and path.is_file() and _unlocked(path):
+            found.append(path)
+    return found
+
+
+def clean_leftovers(root: Path | None = None, min_age_s: float = LEFTOVER_AGE_S) -> int:
+    """Delete the leftovers of killed processes; returns the bytes freed."""
+    freed = 0
+    for path in leftovers(root, min_age_s):
+        with contextlib.suppress(OSError):
+            freed += path.stat().st_size
+            path.unlink()
+    return freed
+
+
+def budget_bytes(used: int, free: int, max_gb: float | None = None) -> int:
+    """The cache's size budget: ``max_gb`` (GB = 10**9 bytes), else a fraction of the space
+    the cache could use (its own size plus the free disk)."""
+    max_gb = max_gb if max_gb is not None else _budget_gb
+    if max_gb is not None:
+        return int(max_gb * 1e9)
+    return int(DEFAULT_FRACTION * (used + free))
+
+
+def make_room(nbytes: int, what: str, keep: tuple[Path, ...] = ()) -> None:
+    """Make sure ``nbytes`` more fit in the cache: clean leftovers, evict LRU entries.
+
+    Args:
+        nbytes: size of the entry about to be written.
+        what: names the entry in the error message.
+        keep: files that must not be evicted (the entry being reused or written).
+
+    Raises:
+        CacheSpaceError: the disk (keeping a margin free) or the budget cannot hold it.
+    """
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    clean_leftovers(root)
+    current = [e for e in entries(root) if not any(p in keep for p in e.paths)]
+    used = sum(e.bytes for e in current)
+    free = shutil.disk_usage(root).free
+    budget = budget_bytes(used, free)
+    for entry in list(current):
+        if used + nbytes <= budget and free - nbytes >= FREE_MARGIN:
+            break
+        freed = remove(entry)
+        used -= freed
+        free += freed
+    if free - nbytes < FREE_MARGIN or nbytes > budget:
+        raise CacheSpaceError(
+            f"{what} needs {nbytes / 1e9:.2f} GB but {root} has {free / 1e9:.2f} GB free "
+            f"(cache budget {budget / 1e9:.2f} GB, cache.max_gb); free disk space, set "
+            "CNNLAB_CACHE to a larger disk, raise cache.max_gb, or use data.cache=off"
+        )
+
+
+def touch(path: Path) -> None:
+    """Mark an entry as just used (LRU order), ignoring a read-only cache."""
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
+def clean(older_than_days: float | None = None, root: Path | None = None) -> tuple[int, int]:
+    """Delete leftovers of killed processes and entries unused for ``older_than_days``
+    (all entries when None); returns (entries removed, bytes freed)."""
+    root = root or cache_root()
+    freed = clean_leftovers(root)
+    cutoff = time.time() - older_than_days * 86400 if older_than_days is not None else None
+    removed = 0
+    for entry in entries(root):
+        if cutoff is None or entry.last_used < cutoff:
+            freed += remove(entry)
+            removed += 1
+    return removed, freed

@@ -1,0 +1,120 @@
+"""``$CNNLAB_CACHE`` under control: budget with LRU eviction, a clear error when the disk is
+full, leftovers of killed processes cleaned, and ``cnnlab cache list|clean``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tests.conftest import folder_digest, write_folder
+
+from cnnlab import cachedir
+from cnnlab.data.cache import build_cache
+from cnnlab.paths import cache_root
+
+CNNLAB = [sys.executable, "-m", "cnnlab"]
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    full = dict(os.environ, COLUMNS="200", NO_COLOR="1", **(env or {}))
+    return subprocess.run([*CNNLAB, *args], capture_output=True, text=True, env=full, timeout=600)
+
+
+def _paths(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
+
+
+def _age(paths: list[Path], days: float) -> None:
+    old = time.time() - days * 86400
+    for p in paths:
+        os.utime(p, (old, old))
+
+
+@pytest.fixture
+def two_folders(tmp_path: Path) -> tuple[Path, Path]:
+    a = write_folder(tmp_path / "a", classes=2, per_class=10, size=24, seed=1)
+    b = write_folder(tmp_path / "b", classes=2, per_class=10, size=24, seed=2)
+    return a, b
+
+
+def test_the_budget_evicts_the_least_recently_used_entry(two_folders) -> None:
+    a, b = two_folders
+    entry_bytes = 20 * 3 * 32 * 32  # 20 images, 3 channels, 32 px: 61 kB
+    try:
+        first = build_cache(a, _paths(a), side=32, channels=3, mode="disk", progress=False)
+        _age([first.path, first.path.with_suffix(".json")], days=2)
+        cachedir.configure(1.6 * entry_bytes / 1e9)  # room for one entry, not two
+        second = build_cache(b, _paths(b), side=32, channels=3, mode="disk", progress=False)
+    finally:
+        cachedir.configure(None)
+    assert not first.path.exists() and second.path.exists()
+    assert [e.kind for e in cachedir.entries() if e.kind == "images"] == ["images"]
+    # the evicted entry's files were memory-mapped by `first`: still readable here
+    assert int(first.images.sum()) > 0
+
+
+def test_an_entry_larger_than_the_budget_is_a_clear_error(two_folders) -> None:
+    a, _ = two_folders
+    cachedir.configure(1e-6)  # 1 kB
+    try:
+        with pytest.raises(cachedir.CacheSpaceError, match=r"cache\.max_gb"):
+            build_cache(a, _paths(a), side=32, channels=3, mode="disk", progress=False)
+    finally:
+        cachedir.configure(None)
+    assert not list(cache_root().rglob("*.npy"))
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_a_one_line_error_not_sigbus(tmp_path: Path) -> None:
+    """The file-size limit makes the kernel refuse the cache's blocks as a full disk would."""
+    root = write_folder(tmp_path / "data", classes=2, per_class=20, size=64)
+    before = folder_digest(root)
+    script = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))\n"
+        "from cnnlab.cli import main\n"
+        "sys.argv = ['cnnlab'] + sys.argv[1:]\n"
+        "main()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, "train", str(root), "--runs-dir", str(tmp_path / "runs"),
+         "data.cache=disk", "data.img_size=128", "track.backend=none"],
+        capture_output=True, text=True, timeout=600, env=dict(os.environ, NO_COLOR="1"),
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr[-2000:]
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert "no room for the decoded image cache" in lines[-1] and "Traceback" not in out.stderr
+    assert not list(cache_root().rglob("*.npy")) and folder_digest(root) == before
+
+
+def test_cache_list_and_clean_from_the_command_line(two_folders) -> None:
+    a, b = two_folders
+    old = build_cache(a, _paths(a), side=32, channels=3, mode="disk", progress=False)
+    new = build_cache(b, _paths(b), side=32, channels=3, mode="disk", progress=False)
+    _age([old.path, old.path.with_suffix(".json")], days=10)
+    images = cache_root() / "images"
+    dead = images / ".abc.npy.x1.tmp"  # a killed writer's half-written file
+    dead.write_bytes(b"\0" * 1000)
+    _age([dead], days=1)
+    live = images / ".def.npy.x2.tmp"  # a running writer's file: locked, kept
+    live.write_bytes(b"\0" * 1000)
+    _age([live], days=1)
+    env = {"CNNLAB_CACHE": str(cache_root())}
+    with cachedir.writer_lock(live):
+        listing = _cli("cache", "list", env=env)
+        assert listing.returncode == 0, listing.stderr
+        assert old.path.stem in listing.stdout and new.path.stem in listing.stdout
+        assert "1 leftover temporary file" in " ".join(listing.stdout.split())
+        cleaned = _cli("cache", "clean", "--older-than", "5", env=env)
+        assert cleaned.returncode == 0, cleaned.stderr
+        assert "removed 1 entries" in cleaned.stdout
+        assert not old.path.exists() and new.path.exists()
+        assert not dead.exists() and live.exists()
+    everything = _cli("cache", "clean", env=env)
+    assert everything.returncode == 0 and not new.path.exists()
+    assert not any(e.kind == "images" for e in cachedir.entries())
