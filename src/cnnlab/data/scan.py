@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from cnnlab.errors import DataError
 from cnnlab.paths import cache_dir
 
 CACHE_FORMAT = "cnnlab-scan/2"
+SAVE_EVERY_S = 20.0  # a running scan saves its verdicts this often (seconds): resumable
 
 
 @dataclass(frozen=True)
@@ -260,7 +262,8 @@ def _verdicts(
         else:
             verdicts[cand.rel] = st
             todo.append(cand.rel)
-    results = map_chunks(
+    done = _Progress(file, key, verdicts, todo, warnings)
+    map_chunks(
         inspect_files,
         todo,
         str(root),
@@ -268,12 +271,40 @@ def _verdicts(
         description="scanning images",
         progress=progress,
         workers=workers,
+        sink=done.add,
     )
-    for rel, result in zip(todo, results, strict=True):
-        verdicts[rel].update(result)
     if todo or len(cached) != len(verdicts):
-        _save_cache(file, key, {k: v for k, v in verdicts.items() if "size" in v}, warnings)
+        done.save()
     return verdicts, len(candidates) - len(todo)
+
+
+class _Progress:
+    """Collects verdicts as chunks finish and saves them every ``SAVE_EVERY_S`` seconds, so a
+    killed scan of a large folder resumes where it stopped instead of decoding it all again."""
+
+    def __init__(
+        self,
+        file: Path,
+        key: str,
+        verdicts: dict[str, dict[str, Any]],
+        todo: list[str],
+        warnings: list[str],
+    ) -> None:
+        self.file, self.key, self.verdicts, self.todo = file, key, verdicts, todo
+        self.warnings = warnings
+        self.last_save = time.monotonic()
+
+    def add(self, start: int, results: list[dict[str, Any]]) -> None:
+        for rel, result in zip(self.todo[start : start + len(results)], results, strict=True):
+            self.verdicts[rel].update(result)
+        if time.monotonic() - self.last_save >= SAVE_EVERY_S:
+            self.save()
+
+    def save(self) -> None:
+        """Save every file with a verdict (files not decoded yet have only their stat)."""
+        entries = {k: v for k, v in self.verdicts.items() if "size" in v and "ok" in v}
+        _save_cache(self.file, self.key, entries, self.warnings)
+        self.last_save = time.monotonic()
 
 
 def print_scan_summary(scan: ScanResult) -> None:
