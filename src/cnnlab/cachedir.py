@@ -120,6 +120,24 @@ def writer_lock(tmp: Path) -> Iterator[None]:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def entry_lock(name: str) -> Iterator[None]:
+    """Build one cache entry in one process at a time (the DDP ranks of a node, two runs on
+    the same data): the first builds it, the others wait, then read the finished entry."""
+    folder = cache_root() / "locks"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # a read-only cache: nothing will be written to race over
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _unlocked(path: Path) -> bool:
     try:
         fd = os.open(path, os.O_RDONLY)

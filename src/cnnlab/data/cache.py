@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from cnnlab.atomic import atomic_path, atomic_write_text
-from cnnlab.cachedir import CacheSpaceError, make_room, touch, writer_lock
+from cnnlab.cachedir import CacheSpaceError, entry_lock, make_room, touch, writer_lock
 from cnnlab.data.image import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -187,36 +187,45 @@ def failed_lines(failed: list[Skipped], since: str = "since the scan") -> list[s
 def _disk_cache(
     root: Path, paths: list[str], hashes: list[str] | None, args: tuple[Any, ...], progress: bool
 ) -> ImageCache:
-    side, channels = args[1], args[2]
     key = _fingerprint(root, paths, hashes, args[1:])
     folder = cache_dir("images")
     npy, meta = folder / f"{key}.npy", folder / f"{key}.json"
-    cache = _load_disk(npy, meta)
-    if cache is None:
-        shape = (len(paths), channels, side, side)
-        make_room(int(np.prod(shape)) + 4096, "the decoded image cache")
-        with atomic_path(npy, durable=False) as tmp, writer_lock(tmp):
-            out = _allocate(tmp, shape)
-            cache = _fill(out, paths, args, progress)
-            for row, i in enumerate(cache.keep):  # compact in place; row <= i always
-                if row != i:
-                    out[row] = out[i]
-            out.flush()
-            del out
-        doc = {
-            "format": CACHE_FORMAT,
-            "count": len(cache.keep),
-            "keep": cache.keep,
-            "failed": [[s.path, s.reason] for s in cache.failed],
-        }
-        atomic_write_text(meta, json.dumps(doc), durable=False)  # written last: marks complete
+    with entry_lock(f"images-{key}"):  # the ranks of a node decode once, then share it
         cache = _load_disk(npy, meta)
         if cache is None:
-            raise DataError(f"{npy}: the image cache could not be read back; check free disk")
-    else:
-        cache.reused = True
-        touch(meta)  # least-recently-used eviction spares what is in use
+            cache = _write_disk(npy, meta, paths, args, progress)
+        else:
+            cache.reused = True
+            touch(meta)  # least-recently-used eviction spares what is in use
     cache.warnings = failed_lines(cache.failed)
+    return cache
+
+
+def _write_disk(
+    npy: Path, meta: Path, paths: list[str], args: tuple[Any, ...], progress: bool
+) -> ImageCache:
+    """Decode into a new memory-mapped entry; the JSON written last marks it complete."""
+    side, channels = args[1], args[2]
+    shape = (len(paths), channels, side, side)
+    make_room(int(np.prod(shape)) + 4096, "the decoded image cache")
+    with atomic_path(npy, durable=False) as tmp, writer_lock(tmp):
+        out = _allocate(tmp, shape)
+        cache = _fill(out, paths, args, progress)
+        for row, i in enumerate(cache.keep):  # compact in place; row <= i always
+            if row != i:
+                out[row] = out[i]
+        out.flush()
+        del out
+    doc = {
+        "format": CACHE_FORMAT,
+        "count": len(cache.keep),
+        "keep": cache.keep,
+        "failed": [[s.path, s.reason] for s in cache.failed],
+    }
+    atomic_write_text(meta, json.dumps(doc), durable=False)  # written last: marks complete
+    cache = _load_disk(npy, meta)
+    if cache is None:
+        raise DataError(f"{npy}: the image cache could not be read back; check free disk")
     return cache
 
 

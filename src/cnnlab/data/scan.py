@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.atomic import atomic_write_text
+from cnnlab.cachedir import entry_lock
 from cnnlab.data.image import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -133,9 +134,10 @@ def scan_dataset(
     key = f"{manifest or root}|{max_pixels}|{min_side}|{max_bytes}"
     limits = (max_pixels, min_side, max_bytes)
     warnings: list[str] = []
-    verdicts, from_cache = _verdicts(
-        root, key, found.candidates, limits, progress, workers, warnings
-    )
+    with entry_lock("scan-" + _cache_file(key).stem):  # DDP ranks of a node scan once
+        verdicts, from_cache = _verdicts(
+            root, key, found.candidates, limits, progress, workers, warnings
+        )
     scan = _assemble(root, manifest, found, verdicts, from_cache)
     scan.warnings = warnings
     if strict:

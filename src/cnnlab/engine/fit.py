@@ -11,6 +11,8 @@ Example:
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -37,12 +39,37 @@ def default_run_name(cfg: Config) -> str:
     return f"{cfg.model.name}-{mode.replace(':', '')}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
-def ddp_helper_dir() -> Path | None:
-    """Rank 0's run folder when this process is a DDP rank > 0 that Lightning launched."""
+def launched_rank_zero() -> bool:
+    """False in the processes of a multi-process launch that are not global rank 0.
+
+    torchrun sets ``RANK`` and SLURM's ``srun`` sets ``SLURM_PROCID`` in every process, from
+    the start; the processes Lightning launches itself (its "ddp" strategy, or one command
+    per node with ``NODE_RANK``) have ``NODE_RANK`` and ``LOCAL_RANK``.
+    """
+    for var in ("RANK", "SLURM_PROCID"):
+        value = os.environ.get(var, "")
+        if value.isdigit():
+            return int(value) == 0
+    node, local = os.environ.get("NODE_RANK", "0"), os.environ.get("LOCAL_RANK", "0")
+    return int(node or 0) == 0 and int(local or 0) == 0
+
+
+def ddp_helper_dir(resume_dir: Path | None = None) -> Path | None:
+    """Where a DDP process other than global rank 0 trains; None in rank 0 (and plain runs).
+
+    Ranks > 0 never write run files (Lightning saves checkpoints from global rank 0 only and
+    broadcasts its checkpoint folder), so each needs a folder only to hand to the Trainer:
+    rank 0's when Lightning launched it on this machine (the folder in ``RUN_DIR_ENV``), the
+    resumed run's, else a private scratch folder (torchrun, SLURM, other nodes).
+    """
+    if launched_rank_zero():
+        return None
     shared = os.environ.get(RUN_DIR_ENV)
-    if shared and int(os.environ.get("LOCAL_RANK", "0")) > 0:
+    if shared:
         return Path(shared)
-    return None
+    if resume_dir is not None:
+        return resume_dir
+    return Path(tempfile.mkdtemp(prefix="cnnlab-rank-"))
 
 
 def finished_epochs(run_dir: Path, epochs: int) -> int | None:
@@ -77,7 +104,7 @@ def fit(
         from cnnlab.engine.observe import default_observers, observe_run
         from cnnlab.engine.setup import prepare
 
-    helper_dir = ddp_helper_dir()
+    helper_dir = ddp_helper_dir(resume_dir)
     if helper_dir is not None:
         set_quiet(True)  # rank 0 speaks for the run
     elif resume_dir is not None and (done := finished_epochs(resume_dir, cfg.train.epochs)):
@@ -105,6 +132,8 @@ def fit(
     with observe_run(observers, run_dir) as callbacks:
         outcome = _train(cfg, data, mb, run_dir, resume_dir is not None, callbacks)
         if helper_dir is not None:
+            if helper_dir.name.startswith("cnnlab-rank-"):
+                shutil.rmtree(helper_dir, ignore_errors=True)  # scratch: nothing of the run
             return None  # this rank's share is done; rank 0 evaluates and reports
         train_time = outcome.prior_time_s + time.perf_counter() - started
         return finalize(run_dir, cfg, data, mb, outcome, train_time)
@@ -131,5 +160,5 @@ def _train(
             return train_frozen(mb, data, cfg.data, cfg.train, cfg.model.head, run_dir, callbacks)
         return train_full(mb, data, cfg.data, cfg.train, run_dir, resume, callbacks)
     finally:
-        if ddp_helper_dir() is None:
+        if launched_rank_zero():
             os.environ.pop(RUN_DIR_ENV, None)

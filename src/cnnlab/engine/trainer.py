@@ -142,6 +142,18 @@ def _quiet_lightning_banners() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def sync_batchnorm(accelerator: str) -> bool:
+    """Batch norm synchronised across processes (SyncBatchNorm) on GPUs.
+
+    Under DDP each process sees a slice of the global batch; synchronising the batch-norm
+    statistics makes them those of the whole batch, as in a single-process run. Lightning
+    converts the layers only for multi-process strategies, so a one-device run is unchanged.
+    PyTorch's SyncBatchNorm runs on CUDA-like devices only: on CPU ranks (gloo) each
+    process keeps its own statistics.
+    """
+    return accelerator in ("gpu", "cuda")
+
+
 def build_trainer(
     train: TrainConfig,
     run_dir: str | Path,
@@ -178,6 +190,7 @@ def build_trainer(
         devices=train.devices,
         strategy=train.strategy,
         num_nodes=train.num_nodes,
+        sync_batchnorm=sync_batchnorm(accelerator),
         precision=resolve_precision(train.precision, accelerator, channels_last),
         max_epochs=max_epochs,
         gradient_clip_val=train.grad_clip,
