@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 
 from cnnlab.data.image import load_image, pil_from_any, to_array
+from cnnlab.data.loaders import eval_batch_size
 from cnnlab.data.walk import IMAGE_EXTS, is_ignored
 from cnnlab.errors import ConfigError, ImageLoadError, RunError
 from cnnlab.runs import WEIGHTS, load_run
@@ -141,7 +142,7 @@ class Predictor:
 
     @torch.inference_mode()
     def predict_arrays(
-        self, images_u8: Any, tta: bool | None = None, batch_size: int = 256
+        self, images_u8: Any, tta: bool | None = None, batch_size: int | None = None
     ) -> torch.Tensor:
         """Class probabilities ``(N, K)`` for uint8 images ``(N, C, resize, resize)``.
 
@@ -150,6 +151,7 @@ class Predictor:
         ``None`` uses the run's own setting (:attr:`tta`, from the model card).
         """
         tta = self.tta if tta is None else tta
+        batch_size = batch_size or eval_batch_size(self.resize)  # activations, not images
         images = torch.as_tensor(images_u8)
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ConfigError(

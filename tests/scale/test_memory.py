@@ -84,3 +84,34 @@ def test_predict_on_many_files_decodes_one_batch_at_a_time(tmp_path: Path) -> No
     reference = Predictor(run).predict([str(f) for f in files], batch_size=64)
     for a, b in zip(results, reference, strict=True):
         assert a["label"] == b["label"] and abs(a["prob"] - b["prob"]) < 1e-5
+
+
+def test_evaluation_batches_hold_a_fixed_number_of_pixels() -> None:
+    from cnnlab.data.loaders import eval_batch_size
+
+    assert eval_batch_size(32) == 256  # small images: the usual 256
+    assert eval_batch_size(128) == 64  # 256 x 128 px held gigabytes of activations
+    assert eval_batch_size(1024) == 8  # never below 8
+
+
+def test_eval_decodes_and_classifies_one_chunk_at_a_time(tmp_path: Path) -> None:
+    from cnnlab.evaluation.evaluate import _predict_stream
+
+    run = build_run(tmp_path)
+    root = tmp_path / "data"
+    samples = [(p.relative_to(root).as_posix(), p.parent.name) for p in sorted(root.rglob("*.png"))]
+    predictor = Predictor(run)
+    sizes: list[int] = []
+    forward = predictor.predict_arrays
+
+    def counting_forward(images, **kwargs):
+        sizes.append(len(images))
+        return forward(images, **kwargs)
+
+    predictor.predict_arrays = counting_forward  # type: ignore[method-assign]
+    probs, labels, paths, skipped = _predict_stream(
+        predictor, root, samples, predictor.classes, tta=False, batch_size=10
+    )
+    assert sizes == [10, 10, 4] and skipped == [] and len(paths) == len(labels) == 24
+    whole = Predictor(run).predict([str(root / p) for p, _ in samples], tta=False)
+    assert torch.allclose(probs.max(dim=1).values, torch.tensor([r["prob"] for r in whole]))

@@ -87,6 +87,16 @@ class EpochShuffle(Sampler[int]):
         return self.n
 
 
+EVAL_PIXELS = 2**20  # pixels per evaluation batch (64 images of 128 px, 256 of 64 px)
+
+
+def eval_batch_size(side: int, largest: int = 256) -> int:
+    """Images per evaluation batch for ``side``-px inputs: a fixed pixel budget, so the
+    activations of a forward pass (which grow with batch x side^2) stay about the same at
+    any input size; 256 images of 128 px would hold gigabytes of activations."""
+    return max(8, min(largest, EVAL_PIXELS // max(1, side * side)))
+
+
 def _whole_batch(batch: Batch) -> Batch:
     """The dataset already built the batch; module-level so workers can pickle it."""
     return batch

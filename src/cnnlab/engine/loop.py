@@ -135,7 +135,7 @@ def prepare_full(
     mb: ModelBundle, data: DataBundle, data_cfg: DataConfig, train: TrainConfig
 ) -> Prepared:
     """Loaders, transforms, loss and the LightningModule for whole-network training."""
-    from cnnlab.data.loaders import make_loader
+    from cnnlab.data.loaders import eval_batch_size, make_loader
     from cnnlab.data.transforms import build_eval_transform, build_train_transform
     from cnnlab.engine.module import ClassifierModule
     from cnnlab.engine.precision import prefers_fp32_training, resolve_channels_last
@@ -159,7 +159,7 @@ def prepare_full(
     val_loader = make_loader(
         x_val,
         y_val,
-        max(train.batch_size, 256),
+        eval_batch_size(data.resize),
         shuffle=False,
         seed=train.seed,
         num_workers=workers,

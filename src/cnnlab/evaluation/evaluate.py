@@ -238,7 +238,7 @@ def _predict_stream(
             continue
         labels.append(index[label])
         paths.append(rel)
-        if len(paths) == batch_size:
+        if len(arrays) == batch_size:
             flush()
     flush()
     probs = torch.cat(parts) if parts else torch.zeros(0, len(classes))
