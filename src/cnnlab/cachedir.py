@@ -9,8 +9,9 @@ large entry is written (:func:`make_room`), cnnlab
 2. evicts the least recently used entries until the cache fits its budget
    (``cache.max_gb``; default a quarter of the disk space the cache could use, i.e. of its
    own size plus the free space) and the disk keeps a margin free;
-3. raises a one-line :class:`CacheSpaceError` when the entry still does not fit, instead of
-   letting a memory-mapped write hit a full disk (SIGBUS kills the process).
+3. raises a one-line :class:`CacheSpaceError` when the entry still does not fit on the disk
+   (or exceeds a ``cache.max_gb`` the user set), instead of letting a memory-mapped write
+   hit a full disk (SIGBUS kills the process).
 
 An entry is a file group with one stem in one kind folder (``images/<key>.npy`` and
 ``images/<key>.json``) or a sub-folder (``datasets/digits``). Its last use is the newest
@@ -212,7 +213,9 @@ def make_room(nbytes: int, what: str, keep: tuple[Path, ...] = ()) -> None:
         freed = remove(entry)
         used -= freed
         free += freed
-    if free - nbytes < FREE_MARGIN or nbytes > budget:
+    # the default budget is a target (an entry larger than it may still use the free disk);
+    # a budget the user set with cache.max_gb is a limit
+    if free - nbytes < FREE_MARGIN or (_budget_gb is not None and nbytes > budget):
         raise CacheSpaceError(
             f"{what} needs {nbytes / 1e9:.2f} GB but {root} has {free / 1e9:.2f} GB free "
             f"(cache budget {budget / 1e9:.2f} GB, cache.max_gb); free disk space, set "
