@@ -198,7 +198,8 @@ def main() -> None:
         rows.append([n, "images/s", r.get("images_per_s"), r.get("error", ""), ""])
     print(f"side {args.side} px, train.max_time={args.max_time} s, load {os.getloadavg()[0]:.1f}")
     print(table(["images", "stage", "peak rss MB", "peak anon MB", "peak file MB"], rows))
-    save_result("scale", {"args": vars(args), "results": results, "machine": machine_info()})
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    save_result("scale", {"args": settings, "results": results, "machine": machine_info()})
 
 
 if __name__ == "__main__":
