@@ -95,7 +95,7 @@ def test_evaluation_batches_hold_a_fixed_number_of_pixels() -> None:
 
 
 def test_eval_decodes_and_classifies_one_chunk_at_a_time(tmp_path: Path) -> None:
-    from cnnlab.evaluation.evaluate import _predict_stream
+    from cnnlab.evaluation.stream import predict_stream
 
     run = build_run(tmp_path)
     root = tmp_path / "data"
@@ -109,7 +109,7 @@ def test_eval_decodes_and_classifies_one_chunk_at_a_time(tmp_path: Path) -> None
         return forward(images, **kwargs)
 
     predictor.predict_arrays = counting_forward  # type: ignore[method-assign]
-    probs, labels, paths, skipped = _predict_stream(
+    probs, labels, paths, skipped = predict_stream(
         predictor, root, samples, predictor.classes, tta=False, batch_size=10
     )
     assert sizes == [10, 10, 4] and skipped == [] and len(paths) == len(labels) == 24

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnlab.console import info, track
-from cnnlab.errors import DataError, ImageLoadError
+from cnnlab.console import info
+from cnnlab.errors import DataError
 from cnnlab.evaluation import plots as P
 from cnnlab.evaluation.metrics import compute_metrics
 from cnnlab.evaluation.plotjobs import PlotJobs
@@ -197,54 +197,6 @@ def _folder_samples(folder: Path, split: str, classes: Sequence[str]) -> list[tu
     return [(c.rel, c.label) for c in cands]
 
 
-class FileImages:
-    """The evaluated images, decoded again only when the report shows one (worst mistakes)."""
-
-    def __init__(self, predictor: Any, root: Path, paths: Sequence[str]) -> None:
-        self.predictor, self.root, self.paths = predictor, root, list(paths)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        array = self.predictor.load(self.root / self.paths[i])
-        return torch.from_numpy(array.transpose(2, 0, 1).copy())
-
-
-def _predict_stream(
-    predictor: Any,
-    root: Path,
-    samples: list[tuple[str, str]],
-    classes: Sequence[str],
-    tta: bool,
-    batch_size: int = 256,
-) -> tuple[torch.Tensor, list[int], list[str], list[dict[str, str]]]:
-    """Decode and classify ``batch_size`` files at a time: memory holds one batch of pixels
-    and the probabilities, never the whole folder decoded."""
-    index = {c: i for i, c in enumerate(classes)}
-    labels, paths, skipped, arrays, parts = [], [], [], [], []
-
-    def flush() -> None:
-        if arrays:
-            x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-            parts.append(predictor.predict_arrays(x, tta=tta))
-            arrays.clear()
-
-    for rel, label in track(samples, "evaluate", total=len(samples)):
-        try:
-            arrays.append(predictor.load(root / rel))
-        except ImageLoadError as exc:
-            skipped.append({"path": rel, "reason": exc.reason})
-            continue
-        labels.append(index[label])
-        paths.append(rel)
-        if len(arrays) == batch_size:
-            flush()
-    flush()
-    probs = torch.cat(parts) if parts else torch.zeros(0, len(classes))
-    return probs, labels, paths, skipped
-
-
 def evaluate_run(
     run_dir: str | Path,
     data: str | Path | None = None,
@@ -269,6 +221,7 @@ def evaluate_run(
     Example:
         >>> evaluate_run("runs/cnn-1", data="photos/new")["accuracy"]  # doctest: +SKIP
     """
+    from cnnlab.evaluation.stream import FileImages, predict_stream
     from cnnlab.predict import Predictor
 
     run = load_run(run_dir)
@@ -283,7 +236,7 @@ def evaluate_run(
         source = root.resolve().name
     start = time.perf_counter()
     use_tta = predictor.tta if tta is None else tta
-    probs, labels, paths, skipped = _predict_stream(predictor, root, samples, classes, use_tta)
+    probs, labels, paths, skipped = predict_stream(predictor, root, samples, classes, use_tta)
     if not paths:
         raise DataError(f"{root}: none of the {len(samples)} images could be read")
     images = FileImages(predictor, root, paths)
