@@ -7,6 +7,8 @@ made here are printed and recorded in ``config.yaml`` and ``summary.json``.
 
 from __future__ import annotations
 
+import os
+
 from cnnlab.config import TrainConfig
 from cnnlab.console import info
 from cnnlab.engine.setup import ModelBundle
@@ -25,20 +27,49 @@ def steps_per_epoch(images: int, batch_size: int) -> int:
     return images // batch_size if images > batch_size else 1
 
 
-def plan_batch_size(train: TrainConfig, images: int) -> int:
+def world_size(train: TrainConfig) -> int:
+    """Processes that share each epoch under DDP (nodes x devices per node); 1 otherwise.
+
+    ``WORLD_SIZE`` when a launcher set it (torchrun, Lightning's own ranks > 0); else the
+    count Lightning will start from ``train.devices`` and ``train.num_nodes``, so rank 0
+    (which plans before Lightning launches the others) gets the same number as its ranks.
+    """
+    from cnnlab.engine.precision import resolve_accelerator
+
+    launched = os.environ.get("WORLD_SIZE", "")
+    if launched.isdigit() and int(launched) > 0:
+        return int(launched)
+    devices = str(train.devices).strip().rstrip(",")
+    if "," in devices:  # device indices, e.g. "0,1"
+        per_node = len(devices.split(","))
+    elif devices.isdigit():
+        per_node = int(devices)
+    elif resolve_accelerator(train.accelerator) == "cpu":  # auto: 1 process; -1: every core
+        per_node = 1 if devices == "auto" else os.cpu_count() or 1
+    else:
+        import torch
+
+        per_node = max(1, torch.cuda.device_count())
+    return max(1, per_node) * train.num_nodes
+
+
+def plan_batch_size(train: TrainConfig, images: int, world: int = 1) -> int:
     """The batch size to train with: ``train.batch_size``, halved while the run would take
     fewer than ``train.min_steps`` optimizer steps (down to ``MIN_AUTO_BATCH``).
 
     A run of a handful of steps barely moves the weights, and a fine-tuned network's
     batch-norm statistics drift without the weights following: 113 images at batch 64 for 3
-    epochs is 6 steps. Halving keeps the batch a power of two when the user's is one.
+    epochs is 6 steps. Halving keeps the batch a power of two when the user's is one. Under
+    DDP each of the ``world`` processes steps through its share of the images (the batch is
+    per process), so the steps are counted on that share.
     """
     batch = train.batch_size
     if train.min_steps == 0:
         return batch
+    share = -(-images // max(1, world))  # the distributed sampler pads to equal shares
     while (
         batch // 2 >= MIN_AUTO_BATCH
-        and train.epochs * steps_per_epoch(images, batch) < train.min_steps
+        and train.epochs * steps_per_epoch(share, batch) < train.min_steps
     ):
         batch //= 2
     return batch
@@ -59,17 +90,20 @@ def plan_training(
     from cnnlab.models.transfer import fix_bn_stats
 
     keep = resume or mb.create_kwargs.get("head") in ("logreg", "svm")  # fitted, not stepped
-    batch = train.batch_size if keep else plan_batch_size(train, images)
+    world = world_size(train)
+    share = -(-images // world)  # training images per process and epoch
+    batch = train.batch_size if keep else plan_batch_size(train, images, world)
     if batch != train.batch_size:
-        before = train.epochs * steps_per_epoch(images, train.batch_size)
+        before = train.epochs * steps_per_epoch(share, train.batch_size)
+        ranks = f" over {world} processes" if world > 1 else ""
         info(
-            f"batch size {train.batch_size} -> {batch}: {images} training images x "
+            f"batch size {train.batch_size} -> {batch}: {images} training images{ranks} x "
             f"{train.epochs} epochs would be only {before} optimizer steps (fewer than "
             f"train.min_steps={train.min_steps}); set train.min_steps=0 to keep {train.batch_size}"
         )
     freeze = train.freeze_bn_stats
     if freeze == "auto":
-        steps = train.epochs * steps_per_epoch(images, batch)
+        steps = train.epochs * steps_per_epoch(share, batch)
         few = mb.pretrained and mb.mode != "frozen" and steps < FEW_STEPS
         freeze = "true" if few else "false"
         if few:
