@@ -94,8 +94,10 @@ class Predictor:
         # predict, eval and the report give the same numbers unless asked otherwise.
         self.tta = self.card.get("tta") == "hflip"
         self.backend = backend
-        # the accelerator when there is one: evaluation and prediction are batched forward passes
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        # the accelerator when there is one: evaluation and prediction are batched forward
+        # passes; ONNX Runtime runs its own (CPU) session, fed from the CPU
+        gpu = backend == "torch" and torch.cuda.is_available()
+        self.device = torch.device(device or ("cuda" if gpu else "cpu"))
         self.transform = build_eval_transform(self.img_size, self.mean, self.std).to(self.device)
         self.model: torch.nn.Module | None = None
         self.session: Any = None
