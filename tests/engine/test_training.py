@@ -209,7 +209,9 @@ module = ClassifierModule(net, 3, train, 3, create_loss())
 trainer = build_trainer(train, sys.argv[1], 2, enable_progress=False)
 loader = DataLoader(TensorDataset(x, y), batch_size=16)
 trainer.fit(module, loader, loader)
-print("WORLD", trainer.world_size, trainer.global_rank)
+# one write per line: both ranks share the pipe, and print() writes the newline apart
+sys.stdout.write(f"WORLD {trainer.world_size} {trainer.global_rank}\\n")
+sys.stdout.flush()
 """
 
 
