@@ -5,8 +5,8 @@ For each size, two processes (``--child``) that sample ``/proc/self/status`` eve
 1. **cold**: scan + decode a new folder into an empty cache (``prepare``: the parallel scan,
    split, audit and the decoded cache), timed per stage (``scan``, ``decode``);
 2. **train**: a run from that cache, either ``train.max_time`` seconds (default) or one whole
-   epoch (``--epoch``), timed and sampled per stage of ``fit`` (imports, prepare = scan check
-   + split + cache + model, train, finalize = evaluation + report).
+   epoch (``--epoch``), timed and sampled per stage of ``fit`` (prepare = scan check + split
+   + cache + model, train, finalize = evaluation + report; ``other`` = imports and the rest).
 
 Per stage the peak of:
 
@@ -82,7 +82,7 @@ class Sampler(threading.Thread):
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
-        self.stage = "imports"
+        self.stage = "other"  # imports, and whatever runs outside the named stages
         self.peaks: dict[str, dict[str, float]] = {}
         self.seconds: dict[str, float] = {}  # wall time per stage (wrapped calls only)
         self.running = True
