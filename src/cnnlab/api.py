@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,14 +62,24 @@ def make_config(
     return cfg
 
 
-def fit_config(cfg: Config) -> Run | None:
+def fit_config(cfg: Config, observers: Sequence[Any] | None = None) -> Run | None:
     """Train with a resolved configuration and return the finished run.
 
-    ``None`` only on the helper processes of a multi-process (DDP) run: rank 0 returns it.
+    ``observers`` (:mod:`cnnlab.engine.observe`) follow the run besides those the config asks
+    for (tracking). ``None`` only on the helper processes of a multi-process (DDP) run: rank 0
+    returns it.
     """
     from cnnlab.engine.fit import fit
 
-    return fit(cfg)
+    return fit(cfg, observers=_with_defaults(cfg, observers))
+
+
+def _with_defaults(cfg: Config, observers: Sequence[Any] | None) -> list[Any] | None:
+    if not observers:
+        return None  # fit picks the config's own
+    from cnnlab.engine.observe import default_observers
+
+    return [*default_observers(cfg), *observers]
 
 
 def prepare_training(cfg: Config) -> Any:
@@ -140,6 +151,7 @@ def resume_run(
     values: dict[str, Any] | None = None,
     data: str | Path | None = None,
     config: str | Path | None = None,
+    observers: Sequence[Any] | None = None,
 ) -> Run | None:
     """Continue a killed run, or extend a finished one: its saved config, split and checkpoint.
 
@@ -160,7 +172,7 @@ def resume_run(
             "(only --epochs and train.max_time may change)"
         )
     cfg = _resume_config(saved, overrides or [], values or {}, data)
-    return fit(cfg, resume_dir=run_dir)
+    return fit(cfg, resume_dir=run_dir, observers=_with_defaults(cfg, observers))
 
 
 def print_run_result(run: Run | None) -> None:

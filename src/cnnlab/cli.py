@@ -23,6 +23,7 @@ from cnnlab.commands.models import models_command
 from cnnlab.commands.study import study_command
 from cnnlab.commands.track import app as track_app
 from cnnlab.commands.track import ui_command
+from cnnlab.commands.tune import tune_command
 from cnnlab.errors import CnnlabError
 
 app = typer.Typer(
@@ -46,6 +47,7 @@ app.command("explain")(explain_command)
 app.command("ensemble")(ensemble_command)
 app.command("app")(app_command)
 app.add_typer(cache_app, name="cache", help="Show and free the decoded-image and other caches.")
+app.command("tune")(tune_command)
 
 
 @app.callback()

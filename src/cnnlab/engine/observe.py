@@ -7,6 +7,9 @@ observer costs one warning, never the training.
 
 Runs without Lightning epochs (a scikit-learn head on frozen features) write their one
 ``metrics.csv`` row before ``run_ended``; observers pick it up there.
+
+An observer may end training early by raising :class:`StopRun` from ``epoch_ended`` (a tune's
+pruner does): training stops after that epoch and the run is finished and reported as usual.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ if TYPE_CHECKING:
     from cnnlab.config import Config
 
 FINISHED, FAILED, KILLED = "FINISHED", "FAILED", "KILLED"
+
+
+class StopRun(Exception):
+    """Raised by an observer's ``epoch_ended`` to stop training after this epoch."""
 
 
 class RunObserver(Protocol):
@@ -45,6 +52,8 @@ def _notify(observers: Sequence[RunObserver], method: str, *args: Any) -> None:
     for observer in observers:
         try:
             getattr(observer, method)(*args)
+        except StopRun:
+            raise
         except Exception as exc:  # an observer's bug must not stop the training
             warn(f"{type(observer).__name__}.{method} failed ({exc}); training continues")
 
@@ -56,7 +65,10 @@ def epoch_callback(observers: Sequence[RunObserver], run_dir: Path) -> Any:
     class _EpochObserver(L.Callback):
         def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
             if trainer.is_global_zero and not trainer.sanity_checking:
-                _notify(observers, "epoch_ended", run_dir, trainer.current_epoch + 1)
+                try:
+                    _notify(observers, "epoch_ended", run_dir, trainer.current_epoch + 1)
+                except StopRun:
+                    trainer.should_stop = True  # Lightning ends the fit after this epoch
 
     return _EpochObserver()
 

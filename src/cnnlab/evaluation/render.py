@@ -33,8 +33,9 @@ figcaption{color:#666;font-size:.9em}.note{color:#666}
 
 @dataclass
 class Block:
-    """One piece of a section: ``p`` (text), ``table``, ``pre`` (text), ``img`` (a PNG file)
-    or ``gallery`` (``rows`` of ``[PNG or JPEG bytes, caption]``: pictures with captions)."""
+    """One piece of a section: ``p`` (text), ``table``, ``pre`` (text), ``img`` (a PNG file),
+    ``gallery`` (``rows`` of ``[PNG or JPEG bytes, caption]``: pictures with captions) or
+    ``raw`` (HTML made by cnnlab itself, such as an interactive plot; never user text)."""
 
     kind: str
     text: str = ""
@@ -79,6 +80,8 @@ def _html_block(block: Block) -> str:
         return f"<p>{html.escape(block.text)}</p>"
     if block.kind == "pre":
         return f"<pre>{html.escape(block.text)}</pre>"
+    if block.kind == "raw":
+        return block.text
     if block.kind == "img" and block.path is not None:
         data = base64.b64encode(block.path.read_bytes()).decode("ascii")
         name = html.escape(block.text)
@@ -113,6 +116,13 @@ def _html_gallery(items: list[list[Any]]) -> str:
 
 def render_html(title: str, sections: list[Section]) -> str:
     """A complete HTML document with inline CSS and embedded images; no external URL."""
+
+
+def render_html(title: str, sections: list[Section], head: str = "") -> str:
+    """A complete HTML document with inline CSS and embedded images; no external URL.
+
+    ``head`` is extra markup for ``<head>`` (an inline script the raw blocks use).
+    """
     parts = [
         f'<section id="{s.id}"><h2>{html.escape(s.title)}</h2>'
         + "".join(_html_block(b) for b in s.blocks)
@@ -122,7 +132,7 @@ def render_html(title: str, sections: list[Section]) -> str:
     nav = " · ".join(f'<a href="#{s.id}">{html.escape(s.title)}</a>' for s in sections)
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style>{head}</head><body>"
         f"<h1>{html.escape(title)}</h1><nav>{nav}</nav>{''.join(parts)}</body></html>\n"
     )
 

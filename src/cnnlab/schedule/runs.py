@@ -13,7 +13,9 @@ from __future__ import annotations
 import math
 import shutil
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from cnnlab.config import Config
 from cnnlab.errors import CnnlabError
@@ -61,21 +63,23 @@ def _fail(run_dir: Path, reason: str, trace: str | None = None) -> RunFailed:
     return RunFailed(reason)
 
 
-def _train(cfg: Config, run_dir: Path) -> Run:
+def _train(cfg: Config, run_dir: Path, observers: Sequence[Any] | None) -> Run:
     from cnnlab.api import fit_config, resume_run
 
     if Run(run_dir).is_complete:
         return Run(run_dir)
     if (run_dir / CHECKPOINTS / "last.ckpt").is_file():
-        return resume_run(run_dir)
+        return resume_run(run_dir, observers=observers)
     if run_dir.exists():  # started, but died before its first checkpoint: start over
         shutil.rmtree(run_dir)
     cfg = cfg.model_copy(update={"runs_dir": str(run_dir.parent), "name": run_dir.name})
-    return fit_config(cfg)
+    return fit_config(cfg, observers=observers)
 
 
-def train_in_folder(cfg: Config, run_dir: Path) -> Run:
+def train_in_folder(cfg: Config, run_dir: Path, observers: Sequence[Any] | None = None) -> Run:
     """Train ``cfg`` into ``run_dir`` (skip if finished, resume if interrupted).
+
+    ``observers`` are added to those the config asks for (a tune's pruner follows the epochs).
 
     Raises:
         RunFailed: the run failed before (``failed.json``), raised an error, or diverged;
@@ -86,7 +90,7 @@ def train_in_folder(cfg: Config, run_dir: Path) -> Run:
     if earlier is not None:
         raise RunFailed(earlier)
     try:
-        run = _train(cfg, run_dir)
+        run = _train(cfg, run_dir, observers)
     except CnnlabError as exc:
         raise _fail(run_dir, str(exc)) from exc
     except Exception as exc:  # a bug or a library error in one run must not end a study

@@ -125,15 +125,15 @@ def open_study(
     name: str,
     storage: optuna.storages.BaseStorage,
     sampler: optuna.samplers.BaseSampler,
-    direction: str = "maximize",
+    direction: str | list[str] = "maximize",
 ) -> optuna.Study:
-    """Create the named study in the storage, or join it when another worker already did."""
+    """Create the named study in the storage, or join it when another worker already did.
+
+    ``direction`` is one direction, or a list of them for a multi-objective study.
+    """
     import optuna
 
+    many = {"directions": direction} if isinstance(direction, list) else {"direction": direction}
     return optuna.create_study(
-        study_name=name,
-        storage=storage,
-        sampler=sampler,
-        direction=direction,
-        load_if_exists=True,
+        study_name=name, storage=storage, sampler=sampler, load_if_exists=True, **many
     )

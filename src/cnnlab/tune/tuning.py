@@ -1,0 +1,281 @@
+"""The Python API of tuning: set up, run (one or many workers), report, retrain the best.
+
+Example:
+    >>> import cnnlab
+    >>> t = cnnlab.tune("data/", space="cnn", trials=30, epochs=5)   # doctest: +SKIP
+    >>> t.best_params                                                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cnnlab.console import info, result, warn
+from cnnlab.errors import ConfigError
+from cnnlab.tune.folder import (
+    BEST_YAML,
+    HTML,
+    PRUNERS,
+    SAMPLERS,
+    TRIALS_CSV,
+    Settings,
+    default_folder,
+    join_or_create,
+    make_split,
+    parse_objectives,
+    read_settings,
+)
+from cnnlab.tune.space import Space, load_space, split_key
+
+if TYPE_CHECKING:
+    import optuna
+
+    from cnnlab.studies.study import Study
+
+
+class Tuning:
+    """A tune folder; the properties read its result files."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def settings(self) -> Settings:
+        return read_settings(self.path)
+
+    @property
+    def trials(self) -> list[dict[str, str]]:
+        """``trials.csv``: one row per trial (state, value(s), reason, params, run_dir)."""
+        file = self.path / TRIALS_CSV
+        if not file.is_file():
+            return []
+        with file.open(newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        """The best trial (``best.json``): number, values, params, run_dir; None if none."""
+        from cnnlab.tune.results import read_best
+
+        return read_best(self.path)
+
+    @property
+    def best_params(self) -> dict[str, Any]:
+        """The best trial's sampled values, by space entry (``{}`` when no trial completed)."""
+        return dict((self.best or {}).get("params", {}))
+
+    @property
+    def best_config(self) -> Path:
+        return self.path / BEST_YAML
+
+    @property
+    def report(self) -> Path:
+        return self.path / HTML
+
+    def __repr__(self) -> str:
+        return f"Tuning({str(self.path)!r})"
+
+
+def make_settings(
+    data: str | Path,
+    space: str | Path | dict[str, Any] = "cnn",
+    trials: int = 20,
+    epochs: int = 3,
+    objective: str = "val/macro_f1",
+    sampler: str | None = None,
+    pruner: str | None = None,
+    values: dict[str, Any] | None = None,
+    **extra: Any,
+) -> Settings:
+    """Validated settings: every error (space, objective, sampler, pruner) before any trial."""
+    loaded = load_space(space)
+    values = dict(values or {})
+    _check_values(loaded, values)
+    objectives = parse_objectives(objective)
+    multi = len(objectives) > 1
+    sampler = sampler or ("nsga2" if multi else "tpe")
+    pruner = pruner or ("none" if multi else "median")
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"--sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
+    if pruner not in PRUNERS:
+        raise ConfigError(f"--pruner {pruner!r}: choose one of {', '.join(PRUNERS)}")
+    if multi and pruner != "none":
+        raise ConfigError("pruning needs one objective; with two, use --pruner none")
+    if multi and sampler == "cmaes":
+        raise ConfigError("--sampler cmaes handles one objective; for two use nsga2 or tpe")
+    if trials < 1 or epochs < 1:
+        raise ConfigError("--trials and --epochs must be at least 1")
+    if sampler == "grid" and trials > loaded.grid_size():
+        info(f"the grid has {loaded.grid_size()} points: {loaded.grid_size()} trials")
+        trials = loaded.grid_size()
+    path = Path(data)
+    return Settings(
+        data=str(path.expanduser().resolve()) if path.exists() else str(data),
+        space_name=loaded.name,
+        space=loaded.to_dict(),
+        trials=trials,
+        epochs=epochs,
+        objectives=objectives,
+        sampler=sampler,
+        pruner=pruner,
+        values=values,
+        seed=int(values.get("train.seed", 42)),
+        **extra,
+    )
+
+
+def _check_values(space: Space, values: dict[str, Any]) -> None:
+    """The user's KEY=VALUE must be valid and must not set a searched key; the space's
+    ranges must be valid with them; the model must be available."""
+    from cnnlab.api import make_config
+    from cnnlab.studies.plan import Cell
+    from cnnlab.studies.study import _check_weights
+
+    searched = {split_key(p.key)[0] for p in space.params}
+    clash = sorted(searched & set(values))
+    if clash:
+        raise ConfigError(
+            f"{clash[0]} is searched by the space {space.name}; drop {clash[0]}=... or "
+            "use a space file without it"
+        )
+    space.check(values)
+    cfg = make_config("data", values=space.config_values({}, values))
+    _check_weights(Cell("space", space.name, {}), cfg)
+
+
+def run_tune(
+    settings: Settings,
+    out: str | Path | None = None,
+    storage: str | None = None,
+    workers: int = 1,
+) -> Tuning:
+    """Create (or continue) the tune folder, run trials until the budget is used, report."""
+    from cnnlab.schedule.storage import redact
+    from cnnlab.tune.search import open_tune
+
+    if workers < 1:
+        raise ConfigError(f"--workers {workers}: need at least 1")
+    folder = Path(out) if out else default_folder(settings.space_name)
+    settings.storage = redact(storage) if storage else None
+    settings = join_or_create(folder, settings)
+    make_split(folder, settings)
+    open_tune(folder, settings, storage, pooled=False)  # tables and study before workers
+    info(f"tune folder: {folder} ({settings.trials} trials of {settings.epochs} epochs)")
+    _run_workers(folder, settings, storage, workers)
+    return report_tune(folder, storage)
+
+
+def _run_workers(folder: Path, settings: Settings, url: str | None, workers: int) -> None:
+    from cnnlab.schedule.pool import run_pool
+    from cnnlab.tune.search import work
+
+    timeout = settings.timeout_s
+    if workers > 1:
+        codes = run_pool(
+            workers,
+            work,
+            (str(folder), url, True, timeout),
+            progress=lambda: _progress(folder, settings, url),
+            description="tune",
+        )
+        if any(codes):
+            warn(f"{sum(c != 0 for c in codes)} worker process(es) ended with an error")
+    _work_with_progress(folder, settings, url, timeout)  # also picks up a dead worker's trial
+
+
+def _progress(folder: Path, settings: Settings, url: str | None) -> tuple[int, int]:
+    from cnnlab.tune.search import budget_counts, open_tune
+
+    return budget_counts(open_tune(folder, settings, url, pooled=True))[0], settings.trials
+
+
+def _work_with_progress(
+    folder: Path, settings: Settings, url: str | None, timeout: float | None
+) -> None:
+    from cnnlab.console import progress_bar
+    from cnnlab.tune.search import budget_counts, work
+
+    with progress_bar() as bar:
+        task = bar.add_task("tune", total=settings.trials, extra="")
+
+        def on_trial(study: optuna.Study, trial: Any) -> None:
+            bar.update(task, completed=budget_counts(study)[0], extra=_best_text(study, settings))
+
+        work(folder, url, False, timeout, on_trial)
+
+
+def _best_text(study: optuna.Study, settings: Settings) -> str:
+    from cnnlab.tune.results import chosen_trial
+
+    best = chosen_trial(study, settings)
+    if best is None:
+        return ""
+    return "best: " + ", ".join(f"{v:.4g}" for v in best.values)
+
+
+def report_tune(folder: str | Path, storage: str | None = None) -> Tuning:
+    """Rebuild trials.csv, best.yaml, pareto.csv and tune.html from the storage."""
+    from cnnlab.tune.html import write_html
+    from cnnlab.tune.results import write_outputs
+    from cnnlab.tune.search import open_tune
+
+    folder = Path(folder)
+    settings = read_settings(folder)
+    study = open_tune(folder, settings, storage, pooled=True)
+    rows = write_outputs(folder, study, settings)
+    write_html(folder, study, settings, rows)
+    _print_result(folder, settings, rows)
+    return Tuning(folder)
+
+
+def _print_result(folder: Path, settings: Settings, rows: list[dict[str, Any]]) -> None:
+    from collections import Counter
+
+    from cnnlab.tune.results import read_best
+
+    states = Counter(r["state"] for r in rows)
+    result(f"tune: {folder}: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())))
+    best = read_best(folder)
+    if best is None:
+        result("no trial completed, so there is no best configuration")
+        return
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in best["values"].items())
+    result(f"best: trial {best['trial']} ({shown}): {best['params']}")
+    if settings.multi and settings.target is not None:
+        reached = best["values"][settings.objectives[0]] >= settings.target
+        if not reached:
+            result(f"no trial on the Pareto front reaches {settings.target}: most accurate shown")
+    result(f"config: {folder / BEST_YAML}  (cnnlab train --config {folder / BEST_YAML})")
+    result(f"report: {folder / HTML}")
+
+
+def retrain_best(folder: str | Path, seeds: int = 3, epochs: int | None = None) -> Study:
+    """Train the best configuration over several seeds as a study (``--retrain-best``).
+
+    The trial's sampled values form the study's one cell; the tune's split, its shared values
+    and ``epochs`` (default: the config's full default) are the rest.
+    """
+    from cnnlab.studies.study import make_plan, run_study
+
+    folder = Path(folder)
+    tuning = Tuning(folder)
+    best, settings = tuning.best, tuning.settings
+    if best is None:
+        raise ConfigError(f"{folder}: no trial completed, so there is nothing to retrain")
+    space = settings.load_space()
+    cell = space.config_values(best["params"], {})
+    cell = {k: v for k, v in cell.items() if k not in space.fixed or k in _searched(space)}
+    base = {**space.fixed, **settings.values}
+    base = {k: v for k, v in base.items() if k not in cell}
+    base["data.split_file"] = str((folder / "split.csv").resolve())
+    if epochs is not None:
+        base["train.epochs"] = epochs
+    plan = {"cells": [{"label": f"best trial {best['trial']}", "set": cell}], "set": base}
+    spec = make_plan(settings.data, seeds=seeds, plan_file=plan, command=settings.command)
+    return run_study(spec, folder / "retrain-best")
+
+
+def _searched(space: Space) -> set[str]:
+    return {split_key(p.key)[0] for p in space.params}
