@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from cnnlab.predict import Predictor
     from cnnlab.runs import Run
     from cnnlab.studies.study import Study
+    from cnnlab.tune.tuning import Tuning
 
 
 def train(data: str | None = None, config: str | None = None, **overrides: Any) -> Run | None:
@@ -100,4 +101,58 @@ def study(
     return run_study(spec, out, workers, storage)
 
 
-__all__ = ["__version__", "load", "study", "train"]
+def tune(
+    data: str,
+    space: str | dict[str, Any] = "cnn",
+    trials: int = 20,
+    epochs: int = 3,
+    objective: str = "val/macro_f1",
+    sampler: str | None = None,
+    pruner: str | None = None,
+    out: str | None = None,
+    storage: str | None = None,
+    study: str | None = None,
+    workers: int = 1,
+    timeout: float | None = None,
+    target: float | None = None,
+    **values: Any,
+) -> Tuning:
+    """Search hyperparameters with Optuna; calling it again on the same ``out`` continues.
+
+    Args:
+        data: dataset folder or CSV.
+        space: a built-in space (``cnn``, ``train``, ``transfer``, ``head``), a YAML file, or
+            the same mapping as a dict.
+        trials: trials in total, over every call and worker sharing the study.
+        epochs: epochs per trial.
+        objective: ``val/macro_f1`` or ``val/accuracy``, optionally ``,params`` (two
+            objectives: the Pareto front of accuracy and model size).
+        sampler: ``tpe``, ``random``, ``cmaes``, ``nsga2`` or ``grid`` (default: TPE for one
+            objective, NSGA-II for two).
+        pruner: ``median``, ``hyperband`` or ``none`` (default: median for one objective).
+        out: the tune folder (default ``tunes/<space>``).
+        storage: an Optuna storage URL shared by several machines (PostgreSQL).
+        study: the study's name in the storage.
+        workers: processes running trials side by side on this machine.
+        timeout: seconds after which no new trial starts.
+        target: with ``,params``: the accuracy the chosen (smallest) model must reach.
+        **values: values every trial shares, as in :func:`train` (``data__img_size=32``).
+
+    Returns:
+        The :class:`~cnnlab.tune.tuning.Tuning`: ``.best_params``, ``.trials``, ``.path``.
+
+    Example:
+        >>> t = cnnlab.tune("data/", space="head", trials=50)   # doctest: +SKIP
+    """
+    from cnnlab.api import short_values
+    from cnnlab.tune.tuning import make_settings, run_tune
+
+    settings = make_settings(
+        data, space, trials, epochs, objective, sampler, pruner, short_values(values),
+        study=study or "", timeout_s=timeout, target=target,
+        command=f"cnnlab.tune({str(data)!r}, ...)  # made through the Python API",
+    )  # fmt: skip
+    return run_tune(settings, out, storage, workers)
+
+
+__all__ = ["__version__", "load", "study", "train", "tune"]

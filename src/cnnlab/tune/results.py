@@ -117,7 +117,7 @@ def write_best(folder: Path, trial: optuna.trial.FrozenTrial, settings: Settings
     header = (
         f"# Best trial {trial.number} of the tune in {folder} ({shown}).\n"
         f"# Train it again, e.g. with more epochs:\n"
-        f"#   cnnlab train --config {folder / BEST_YAML} train.epochs=30\n"
+        f"#   cnnlab train --config {folder / BEST_YAML} --epochs 30\n"
     )
     body = yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=100)
     atomic_write_text(folder / BEST_YAML, header + body)

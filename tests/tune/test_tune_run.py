@@ -1,0 +1,101 @@
+"""cnnlab tune end to end on the default SQLite storage: trials, results, pruning, resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from tests.conftest import RUN_FILES, folder_digest
+from tests.studies.conftest import cli, read_csv
+from tests.tune.conftest import TINY, TINY_ARGS, lr_space
+
+import cnnlab
+
+
+def test_pruned_and_diverged_trials_are_recorded_and_never_best(small_folder, tmp_path):
+    before = folder_digest(small_folder)
+    out = tmp_path / "tune"
+    t = cnnlab.tune(small_folder, space=str(lr_space(tmp_path)), sampler="grid", trials=10,
+                    epochs=3, out=str(out), **TINY)  # fmt: skip
+    assert folder_digest(small_folder) == before  # the user's data is read-only to us
+    rows = {int(r["number"]): r for r in t.trials}
+    assert len(rows) == 3  # the grid has three points, so --trials 10 becomes 3
+    assert [rows[i]["state"] for i in range(3)] == ["COMPLETE", "PRUNED", "FAIL"]
+    assert rows[1]["reason"].startswith("pruned (median) after epoch")
+    assert int(rows[1]["epochs"]) < 3 and rows[1]["val/macro_f1"] == ""
+    assert "diverged" in rows[2]["reason"]
+    assert t.best["trial"] == 0 and t.best_params == {"train.lr": 0.002}
+    for name in RUN_FILES:  # every trial is an ordinary run folder
+        assert (out / rows[0]["run_dir"] / name).exists(), name
+    assert (out / rows[1]["run_dir"] / "summary.json").is_file()  # pruned: stopped, reported
+    html = (out / "tune.html").read_text(encoding="utf-8")
+    assert html.count('<script type="text/javascript">') == 1  # plotly inline, once
+    assert "<script src=" not in html and "Optimisation history" in html  # self-contained
+    assert "Plotly.newPlot" in html and "cnnlab.tune(" in html
+    cfg = yaml.safe_load((out / "best.yaml").read_text(encoding="utf-8"))
+    assert cfg["train"]["lr"] == 0.002 and cfg["data"]["split_file"] == str(out / "split.csv")
+
+
+@pytest.mark.slow
+def test_best_yaml_trains_with_cnnlab_train(small_folder, tmp_path):
+    out = tmp_path / "tune"
+    cnnlab.tune(small_folder, space="train", trials=1, epochs=1, out=str(out), **TINY)
+    runs = tmp_path / "runs"
+    best = str(out / "best.yaml")
+    proc = cli("train", "--config", best, "--runs-dir", str(runs), "--name", "again")
+    assert proc.returncode == 0, proc.stderr
+    assert (runs / "again" / "summary.json").is_file()
+
+
+def test_bad_space_is_refused_before_any_trial(small_folder, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("params:\n  train.lr: {type: float, low: 0, high: 0.1, log: true}\n")
+    out = tmp_path / "never"
+    proc = cli("tune", str(small_folder), "--space", str(bad), "--out", str(out))
+    assert proc.returncode == 2
+    assert "entry 'train.lr'" in proc.stderr and "low > 0" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_a_killed_tune_resumes_until_n_trials_in_total(small_folder, tmp_path):
+    out = tmp_path / "tune"
+    args = ["tune", str(small_folder), "--space", "train", "--trials", "3", "--epochs", "3",
+            "--pruner", "none", "--out", str(out), *TINY_ARGS]  # fmt: skip
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab", *args],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:  # kill it in the middle of its second trial, after a checkpoint
+        _wait_for(out / "trials" / "trial-0001" / "checkpoints" / "last.ckpt", proc)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    again = cli(*args)
+    assert again.returncode == 0, again.stderr
+    _, rows = read_csv(out / "trials.csv")
+    finished = [r for r in rows if r["state"] == "COMPLETE"]
+    assert len(finished) == 3  # N in total over both invocations
+    dead = [r for r in rows if r["state"] == "FAIL"]
+    assert [r["run_dir"] for r in dead] == ["trials/trial-0001"]
+    assert "worker stopped" in dead[0]["reason"]
+    # the retry (trial 2) resumed trial 1's run folder and finished it; trial 3 is new
+    assert {r["number"]: r["run_dir"] for r in finished} == {
+        "0": "trials/trial-0000", "2": "trials/trial-0001", "3": "trials/trial-0003"
+    }  # fmt: skip
+    assert not (out / "trials" / "trial-0002").exists()
