@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from cnnlab.predict import Predictor
     from cnnlab.runs import Run
     from cnnlab.studies.study import Study
-    from cnnlab.tune.tuning import Tuning
+    from cnnlab.tuning.tune import Tuning
 
 
 def train(data: str | None = None, config: str | None = None, **overrides: Any) -> Run | None:
@@ -139,13 +139,13 @@ def tune(
         **values: values every trial shares, as in :func:`train` (``data__img_size=32``).
 
     Returns:
-        The :class:`~cnnlab.tune.tuning.Tuning`: ``.best_params``, ``.trials``, ``.path``.
+        The :class:`~cnnlab.tuning.tune.Tuning`: ``.best_params``, ``.trials``, ``.path``.
 
     Example:
         >>> t = cnnlab.tune("data/", space="head", trials=50)   # doctest: +SKIP
     """
     from cnnlab.api import short_values
-    from cnnlab.tune.tuning import make_settings, run_tune
+    from cnnlab.tuning.tune import make_settings, run_tune
 
     settings = make_settings(
         data, space, trials, epochs, objective, sampler, pruner, short_values(values),

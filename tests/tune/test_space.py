@@ -7,7 +7,7 @@ import pytest
 
 from cnnlab.config import load_config
 from cnnlab.errors import ConfigError
-from cnnlab.tune.space import builtin_names, load_space
+from cnnlab.tuning.space import builtin_names, load_space
 
 
 def _sample(space, seed: int = 0) -> dict:

@@ -23,7 +23,7 @@ from cnnlab.runs import Run
 from cnnlab.schedule.runs import train_in_folder
 from cnnlab.schedule.storage import open_storage, open_study, storage_url
 from cnnlab.schedule.worker import ERROR_ATTR, RunFailed, run_worker
-from cnnlab.tune.folder import PARAMS, SPLIT, TRIALS, Settings, read_settings
+from cnnlab.tuning.folder import PARAMS, SPLIT, TRIALS, Settings, read_settings
 
 if TYPE_CHECKING:
     import optuna

@@ -1,7 +1,7 @@
 """Search spaces: which config keys a tune samples, over which ranges, and when.
 
 A space is a YAML file (or a built-in: ``cnn``, ``train``, ``transfer``, ``head``, which are
-such files in ``cnnlab/tune/spaces/``)::
+such files in ``cnnlab/tuning/spaces/``)::
 
     set:                                  # values every trial shares
       model.name: cnn

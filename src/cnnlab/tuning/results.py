@@ -16,8 +16,8 @@ import yaml
 from cnnlab.atomic import atomic_write_text
 from cnnlab.runs import read_json, write_json
 from cnnlab.schedule.worker import ERROR_ATTR
-from cnnlab.tune.folder import BEST_YAML, PARETO_CSV, TRIALS_CSV, Settings
-from cnnlab.tune.search import EPOCHS, REASON, RUN_DIR, SURPLUS
+from cnnlab.tuning.folder import BEST_YAML, PARETO_CSV, TRIALS_CSV, Settings
+from cnnlab.tuning.search import EPOCHS, REASON, RUN_DIR, SURPLUS
 
 if TYPE_CHECKING:
     import optuna

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnnlab.console import info, result, warn
 from cnnlab.errors import ConfigError
-from cnnlab.tune.folder import (
+from cnnlab.tuning.folder import (
     BEST_YAML,
     HTML,
     PRUNERS,
@@ -27,7 +27,7 @@ from cnnlab.tune.folder import (
     parse_objectives,
     read_settings,
 )
-from cnnlab.tune.space import Space, load_space, split_key
+from cnnlab.tuning.space import Space, load_space, split_key
 
 if TYPE_CHECKING:
     import optuna
@@ -57,7 +57,7 @@ class Tuning:
     @property
     def best(self) -> dict[str, Any] | None:
         """The best trial (``best.json``): number, values, params, run_dir; None if none."""
-        from cnnlab.tune.results import read_best
+        from cnnlab.tuning.results import read_best
 
         return read_best(self.path)
 
@@ -153,7 +153,7 @@ def run_tune(
 ) -> Tuning:
     """Create (or continue) the tune folder, run trials until the budget is used, report."""
     from cnnlab.schedule.storage import redact
-    from cnnlab.tune.search import open_tune
+    from cnnlab.tuning.search import open_tune
 
     if workers < 1:
         raise ConfigError(f"--workers {workers}: need at least 1")
@@ -169,7 +169,7 @@ def run_tune(
 
 def _run_workers(folder: Path, settings: Settings, url: str | None, workers: int) -> None:
     from cnnlab.schedule.pool import run_pool
-    from cnnlab.tune.search import work
+    from cnnlab.tuning.search import work
 
     timeout = settings.timeout_s
     if workers > 1:
@@ -186,7 +186,7 @@ def _run_workers(folder: Path, settings: Settings, url: str | None, workers: int
 
 
 def _progress(folder: Path, settings: Settings, url: str | None) -> tuple[int, int]:
-    from cnnlab.tune.search import budget_counts, open_tune
+    from cnnlab.tuning.search import budget_counts, open_tune
 
     return budget_counts(open_tune(folder, settings, url, pooled=True))[0], settings.trials
 
@@ -195,7 +195,7 @@ def _work_with_progress(
     folder: Path, settings: Settings, url: str | None, timeout: float | None
 ) -> None:
     from cnnlab.console import progress_bar
-    from cnnlab.tune.search import budget_counts, work
+    from cnnlab.tuning.search import budget_counts, work
 
     with progress_bar() as bar:
         task = bar.add_task("tune", total=settings.trials, extra="")
@@ -207,7 +207,7 @@ def _work_with_progress(
 
 
 def _best_text(study: optuna.Study, settings: Settings) -> str:
-    from cnnlab.tune.results import chosen_trial
+    from cnnlab.tuning.results import chosen_trial
 
     best = chosen_trial(study, settings)
     if best is None:
@@ -217,9 +217,9 @@ def _best_text(study: optuna.Study, settings: Settings) -> str:
 
 def report_tune(folder: str | Path, storage: str | None = None) -> Tuning:
     """Rebuild trials.csv, best.yaml, pareto.csv and tune.html from the storage."""
-    from cnnlab.tune.html import write_html
-    from cnnlab.tune.results import write_outputs
-    from cnnlab.tune.search import open_tune
+    from cnnlab.tuning.html import write_html
+    from cnnlab.tuning.results import write_outputs
+    from cnnlab.tuning.search import open_tune
 
     folder = Path(folder)
     settings = read_settings(folder)
@@ -233,7 +233,7 @@ def report_tune(folder: str | Path, storage: str | None = None) -> Tuning:
 def _print_result(folder: Path, settings: Settings, rows: list[dict[str, Any]]) -> None:
     from collections import Counter
 
-    from cnnlab.tune.results import read_best
+    from cnnlab.tuning.results import read_best
 
     states = Counter(r["state"] for r in rows)
     result(f"tune: {folder}: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())))

@@ -23,7 +23,7 @@ import yaml
 
 from cnnlab.atomic import atomic_write_text
 from cnnlab.errors import ConfigError, RunError
-from cnnlab.tune.space import Space, parse_space
+from cnnlab.tuning.space import Space, parse_space
 
 FORMAT = "cnnlab-tune/1"
 TUNE_YAML = "tune.yaml"

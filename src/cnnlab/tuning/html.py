@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnnlab.atomic import atomic_write_text
 from cnnlab.evaluation.render import Block, Link, Section, render_html
-from cnnlab.tune.folder import HTML, PARAMS, Settings
+from cnnlab.tuning.folder import HTML, PARAMS, Settings
 
 if TYPE_CHECKING:
     import optuna
@@ -82,7 +82,7 @@ def _states_table(rows: list[dict[str, Any]]) -> Block:
 
 
 def _summary(folder: Path, settings: Settings, rows: list[dict[str, Any]]) -> Section:
-    from cnnlab.tune.results import read_best
+    from cnnlab.tuning.results import read_best
 
     best = read_best(folder)
     blocks = [

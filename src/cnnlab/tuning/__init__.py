@@ -1,5 +1,5 @@
 """Hyperparameter search with Optuna on the shared scheduling engine (:mod:`cnnlab.schedule`).
 
-- :mod:`~cnnlab.tune.space`: search spaces (YAML, built-ins ``cnn``, ``train``, ``transfer``,
+- :mod:`~cnnlab.tuning.space`: search spaces (YAML, built-ins ``cnn``, ``train``, ``transfer``,
   ``head``), validated before any trial.
 """
