@@ -49,8 +49,12 @@ def _figures(study: optuna.Study, settings: Settings) -> list[tuple[str, str, An
 
 
 def _plot_block(draw: Any) -> Block:
+    import warnings
+
     try:
-        fig = draw()
+        with warnings.catch_warnings():  # "too few trials for importances": said on the page
+            warnings.simplefilter("ignore")
+            fig = draw()
     except Exception as exc:  # too few complete trials, a single-valued parameter, ...
         return Block("p", f"Not drawn: {exc}")
     if not fig.data:
