@@ -74,6 +74,11 @@ class Tuning:
     def report(self) -> Path:
         return self.path / HTML
 
+    def retrain_best(self, seeds: int = 3, epochs: int | None = None) -> Study:
+        """Train the best configuration over ``seeds`` seeds as a study; see
+        :func:`retrain_best`."""
+        return retrain_best(self.path, seeds, epochs)
+
     def __repr__(self) -> str:
         return f"Tuning({str(self.path)!r})"
 
@@ -254,8 +259,10 @@ def _print_result(folder: Path, settings: Settings, rows: list[dict[str, Any]]) 
 def retrain_best(folder: str | Path, seeds: int = 3, epochs: int | None = None) -> Study:
     """Train the best configuration over several seeds as a study (``--retrain-best``).
 
-    The trial's sampled values form the study's one cell; the tune's split, its shared values
-    and ``epochs`` (default: the config's full default) are the rest.
+    The trial's sampled values form the study's one cell; the tune's split and its shared
+    values are the rest. Epochs: ``epochs``, else a ``train.epochs`` the tune was given as
+    KEY=VALUE, else the config's default (trials often train for fewer, with ``--epochs``).
+    The study folder is ``retrain-best/`` inside the tune folder.
     """
     from cnnlab.studies.study import make_plan, run_study
 
