@@ -145,13 +145,13 @@ def tune(
         >>> t = cnnlab.tune("data/", space="head", trials=50)   # doctest: +SKIP
     """
     from cnnlab.api import short_values
-    from cnnlab.tuning.tune import make_settings, run_tune
+    from cnnlab.tuning.tune import equivalent_command, make_settings, run_tune
 
     settings = make_settings(
         data, space, trials, epochs, objective, sampler, pruner, short_values(values),
         study=study or "", timeout_s=timeout, target=target,
-        command=f"cnnlab.tune({str(data)!r}, ...)  # made through the Python API",
     )  # fmt: skip
+    settings.command = equivalent_command(settings, out)
     return run_tune(settings, out, storage, workers)
 
 

@@ -37,7 +37,7 @@ def test_pruned_and_diverged_trials_are_recorded_and_never_best(small_folder, tm
     html = (out / "tune.html").read_text(encoding="utf-8")
     assert html.count('<script type="text/javascript">') == 1  # plotly inline, once
     assert "<script src=" not in html and "Optimisation history" in html  # self-contained
-    assert "Plotly.newPlot" in html and "cnnlab.tune(" in html
+    assert "Plotly.newPlot" in html and "cnnlab tune " in html
     cfg = yaml.safe_load((out / "best.yaml").read_text(encoding="utf-8"))
     assert cfg["train"]["lr"] == 0.002 and cfg["data"]["split_file"] == str(out / "split.csv")
 

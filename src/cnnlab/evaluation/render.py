@@ -114,10 +114,6 @@ def _html_gallery(items: list[list[Any]]) -> str:
     return f'<div class="gallery">{"".join(cards)}</div>'
 
 
-def render_html(title: str, sections: list[Section]) -> str:
-    """A complete HTML document with inline CSS and embedded images; no external URL."""
-
-
 def render_html(title: str, sections: list[Section], head: str = "") -> str:
     """A complete HTML document with inline CSS and embedded images; no external URL.
 

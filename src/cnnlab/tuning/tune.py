@@ -131,6 +131,22 @@ def make_settings(
     )
 
 
+def equivalent_command(settings: Settings, out: str | Path | None) -> str:
+    """The ``cnnlab tune`` command line that makes (or continues) this tune."""
+    import shlex
+
+    parts = ["cnnlab", "tune", settings.data, "--space", settings.space_name]
+    parts += ["--trials", str(settings.trials), "--epochs", str(settings.epochs)]
+    parts += ["--objective", ",".join(settings.objectives), "--sampler", settings.sampler]
+    parts += ["--pruner", settings.pruner]
+    if settings.target is not None:
+        parts += ["--target", str(settings.target)]
+    if out is not None:
+        parts += ["--out", str(out)]
+    parts += [f"{k}={v}" for k, v in settings.values.items()]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
 def _check_values(space: Space, values: dict[str, Any]) -> None:
     """The user's KEY=VALUE must be valid and must not set a searched key; the space's
     ranges must be valid with them; the model must be available."""
