@@ -42,17 +42,6 @@ def test_pruned_and_diverged_trials_are_recorded_and_never_best(small_folder, tm
     assert cfg["train"]["lr"] == 0.002 and cfg["data"]["split_file"] == str(out / "split.csv")
 
 
-@pytest.mark.slow
-def test_best_yaml_trains_with_cnnlab_train(small_folder, tmp_path):
-    out = tmp_path / "tune"
-    cnnlab.tune(small_folder, space="train", trials=1, epochs=1, out=str(out), **TINY)
-    runs = tmp_path / "runs"
-    best = str(out / "best.yaml")
-    proc = cli("train", "--config", best, "--runs-dir", str(runs), "--name", "again")
-    assert proc.returncode == 0, proc.stderr
-    assert (runs / "again" / "summary.json").is_file()
-
-
 def test_bad_space_is_refused_before_any_trial(small_folder, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("params:\n  train.lr: {type: float, low: 0, high: 0.1, log: true}\n")

@@ -113,7 +113,7 @@ def has_work(study: optuna.Study, total: int, deadline: float | None) -> bool:
     return bool(waiting) or budget_counts(study)[1] < total
 
 
-def _take_place(study: optuna.Study, trial: Any, total: int) -> None:
+def take_place(study: optuna.Study, trial: Any, total: int) -> None:
     """Drop a trial that has ``total`` counted trials numbered before it."""
     before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
     if sum(counted(t) for t in before) >= total:
@@ -177,7 +177,7 @@ def make_objective(folder: Path, settings: Settings, study: optuna.Study) -> Any
     pruned_by = settings.pruner if not settings.multi else "none"
 
     def objective(trial: Any) -> Any:
-        _take_place(study, trial, settings.trials)
+        take_place(study, trial, settings.trials)
         rel = trial.user_attrs.get(RUN_DIR) or f"{TRIALS}/trial-{trial.number:04d}"
         trial.set_user_attr(RUN_DIR, rel)
         values = space.config_values(space.suggest(trial), settings.values)
