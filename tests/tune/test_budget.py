@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import optuna
 import pytest
 from tests.tune.budget_job import budget_worker
@@ -24,3 +26,39 @@ def test_three_processes_stop_at_exactly_n_trials(tmp_path):
     budget_worker(url, "b", 9, sleep_s=0.0)  # a larger --trials later: two more, no more
     study = optuna.load_study(study_name="b", storage=open_storage(url))
     assert sum(counted(t) for t in study.trials) == 9
+
+
+def _settings(sampler: str, pruner: str = "none", objectives: str = "val/macro_f1"):
+    from cnnlab.tuning.folder import Settings, parse_objectives
+    from cnnlab.tuning.space import load_space
+
+    space = load_space("head")
+    return Settings(
+        data="d", space_name="head", space=space.to_dict(), trials=12, epochs=3,
+        objectives=parse_objectives(objectives), sampler=sampler, pruner=pruner,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "nsga2", "grid"])
+def test_every_sampler_samples_the_space(sampler):
+    """Optuna's own samplers (CMA-ES needs the cmaes package) over a conditional space."""
+    from cnnlab.tuning.search import make_pruner, make_sampler
+
+    settings = _settings(sampler)
+    if sampler == "grid":  # a grid needs finite entries
+        settings.space = {"params": {"model.head": {"type": "categorical",
+                                                    "choices": ["linear", "mlp"]}}}  # fmt: skip
+    space = settings.load_space()
+    study = optuna.create_study(sampler=make_sampler(settings, 0), pruner=make_pruner(settings))
+    study.optimize(lambda t: float(len(space.suggest(t))), n_trials=6)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    for pruner in ("median", "hyperband"):
+        assert make_pruner(_settings(sampler, pruner)) is not None
+
+
+def test_no_new_trial_after_the_timeout():
+    from cnnlab.tuning.search import has_work
+
+    study = optuna.create_study()
+    assert has_work(study, 5, None)
+    assert not has_work(study, 5, time.monotonic() - 1.0)
