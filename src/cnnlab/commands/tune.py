@@ -57,8 +57,8 @@ def tune_command(
     from cnnlab.api import short_values
     from cnnlab.console import set_quiet
     from cnnlab.studies.plan import parse_sets
+    from cnnlab.tuning.retrain import retrain_best as retrain
     from cnnlab.tuning.tune import make_settings, report_tune, run_tune
-    from cnnlab.tuning.tune import retrain_best as retrain
 
     if quiet:
         set_quiet(True)

@@ -76,7 +76,9 @@ class Tuning:
 
     def retrain_best(self, seeds: int = 3, epochs: int | None = None) -> Study:
         """Train the best configuration over ``seeds`` seeds as a study; see
-        :func:`retrain_best`."""
+        :func:`cnnlab.tuning.retrain.retrain_best`."""
+        from cnnlab.tuning.retrain import retrain_best
+
         return retrain_best(self.path, seeds, epochs)
 
     def __repr__(self) -> str:
@@ -179,6 +181,7 @@ def run_tune(
     if workers < 1:
         raise ConfigError(f"--workers {workers}: need at least 1")
     folder = Path(out) if out else default_folder(settings.space_name)
+    storage = storage or _recorded_storage(folder)
     settings.storage = redact(storage) if storage else None
     settings = join_or_create(folder, settings)
     make_split(folder, settings)
@@ -188,28 +191,39 @@ def run_tune(
     return report_tune(folder, storage)
 
 
+def _recorded_storage(folder: Path) -> str | None:
+    """The storage a tune folder was made with, so running the command again without
+    ``--storage`` continues the same study instead of starting one in a new SQLite file."""
+    if not (folder / "tune.yaml").is_file():
+        return None
+    recorded = read_settings(folder).storage
+    if recorded and "***" in recorded:
+        raise ConfigError(
+            f"{folder} uses the storage {recorded}; pass it again with --storage "
+            "(its password is not saved in tune.yaml)"
+        )
+    return recorded
+
+
 def _run_workers(folder: Path, settings: Settings, url: str | None, workers: int) -> None:
     from cnnlab.schedule.pool import run_pool
     from cnnlab.tuning.search import work
 
     timeout = settings.timeout_s
     if workers > 1:
+        from cnnlab.tuning.search import budget_counts, open_tune
+
+        study = open_tune(folder, settings, url, pooled=True)  # the parent only reads it
         codes = run_pool(
             workers,
             work,
             (str(folder), url, True, timeout),
-            progress=lambda: _progress(folder, settings, url),
+            progress=lambda: (budget_counts(study)[0], settings.trials),
             description="tune",
         )
         if any(codes):
             warn(f"{sum(c != 0 for c in codes)} worker process(es) ended with an error")
     _work_with_progress(folder, settings, url, timeout)  # also picks up a dead worker's trial
-
-
-def _progress(folder: Path, settings: Settings, url: str | None) -> tuple[int, int]:
-    from cnnlab.tuning.search import budget_counts, open_tune
-
-    return budget_counts(open_tune(folder, settings, url, pooled=True))[0], settings.trials
 
 
 def _work_with_progress(
@@ -270,35 +284,3 @@ def _print_result(folder: Path, settings: Settings, rows: list[dict[str, Any]]) 
             result(f"no trial on the Pareto front reaches {settings.target}: most accurate shown")
     result(f"config: {folder / BEST_YAML}  (cnnlab train --config {folder / BEST_YAML})")
     result(f"report: {folder / HTML}")
-
-
-def retrain_best(folder: str | Path, seeds: int = 3, epochs: int | None = None) -> Study:
-    """Train the best configuration over several seeds as a study (``--retrain-best``).
-
-    The trial's sampled values form the study's one cell; the tune's split and its shared
-    values are the rest. Epochs: ``epochs``, else a ``train.epochs`` the tune was given as
-    KEY=VALUE, else the config's default (trials often train for fewer, with ``--epochs``).
-    The study folder is ``retrain-best/`` inside the tune folder.
-    """
-    from cnnlab.studies.study import make_plan, run_study
-
-    folder = Path(folder)
-    tuning = Tuning(folder)
-    best, settings = tuning.best, tuning.settings
-    if best is None:
-        raise ConfigError(f"{folder}: no trial completed, so there is nothing to retrain")
-    space = settings.load_space()
-    cell = space.config_values(best["params"], {})
-    cell = {k: v for k, v in cell.items() if k not in space.fixed or k in _searched(space)}
-    base = {**space.fixed, **settings.values}
-    base = {k: v for k, v in base.items() if k not in cell}
-    base["data.split_file"] = str((folder / "split.csv").resolve())
-    if epochs is not None:
-        base["train.epochs"] = epochs
-    plan = {"cells": [{"label": f"best trial {best['trial']}", "set": cell}], "set": base}
-    spec = make_plan(settings.data, seeds=seeds, plan_file=plan, command=settings.command)
-    return run_study(spec, folder / "retrain-best")
-
-
-def _searched(space: Space) -> set[str]:
-    return {split_key(p.key)[0] for p in space.params}
