@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from cnnlab.config import Config, load_config, parse_override, read_yaml
+from cnnlab.config import Config, dotted, load_config, parse_override, read_yaml
 from cnnlab.errors import CnnlabError, ConfigError
 
 BUILTIN_DIR = Path(__file__).parent / "spaces"
@@ -207,9 +207,7 @@ def parse_space(tree: Any, where: str) -> Space:
     unknown = set(tree) - {"set", "params"}
     if unknown:
         raise ConfigError(f"space {where}: unknown section(s) {', '.join(sorted(unknown))}")
-    from cnnlab.studies.plan import _flatten
-
-    fixed = _flatten(tree.get("set") or {})
+    fixed = dotted(tree.get("set") or {})
     for key, value in fixed.items():
         _check_key(key, where, f"set '{key}'")
         text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
