@@ -142,6 +142,7 @@ def build_ensemble(
         The ensemble folder as a :class:`~cnnlab.runs.Run`.
     """
     from cnnlab.ensemble.report import evaluate_splits, gain_over_best, write_ensemble_report
+    from cnnlab.ensemble.tracking import track_ensemble
 
     members = [load_member(r) for r in run_dirs]
     check_members(members)
@@ -164,4 +165,5 @@ def build_ensemble(
     runs.write_json(path / runs.SUMMARY, summary)
     report = write_ensemble_report(path, card, summary, results, members, gain)
     info(f"ensemble ({method}) of {len(members)} runs: {report}")
+    track_ensemble(runs.Run(path), members, weights.tolist())
     return runs.Run(path)

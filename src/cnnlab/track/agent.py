@@ -7,7 +7,7 @@ here, at low CPU priority, never in the training process. When stdin closes (tra
 or its process exited) it finishes the commands it has, then exits.
 
 Commands: ``sync`` (run_dir, end), ``parent`` (parent, end, files, tags), ``best`` (parent,
-run_dir).
+run_dir), ``member`` (parent, run_dir, label).
 """
 
 from __future__ import annotations
@@ -75,6 +75,8 @@ class Worker:
             self.connect().parent(msg["parent"], msg.get("end"), files, msg.get("tags"))
         elif op == "best" and run_dir:
             self.connect().best(msg["parent"], Path(run_dir))
+        elif op == "member" and run_dir:
+            self.connect().member(msg["parent"], Path(run_dir), str(msg.get("label", "")))
 
     def run(self, msg: dict[str, Any]) -> None:
         try:

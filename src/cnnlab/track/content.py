@@ -108,13 +108,14 @@ def _read(path: Path) -> Any:
 
 def _tags(run_dir: Path, config: dict[str, Any], summary: dict[str, Any]) -> dict[str, str]:
     from cnnlab import __version__
+    from cnnlab.ensemble.folder import is_ensemble
 
     card = _read(run_dir / runs.MODEL_CARD)
     report = _read(run_dir / runs.DATA_REPORT)
     model = config.get("model") or {}
     tags = {
         "mlflow.runName": run_dir.name,
-        "cnnlab.kind": "run",
+        "cnnlab.kind": "ensemble" if is_ensemble(run_dir) else "run",
         "cnnlab.run_dir": str(run_dir.resolve()),
         "cnnlab.model": str(summary.get("model") or model.get("name") or ""),
         "cnnlab.mode": str(summary.get("mode") or model.get("mode") or "auto"),
@@ -126,7 +127,10 @@ def _tags(run_dir: Path, config: dict[str, Any], summary: dict[str, Any]) -> dic
 
 
 def _files(run_dir: Path) -> list[tuple[Path, str]]:
-    files = [(run_dir / name, "") for name in ARTIFACT_FILES if (run_dir / name).is_file()]
+    from cnnlab.ensemble.folder import ENSEMBLE_CARD  # an ensemble folder's own card
+
+    names = (*ARTIFACT_FILES, ENSEMBLE_CARD)
+    files = [(run_dir / name, "") for name in names if (run_dir / name).is_file()]
     for folder in ARTIFACT_DIRS:
         if (run_dir / folder).is_dir():
             files += [(p, folder) for p in sorted((run_dir / folder).iterdir()) if p.is_file()]

@@ -21,6 +21,7 @@ from cnnlab.track.target import Target, local_db, locked
 
 UID_TAG = "cnnlab.uid"
 PARENT_TAG = "mlflow.parentRunId"
+MEMBER_TAG = "cnnlab.member_of."  # + the parent's name: a run is a member of that ensemble
 BATCH_METRICS, BATCH_PARAMS, BATCH_TAGS = 800, 100, 100  # log_batch allows 1000 / 100 / 100
 
 
@@ -202,6 +203,12 @@ class MlflowStore:
         from cnnlab.track.sync import tag_best
 
         tag_best(self, parent, run_dir)
+
+    def member(self, parent: dict[str, Any], run_dir: Path, label: str) -> None:
+        """Tag ``run_dir``'s run as a member of ``parent`` (see :func:`member_tag`)."""
+        from cnnlab.track.sync import tag_member
+
+        tag_member(self, parent, run_dir, label)
 
     def tag_best(self, parent_id: str, run_id: str, run_name: str) -> None:
         """Mark the best child run and point the parent at it."""

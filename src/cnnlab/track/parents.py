@@ -37,6 +37,24 @@ class Parent:
             write_state(run_dir, state)
         self.session.send("best", parent=self.info, run_dir=str(run_dir))
 
+    def tag_member(self, run_dir: str | Path, label: str) -> None:
+        """Tag a finished run as a member of this parent (an ensemble's members).
+
+        Members are tagged, not nested: a member may already be nested under its study, and
+        one run may belong to several ensembles. A member the store lacks is logged first.
+        """
+        if self.info is None or self.session is None:
+            return
+        where = str(Path(run_dir).resolve())
+        self.session.send("member", parent=self.info, run_dir=where, label=label)
+
+    def log_folder(self, folder: str | Path, end: str = "FINISHED") -> None:
+        """Log a run-like folder that is this parent itself (an ensemble folder): its
+        config as params, its final metrics and its files, as ``cnnlab track log`` would."""
+        if self.info is None or self.session is None:
+            return
+        self.session.send("sync", run_dir=str(Path(folder).resolve()), end=end)
+
     def log(self, files: Iterable[str | Path] = (), tags: dict[str, str] | None = None) -> None:
         """Attach files (a study's table and report) and tags to the parent run.
 

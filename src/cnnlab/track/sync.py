@@ -7,6 +7,7 @@ until the server went away and then again later, ends up as one complete MLflow 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from cnnlab.errors import RunError
 from cnnlab.runs import CONFIG
 from cnnlab.track.content import SyncReport, read_run
-from cnnlab.track.mlflow_store import PARENT_TAG, MlflowStore
+from cnnlab.track.mlflow_store import MEMBER_TAG, PARENT_TAG, MlflowStore
 from cnnlab.track.target import (
     STATE,
     Target,
@@ -61,6 +62,23 @@ def tag_best(store: MlflowStore, parent: dict, run_dir: Path) -> None:
     """Tag ``run_dir``'s MLflow run as the best child of ``parent``."""
     report = sync_run(store, run_dir)
     store.tag_best(store.parent(parent), report.run_id, Path(run_dir).name)
+
+
+def member_tag(parent_name: str) -> str:
+    """The tag naming a member of ``parent_name`` (characters MLflow refuses become ``_``).
+
+    >>> member_tag("ensemble soft (v2)")
+    'cnnlab.member_of.ensemble soft _v2_'
+    """
+    return MEMBER_TAG + re.sub(r"[^\w./\- ]", "_", parent_name)
+
+
+def tag_member(store: MlflowStore, parent: dict, run_dir: Path, label: str) -> None:
+    """Tag ``run_dir``'s MLflow run as a member of ``parent``; a finished member the store
+    lacks (trained with tracking off, or into another store) is logged whole first."""
+    end = "FINISHED" if read_run(run_dir).complete else None
+    report = sync_run(store, Path(run_dir), end)
+    store.client.set_tag(report.run_id, member_tag(parent["name"]), label)
 
 
 def expand_runs(paths: Iterable[str | Path]) -> list[Path]:

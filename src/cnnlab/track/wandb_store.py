@@ -141,6 +141,8 @@ class WandbStore:
         tags: dict[str, str] | None = None,
     ) -> str:
         """The run of a study or tune: its params, files and tags (summary), and its end."""
+        if status and not (files or tags) and parent["uid"] not in self.open:
+            return str(parent["uid"])  # already ended (an ensemble's folder sync closed it)
         params = flatten(parent.get("params") or {})
         name, kind = parent["name"], parent["kind"]
         run = self._run(parent["uid"], name, kind, name, params, [kind])
@@ -154,17 +156,29 @@ class WandbStore:
 
     def best(self, parent: dict[str, Any], run_dir: Path) -> None:
         """Tag a child run ``best`` and name it in the parent's summary."""
-        run_dir = Path(run_dir)
+        uid = self._label(Path(run_dir), "best")
+        best = {"cnnlab.best_run": Path(run_dir).name, "cnnlab.best_run_id": uid}
+        self.parent(parent, tags=best)
+
+    def member(self, parent: dict[str, Any], run_dir: Path, label: str) -> None:
+        """Tag a run ``member:<parent>`` (an ensemble's member); the parent lists its members."""
+        content = read_run(run_dir)  # a member this W&B folder lacks is logged whole first
+        self.sync(Path(run_dir), "FINISHED" if content.complete else None)
+        uid = self._label(Path(run_dir), f"member:{parent['name']}")
+        self.parent(parent, tags={f"cnnlab.member.{Path(run_dir).name}": f"{uid} {label}"})
+
+    def _label(self, run_dir: Path, label: str) -> str:
+        """Add a tag to a run folder's W&B run (opened for it when not open); its uid."""
         with locked(run_dir):
             state = read_state(run_dir)
             was_open = state["uid"] in self.open
             run = self._open_run(run_dir, state, read_run(run_dir))
-            run.tags = tuple(sorted({*run.tags, "best"}))
+            run.tags = tuple(sorted({*run.tags, label}))
             if not was_open:
                 sent = state.get(STATE_KEY, {}).get(self.key, {})
                 self._close(state["uid"], sent.get("status") or "FINISHED")
-        best = {"cnnlab.best_run": run_dir.name, "cnnlab.best_run_id": state["uid"]}
-        self.parent(parent, tags=best)
+            write_state(run_dir, state)  # a new uid must outlive this process
+        return str(state["uid"])
 
 
 @dataclass

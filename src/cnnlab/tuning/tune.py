@@ -177,6 +177,7 @@ def run_tune(
     """Create (or continue) the tune folder, run trials until the budget is used, report."""
     from cnnlab.schedule.storage import redact
     from cnnlab.tuning.search import open_tune
+    from cnnlab.tuning.tracking import parent_run, track_outputs
 
     if workers < 1:
         raise ConfigError(f"--workers {workers}: need at least 1")
@@ -187,8 +188,11 @@ def run_tune(
     make_split(folder, settings)
     open_tune(folder, settings, storage, pooled=False)  # tables and study before workers
     info(f"tune folder: {folder} ({settings.trials} trials of {settings.epochs} epochs)")
-    _run_workers(folder, settings, storage, workers)
-    return report_tune(folder, storage)
+    with parent_run(folder, settings) as parent:  # every trial is nested under the tune
+        _run_workers(folder, settings, storage, workers)
+        tuning = report_tune(folder, storage)
+        track_outputs(parent, tuning)
+    return tuning
 
 
 def _recorded_storage(folder: Path) -> str | None:
