@@ -17,7 +17,7 @@ from cnnlab.atomic import atomic_write_text
 from cnnlab.runs import read_json, write_json
 from cnnlab.schedule.worker import ERROR_ATTR
 from cnnlab.tuning.folder import BEST_YAML, PARETO_CSV, TRIALS_CSV, Settings
-from cnnlab.tuning.search import EPOCHS, REASON, RUN_DIR, SURPLUS
+from cnnlab.tuning.search import EPOCHS, REASON, RUN_DIR, SURPLUS, TRIAL_ONLY
 
 if TYPE_CHECKING:
     import optuna
@@ -105,6 +105,18 @@ def chosen_trial(study: optuna.Study, settings: Settings) -> optuna.trial.Frozen
     return front[0]
 
 
+def _restore_defaults(config: dict[str, Any], chosen: dict[str, Any]) -> None:
+    """Put back the config's defaults for the trial-only settings nobody chose (a full
+    report with Grad-CAM for the run ``best.yaml`` trains)."""
+    from cnnlab.config import Config
+
+    defaults = Config()
+    for key in TRIAL_ONLY:
+        if key not in chosen:
+            section, name = key.split(".")
+            config.setdefault(section, {})[name] = getattr(getattr(defaults, section), name)
+
+
 def write_best(folder: Path, trial: optuna.trial.FrozenTrial, settings: Settings) -> None:
     """``best.yaml`` (the trial's resolved config, trainable with ``cnnlab train --config``)
     and ``best.json`` (its number, values and sampled parameters)."""
@@ -112,6 +124,7 @@ def write_best(folder: Path, trial: optuna.trial.FrozenTrial, settings: Settings
     config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
     config["name"] = None  # `cnnlab train` names the new run itself
     config["runs_dir"] = "runs"
+    _restore_defaults(config, {**settings.load_space().fixed, **settings.values})
     values = dict(zip(settings.objectives, trial.values, strict=True))
     shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
     header = (
