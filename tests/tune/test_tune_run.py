@@ -1,4 +1,5 @@
-"""cnnlab tune end to end on the default SQLite storage: trials, results, pruning, resume."""
+"""cnnlab tune end to end on the default SQLite storage: trials, results, pruning, resume,
+best.yaml and --retrain-best."""
 
 from __future__ import annotations
 
@@ -16,13 +17,16 @@ from tests.studies.conftest import cli, read_csv
 from tests.tune.conftest import TINY, TINY_ARGS, lr_space
 
 import cnnlab
+from cnnlab.tuning.tune import Tuning
 
 
-def test_pruned_and_diverged_trials_are_recorded_and_never_best(small_folder, tmp_path):
+@pytest.mark.slow
+def test_pruned_and_diverged_trials_are_never_best_and_the_best_retrains(small_folder, tmp_path):
     before = folder_digest(small_folder)
     out = tmp_path / "tune"
+    # trials train 3 epochs (--epochs); train.epochs=1 is the "full" length a retrain uses
     t = cnnlab.tune(small_folder, space=str(lr_space(tmp_path)), sampler="grid", trials=10,
-                    epochs=3, out=str(out), **TINY)  # fmt: skip
+                    epochs=3, out=str(out), train__epochs=1, **TINY)  # fmt: skip
     assert folder_digest(small_folder) == before  # the user's data is read-only to us
     rows = {int(r["number"]): r for r in t.trials}
     assert len(rows) == 3  # the grid has three points, so --trials 10 becomes 3
@@ -40,6 +44,24 @@ def test_pruned_and_diverged_trials_are_recorded_and_never_best(small_folder, tm
     assert "Plotly.newPlot" in html and "cnnlab tune " in html
     cfg = yaml.safe_load((out / "best.yaml").read_text(encoding="utf-8"))
     assert cfg["train"]["lr"] == 0.002 and cfg["data"]["split_file"] == str(out / "split.csv")
+    _best_trains_and_retrains(t, tmp_path / "runs")
+
+
+def _best_trains_and_retrains(t: Tuning, runs: Path) -> None:
+    """best.yaml trains with `cnnlab train`; --retrain-best is a study on the tune's split."""
+    proc = cli("train", "--config", str(t.best_config), "--runs-dir", str(runs), "--name", "b",
+               "--epochs", "1")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (runs / "b" / "summary.json").is_file()
+    study = t.retrain_best(seeds=2)
+    assert study.path == t.path / "retrain-best"
+    assert [r["seed"] for r in study.results] == ["42", "43"]
+    assert len(study.table) == 1 and study.table[0]["label"] == f"best trial {t.best['trial']}"
+    split = (t.path / "split.csv").read_bytes()
+    for run in study.run_dirs:
+        assert (run / "split.csv").read_bytes() == split  # the tune's split, exactly
+        assert '"epochs_run": 1' in (run / "summary.json").read_text()  # train.epochs, not 3
+    assert all(r["train.lr"] == "0.002" for r in study.results)
 
 
 def test_bad_space_is_refused_before_any_trial(small_folder, tmp_path):
@@ -63,7 +85,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout_s: float = 300) -> Non
 @pytest.mark.slow
 def test_a_killed_tune_resumes_until_n_trials_in_total(small_folder, tmp_path):
     out = tmp_path / "tune"
-    args = ["tune", str(small_folder), "--space", "train", "--trials", "3", "--epochs", "3",
+    args = ["tune", str(small_folder), "--space", "train", "--trials", "2", "--epochs", "3",
             "--pruner", "none", "--out", str(out), *TINY_ARGS]  # fmt: skip
     env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
     proc = subprocess.Popen(
@@ -79,12 +101,12 @@ def test_a_killed_tune_resumes_until_n_trials_in_total(small_folder, tmp_path):
     assert again.returncode == 0, again.stderr
     _, rows = read_csv(out / "trials.csv")
     finished = [r for r in rows if r["state"] == "COMPLETE"]
-    assert len(finished) == 3  # N in total over both invocations
+    assert len(finished) == 2  # N in total over both invocations
     dead = [r for r in rows if r["state"] == "FAIL"]
     assert [r["run_dir"] for r in dead] == ["trials/trial-0001"]
     assert "worker stopped" in dead[0]["reason"]
-    # the retry (trial 2) resumed trial 1's run folder and finished it; trial 3 is new
+    # the retry (trial 2) resumed trial 1's run folder and finished it; no third trial
     assert {r["number"]: r["run_dir"] for r in finished} == {
-        "0": "trials/trial-0000", "2": "trials/trial-0001", "3": "trials/trial-0003"
+        "0": "trials/trial-0000", "2": "trials/trial-0001"
     }  # fmt: skip
     assert not (out / "trials" / "trial-0002").exists()
