@@ -7,7 +7,7 @@ runs the ``head`` space (EfficientNet-Lite0 frozen, features cached once) and co
 minute (goal: >= 20 on 2 cores), over the whole command and per trial (median trial time).
 Each side is its own ``cnnlab tune`` process with its own empty ``CNNLAB_CACHE``.
 
-Usage: python bench/bench_tune.py [--quick]
+Usage: python bench/bench_tune.py [--quick] [--head-only]
 """
 
 from __future__ import annotations
@@ -72,10 +72,34 @@ def head_part(data: Path, work: Path, trials: int, epochs: int) -> dict[str, Any
     return side
 
 
+def print_head(head: dict[str, Any]) -> None:
+    print(f"space head: {head['trials']} trials in {head['wall_s']:.0f} s: "
+          f"{head['per_min_whole']:.1f} trials/min whole, "
+          f"{head['per_min_trial'] or 0:.1f}/min from the median trial "
+          f"({head['median_trial_s']:.1f} s)")  # fmt: skip
+
+
+def head_only(trials: int, per_class: tuple[int, int]) -> dict[str, Any]:
+    """Part 2 alone (``--head-only``): the head space's trials per minute."""
+    data = make_shapes_dataset(train_per_class=per_class[0], test_per_class=per_class[1])
+    work = Path(tempfile.mkdtemp(prefix="bench-tune-", dir=OUT_DIR))
+    try:
+        head = head_part(data, work, trials, 3)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print_head(head)
+    payload = {"trials": trials, "images": sum(per_class) * 10, "head": head}
+    save_result("tune-head", payload)
+    return payload
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="8 trials, 3 epochs, 400 images")
+    parser.add_argument("--head-only", action="store_true", help="only the head-space part")
     args = parser.parse_args(argv)
+    if args.head_only:
+        return head_only(*((8, (30, 10)) if args.quick else (30, (150, 50))))
     trials, epochs = (8, 3) if args.quick else (30, 5)
     per_class = (30, 10) if args.quick else (150, 50)
     data = make_shapes_dataset(train_per_class=per_class[0], test_per_class=per_class[1])
@@ -93,10 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ]  # fmt: skip
     print(f"space cnn: {trials} trials x {epochs} epochs, {sum(per_class) * 10} images, 32 px")
     print(table(["search", "best val macro F1", "epochs", "x unpruned", "pruned", "wall s"], rows))
-    print(f"space head: {head['trials']} trials in {head['wall_s']:.0f} s: "
-          f"{head['per_min_whole']:.1f} trials/min whole, "
-          f"{head['per_min_trial'] or 0:.1f}/min from the median trial "
-          f"({head['median_trial_s']:.1f} s)")  # fmt: skip
+    print_head(head)
     gap = None if none["best"] is None or median["best"] is None else none["best"] - median["best"]
     payload = {
         "trials": trials, "epochs": epochs, "images": sum(per_class) * 10,
