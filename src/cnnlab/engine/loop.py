@@ -221,7 +221,7 @@ def train_frozen(
     """
     from cnnlab.data.loaders import make_loader
     from cnnlab.data.transforms import build_eval_transform, build_train_transform
-    from cnnlab.engine.features import compute_features, fit_sklearn_head, load_linear_head
+    from cnnlab.engine import features as ft
     from cnnlab.engine.module import ClassifierModule
 
     eval_tf = build_eval_transform(data.img_size, mb.mean, mb.std)
@@ -234,7 +234,7 @@ def train_frozen(
             train_tf = build_train_transform(
                 data.img_size, mb.mean, mb.std, data_cfg.augment, **knobs
             )
-            f = compute_features(
+            f = ft.compute_features(
                 mb.model.backbone,
                 x,
                 eval_tf,
@@ -245,7 +245,7 @@ def train_frozen(
             )
             feats[split] = f.reshape(-1, f.shape[-1])
         else:
-            feats[split] = compute_features(
+            feats[split] = ft.compute_features(
                 mb.model.backbone,
                 x,
                 eval_tf,
@@ -255,10 +255,10 @@ def train_frozen(
     y_train = data.subset("train")[1].repeat(views) if views > 1 else data.subset("train")[1]
     y_val = data.subset("val")[1]
     if head in ("logreg", "svm"):
-        weight, bias = fit_sklearn_head(
+        weight, bias = ft.fit_sklearn_head(
             feats["train"], y_train, head, train.seed, num_classes=len(data.classes)
         )
-        load_linear_head(mb.model.head, weight, bias)
+        ft.load_linear_head(mb.model.head, weight, bias)
         _write_sklearn_metrics(mb.model.head, feats, y_train, y_val, run_dir)
         return Outcome(1, False, False, "32", 0.0, best_epoch=1)
     lr = resolve_lr(train, "frozen")
@@ -283,10 +283,11 @@ def train_frozen(
         loss=_loss(train, data),
         param_groups=[{"params": head_params, "lr": lr, "weight_decay": train.weight_decay}],
     )
-    # Head training on features is a handful of matrix products: fp32 is as fast and exact.
-    return _fit_module(
-        module, train.model_copy(update={"precision": "32"}), run_dir, loaders, False, callbacks
-    )
+    # Head training on features is a handful of matrix products: fp32 is as fast and exact,
+    # and one thread is faster than two (see one_thread).
+    with ft.one_thread():
+        train32 = train.model_copy(update={"precision": "32"})
+        return _fit_module(module, train32, run_dir, loaders, False, callbacks)
 
 
 def _write_sklearn_metrics(
