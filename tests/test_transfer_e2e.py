@@ -157,10 +157,10 @@ def test_sklearn_heads_reuse_the_features_and_predict_like_their_run(
 ) -> None:
     monkeypatch.setenv("CNNLAB_CACHE", str(frozen.cache))
     before = _feature_files(frozen.cache)
-    assert len(before) == 4  # train + val, for the pretrained and the random backbone
+    assert len(before) == 6  # train + val + test, for the pretrained and the random backbone
     run = _frozen(frozen.data, frozen.runs, head, model__head=head)
     out = capsys.readouterr().out
-    assert out.count("loaded from the cache") == 2 and "computed and cached" not in out
+    assert out.count("loaded from the cache") == 3 and "computed and cached" not in out
     assert _feature_files(frozen.cache) == before  # no backbone pass: nothing new or rewritten
     for rel in RUN_FILES:
         assert (run.path / rel).is_file(), rel
@@ -198,7 +198,7 @@ def test_features_of_other_weights_under_the_same_key_are_recomputed(
             model__head="logreg", runs_dir=str(tmp_path / "runs"), name=f"seed{seed}", **extra,
         )  # fmt: skip
         split_file = run.path / "split.csv"
-        assert capsys.readouterr().out.count("computed and cached") == 2  # train and val
+        assert capsys.readouterr().out.count("computed and cached") == 3  # train, val, test
         fitted_on_cache = float(run.metrics()[0]["val/accuracy"])
         assert fitted_on_cache == pytest.approx(run.summary["metrics"]["val"]["accuracy"])
 

@@ -41,9 +41,9 @@ def test_every_recipe_runs_at_tiny_size(recipe, tmp_path):
     if recipe == "transfer":
         assert len(study.table) == 8
         # The three frozen cells (linear, logistic regression, SVM) share one feature pass:
-        # one cached entry for the train split and one for val.
+        # one cached entry per split (train, val, and test, which each head scores).
         features = list(cache_dir("features").glob("*.safetensors"))
-        assert len(features) == 2
+        assert len(features) == 3
     assert all(p.is_dir() for p in study.run_dirs)
     if recipe == "ladder":
         pairs = [(c["cell"], c["reference_cell"]) for c in study.comparisons]
