@@ -109,7 +109,7 @@ def finalize(
         if data.count(split) == 0:
             continue
         x, y = data.tensor(split)
-        probs = _split_probs(predictor, mb, data, split, card["tta"] is not None)
+        probs = _split_probs(predictor, mb, data, split, x, card["tta"] is not None)
         paths = [data.paths[i] for i in data.index[split].tolist()]
         write_predictions(run_dir / "predictions" / f"{split}.csv", paths, y, probs, data.classes)
         runs.write_npy(runs.probs_file(run_dir, split), probs.numpy().astype("float32"))
@@ -162,7 +162,7 @@ def finalize(
 
 
 def _split_probs(
-    predictor: Any, mb: ModelBundle, data: DataBundle, split: str, tta: bool
+    predictor: Any, mb: ModelBundle, data: DataBundle, split: str, x: torch.Tensor, tta: bool
 ) -> torch.Tensor:
     """Class probabilities of one split, through the saved run's Predictor.
 
@@ -170,7 +170,6 @@ def _split_probs(
     head runs on them: the same network on the same pixels, with the test split's backbone
     pass made once per dataset instead of once per run (a tune's head trials: seconds each).
     """
-    x = data.tensor(split)[0]
     if mb.mode != "frozen" or tta:
         return predictor.predict_arrays(x, tta=tta)
     from cnnlab.data.transforms import build_eval_transform
