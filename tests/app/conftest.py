@@ -78,3 +78,14 @@ def page_text(at: object) -> str:
     """Every text an AppTest page shows (titles, markdown, captions, alerts), joined."""
     kinds = ("title", "header", "subheader", "markdown", "caption", "error", "warning", "info")
     return "\n".join(str(e.value) for kind in kinds for e in getattr(at, kind))
+
+
+@pytest.fixture(scope="session")
+def ensemble_runs(app_runs: Path) -> Path:
+    """A runs folder holding one soft ensemble (``cnnlab ensemble``) of ``cnn-s0`` and
+    ``cnn-s1``; the members stay in ``app_runs``, so the other tests' runs are unchanged."""
+    from cnnlab.ensemble.folder import build_ensemble
+
+    out = app_runs.parent / "ensemble-runs" / "ensemble-soft"
+    build_ensemble([app_runs / "cnn-s0", app_runs / "cnn-s1"], method="soft", out=out)
+    return out.parent

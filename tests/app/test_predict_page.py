@@ -93,3 +93,47 @@ def test_no_runs_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.Monkey
     at = AppTest.from_file(app_main(), default_timeout=TIMEOUT).run()
     assert not at.exception
     assert "cnnlab train" in at.info[0].value
+
+
+def test_gradcam_overlay_is_what_cnnlab_explain_draws(app_env: Path, tmp_path: Path) -> None:
+    from cnnlab.app.predictions import CAM_SIDE, cam_overlays
+    from cnnlab.app.uploads import Upload
+    from cnnlab.explain.cam import Explainer, overlay
+    from cnnlab.explain.run import explain_run
+
+    file = tmp_path / "shape.png"
+    file.write_bytes(png_bytes(2))
+    done = explain_run(app_env / "cnn-s1", [str(file)], out_dir=tmp_path / "explain")
+    cam = np.load(tmp_path / "explain" / "shape.cam.npy")
+    got = cam_overlays(Explainer(app_env / "cnn-s1"), [Upload("x.txt"), check_upload("s.png",
+                       file.read_bytes(), 10**6)])  # fmt: skip
+    assert got[0] is None
+    picture, target = got[1]
+    assert target == done["rows"][0]["target"]
+    image = Explainer(app_env / "cnn-s1").explain([str(file)])[0][0].image
+    assert np.abs(picture.astype(int) - overlay(image, cam, CAM_SIDE).astype(int)).max() <= 1
+
+    at = _predict_page(app_env)
+    at.file_uploader[0].set_value(("shape.png", file.read_bytes(), "image/png"))
+    at.toggle[0].set_value(True).run()
+    assert not at.exception and not at.error
+    captions = [c for image in at.get("image") for c in image.captions]
+    assert f"Grad-CAM: where the model saw {target}" in captions
+
+
+def test_an_ensemble_predicts_like_its_predictor(
+    ensemble_runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cnnlab.ensemble.predictor import EnsemblePredictor
+
+    monkeypatch.setenv("CNNLAB_APP_RUNS_DIR", str(ensemble_runs))
+    at = _predict_page(ensemble_runs)
+    assert at.selectbox[0].options == ["ensemble-soft"]
+    assert "an ensemble (soft) of 2 runs" in page_text(at)
+    assert not at.toggle  # Grad-CAM explains one network, not an ensemble
+    image = png_bytes(0)
+    at.file_uploader[0].set_value(("e.png", image, "image/png")).run()
+    assert not at.exception and not at.error
+    ens = EnsemblePredictor(ensemble_runs / "ensemble-soft")
+    want = ens.predict([Image.open(io.BytesIO(image))], top_k=3)[0]
+    assert f"Prediction: **{want['label']}** ({want['prob']:.1%})" in page_text(at)

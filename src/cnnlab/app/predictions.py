@@ -7,18 +7,46 @@ import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cnnlab.app.uploads import Upload
 from cnnlab.errors import CnnlabError
 from cnnlab.runs import list_runs
 
 SAMPLE_COUNT = 6  # sample images offered per click
+CAM_SIDE = 160  # px of a Grad-CAM overlay on the page (a 32-px map is unreadable at 1:1)
 
 
 def predictable_runs(runs_dir: Path) -> list[str]:
-    """Names of the finished runs (weights and model card present) under ``runs_dir``."""
+    """Names of the finished runs (weights and model card present) and of the ensemble
+    folders (``cnnlab ensemble``) under ``runs_dir``, oldest first."""
+    from cnnlab.ensemble.folder import is_ensemble
+
     if not runs_dir.is_dir():
         return []
-    return [run.name for run in list_runs(runs_dir) if run.is_complete]
+    return [run.name for run in list_runs(runs_dir) if run.is_complete or is_ensemble(run.path)]
+
+
+def upload_options(predictor: Any) -> dict[str, int]:
+    """How uploads are decoded for ``predictor``: its channels and its resize side (Pillow's
+    draft decodes a big JPEG near that size). An ensemble decodes for its most demanding
+    member; each member then converts and resizes the image its own way."""
+    members = getattr(predictor, "members", None) or [predictor]
+    return {
+        "channels": max(m.channels for m in members),
+        "draft_side": max(m.resize for m in members),
+    }
+
+
+def describe(predictor: Any) -> str:
+    """One line on what predicts: classes and test-time augmentation, or the ensemble."""
+    classes = len(predictor.classes)
+    members = getattr(predictor, "members", None)
+    if members is not None:
+        what = f"an ensemble ({predictor.method}) of {len(members)} runs"
+        return f"{classes} classes - {what}, each with its run's test-time augmentation"
+    tta = "on" if getattr(predictor, "tta", False) else "off"
+    return f"{classes} classes - test-time augmentation {tta}, as `cnnlab predict` uses it"
 
 
 def predict_uploads(predictor: Any, uploads: list[Upload], top_k: int) -> list[dict[str, Any]]:
@@ -42,6 +70,28 @@ def predict_uploads(predictor: Any, uploads: list[Upload], top_k: int) -> list[d
     return rows
 
 
+def cam_overlays(
+    explainer: Any, uploads: list[Upload], side: int = CAM_SIDE
+) -> list[tuple[np.ndarray, str] | None]:
+    """Per upload, its Grad-CAM overlay (uint8 RGB, ``side`` px) and the class it explains.
+
+    :class:`~cnnlab.explain.cam.Explainer` and :func:`~cnnlab.explain.cam.overlay` are what
+    ``cnnlab explain`` draws with: the map of each image's predicted class over the pixels the
+    model saw. None for a refused upload.
+    """
+    from cnnlab.explain.cam import overlay
+
+    good = [u.image for u in uploads if u.image is not None]
+    found = {e.key: e for e in explainer.explain(good)[0]} if good else {}
+    out: list[tuple[np.ndarray, str] | None] = []
+    position = 0
+    for upload in uploads:
+        item = found.get(position) if upload.image is not None else None
+        position += upload.image is not None
+        out.append(None if item is None else (overlay(item.image, item.cam, side), item.target))
+    return out
+
+
 def rows_to_csv(rows: list[dict[str, Any]]) -> bytes:
     """The results table as CSV: file, predicted class, probability, top-k, problem."""
     import csv
@@ -62,10 +112,10 @@ def sample_images(run: Any, n: int = SAMPLE_COUNT, seed: int = 0) -> list[tuple[
     They go through the same upload checks as a visitor's files. An empty list when the
     run's dataset folder is gone.
     """
-    from cnnlab.evaluation.evaluate import _split_samples
+    from cnnlab.evaluation.evaluate import split_samples
 
     try:
-        root, samples = _split_samples(run, "test")
+        root, samples = split_samples(run, "test")
     except CnnlabError:
         return []
     picked = random.Random(seed).sample(samples, min(n, len(samples)))

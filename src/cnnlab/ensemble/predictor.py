@@ -128,7 +128,7 @@ def evaluate_ensemble(
     run = Run(Path(path))
     ens = EnsemblePredictor(run.path)
     if data is None:
-        root, samples = E._split_samples(run, split)
+        root, samples = E.split_samples(run, split)
         source = f"split '{split}' of {root}"
     else:
         root = Path(data).expanduser()

@@ -159,8 +159,11 @@ def _unique_dir(path: Path) -> Path:
     raise DataError(f"{path}: too many evaluation folders with this name; pass --out")
 
 
-def _split_samples(run: Any, split: str) -> tuple[Path, list[tuple[str, str]]]:
-    """(dataset root, [(relative path, class name)]) of the run's own ``split``."""
+def split_samples(run: Any, split: str) -> tuple[Path, list[tuple[str, str]]]:
+    """(dataset root, [(relative path, class name)]) of the run's own ``split``.
+
+    Public: ``cnnlab eval``, ensembles and the app's sample images all read a run's split here.
+    """
     data_root = (run.config.get("data") or {}).get("root")
     if not data_root:
         raise DataError(f"{run.path / 'config.yaml'}: no data.root; pass --data FOLDER")
@@ -228,7 +231,7 @@ def evaluate_run(
     predictor = Predictor(run.path)
     classes = predictor.classes
     if data is None:
-        root, samples = _split_samples(run, split)
+        root, samples = split_samples(run, split)
         source = f"split '{split}' of {root.name}"  # names only: reports get shared
     else:
         root = Path(data).expanduser()

@@ -7,8 +7,16 @@ import logging
 import plotly.graph_objects as go
 import streamlit as st
 
-from cnnlab.app.cached import get_predictor
-from cnnlab.app.predictions import predict_uploads, predictable_runs, rows_to_csv, sample_images
+from cnnlab.app.cached import get_explainer, get_predictor
+from cnnlab.app.predictions import (
+    cam_overlays,
+    describe,
+    predict_uploads,
+    predictable_runs,
+    rows_to_csv,
+    sample_images,
+    upload_options,
+)
 from cnnlab.app.settings import load_settings
 from cnnlab.app.uploads import ACCEPTED, check_upload, check_uploads
 from cnnlab.data.walk import IMAGE_EXTS
@@ -31,11 +39,15 @@ def top_k_chart(top: list[tuple[str, float]]) -> go.Figure:
     return fig
 
 
-def show_grid(rows: list[dict], uploads: list, truths: list[str | None]) -> None:
+def show_grid(rows: list[dict], uploads: list, truths: list[str | None], cams: list) -> None:
     """Many images: one picture grid and one list, a few page elements whatever the count."""
     good = [(r, u) for r, u in zip(rows, uploads, strict=True) if u.image is not None]
     if good:
         st.image([u.image for _, u in good], caption=[r["name"] for r, _ in good], width=96)
+    shown = [(r, c) for r, c in zip(rows, cams, strict=True) if c is not None]
+    if shown:
+        st.image([c[0] for _, c in shown], width=96,
+                 caption=[f"Grad-CAM {r['name']}: {c[1]}" for r, c in shown])  # fmt: skip
     lines = []
     for row, truth in zip(rows, truths, strict=True):
         if "problem" in row:
@@ -50,10 +62,12 @@ def show_grid(rows: list[dict], uploads: list, truths: list[str | None]) -> None
             st.error(row["problem"])
 
 
-def show_card(i: int, row: dict, image: object, truth: str | None) -> None:
+def show_card(i: int, row: dict, image: object, truth: str | None, cam: tuple | None) -> None:
     left, right = st.columns([1, 3])
     if image is not None:
         left.image(image, caption=row["name"], width=160)
+    if cam is not None:
+        left.image(cam[0], caption=f"Grad-CAM: where the model saw {cam[1]}", width=160)
     if "problem" in row:
         right.error(row["problem"])
         return
@@ -78,8 +92,11 @@ except CnnlabError as exc:
     st.stop()
 classes = len(predictor.classes)
 top_k = st.slider("Classes shown per image", 1, max(2, min(10, classes)), min(3, classes))
-tta = "on" if getattr(predictor, "tta", False) else "off"
-st.caption(f"{classes} classes - test-time augmentation {tta}, as `cnnlab predict` uses it")
+st.caption(describe(predictor))
+is_ensemble = hasattr(predictor, "members")
+show_cam = not is_ensemble and st.toggle("Grad-CAM overlay (where the model looked)")
+if is_ensemble:
+    st.caption("Grad-CAM explains one network: choose one of the ensemble's runs to see it.")
 files = st.file_uploader(
     f"Images ({ACCEPTED}; up to {settings.max_upload_mb} MB each)",
     type=sorted({e.lstrip(".") for e in IMAGE_EXTS} | {"gif"}),
@@ -89,7 +106,7 @@ if st.button("Try sample images from the run's test split"):
     st.session_state["samples"] = (name, sample_images(Run(settings.runs_dir / name)))
     if not st.session_state["samples"][1]:
         st.warning("The run's dataset folder is not available on this machine.")
-kwargs = {"channels": predictor.channels, "draft_side": predictor.resize}
+kwargs = upload_options(predictor)
 uploads = check_uploads(files, settings.max_upload_bytes, **kwargs)
 truths: list[str | None] = [None] * len(uploads)
 sample_name, samples = st.session_state.get("samples", (None, []))
@@ -98,11 +115,16 @@ if sample_name == name and not files:
     truths = [label for _, _, label in samples]
 if uploads:
     rows = predict_uploads(predictor, uploads, top_k)
+    cams: list = [None] * len(rows)
+    if show_cam:
+        explainer, lock = get_explainer(str(settings.runs_dir / name))
+        with lock, st.spinner("Computing Grad-CAM..."):
+            cams[:MAX_CARDS] = cam_overlays(explainer, uploads[:MAX_CARDS])
     if len(rows) <= MAX_CHARTS:
         for i, (row, upload, truth) in enumerate(zip(rows, uploads, truths, strict=True)):
-            show_card(i, row, upload.image, truth)
+            show_card(i, row, upload.image, truth, cams[i])
     else:
-        show_grid(rows[:MAX_CARDS], uploads[:MAX_CARDS], truths[:MAX_CARDS])
+        show_grid(rows[:MAX_CARDS], uploads[:MAX_CARDS], truths[:MAX_CARDS], cams[:MAX_CARDS])
     if len(rows) > 1:
         st.subheader("All results")
         table = [{k: r.get(k) for k in ("name", "label", "prob", "problem")} for r in rows]
