@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import shutil
 from pathlib import Path
 
@@ -49,3 +51,28 @@ def test_no_folders_says_how_to_give_one(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("CNNLAB_APP_FOLDERS", "")
     at = open_page("data")
     assert "cnnlab app DATA_FOLDER" in at.info[0].value
+
+
+@pytest.mark.slow  # cross-validated features of 37 images: ~20 s on a busy 2-core machine
+def test_issues_button_finds_label_issues_outside_the_dataset(
+    messy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "where the app started"
+    work.mkdir()
+    monkeypatch.chdir(work)  # `data issues` writes data_issues/<name> here, as the CLI does
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    before = folder_digest(messy)
+    at = open_page("data")
+    at.button[0].click().run(timeout=300)
+    assert not at.exception and not at.error
+    assert folder_digest(messy) == before  # read-only: nothing written into the dataset
+    out = work / "data_issues" / "messy data"
+    issues = (out / "issues.csv").read_text(encoding="utf-8")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Near duplicates"] == str(issues.count("near_duplicate,"))
+    assert int(metrics["Near duplicates"]) >= 1  # copy.png is img_000.png in another class
+    shown = [p for df in at.dataframe if "kind" in df.value for p in df.value["path"]]
+    listed = [r["path"] for r in csv.DictReader(io.StringIO(issues))]
+    assert sorted(shown) == sorted(listed) and listed
+    assert {b.label for b in at.get("download_button")} >= {"Download issues.csv"}
+    assert "data_issues/messy data" in page_text(at) and str(tmp_path) not in page_text(at)

@@ -4,6 +4,11 @@ The audit is written by :func:`cnnlab.data.audit.write_audit` (the command's own
 temporary folder and read back, never into the dataset: the report (``data_report.json``:
 counts, bad files, problems, duplicates, leakage, conflicts, near duplicates) and the
 per-class sample strips.
+
+The label issues, near duplicates and outliers of ``cnnlab data issues`` are found by
+:func:`cnnlab.cleaning.find_issues` with the command's defaults, and written where the command
+writes them by default (``data_issues/<name>`` in the folder the app was started from, moved
+beside the dataset if that folder is inside it): never into the dataset.
 """
 
 from __future__ import annotations
@@ -51,3 +56,28 @@ def group_rows(groups: list[list[dict[str, Any]]]) -> list[dict[str, str]]:
                                              for m in g)}
         for g in groups
     ]  # fmt: skip
+
+
+def find_label_issues(root: Path) -> dict[str, Any]:
+    """``cnnlab data issues ROOT`` with its defaults; what it found, for the page.
+
+    Returns:
+        ``{"counts": {kind: n}, "rows": [issues.csv rows as dicts], "method", "folds",
+        "images", "seconds", "out_dir": the output folder as the page may show it,
+        "files": {"issues_csv" | "clean_csv" | "issues_html": bytes}}``.
+    """
+    from cnnlab.cleaning import find_issues, issues_config
+    from cnnlab.cleaning.outputs import COLUMNS, issues_rows
+
+    result = find_issues(issues_config(root), progress=False)
+    out = Path(result.out_dir)
+    return {
+        "counts": result.counts,
+        "rows": [dict(zip(COLUMNS, row, strict=True)) for row in issues_rows(result.issues)],
+        "method": result.method,
+        "folds": result.folds,
+        "images": result.images,
+        "seconds": result.seconds,
+        "out_dir": out.as_posix() if not out.is_absolute() else f"data_issues/{out.name}",
+        "files": {name: path.read_bytes() for name, path in result.files.items()},
+    }

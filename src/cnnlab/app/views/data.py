@@ -7,16 +7,43 @@ import logging
 import plotly.express as px
 import streamlit as st
 
-from cnnlab.app.datasets import dataset_choices, group_rows, inspect_folder
+from cnnlab.app.datasets import dataset_choices, find_label_issues, group_rows, inspect_folder
 from cnnlab.app.settings import load_settings
 from cnnlab.errors import CnnlabError
 
 log = logging.getLogger("cnnlab.app")
+DOWNLOADS = (
+    ("issues_csv", "Download issues.csv", "text/csv"),
+    ("clean_csv", "Download clean.csv", "text/csv"),
+    ("issues_html", "Download issues.html", "text/html"),
+)
 
 
 @st.cache_data(ttl=300, show_spinner="Checking every image...")
 def cached_inspect(root: str, near: bool) -> dict:
     return inspect_folder(settings.check_folder(root), near=near)
+
+
+def show_issues(found: dict) -> None:
+    """The results of ``cnnlab data issues``: counts, one table per kind, the three files."""
+    from cnnlab.cleaning.outputs import SCORES, TITLES
+
+    st.caption(
+        f"{found['images']} images, out-of-sample probabilities from {found['method']} "
+        f"({found['folds']} folds), {found['seconds']:.0f} s; files in {found['out_dir']}"
+    )
+    cols = st.columns(len(TITLES))
+    for col, (kind, title) in zip(cols, TITLES.items(), strict=True):
+        col.metric(title, found["counts"].get(kind, 0))
+    for kind, title in TITLES.items():
+        rows = [r for r in found["rows"] if r["kind"] == kind]
+        if rows:
+            st.markdown(f"**{title}** - score: {SCORES[kind]}")
+            st.dataframe(rows, hide_index=True)
+    files = found["files"]
+    cols = st.columns(3)
+    for col, (key, label, mime) in zip(cols, DOWNLOADS, strict=True):
+        col.download_button(label, files[key], label.split()[-1], mime, key=f"dl-{key}")
 
 
 def show_groups(title: str, groups: list) -> None:
@@ -66,3 +93,20 @@ show_groups("Label conflicts (the same image in two classes)", audit.get("confli
 if near:
     st.subheader("Near duplicates")
     st.dataframe(audit.get("near_pairs") or [], hide_index=True)
+
+st.subheader("Label issues, near duplicates and outliers")
+st.caption(
+    "`cnnlab data issues`: cross-validated probabilities for every image, cleanlab's label "
+    "issues and outliers, perceptual-hash near duplicates, blank, dark and blurry images. "
+    "Takes a while (it trains K models); nothing is written into the dataset folder."
+)
+done = st.session_state.setdefault("issues", {})
+if st.button("Find label issues, near duplicates and outliers"):
+    try:
+        with st.spinner("Finding issues (cross-validating every image)...", show_time=True):
+            done[name] = find_label_issues(settings.check_folder(choices[name]))
+    except CnnlabError as exc:
+        log.warning("data issues on %s failed: %s", name, exc)
+        st.error(f"The issues of {name} could not be found; `cnnlab data issues` says why.")
+if name in done:
+    show_issues(done[name])
