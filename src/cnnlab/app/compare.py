@@ -10,7 +10,6 @@ bootstrap CI of the accuracy difference and the exact McNemar test, Holm-adjuste
 
 from __future__ import annotations
 
-import csv
 import math
 from typing import Any
 
@@ -63,16 +62,6 @@ def spread_rows(groups: dict[str, list[Run]]) -> list[dict[str, Any]]:
     return rows
 
 
-def test_predictions(run: Run) -> dict[str, tuple[int, int]]:
-    """``image path -> (true, predicted)`` class indices from ``predictions/test.csv``."""
-    index = {name: i for i, name in enumerate(run.classes)}
-    file = run.path / "predictions" / "test.csv"
-    if not file.is_file():
-        return {}
-    with file.open(newline="", encoding="utf-8") as fh:
-        return {r["path"]: (index[r["true"]], index[r["pred"]]) for r in csv.DictReader(fh)}
-
-
 def _pairs(a: list[Run], b: list[Run]) -> list[tuple[Run, Run]]:
     if len(a) == 1 and len(b) == 1:
         return [(a[0], b[0])]
@@ -81,16 +70,18 @@ def _pairs(a: list[Run], b: list[Run]) -> list[tuple[Run, Run]]:
 
 
 def paired_arrays(a: list[Run], b: list[Run]) -> tuple[np.ndarray, ...] | None:
-    """Labels ``(images,)`` and predictions ``(seeds, images)`` of two cells, or None."""
-    pairs = _pairs(a, b)
-    preds = [(test_predictions(x), test_predictions(y)) for x, y in pairs]
-    common = sorted(set.intersection(*(set(p) & set(q) for p, q in preds))) if preds else []
-    if not common:
-        return None
-    y = np.array([preds[0][0][path][0] for path in common])
-    pa = np.array([[p[path][1] for path in common] for p, _ in preds])
-    pb = np.array([[q[path][1] for path in common] for _, q in preds])
-    return y, pa, pb
+    """Labels ``(images,)`` and predictions ``(seeds, images)`` of two cells, or None.
+
+    Seeds paired as :func:`_pairs` says; the arrays are built by the studies code
+    (:func:`cnnlab.studies.results.paired_predictions`) from each run's test predictions.
+    """
+    from cnnlab.studies.results import paired_predictions
+
+    def scored(run: Run) -> bool:
+        return (run.path / "predictions" / "test.csv").is_file()
+
+    pairs = [(x.path, y.path) for x, y in _pairs(a, b) if scored(x) and scored(y)]
+    return paired_predictions(pairs)
 
 
 def verdict_rows(groups: dict[str, list[Run]], spread: list[dict[str, Any]]) -> list[dict]:

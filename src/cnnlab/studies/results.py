@@ -144,15 +144,15 @@ def predictions(run_dir: Path) -> dict[str, tuple[int, int]]:
         return {r["path"]: (classes[r["true"]], classes[r["pred"]]) for r in csv.DictReader(fh)}
 
 
-def paired_arrays(
-    runs_a: list[RunRecord], runs_b: list[RunRecord]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]] | None:
-    """Labels and (seeds, images) predictions of two cells on their common seeds and images."""
-    by_seed_b = {r.seed: r for r in runs_b}
-    pairs = [(a, by_seed_b[a.seed]) for a in runs_a if a.seed in by_seed_b]
+def paired_predictions(
+    pairs: list[tuple[Path, Path]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Labels ``(images,)`` and predictions ``(pairs, images)`` of run-folder pairs ``(a, b)``
+    on the test images every run has; None without pairs or common images. A study pairs its
+    cells by seed; the app's Compare page pairs the runs it groups the same way."""
     if not pairs:
         return None
-    preds = [(predictions(a.path), predictions(b.path)) for a, b in pairs]
+    preds = [(predictions(a), predictions(b)) for a, b in pairs]
     common = set.intersection(*(set(pa) & set(pb) for pa, pb in preds))
     images = sorted(common)
     if not images:
@@ -160,7 +160,17 @@ def paired_arrays(
     y = np.array([preds[0][0][p][0] for p in images])
     a = np.array([[pa[p][1] for p in images] for pa, _ in preds])
     b = np.array([[pb[p][1] for p in images] for _, pb in preds])
-    return y, a, b, [a_.seed for a_, _ in pairs]
+    return y, a, b
+
+
+def paired_arrays(
+    runs_a: list[RunRecord], runs_b: list[RunRecord]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]] | None:
+    """Labels and (seeds, images) predictions of two cells on their common seeds and images."""
+    by_seed_b = {r.seed: r for r in runs_b}
+    pairs = [(a, by_seed_b[a.seed]) for a in runs_a if a.seed in by_seed_b]
+    found = paired_predictions([(a.path, b.path) for a, b in pairs])
+    return None if found is None else (*found, [a.seed for a, _ in pairs])
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
