@@ -21,9 +21,14 @@ from cnnlab.app.settings import AppSettings
 
 
 def dataset_choices(settings: AppSettings) -> dict[str, Path]:
-    """Folder name -> folder, for the dataset folders given on the command line."""
+    """Folder name -> folder, for the dataset folders given on the command line (study and
+    tune folders go to their own page)."""
+    from cnnlab.app.studydata import kind_of
+
     out: dict[str, Path] = {}
     for folder in settings.folders:
+        if kind_of(folder) is not None:
+            continue
         name = folder.name or str(len(out))
         out[name if name not in out else f"{name} ({len(out) + 1})"] = folder
     return out

@@ -48,24 +48,30 @@ def _classes(records: list[results.RunRecord]) -> list[str]:
     return []
 
 
-def write_outputs(folder: str | Path) -> Outputs:
-    """results.csv, table.csv, comparisons.csv and study.html from the folder's runs."""
+def read_outputs(folder: str | Path) -> Outputs:
+    """Everything the result files hold, computed from the folder's runs; nothing is written
+    (the app shows a study this way)."""
     folder = Path(folder)
-    plan, doc = load_plan(folder)
+    plan, _ = load_plan(folder)
     records = results.collect(folder, plan)
     rows = results.results_rows(folder, plan, records)
-    results.write_csv(folder / RESULTS, rows, results_columns(plan))
     table = results.table_rows(plan, records)
-    results.write_csv(folder / TABLE, table, table_columns(plan))
-    classes = _classes(records)
-    comps = compare.comparison_rows(plan, records, table, len(classes))
-    results.write_csv(folder / COMPARISONS, comps, compare.COLUMNS)
+    comps = compare.comparison_rows(plan, records, table, len(_classes(records)))
     ref, chosen_on = compare.reference(table) if plan.compare == "best" else (None, "")
     failures = [(r.cell.id, r.seed, r.reason) for r in records if r.status == "failed"]
     unfinished = sum(r.status in ("pending", "incomplete") for r in records)
     words = summary_sentences(plan, table, comps, ref, chosen_on, failures, unfinished)
-    out = Outputs(plan, records, rows, table, comps, ref, words)
-    write_html(folder, doc, out, classes)
+    return Outputs(plan, records, rows, table, comps, ref, words)
+
+
+def write_outputs(folder: str | Path) -> Outputs:
+    """results.csv, table.csv, comparisons.csv and study.html from the folder's runs."""
+    folder = Path(folder)
+    out = read_outputs(folder)
+    results.write_csv(folder / RESULTS, out.results, results_columns(out.plan))
+    results.write_csv(folder / TABLE, out.table, table_columns(out.plan))
+    results.write_csv(folder / COMPARISONS, out.comparisons, compare.COLUMNS)
+    write_html(folder, load_plan(folder)[1], out, _classes(out.records))
     return out
 
 
@@ -213,7 +219,8 @@ def _diff(c: dict[str, Any], name: str) -> str:
     return f"{value:+.4f} [{c[name + '_ci_low']:+.4f}, {c[name + '_ci_high']:+.4f}]"
 
 
-def _comparison_row(c: dict[str, Any]) -> list[Any]:
+def comparison_row(c: dict[str, Any]) -> list[Any]:
+    """A comparisons.csv row as text cells under ``COMPARISON_HEADERS`` (study.html, app)."""
     p, holm = c.get("p_mcnemar", math.nan), c.get("p_holm", math.nan)
     return [
         c["cell"], c["label"], c["reference_cell"], c["seeds"], c["images"],
@@ -247,7 +254,7 @@ def write_html(folder: Path, doc: dict[str, Any], out: Outputs, classes: list[st
 
     summary = Section("summary", "Conclusions", [Block("p", s) for s in out.sentences])
     summary.blocks.append(Block("p", f"Data: {out.plan.data} · seeds: {out.plan.seeds}"))
-    comp_rows = [_comparison_row(c) for c in out.comparisons]
+    comp_rows = [comparison_row(c) for c in out.comparisons]
     figures = [Block("img", text, path=p) for text, p in _plots(folder, out, classes)]
     run_headers = ["cell", "seed", "status", "test acc", "report", "reason"]
     command = f"{doc.get('command', '')}\n{doc.get('reproduce', '')}"
