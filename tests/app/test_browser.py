@@ -19,6 +19,7 @@ from cnnlab.predict import Predictor
 
 DOC_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 WAIT_MS = 90_000  # the first prediction loads torch and the model in the server
+SHOWN = "[...document.images].filter(i => i.complete && i.naturalWidth > 0).length >= 2"
 
 
 def _shots(tmp: Path, page, name: str) -> Path:
@@ -49,6 +50,10 @@ def test_upload_predicts_and_a_fake_png_gets_a_friendly_error(
         page.locator("input[type=file]").set_input_files(str(picture))
         page.get_by_text(re.compile(f"Prediction: {re.escape(want)} ")).wait_for(timeout=WAIT_MS)
         _shots(tmp_path, page, "predict")
+        page.get_by_text("Grad-CAM overlay").click()
+        page.get_by_text("Grad-CAM: where the model saw").wait_for(timeout=WAIT_MS)
+        page.wait_for_function(SHOWN, timeout=WAIT_MS)  # the overlay itself, not its caption
+        _shots(tmp_path, page, "gradcam")
         page.locator("input[type=file]").set_input_files(str(fake))
         page.get_by_text("notes.png is not a picture this app reads").wait_for(timeout=WAIT_MS)
         assert page.locator("[data-testid=stAlertContentError]").count() == 1  # as test_load
@@ -70,4 +75,4 @@ def test_upload_predicts_and_a_fake_png_gets_a_friendly_error(
         browser.close()
     assert folder_digest(data) == before
     assert all((tmp_path / "screenshots" / f"app-{n}.png").stat().st_size > 10_000 for n in
-               ("predict", "bad-upload", "runs", "compare", "data"))  # fmt: skip
+               ("predict", "gradcam", "bad-upload", "runs", "compare", "data"))  # fmt: skip

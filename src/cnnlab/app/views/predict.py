@@ -63,11 +63,12 @@ def show_grid(rows: list[dict], uploads: list, truths: list[str | None], cams: l
 
 
 def show_card(i: int, row: dict, image: object, truth: str | None, cam: tuple | None) -> None:
-    left, right = st.columns([1, 3])
+    cols = st.columns([1, 1, 3] if cam is not None else [1, 3])
+    left, right = cols[0], cols[-1]
     if image is not None:
         left.image(image, caption=row["name"], width=160)
     if cam is not None:
-        left.image(cam[0], caption=f"Grad-CAM: where the model saw {cam[1]}", width=160)
+        cols[1].image(cam[0], caption=f"Grad-CAM: where the model saw {cam[1]}", width=160)
     if "problem" in row:
         right.error(row["problem"])
         return
