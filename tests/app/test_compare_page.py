@@ -24,11 +24,13 @@ def test_cells_spread_and_verdicts_use_the_studies_statistics(app_runs: Path) ->
     assert cnn["test accuracy"] == stats.spread(accs).mean
     assert cnn["runs"] == 2
     rows = verdict_rows(groups, spread)
-    assert len(rows) == 1 and rows[0]["pairs"] == 1  # seed 0 is the only seed both cells have
+    assert len(rows) == 1 and rows[0]["seeds"] == 1  # seed 0 is the only seed both cells have
     y, a, b = paired_arrays(groups[rows[0]["cell"]], groups[rows[0]["reference"]])
     assert a.shape == b.shape == (1, y.size) and y.size > 0
     assert rows[0]["verdict"] in stats.VERDICTS
-    assert np.isclose(rows[0]["accuracy diff"], (a == y).mean() - (b == y).mean())
+    assert np.isclose(rows[0]["diff_accuracy"], (a == y).mean() - (b == y).mean())
+    assert rows[0]["diff_accuracy_ci_low"] <= rows[0]["diff_accuracy"] <= rows[0][
+        "diff_accuracy_ci_high"]  # fmt: skip
 
 
 def test_compare_page(app_env: Path) -> None:

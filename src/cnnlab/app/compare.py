@@ -5,7 +5,9 @@ A cell is the runs that differ only by seed (same model and transfer mode, or ea
 Like a study, the cell with the best mean validation accuracy is the reference; every other
 cell is compared with it on the test images both have, seeds paired (seed ``k`` of one cell
 with seed ``k`` of the other; a one-run cell pairs with a one-run cell directly), with a paired
-bootstrap CI of the accuracy difference and the exact McNemar test, Holm-adjusted.
+bootstrap CI of the accuracy difference and the exact McNemar test, Holm-adjusted: the
+studies' own paired arrays and comparison (:mod:`cnnlab.studies.results`,
+:mod:`cnnlab.studies.compare`).
 """
 
 from __future__ import annotations
@@ -85,30 +87,23 @@ def paired_arrays(a: list[Run], b: list[Run]) -> tuple[np.ndarray, ...] | None:
 
 
 def verdict_rows(groups: dict[str, list[Run]], spread: list[dict[str, Any]]) -> list[dict]:
-    """Each cell against the best one (by mean validation accuracy), Holm-adjusted."""
+    """Each cell against the best one (by mean validation accuracy), Holm-adjusted, with the
+    studies' own comparison (:func:`cnnlab.studies.compare.paired_difference`)."""
+    from cnnlab.studies.compare import add_verdicts, paired_difference
+
     if len(spread) < 2:
         return []
     key = "val accuracy" if any(not math.isnan(r["val accuracy"]) for r in spread) else (
         "test accuracy")  # fmt: skip
     best = max(spread, key=lambda r: -math.inf if math.isnan(r[key]) else r[key])
+    classes = len(groups[best["cell"]][0].classes)
     rows = []
-    for row in spread:
-        if row is best:
-            continue
+    for i, row in enumerate(r for r in spread if r is not best):
         out: dict[str, Any] = {"cell": row["cell"], "reference": best["cell"]}
         arrays = paired_arrays(groups[row["cell"]], groups[best["cell"]])
         if arrays is None:
-            rows.append({**out, "pairs": 0, "p_mcnemar": math.nan})
-            continue
-        y, a, b = arrays
-        d = stats.paired_bootstrap(y, a, b, metric="accuracy", n_resamples=1000)
-        out.update({"pairs": len(a), "images": int(y.size), "accuracy diff": d.diff,
-                    "CI low": d.ci_low, "CI high": d.ci_high,
-                    "p_mcnemar": stats.mcnemar(y, a, b).pvalue})  # fmt: skip
-        rows.append(out)
-    for r, p in zip(rows, stats.holm([r["p_mcnemar"] for r in rows]), strict=True):
-        r["p_holm"] = float(p)
-        r["verdict"] = (
-            stats.verdict(r["CI low"], r["CI high"], float(p)) if r["pairs"] else "not compared"
-        )
+            rows.append({**out, "seeds": 0, "images": 0, "p_mcnemar": math.nan})
+        else:
+            rows.append({**out, **paired_difference(arrays, classes, seed=i)})
+    add_verdicts(rows)
     return rows

@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from cnnlab.studies import stats
 from cnnlab.studies.plan import Plan
 from cnnlab.studies.results import RunRecord, paired_arrays
@@ -62,6 +64,33 @@ def pairs(plan: Plan, table: list[dict[str, Any]]) -> list[tuple[dict, dict]]:
     return [(row, best) for row in ran if best is not None and row is not best]
 
 
+def paired_difference(
+    arrays: tuple[np.ndarray, ...], num_classes: int, seed: int
+) -> dict[str, Any]:
+    """Seeds, images, the accuracy and macro-F1 differences (a minus b) with paired bootstrap
+    95% CIs, and the exact McNemar p-value, of ``(labels, preds_a, preds_b, ...)`` arrays
+    (:func:`cnnlab.studies.results.paired_predictions`); the app's Compare page uses it too."""
+    y, a, b = arrays[:3]
+    out: dict[str, Any] = {"seeds": len(a), "images": int(y.size)}
+    for metric, name in (("accuracy", "diff_accuracy"), ("macro_f1", "diff_macro_f1")):
+        d = stats.paired_bootstrap(y, a, b, metric=metric, num_classes=num_classes, seed=seed)
+        out.update({name: d.diff, f"{name}_ci_low": d.ci_low, f"{name}_ci_high": d.ci_high})
+    out["p_mcnemar"] = stats.mcnemar(y, a, b).pvalue
+    return out
+
+
+def add_verdicts(rows: list[dict[str, Any]]) -> None:
+    """Holm-adjust the rows' McNemar p-values together and give each row its verdict
+    (``not compared`` for a row with no seeds in common)."""
+    adjusted = stats.holm([r["p_mcnemar"] for r in rows])
+    for r, p in zip(rows, adjusted, strict=True):
+        r["p_holm"] = float(p)
+        if r["seeds"] == 0:
+            r["verdict"] = "not compared"
+            continue
+        r["verdict"] = stats.verdict(r["diff_accuracy_ci_low"], r["diff_accuracy_ci_high"], p)
+
+
 def _one(
     row: dict, ref: dict, records: list[RunRecord], num_classes: int, seed: int
 ) -> dict[str, Any]:
@@ -78,13 +107,7 @@ def _one(
     arrays = paired_arrays(runs[row["cell"]], runs[ref["cell"]]) if ref["n"] > 0 else None
     if arrays is None:  # nothing finished in common: no paired comparison is possible
         return {**out, "seeds": 0, "images": 0, "p_mcnemar": math.nan}
-    y, a, b, seeds = arrays
-    out.update({"seeds": len(seeds), "images": int(y.size)})
-    for metric, name in (("accuracy", "diff_accuracy"), ("macro_f1", "diff_macro_f1")):
-        d = stats.paired_bootstrap(y, a, b, metric=metric, num_classes=num_classes, seed=seed)
-        out.update({name: d.diff, f"{name}_ci_low": d.ci_low, f"{name}_ci_high": d.ci_high})
-    out["p_mcnemar"] = stats.mcnemar(y, a, b).pvalue
-    return out
+    return {**out, **paired_difference(arrays, num_classes, seed)}
 
 
 def comparison_rows(
@@ -95,11 +118,5 @@ def comparison_rows(
         _one(row, ref, records, num_classes, seed=i)
         for i, (row, ref) in enumerate(pairs(plan, table))
     ]
-    adjusted = stats.holm([r["p_mcnemar"] for r in rows])
-    for r, p in zip(rows, adjusted, strict=True):
-        r["p_holm"] = float(p)
-        if r["seeds"] == 0:
-            r["verdict"] = "not compared"
-            continue
-        r["verdict"] = stats.verdict(r["diff_accuracy_ci_low"], r["diff_accuracy_ci_high"], p)
+    add_verdicts(rows)
     return rows

@@ -39,8 +39,8 @@ if verdicts:
     st.subheader("Paired comparisons with the best cell (by validation accuracy)")
     st.dataframe(verdicts, hide_index=True)
     st.caption(
-        "accuracy diff: this cell minus the reference on the test images both saw, seeds "
-        "paired; CI: paired bootstrap 95%; p: exact McNemar (largest over seed pairs), Holm "
+        "diff: this cell minus the reference (accuracy, macro F1) on the test images both saw, "
+        "seeds paired; CI: paired bootstrap 95%; p: exact McNemar (largest over seed pairs), Holm "
         "adjusted. 'better'/'worse' only when the CI excludes 0 and p_holm < 0.05."
     )
     for row in verdicts:
