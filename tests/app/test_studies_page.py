@@ -12,6 +12,8 @@ from cnnlab.app.studydata import result_folders
 
 # 1-epoch tiny_cnn runs of 16 px without the report's galleries or tracking: the cheapest
 # real runs (these tests read folders; training quality does not matter here).
+# The module's fixture trains 7 tiny runs (~40 s on a busy 2-core machine).
+pytestmark = pytest.mark.slow
 TINY = {"data__img_size": 16, "eval__worst_mistakes": 0, "eval__explain": False,
         "track__backend": "none", "model__name": "tiny_cnn"}  # fmt: skip
 LR = {"params": {"train.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}}
