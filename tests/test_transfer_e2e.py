@@ -160,7 +160,8 @@ def test_sklearn_heads_reuse_the_features_and_predict_like_their_run(
     assert len(before) == 6  # train + val + test, for the pretrained and the random backbone
     run = _frozen(frozen.data, frozen.runs, head, model__head=head)
     out = capsys.readouterr().out
-    assert out.count("loaded from the cache") == 3 and "computed and cached" not in out
+    # train and val to fit the head, then val and test again when the finished run is scored
+    assert out.count("loaded from the cache") == 4 and "computed and cached" not in out
     assert _feature_files(frozen.cache) == before  # no backbone pass: nothing new or rewritten
     for rel in RUN_FILES:
         assert (run.path / rel).is_file(), rel
