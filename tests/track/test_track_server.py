@@ -146,7 +146,8 @@ def test_server_killed_mid_run_then_track_log_fills_the_gap(
     server: Server, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd
 ) -> None:
     monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
-    cfg = _cfg(data, tmp_path / "runs", server.uri, epochs=4)
+    # live from the first epoch: the server must hold epoch 1 before it is killed
+    cfg = _cfg(data, tmp_path / "runs", server.uri, epochs=4, **{"track.live_after": 0})
     killer = KillServerAtEpoch(server, epoch=2)
     run = fit(cfg, observers=[*observers_for(cfg), killer])
     assert flush(600)

@@ -5,7 +5,8 @@ hands each event to a tracking process (:mod:`cnnlab.track.agent`) through a pip
 line takes microseconds, so training never waits for MLflow. One tracking process serves
 every run of this process with the same destination (a study's cells share it), and it
 finishes its work after training ends, even when this process exits first; call
-:func:`flush` to wait for it.
+:func:`flush` to wait for it. The process starts when a run ends, or once a run has gone on
+for ``track.live_after`` seconds (from then on its epochs appear live), whichever is first.
 """
 
 from __future__ import annotations
@@ -39,33 +40,42 @@ WORKER_FLUSH_S = 1800.0  # seconds a worker process waits at exit for its tracke
 
 
 class Session:
-    """One tracking process for one destination."""
+    """One tracking process for one destination, started when it is first needed.
+
+    Commands are queued in memory until then: a run shorter than ``track.live_after`` seconds
+    is logged after it ends, so no second process shares the cores with its training
+    (measured in bench/bench_overhead.py: a tracker importing MLflow beside a small model's
+    training made that training ~3x slower, even at niceness 19).
+    """
 
     def __init__(self, target: Target) -> None:
-        import cnnlab
-
         self.target = target
         self.seq = 0
         self.acked = 0
         self.closed = False
         self.cond = threading.Condition()
-        env = dict(os.environ)
-        src = Path(cnnlab.__file__).resolve().parents[1]
-        if src.name not in ("site-packages", "dist-packages"):  # a source checkout: pass it on
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), _pythonpath()]))
-        debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cnnlab.track.agent", target.to_json()],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=None if debug else subprocess.DEVNULL,
-            text=True,
-            encoding="utf-8",
-            env=env,
-            start_new_session=True,  # Ctrl-C stops training; the tracker records how it ended
-        )
+        self.proc: subprocess.Popen | None = None
+        self.queued: list[str] = []  # commands sent before the process started
+        self.first_sent: float | None = None  # monotonic time of the first command
         self.lines: deque[str] = deque(maxlen=5)
-        threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True).start()
+
+    def start(self) -> None:
+        """Start the tracking process (once) and hand it the queued commands."""
+        with self.cond:
+            if self.proc is not None or self.closed:
+                return
+            self.proc = _spawn(self.target)
+            threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True).start()
+            queued, self.queued = self.queued, []
+            for line in queued:
+                if not self._write(line):
+                    break
+
+    def start_if_due(self, live_after: float) -> None:
+        """Start once the first command is ``live_after`` seconds old (a long run: go live)."""
+        first = self.first_sent
+        if self.proc is None and first is not None and time.monotonic() - first >= live_after:
+            self.start()
 
     def _read(self, stream: IO[str]) -> None:
         for line in stream:
@@ -80,7 +90,7 @@ class Session:
                 self.cond.notify_all()
         with self.cond:
             if not self.closed:
-                code = self.proc.poll()
+                code = self.proc.poll() if self.proc is not None else None
                 warn(
                     f"the tracking process stopped (exit {code}); training goes on; log the "
                     f"runs later with `cnnlab track log RUNS_DIR/*` (set {DEBUG_ENV}=1 to see why)"
@@ -88,21 +98,36 @@ class Session:
             self.closed = True
             self.cond.notify_all()
 
+    def _write(self, line: str) -> bool:
+        proc = self.proc
+        if proc is None or proc.stdin is None:
+            return False
+        try:
+            proc.stdin.write(line)
+            proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            return False  # the reader reports the stop once
+        return True
+
     def send(self, op: str, **fields: Any) -> int:
         """Queue one command; returns its number (0 when the tracker is gone)."""
         with self.cond:
-            if self.closed or self.proc.stdin is None:
+            if self.closed:
                 return 0
             self.seq += 1
-            try:
-                self.proc.stdin.write(json.dumps({"seq": self.seq, "op": op, **fields}) + "\n")
-                self.proc.stdin.flush()
-            except (BrokenPipeError, OSError, ValueError):
-                return 0  # the reader reports the stop once
+            line = json.dumps({"seq": self.seq, "op": op, **fields}) + "\n"
+            if self.first_sent is None:
+                self.first_sent = time.monotonic()
+            if self.proc is None:
+                self.queued.append(line)
+            elif not self._write(line):
+                return 0
             return self.seq
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every command sent so far is done; False on timeout."""
+        if self.queued:
+            self.start()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self.cond:
             target = self.seq
@@ -115,11 +140,38 @@ class Session:
 
     def close(self) -> None:
         """End the input; the tracker finishes what it has in the background."""
+        if self.queued:
+            self.start()  # this process is ending: the tracker logs what it was given
         with self.cond:
             self.closed = True
-            if self.proc.stdin is not None:
+            if self.proc is not None and self.proc.stdin is not None:
                 with contextlib.suppress(OSError):
                     self.proc.stdin.close()
+
+    def ended(self) -> bool:
+        """Closed, and its process (if one ever started) has exited."""
+        return self.closed and (self.proc is None or self.proc.poll() is not None)
+
+
+def _spawn(target: Target) -> subprocess.Popen:
+    """``python -m cnnlab.track.agent TARGET`` with this cnnlab importable."""
+    import cnnlab
+
+    env = dict(os.environ)
+    src = Path(cnnlab.__file__).resolve().parents[1]
+    if src.name not in ("site-packages", "dist-packages"):  # a source checkout: pass it on
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), _pythonpath()]))
+    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    return subprocess.Popen(
+        [sys.executable, "-m", "cnnlab.track.agent", target.to_json()],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=None if debug else subprocess.DEVNULL,
+        text=True,
+        encoding="utf-8",
+        env=env,
+        start_new_session=True,  # Ctrl-C stops training; the tracker records how it ended
+    )
 
 
 def _pythonpath() -> str:
@@ -129,7 +181,7 @@ def _pythonpath() -> str:
 def session_for(target: Target) -> Session:
     """The tracking process for ``target`` (started on first use)."""
     session = _SESSIONS.get(target)
-    if session is None or (session.closed and session.proc.poll() is not None):
+    if session is None or session.ended():
         session = _SESSIONS[target] = Session(target)
         info(f"tracking: {_where(target)}")
     return session
@@ -196,11 +248,22 @@ class TrackingObserver:
 
     def epoch_ended(self, run_dir: Path, epoch: int) -> None:
         if run_dir in self.sessions:
-            self.sessions[run_dir].send("sync", run_dir=str(run_dir))
+            session = self.sessions[run_dir]
+            session.send("sync", run_dir=str(run_dir))
+            session.start_if_due(self.track.live_after)
 
     def run_ended(self, run_dir: Path, status: str) -> None:
-        if run_dir in self.sessions:
-            self.sessions.pop(run_dir).send("sync", run_dir=str(run_dir), end=status)
+        if run_dir not in self.sessions:
+            return
+        from cnnlab.evaluation.background import when_drawn
+
+        session = self.sessions.pop(run_dir)
+
+        def end() -> None:
+            session.send("sync", run_dir=str(run_dir), end=status)
+            session.start()
+
+        when_drawn(run_dir, end)  # the report and plots are logged with the run's end
 
 
 def _git_commit() -> str | None:

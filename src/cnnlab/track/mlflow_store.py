@@ -40,13 +40,16 @@ class MlflowStore:
 
     def __init__(self, target: Target) -> None:
         self.target = target
-        self.client = MlflowClient(tracking_uri=target.uri)
         db = local_db(target)
         if db is not None:
             db.parent.mkdir(parents=True, exist_ok=True)
-            with locked(db):  # two first runs must not both create the tables
+            # two first runs must not both create the tables; the client's constructor opens
+            # the store (and migrates a new one), so it is made inside the lock too
+            with locked(db):
+                self.client = MlflowClient(tracking_uri=target.uri)
                 self.experiment_id = self._experiment()
         else:
+            self.client = MlflowClient(tracking_uri=target.uri)
             self.experiment_id = self._experiment()
         self.run_ids: dict[str, str] = {}  # uid -> run id
         self.known: dict[str, _Known] = {}  # run id -> what the store holds
