@@ -51,6 +51,26 @@ def test_predict_uses_validation_pixels_and_tta(tiny_run):
         p.predict_arrays(u8.float())
 
 
+def test_fast_layout_and_kept_features_leave_the_numbers_as_they_were(tiny_run):
+    """The Predictor runs channels_last and keeps the backbone's features on the way (issue
+    11); its probabilities are the plain NCHW forward pass's, to float rounding."""
+    from cnnlab.predict import build_model
+    from cnnlab.runs import MODEL_CARD, WEIGHTS, read_json
+
+    p = Predictor(tiny_run)
+    x = torch.randint(0, 256, (40, 3, p.resize, p.resize), dtype=torch.uint8)
+    probs, feats = p.predict_with_features(x, tta=True, batch_size=16)
+    plain = build_model(read_json(tiny_run / MODEL_CARD), tiny_run / WEIGHTS).eval()
+    with torch.no_grad():
+        z = p.transform(x)
+        ref = (torch.softmax(plain(z), 1) + torch.softmax(plain(z.flip(-1)), 1)) / 2
+        ref_feats = plain.backbone(z)
+    assert torch.allclose(probs, ref, atol=1e-5)
+    assert torch.equal(probs.argmax(1), ref.argmax(1))
+    assert feats is not None and torch.allclose(feats, ref_feats, atol=1e-4)
+    assert torch.equal(p.predict_arrays(x, tta=True, batch_size=16), probs)
+
+
 def test_bad_files_are_listed_not_fatal(tiny_run, tmp_path):
     folder = tmp_path / "in" / "mixed"
     good = folder / "good.png"

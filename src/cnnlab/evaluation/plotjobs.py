@@ -31,6 +31,8 @@ _COST = {
     "plot_worst_mistakes": 2.5,
     "plot_reliability": 1.5,
     "plot_per_class_f1": 1.0,
+    "plot_cam_gallery": 1.0,
+    "plot_embedding": 1.0,
 }
 _CHILD_WAIT_S = 120.0  # longest wait for the child's share after ours is done (then: redraw)
 _EXIT_WAIT_S = 2.0  # how long a child that reported may take to exit before it is killed
@@ -80,6 +82,59 @@ class PlotJobs:
             _draw_here(jobs)
         else:
             _draw_forked(jobs)
+
+    def start(self, then: Callable[[], Any]) -> Drawing:
+        """Draw every collected plot and then call ``then`` in a forked child; return at once.
+
+        This process goes on (a study's next run trains) while the child draws; call
+        :meth:`Drawing.wait` before anything reads the files. With ``processes=1`` or where
+        forking is unavailable, everything is done here before returning. Empties the list.
+        """
+        jobs, self.jobs = [*self.jobs, (then, (), {})], []
+        if self.processes == 1 or not _can_fork():
+            _draw_here(jobs)
+            return Drawing(None, None, [])
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork")
+        receive, send = ctx.Pipe(duplex=False)
+        child = ctx.Process(target=_child_main, args=(jobs, send), daemon=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # see _draw_forked
+            child.start()
+        send.close()
+        return Drawing(child, receive, jobs)
+
+
+@dataclass
+class Drawing:
+    """Plots being drawn by a forked child (see :meth:`PlotJobs.start`)."""
+
+    child: Any
+    conn: Any
+    jobs: list[Job]
+
+    def done(self) -> bool:
+        """True once the child has reported (or died): :meth:`wait` will not block long."""
+        return self.child is None or self.conn.poll() or not self.child.is_alive()
+
+    def wait(self) -> None:
+        """Block until every file exists; what the child failed to draw is drawn here."""
+        if self.child is None:
+            return
+        child, conn, self.child = self.child, self.conn, None
+        try:
+            ok = conn.poll(_CHILD_WAIT_S) and conn.recv() is None
+        except EOFError:  # the child died without a word
+            ok = False
+        finally:
+            conn.close()
+            child.join(_EXIT_WAIT_S)
+            if child.is_alive():
+                child.kill()
+                child.join()
+        if not ok:
+            _draw_here(self.jobs)
 
 
 def _can_fork() -> bool:

@@ -59,19 +59,20 @@ def plot_cam_gallery(
     for i, tile in enumerate(tiles):
         r, c = divmod(i, cols)
         canvas[r * cell_h + _CAPTION : (r + 1) * cell_h, c * cell_w : c * cell_w + TILE] = tile
-    dpi = 100
+    dpi, scale, title_in, pad_in = 100, 1.6, 0.3, 0.1  # title band and margins, inches
+    width, height = canvas.shape[1] / dpi * scale, canvas.shape[0] / dpi * scale
+    fig_w, fig_h = width + 2 * pad_in, height + title_in + pad_in
     with style():
-        fig = new_figure(
-            canvas.shape[1] / dpi * 1.6, canvas.shape[0] / dpi * 1.6 + 0.3, layout="constrained"
-        )
-        ax = fig.subplots()
-        ax.imshow(canvas, interpolation="nearest")
+        # fixed geometry: the mosaic's size is known, so no layout engine or tight crop
+        fig = new_figure(fig_w, fig_h)
+        ax = fig.add_axes((pad_in / fig_w, pad_in / fig_h, width / fig_w, height / fig_h))
+        ax.imshow(canvas, interpolation="nearest", aspect="auto")
         ax.axis("off")
         for i, text in enumerate(captions):
             r, c = divmod(i, cols)
             ax.text(c * cell_w, r * cell_h + _CAPTION - 3, text, fontsize=6, va="bottom")
-        ax.set_title(title, fontsize=9)
-        return save_png(fig, path, dpi=dpi, tight=True)
+        ax.set_title(title, fontsize=9, y=1.0)
+        return save_png(fig, path, dpi=dpi)
 
 
 def _short(name: str) -> str:
@@ -90,6 +91,7 @@ def report_plots(
     prefix: str,
     mistakes: Sequence[int],
     embedding: str = "pca",
+    feats: Any = None,
 ) -> list[PlotCall]:
     """The report's Grad-CAM galleries and embedding for one split, as plot calls to draw.
 
@@ -103,6 +105,8 @@ def report_plots(
         out_dir: the run's plots folder; prefix: the split name.
         mistakes: rows of the worst mistakes, most confident first (from the evaluation).
         embedding: ``pca``, ``tsne`` or ``none`` (no embedding plot).
+        feats: the split's backbone features if the caller has them (the evaluation pass
+            kept them); None: computed here.
     """
     from cnnlab.explain.cam import Explainer
     from cnnlab.explain.embedding import features, plot_embedding
@@ -126,7 +130,10 @@ def report_plots(
         )
     if embedding != "none":
         path = out_dir / f"{prefix}_embedding.png"
-        feats = features(predictor, images_u8)
+        if feats is None:
+            feats = features(predictor, images_u8)
+        else:
+            feats = np.asarray(feats, dtype=np.float64)
         calls.append((plot_embedding, (feats, y, pred, classes, path, embedding)))
     return calls
 
