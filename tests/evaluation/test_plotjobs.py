@@ -99,3 +99,30 @@ def test_the_fork_is_used_only_where_a_second_core_is_likely_free(
     monkeypatch.setattr(plotjobs, "usable_cores", lambda: cores)
     monkeypatch.setattr(plotjobs.os, "getloadavg", lambda: (load, load, load))
     assert plotjobs.default_processes() == expected
+
+
+def test_started_drawing_returns_at_once_and_then_writes_the_same_files(tmp_path):
+    now, later = PlotJobs(), PlotJobs()
+    one = _schedule(now, tmp_path / "one")
+    two = _schedule(later, tmp_path / "two")
+    now.draw()
+    done: list[Path] = []
+    drawing = later.start(then=lambda: done.append(tmp_path / "two" / "report.txt"))
+    drawing.wait()
+    assert drawing.done()
+    assert [p.read_bytes() for p in one] == [p.read_bytes() for p in two]
+    assert later.jobs == [] and done == []  # `then` ran in the child, after the plots
+
+
+@pytest.mark.parametrize("job", [_only_here, _hangs_in_child])
+def test_a_started_drawing_that_fails_is_done_here_on_wait(tmp_path, monkeypatch, job):
+    monkeypatch.setattr(plotjobs, "_CHILD_WAIT_S", 2.0)
+    jobs = PlotJobs()
+    targets = [tmp_path / f"{i}.txt" for i in range(3)]
+    for target in targets:
+        jobs.add(job, target)
+    report = tmp_path / "report.txt"
+    drawing = jobs.start(then=lambda: report.write_text("after the plots"))
+    drawing.wait()
+    assert all(t.read_text() == "drawn here" for t in targets)
+    assert report.read_text() == "after the plots"

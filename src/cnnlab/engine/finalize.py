@@ -109,7 +109,7 @@ def finalize(
         if data.count(split) == 0:
             continue
         x, y = data.tensor(split)
-        probs = _split_probs(predictor, mb, data, split, x, card["tta"] is not None)
+        probs, feats = _split_probs(predictor, mb, data, split, x, card["tta"] is not None)
         paths = [data.paths[i] for i in data.index[split].tolist()]
         write_predictions(run_dir / "predictions" / f"{split}.csv", paths, y, probs, data.classes)
         runs.write_npy(runs.probs_file(run_dir, split), probs.numpy().astype("float32"))
@@ -128,13 +128,17 @@ def finalize(
         )
         if split == "test" and cfg.eval.explain:
             worst = [m["row"] for m in results[split]["worst_mistakes"]]
-            _explain_figures(predictor, x, y, probs, worst, run_dir, split, cfg.eval.embedding)
+            _explain_figures(predictor, x, y, probs, feats, worst, run_dir, split, cfg, plots)
     write_json(run_dir / runs.DATA_REPORT, data.report())  # files gone since the scan, too
     run = Run(run_dir)
     rows = run.metrics()
     # decided once, by train.monitor, when the best checkpoint was restored
     best_epoch = outcome.best_epoch or len(rows) or outcome.epochs_run
-    _draw_plots(plots, rows, run_dir / runs.PLOTS, best_epoch)
+    if rows:
+        from cnnlab.evaluation.plots import plot_learning_curves
+
+        plots.add(plot_learning_curves, rows, run_dir / runs.PLOTS / "learning_curves.png",
+                  best_epoch)  # fmt: skip
     summary = {
         "metrics": {s: _headline(m) for s, m in results.items()},
         "best_epoch": best_epoch,
@@ -157,21 +161,40 @@ def finalize(
         "complete": True,
     }
     write_json(run_dir / runs.SUMMARY, summary)
-    _report(run, cfg, summary, results, rows, card)
+    _draw_and_report(plots, run, cfg, summary, results, rows, card)
     return run
+
+
+def _draw_and_report(
+    plots: Any, run: Run, cfg: Config, summary: dict, results: dict, rows: list, card: dict
+) -> None:
+    """Draw the plots, then write the report that embeds them: now, or (inside
+    :func:`~cnnlab.evaluation.background.deferred_figures`) in a forked child while this
+    process goes on; every number is already on disk either way."""
+    from cnnlab.evaluation import background
+
+    def report() -> None:
+        _report(run, cfg, summary, results, rows, card)
+
+    if background.deferring():
+        background.add(run.path, plots.start(then=report))
+        return
+    plots.draw()
+    report()
 
 
 def _split_probs(
     predictor: Any, mb: ModelBundle, data: DataBundle, split: str, x: torch.Tensor, tta: bool
-) -> torch.Tensor:
-    """Class probabilities of one split, through the saved run's Predictor.
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Class probabilities of one split, through the saved run's Predictor, and the backbone
+    features of the same pass (the report's embedding plot draws them).
 
     A frozen backbone (no flip TTA) gives the features ``train_frozen`` cached, so only the
     head runs on them: the same network on the same pixels, with the test split's backbone
     pass made once per dataset instead of once per run (a tune's head trials: seconds each).
     """
     if mb.mode != "frozen" or tta:
-        return predictor.predict_arrays(x, tta=tta)
+        return predictor.predict_with_features(x, tta=tta)
     from cnnlab.data.transforms import build_eval_transform
     from cnnlab.engine.features import compute_features
     from cnnlab.engine.loop import feature_key
@@ -182,7 +205,7 @@ def _split_probs(
     head = mb.model.head.eval()
     device = next(head.parameters()).device
     with torch.no_grad():
-        return torch.softmax(head(feats.to(device)).float(), dim=1).cpu()
+        return torch.softmax(head(feats.to(device)).float(), dim=1).cpu(), feats
 
 
 def _explain_figures(
@@ -190,24 +213,30 @@ def _explain_figures(
     x: Any,
     y: Any,
     probs: Any,
+    feats: Any,
     worst: list[int],
     run_dir: Path,
     split: str,
-    embedding: str,
+    cfg: Config,
+    plots: Any,
 ) -> None:
-    """Grad-CAM galleries and the embedding of ``split`` into plots/ (docs/explain.md).
+    """Queue the Grad-CAM galleries and the embedding of ``split`` with the other plots.
 
-    A model the CAM cannot handle costs the report these figures, never the finished run.
+    The CAMs are computed here; only their drawing joins ``plots`` (docs/explain.md). A model
+    the CAM cannot handle costs the report these figures, never the finished run.
     """
     from cnnlab.console import warn
     from cnnlab.errors import CnnlabError
-    from cnnlab.explain.gallery import report_figures
+    from cnnlab.explain.gallery import report_plots
 
     try:
-        report_figures(predictor, x, y.numpy(), probs.numpy(), run_dir / runs.PLOTS, split,
-                       worst, embedding)  # fmt: skip
+        calls = report_plots(predictor, x, y.numpy(), probs.numpy(), run_dir / runs.PLOTS, split,
+                             worst, cfg.eval.embedding, feats=feats)  # fmt: skip
     except CnnlabError as exc:
         warn(f"report: no Grad-CAM gallery or embedding ({exc})")
+        return
+    for fn, args in calls:
+        plots.add(fn, *args)
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -222,15 +251,6 @@ def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
         "num_samples",
     )
     return {k: metrics[k] for k in keys if k in metrics}
-
-
-def _draw_plots(plots: Any, rows: list, plots_dir: Path, best_epoch: int) -> None:
-    """Add the learning curves to the evaluation plots and draw them all (see PlotJobs)."""
-    from cnnlab.evaluation.plots import plot_learning_curves
-
-    if rows:
-        plots.add(plot_learning_curves, rows, plots_dir / "learning_curves.png", best_epoch)
-    plots.draw()
 
 
 def _report(run: Run, cfg: Config, summary: dict, results: dict, rows: list, card: dict) -> None:

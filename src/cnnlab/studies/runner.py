@@ -72,9 +72,16 @@ def work(folder: str | Path, url: str | None = None, show_progress: bool = False
     """One worker: train jobs of the study in ``folder`` until none is left for it.
 
     The entry point of every worker process (``--workers K``, other machines); importable and
-    picklable by name for ``spawn``.
+    picklable by name for ``spawn``. Each run's figures are drawn while the next run trains
+    (:func:`~cnnlab.evaluation.background.deferred_figures`); all exist when this returns.
     """
-    folder = Path(folder)
+    from cnnlab.evaluation.background import deferred_figures
+
+    with deferred_figures():
+        _work(Path(folder), url, show_progress)
+
+
+def _work(folder: Path, url: str | None, show_progress: bool) -> None:
     plan, _ = load_plan(folder)
     study = open_grid(folder, plan, url)
     points = list(range(len(plan.jobs())))

@@ -216,14 +216,19 @@ def work(
     """One worker: run trials until the budget is used (the entry point of every process).
 
     ``deadline_s`` is seconds from now after which no new trial starts (``--timeout``).
+    Each trial's figures are drawn while the next trial trains
+    (:func:`~cnnlab.evaluation.background.deferred_figures`); all exist when this returns.
     """
+    from cnnlab.evaluation.background import deferred_figures
+
     folder = Path(folder)
     settings = read_settings(folder)
     study = open_tune(folder, settings, url, pooled)
     deadline = None if deadline_s is None else time.monotonic() + deadline_s
-    run_worker(
-        study,
-        make_objective(folder, settings, study),
-        lambda st: has_work(st, settings.trials, deadline),
-        on_trial,
-    )
+    with deferred_figures():
+        run_worker(
+            study,
+            make_objective(folder, settings, study),
+            lambda st: has_work(st, settings.trials, deadline),
+            on_trial,
+        )

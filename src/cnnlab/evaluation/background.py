@@ -1,0 +1,83 @@
+"""A run's figures drawn while the next run trains: studies, tunes and the CLI use it.
+
+Drawing a run's PNGs and report is single-threaded matplotlib work of a few CPU seconds
+(bench/bench_overhead.py). Inside :func:`deferred_figures`, ``finalize`` writes every number
+first (predictions, metrics, summary), hands the drawing to a forked child
+(:meth:`PlotJobs.start <cnnlab.evaluation.plotjobs.PlotJobs.start>`) and returns: a study's
+next cell starts training on the other core while the child draws. Leaving the context waits
+for every drawing, so when a study, a tune or ``cnnlab train`` returns, every run folder is
+complete, as it is outside the context (where ``finalize`` draws before returning).
+
+What must see a finished folder waits for it: :func:`when_drawn` runs a callback once a run's
+drawing is done (experiment tracking sends the run's end then, so its report and plots are
+logged), and :func:`wait` blocks until one run's (or every run's) drawing is done.
+
+Example:
+    >>> with deferred_figures():  # doctest: +SKIP
+    ...     for cfg in cells:
+    ...         fit_config(cfg)   # returns once its numbers are written
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+_depth = 0  # nesting of deferred_figures in this process
+_pending: dict[Path, Any] = {}  # run folder -> Drawing not yet waited for
+_callbacks: dict[Path, list[Callable[[], None]]] = {}
+
+
+@contextlib.contextmanager
+def deferred_figures() -> Iterator[None]:
+    """Let runs finished inside return before their figures are drawn; wait for all at exit."""
+    global _depth
+    _depth += 1
+    try:
+        yield
+    finally:
+        _depth -= 1
+        if _depth == 0:
+            wait()
+
+
+def deferring() -> bool:
+    """Whether ``finalize`` may return before the run's figures exist."""
+    return _depth > 0
+
+
+def add(run_dir: Path, drawing: Any) -> None:
+    """Follow ``drawing`` (a :class:`~cnnlab.evaluation.plotjobs.Drawing`) for ``run_dir``."""
+    reap()
+    _pending[Path(run_dir)] = drawing
+
+
+def when_drawn(run_dir: Path, callback: Callable[[], None]) -> None:
+    """Call ``callback`` once ``run_dir``'s figures exist (now, if they already do)."""
+    if Path(run_dir) in _pending:
+        _callbacks.setdefault(Path(run_dir), []).append(callback)
+    else:
+        callback()
+
+
+def _finish(run_dir: Path) -> None:
+    drawing = _pending.pop(run_dir, None)
+    if drawing is not None:
+        drawing.wait()
+    for callback in _callbacks.pop(run_dir, []):
+        callback()
+
+
+def reap() -> None:
+    """Finish the drawings that are already done, without blocking on the others."""
+    for run_dir in [r for r, d in _pending.items() if d.done()]:
+        _finish(run_dir)
+
+
+def wait(run_dir: Path | None = None) -> None:
+    """Block until ``run_dir``'s figures (None: every pending run's) are drawn."""
+    targets = [Path(run_dir)] if run_dir is not None else list(_pending)
+    for target in targets:
+        _finish(target)
