@@ -12,7 +12,7 @@ from pathlib import Path
 from cnnlab.config import load_config
 from cnnlab.engine.observe import observe_run
 from cnnlab.track import flush
-from cnnlab.track.live import TrackingObserver
+from cnnlab.track.live import Session, TrackingObserver
 
 
 class SpyEpochs:
@@ -32,8 +32,8 @@ class SpyEpochs:
         pass
 
 
-def _observed(tmp_path: Path, live_after: float, epochs: int) -> tuple[list[bool], bool]:
-    """Drive a fake run's events; returns (started at each epoch end, started at the end)."""
+def _observed(tmp_path: Path, live_after: float, epochs: int) -> tuple[list[bool], Session]:
+    """Drive a fake run's events; returns (started at each epoch end, its tracker session)."""
     runs = tmp_path / f"runs-{live_after}"
     run_dir = runs / "r1"
     run_dir.mkdir(parents=True)
@@ -49,13 +49,13 @@ def _observed(tmp_path: Path, live_after: float, epochs: int) -> tuple[list[bool
             observer.epoch_ended(run_dir, epoch)
             spy.epoch_ended(run_dir, epoch)
         session = observer.sessions[run_dir]
-    return spy.started, session.proc is not None
+    return spy.started, session
 
 
 def test_short_run_starts_the_tracker_only_when_it_ends(tmp_path: Path) -> None:
-    started, at_end = _observed(tmp_path, live_after=600, epochs=3)
+    started, session = _observed(tmp_path, live_after=600, epochs=3)
     assert started == [False, False, False]
-    assert at_end  # run_ended started it, with every queued command
+    assert session.proc is not None  # run_ended started it, with every queued command
     assert flush(600)
 
 
@@ -75,3 +75,13 @@ def test_flush_starts_a_tracker_that_has_queued_commands(tmp_path: Path) -> None
     assert session.proc is None and session.queued
     assert flush(600)  # starts it, and waits until the queued sync is done
     assert session.proc is not None and not session.queued
+
+
+def test_runs_of_a_study_start_the_tracker_when_the_study_ends(tmp_path: Path) -> None:
+    from cnnlab.evaluation.background import deferred_figures
+
+    with deferred_figures():
+        started, session = _observed(tmp_path, live_after=600, epochs=2)
+        assert started == [False, False] and session.proc is None  # the next cell trains alone
+    assert session.proc is not None  # the study is over: its runs are logged now
+    assert flush(600)

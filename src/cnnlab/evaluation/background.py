@@ -28,6 +28,7 @@ from typing import Any
 _depth = 0  # nesting of deferred_figures in this process
 _pending: dict[Path, Any] = {}  # run folder -> Drawing not yet waited for
 _callbacks: dict[Path, list[Callable[[], None]]] = {}
+_at_exit: list[Callable[[], None]] = []  # run when the outermost deferred_figures ends
 
 
 @contextlib.contextmanager
@@ -41,6 +42,10 @@ def deferred_figures() -> Iterator[None]:
         _depth -= 1
         if _depth == 0:
             wait()
+            hooks = list(_at_exit)
+            _at_exit.clear()
+            for hook in hooks:
+                hook()
 
 
 def deferring() -> bool:
@@ -58,6 +63,15 @@ def when_drawn(run_dir: Path, callback: Callable[[], None]) -> None:
     """Call ``callback`` once ``run_dir``'s figures exist (now, if they already do)."""
     if Path(run_dir) in _pending:
         _callbacks.setdefault(Path(run_dir), []).append(callback)
+    else:
+        callback()
+
+
+def when_all_drawn(callback: Callable[[], None]) -> None:
+    """Call ``callback`` when the outermost :func:`deferred_figures` ends (now if none is
+    open): the study or tune is over and every figure exists."""
+    if _depth > 0:
+        _at_exit.append(callback)
     else:
         callback()
 

@@ -5,8 +5,10 @@ hands each event to a tracking process (:mod:`cnnlab.track.agent`) through a pip
 line takes microseconds, so training never waits for MLflow. One tracking process serves
 every run of this process with the same destination (a study's cells share it), and it
 finishes its work after training ends, even when this process exits first; call
-:func:`flush` to wait for it. The process starts when a run ends, or once a run has gone on
-for ``track.live_after`` seconds (from then on its epochs appear live), whichever is first.
+:func:`flush` to wait for it. The process starts once this process has been sending for
+``track.live_after`` seconds (from then on epochs appear live), when a lone run ends, when a
+study or tune ends, or at :func:`flush` or exit, whichever is first: the runs of a study
+that fits in ``live_after`` pay nothing for tracking until the study ends.
 """
 
 from __future__ import annotations
@@ -255,13 +257,18 @@ class TrackingObserver:
     def run_ended(self, run_dir: Path, status: str) -> None:
         if run_dir not in self.sessions:
             return
-        from cnnlab.evaluation.background import when_drawn
+        from cnnlab.evaluation.background import deferring, when_all_drawn, when_drawn
 
         session = self.sessions.pop(run_dir)
+        live_after = self.track.live_after
 
         def end() -> None:
             session.send("sync", run_dir=str(run_dir), end=status)
-            session.start()
+            if deferring():  # a study's or tune's next run follows in this process
+                session.start_if_due(live_after)
+                when_all_drawn(session.start)  # at the latest when the study ends
+            else:
+                session.start()
 
         when_drawn(run_dir, end)  # the report and plots are logged with the run's end
 
