@@ -44,14 +44,17 @@ FOLDERS = {"off": "off", "on, store exists": "existing", "on, new store": "new"}
 GOAL = 1.05  # tracked wall time / untracked wall time
 
 
-def _store_finished(db: Path) -> bool:
-    """The newest run in an MLflow SQLite store is FINISHED with its weights logged."""
+def _store_finished(db: Path, name: str) -> bool:
+    """The run called ``name`` in an MLflow SQLite store is FINISHED with its weights logged.
+
+    By name, not "the newest run": the tracker may create this run after the command returns,
+    when the newest run in an existing store is still the previous repeat's."""
     if not db.is_file():
         return False
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
             row = con.execute(
-                "SELECT status, artifact_uri FROM runs ORDER BY start_time DESC LIMIT 1"
+                "SELECT status, artifact_uri FROM runs WHERE name = ?", (name,)
             ).fetchone()
     except sqlite3.Error:  # tables not created yet, or locked for a moment
         return False
@@ -100,7 +103,8 @@ def run_once(data: Path, runs_dir: Path, variant: str, epochs: int | None) -> di
     out["run_dir"] = str(max(runs, key=lambda p: p.stat().st_mtime))
     if variant != "off":
         deadline = time.perf_counter() + 600
-        while not _store_finished(runs_dir / "mlflow.db") and time.perf_counter() < deadline:
+        name = Path(out["run_dir"]).name
+        while not _store_finished(runs_dir / "mlflow.db", name) and time.perf_counter() < deadline:
             time.sleep(0.2)
         out["logged_s"] = time.perf_counter() - start
     return out
