@@ -210,8 +210,9 @@ class TrackConfig(_Section):
     backend: Literal["auto", "mlflow", "wandb", "none"] = "auto"  # auto: mlflow or $CNNLAB_TRACK
     uri: str | None = None  # MLflow URI (None: sqlite:///<runs_dir>/mlflow.db); wandb: a folder
     experiment: str = "cnnlab"  # MLflow experiment (W&B project) the runs are logged under
-    # shorter runs are logged when they end, so their training never shares the CPU with it
-    live_after: float = Field(120.0, ge=0.0)  # s into a run before it is tracked live; 0: at once
+    # shorter runs are logged when they end, so their training never shares the CPU with the
+    # tracker's start (~15 s of a 2-core machine's training, bench/RESULTS.md section 7)
+    live_after: float = Field(300.0, ge=0.0)  # s into a run before it is tracked live; 0: at once
 
 
 class CacheConfig(_Section):
