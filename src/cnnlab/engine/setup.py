@@ -8,6 +8,7 @@ tuner can call them with their own values. The data half lives in
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,11 +52,15 @@ def build_model(
     data_mean: tuple[float, ...] | None = None,
     data_std: tuple[float, ...] | None = None,
     normalize: bool = True,
+    data_stats: Callable[[], tuple[tuple[float, ...], tuple[float, ...]]] | None = None,
 ) -> ModelBundle:
     """Create the network, load pretrained weights if asked and apply the transfer mode.
 
     ``normalize=False`` keeps pixels in 0..1 (mean 0, std 1): the un-normalised baseline of
     a regularisation ladder. It is saved in the model card, so predict does the same.
+    ``data_stats`` gives ``(mean, std)`` of the training images when no ``data_mean`` is
+    passed; it is called only for a model that uses them (from scratch, normalised), as it
+    reads the whole training split (seconds at 224 px, each trial of a tune).
     """
     from cnnlab.models.registry import create_model
     from cnnlab.models.transfer import apply_mode, resolve_mode, resolve_pretrained
@@ -92,6 +97,8 @@ def build_model(
     apply_mode(model, mode)
     # Pretrained networks expect the statistics they were trained with; from-scratch models
     # are normalised with the training images' own statistics.
+    if not pretrained and normalize and data_mean is None and data_stats is not None:
+        data_mean, data_std = data_stats()
     use_data_stats = not pretrained and data_mean is not None and data_std is not None
     mean = tuple(data_mean) if use_data_stats else tuple(info_.mean)  # type: ignore[arg-type]
     std = tuple(data_std) if use_data_stats else tuple(info_.std)  # type: ignore[arg-type]
@@ -157,8 +164,9 @@ def prepare(cfg: Any, split_file: Path | None = None) -> tuple[DataBundle, Model
     seed_everything(cfg.train.seed)
     defaults = model_defaults(cfg.model.name)  # fails fast on an unknown model name
     data = prepare_data(cfg.data, defaults.default_img_size, split_file)
-    mean, std = channel_stats(data.subset("train")[0])
     mb = build_model(
-        cfg.model, len(data.classes), data.channels, data.img_size, mean, std, cfg.data.normalize
-    )
+        cfg.model, len(data.classes), data.channels, data.img_size,
+        normalize=cfg.data.normalize,
+        data_stats=lambda: channel_stats(data.subset("train")[0]),
+    )  # fmt: skip
     return data, mb
