@@ -94,16 +94,7 @@ class PlotJobs:
         if self.processes == 1 or not _can_fork():
             _draw_here(jobs)
             return Drawing(None, None, [])
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("fork")
-        receive, send = ctx.Pipe(duplex=False)
-        child = ctx.Process(target=_child_main, args=(jobs, send), daemon=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # see _draw_forked
-            child.start()
-        send.close()
-        return Drawing(child, receive, jobs)
+        return _fork(jobs)
 
 
 @dataclass
@@ -172,29 +163,25 @@ def _child_main(jobs: list[Job], conn: Any) -> None:
 
 def _draw_forked(jobs: list[Job]) -> None:
     """Draw one share in a forked child and the other here; redraw the child's if it failed."""
+    mine, theirs = split_by_cost(jobs)
+    drawing = _fork(theirs)
+    try:
+        _draw_here(mine)
+    finally:
+        drawing.wait()
+
+
+def _fork(jobs: list[Job]) -> Drawing:
+    """Start a forked child drawing ``jobs``; the returned Drawing waits for it."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork")
-    mine, theirs = split_by_cost(jobs)
     receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child_main, args=(theirs, send), daemon=True)
+    child = ctx.Process(target=_child_main, args=(jobs, send), daemon=True)
     with warnings.catch_warnings():
         # Python >= 3.12 warns about forking a process that has threads (torch's pool); the
         # child only runs matplotlib and numpy, and a child that hangs is redrawn here.
         warnings.simplefilter("ignore", DeprecationWarning)
         child.start()
     send.close()
-    done = False
-    try:
-        _draw_here(mine)
-        done = receive.poll(_CHILD_WAIT_S) and receive.recv() is None
-    except EOFError:  # the child died without a word
-        done = False
-    finally:
-        receive.close()
-        child.join(_EXIT_WAIT_S)
-        if child.is_alive():
-            child.kill()
-            child.join()
-    if not done:
-        _draw_here(theirs)
+    return Drawing(child, receive, jobs)
