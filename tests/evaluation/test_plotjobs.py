@@ -126,3 +126,20 @@ def test_a_started_drawing_that_fails_is_done_here_on_wait(tmp_path, monkeypatch
     drawing.wait()
     assert all(t.read_text() == "drawn here" for t in targets)
     assert report.read_text() == "after the plots"
+
+
+def _always_fails(path: Path) -> None:
+    raise ValueError(f"cannot draw {path.name}")
+
+
+def test_a_deferred_figure_that_cannot_be_drawn_costs_a_warning_not_the_study(tmp_path, capfd):
+    from cnnlab.evaluation import background
+
+    told: list[str] = []
+    with background.deferred_figures():
+        jobs = PlotJobs()
+        jobs.add(_always_fails, tmp_path / "bad.png")
+        background.add(tmp_path, jobs.start(then=lambda: None))
+        background.when_drawn(tmp_path, lambda: told.append("drawn"))
+    assert told == ["drawn"]  # tracking still gets the run's end
+    assert "could not be drawn" in capfd.readouterr().err

@@ -78,8 +78,14 @@ def when_all_drawn(callback: Callable[[], None]) -> None:
 
 def _finish(run_dir: Path) -> None:
     drawing = _pending.pop(run_dir, None)
-    if drawing is not None:
-        drawing.wait()
+    try:
+        if drawing is not None:
+            drawing.wait()
+    except Exception as exc:  # one run's figure must not end the study that waits for it
+        from cnnlab.console import warn
+
+        warn(f"{run_dir}: its figures or report could not be drawn ({exc}); its numbers are "
+             "complete")  # fmt: skip
     for callback in _callbacks.pop(run_dir, []):
         callback()
 
