@@ -145,8 +145,8 @@ def _fold_probs(cfg: Config, fold: DataBundle, work: Path) -> torch.Tensor:
     from cnnlab.runs import CLASSES, MODEL_CARD, WEIGHTS, write_json
 
     seed_everything(cfg.train.seed)
-    mean, std = channel_stats(fold.subset("train")[0])
-    mb = build_model(cfg.model, len(fold.classes), fold.channels, fold.img_size, mean, std)
+    mb = build_model(cfg.model, len(fold.classes), fold.channels, fold.img_size,
+                     data_stats=lambda: channel_stats(fold.subset("train")[0]))  # fmt: skip
     outcome = train_full(mb, fold, cfg.data, cfg.train, work)
     mb.model.eval()
     save_weights(mb.model, work / WEIGHTS)

@@ -1,16 +1,16 @@
-"""A run's figures drawn while the next run trains: studies, tunes and the CLI use it.
+"""A run's figures drawn while the next run trains: studies and tunes use it.
 
 Drawing a run's PNGs and report is single-threaded matplotlib work of a few CPU seconds
 (bench/bench_overhead.py). Inside :func:`deferred_figures`, ``finalize`` writes every number
 first (predictions, metrics, summary), hands the drawing to a forked child
 (:meth:`PlotJobs.start <cnnlab.evaluation.plotjobs.PlotJobs.start>`) and returns: a study's
 next cell starts training on the other core while the child draws. Leaving the context waits
-for every drawing, so when a study, a tune or ``cnnlab train`` returns, every run folder is
-complete, as it is outside the context (where ``finalize`` draws before returning).
+for every drawing, so when a study or a tune returns, every run folder is complete, as it is
+outside the context (where ``finalize`` draws before returning).
 
 What must see a finished folder waits for it: :func:`when_drawn` runs a callback once a run's
 drawing is done (experiment tracking sends the run's end then, so its report and plots are
-logged), and :func:`wait` blocks until one run's (or every run's) drawing is done.
+logged), and :func:`wait` blocks until every pending drawing is done.
 
 Example:
     >>> with deferred_figures():  # doctest: +SKIP
@@ -71,7 +71,8 @@ def when_all_drawn(callback: Callable[[], None]) -> None:
     """Call ``callback`` when the outermost :func:`deferred_figures` ends (now if none is
     open): the study or tune is over and every figure exists."""
     if _depth > 0:
-        _at_exit.append(callback)
+        if callback not in _at_exit:  # each run of a study asks for the same tracker start
+            _at_exit.append(callback)
     else:
         callback()
 
@@ -96,8 +97,7 @@ def reap() -> None:
         _finish(run_dir)
 
 
-def wait(run_dir: Path | None = None) -> None:
-    """Block until ``run_dir``'s figures (None: every pending run's) are drawn."""
-    targets = [Path(run_dir)] if run_dir is not None else list(_pending)
-    for target in targets:
-        _finish(target)
+def wait() -> None:
+    """Block until every pending run's figures are drawn."""
+    for run_dir in list(_pending):
+        _finish(run_dir)

@@ -21,7 +21,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
@@ -59,7 +58,6 @@ class Session:
         self.proc: subprocess.Popen | None = None
         self.queued: list[str] = []  # commands sent before the process started
         self.first_sent: float | None = None  # monotonic time of the first command
-        self.lines: deque[str] = deque(maxlen=5)
 
     def start(self) -> None:
         """Start the tracking process (once) and hand it the queued commands."""
