@@ -141,3 +141,45 @@ def test_greyscale_model_from_rgb_weights() -> None:
     model = create_model("efficientnet_lite0", num_classes=2, in_chans=1, pretrained=True)
     assert model.backbone.conv_stem.weight.shape[1] == 1
     assert model(torch.randn(1, 1, 64, 64)).shape == (1, 2)
+
+
+def test_a_weights_file_is_read_once_per_process_while_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tune's trials load the same backbone again and again: read once, re-read on change."""
+    from cnnlab.models import weights
+
+    reads: list[Path] = []
+    real = weights.read_weights_file
+
+    def counting(path: str | Path) -> dict[str, torch.Tensor]:
+        reads.append(Path(path))
+        return real(path)
+
+    monkeypatch.setattr(weights, "read_weights_file", counting)
+    monkeypatch.setattr(weights, "_READ", {})
+    file = tmp_path / "w.safetensors"
+    save_file({"a": torch.ones(3)}, str(file))
+    first, source = resolve_weights("tiny_cnn", file=file)
+    first["extra"] = torch.zeros(1)  # a caller's own dict: the remembered one is not touched
+    second, _ = resolve_weights("tiny_cnn", file=file)
+    assert len(reads) == 1 and source == f"file:{file.resolve()}"
+    assert list(second) == ["a"] and torch.equal(second["a"], torch.ones(3))
+    save_file({"a": torch.full((3,), 2.0), "b": torch.ones(1)}, str(file))  # changed: re-read
+    third, _ = resolve_weights("tiny_cnn", file=file)
+    assert len(reads) == 2 and torch.equal(third["a"], torch.full((3,), 2.0))
+    for i in range(3):  # at most two files are kept
+        other = tmp_path / f"o{i}.safetensors"
+        save_file({"a": torch.ones(1)}, str(other))
+        resolve_weights("tiny_cnn", file=other)
+    assert len(weights._READ) == 2
+
+
+def test_bundled_weights_are_remembered_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnnlab.models import weights
+
+    monkeypatch.setattr(weights, "_READ", {})
+    a, _ = resolve_weights("efficientnet_lite0", offline=True)
+    b, _ = resolve_weights("efficientnet_lite0", offline=True)
+    assert a is not b and a.keys() == b.keys()
+    assert all(a[k] is b[k] for k in a)  # the same tensors, read once

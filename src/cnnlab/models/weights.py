@@ -11,7 +11,7 @@ from __future__ import annotations
 import pickle
 import socket
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -36,6 +36,13 @@ _WRAPPERS = ("state_dict", "model", "model_state_dict", "module", "net", "weight
 _PREFIXES = ("module.", "_orig_mod.", "model.")
 
 State = dict[str, torch.Tensor]
+# Weights files read in this process, by (kind, name, real path, mtime, size): a tune's or a
+# study's runs load the same backbone's weights again and again (~0.3 s each for
+# EfficientNet-Lite0: the file, plus a model built on the meta device to map its keys). Two
+# entries at most; callers get a new dict over the same tensors, which nothing changes in
+# place (loading copies them into the model).
+_READ: dict[tuple[Any, ...], State] = {}
+_READ_MAX = 2
 
 
 def _unwrap(obj: Any, path: Path) -> State:
@@ -181,6 +188,22 @@ def map_by_order(src: State, target: Mapping[str, torch.Tensor], source: str) ->
     return {tk: sv for (_, sv), (tk, _) in zip(src_items, tgt_items, strict=False)}
 
 
+def _remembered(kind: str, name: str, file: Path, read: Callable[[], State]) -> State:
+    """``read()``'s state for ``file``, from this process's memory while the file is unchanged."""
+    try:
+        st = file.stat()
+        key = (kind, name, str(file.resolve()), st.st_mtime_ns, st.st_size)
+    except OSError:  # gone or unreadable: read() says so in its own words
+        return read()
+    state = _READ.get(key)
+    if state is None:
+        state = read()
+        _READ[key] = state
+        while len(_READ) > _READ_MAX:
+            del _READ[next(iter(_READ))]
+    return dict(state)
+
+
 def _bundled_weights(name: str, file: Path) -> State:
     import timm
 
@@ -211,10 +234,13 @@ def resolve_weights(
     from cnnlab.paths import offline as offline_env
 
     if file is not None:
-        return read_weights_file(file), f"file:{Path(file).expanduser().resolve()}"
+        path = Path(file).expanduser()
+        return _remembered("file", "", path, lambda: read_weights_file(path)), (
+            f"file:{path.resolve()}"
+        )
     local = cached_file(name)
     if local is not None:
-        return read_weights_file(local), f"cache:{local}"
+        return _remembered("file", "", local, lambda: read_weights_file(local)), f"cache:{local}"
     if name in OWN_MODELS:
         raise WeightsError(f"model '{name}' has no published pretrained weights; {HOW_TO}")
     offline = offline_env() if offline is None else offline
@@ -227,7 +253,8 @@ def resolve_weights(
     bundled = bundled_file(name.split(".", 1)[0])
     if bundled is not None:
         base = name.split(".", 1)[0]
-        return _bundled_weights(base, bundled), f"bundled:{BUNDLED[base][0]}"
+        state = _remembered("bundled", base, bundled, lambda: _bundled_weights(base, bundled))
+        return state, f"bundled:{BUNDLED[base][0]}"
     raise WeightsError(f"no pretrained weights for '{name}' ({reason}); {HOW_TO}")
 
 
