@@ -119,3 +119,23 @@ def test_heads(head: str) -> None:
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 3)
     with pytest.raises(ModelError, match="unknown head"):
         create_model("tiny_cnn", 3, head="forest")
+
+
+@pytest.mark.parametrize(("name", "size"), [("cnn", 32), ("efficientnet_lite0", 64)])
+def test_macs_remembered_per_backbone_equal_the_whole_count(
+    name: str, size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tune's trials share a backbone: its count is remembered, the head's is not."""
+    from cnnlab.models import card
+
+    monkeypatch.setattr(card, "_BACKBONE_MACS", {})
+    linear = create_model(name, num_classes=5, head="linear")
+    mlp = create_model(name, num_classes=5, head="mlp", head_hidden=128)
+    first = card.count_macs(linear, size, 3)
+    assert len(card._BACKBONE_MACS) == 1
+    assert first == card._counted(linear.eval(), torch.zeros(1, 3, size, size))[0]
+    wide = card.count_macs(mlp, size, 3)  # same backbone: remembered, the bigger head counted
+    assert len(card._BACKBONE_MACS) == 1
+    assert wide == card._counted(mlp.eval(), torch.zeros(1, 3, size, size))[0] > first
+    assert card.count_macs(linear, size * 2, 3) > first  # another input size: its own count
+    assert len(card._BACKBONE_MACS) == 2

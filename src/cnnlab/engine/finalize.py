@@ -7,7 +7,9 @@ backbone's run scores its cached features with its head (the same network and pi
 
 from __future__ import annotations
 
+import functools
 import platform
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,7 +104,9 @@ def finalize(
     save_weights(mb.model, run_dir / runs.WEIGHTS)
     card = model_card(cfg, data, mb, outcome)
     write_json(run_dir / runs.MODEL_CARD, card)
-    predictor = Predictor(run_dir)
+    # built on first use: a frozen backbone's splits are scored from cached features and a
+    # tune's trials skip the Grad-CAM figures, so a head trial never needs it (~0.2 s)
+    predictor = functools.cache(lambda: Predictor(run_dir))
     plots = PlotJobs(cfg.eval.plot_processes)  # val, test and learning curves drawn together
     results: dict[str, Any] = {}
     for split in ("val", "test"):
@@ -128,7 +132,7 @@ def finalize(
         )
         if split == "test" and cfg.eval.explain:
             worst = [m["row"] for m in results[split]["worst_mistakes"]]
-            _explain_figures(predictor, x, y, probs, feats, worst, run_dir, split, cfg, plots)
+            _explain_figures(predictor(), x, y, probs, feats, worst, run_dir, split, cfg, plots)
     write_json(run_dir / runs.DATA_REPORT, data.report())  # files gone since the scan, too
     run = Run(run_dir)
     rows = run.metrics()
@@ -184,7 +188,12 @@ def _draw_and_report(
 
 
 def _split_probs(
-    predictor: Any, mb: ModelBundle, data: DataBundle, split: str, x: torch.Tensor, tta: bool
+    predictor: Callable[[], Any],
+    mb: ModelBundle,
+    data: DataBundle,
+    split: str,
+    x: torch.Tensor,
+    tta: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Class probabilities of one split, through the saved run's Predictor, and the backbone
     features of the same pass (the report's embedding plot draws them).
@@ -194,7 +203,7 @@ def _split_probs(
     pass made once per dataset instead of once per run (a tune's head trials: seconds each).
     """
     if mb.mode != "frozen" or tta:
-        return predictor.predict_with_features(x, tta=tta)
+        return predictor().predict_with_features(x, tta=tta)
     from cnnlab.data.transforms import build_eval_transform
     from cnnlab.engine.features import compute_features
     from cnnlab.engine.loop import feature_key
