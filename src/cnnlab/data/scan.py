@@ -231,9 +231,9 @@ def _save_cache(
         warnings.append(f"could not write the scan cache {file} ({exc}); the next scan decodes")
 
 
-def _stat(root: Path, rel: str) -> dict[str, Any] | None:
+def _stat(root: str, rel: str) -> dict[str, Any] | None:
     try:
-        st = os.stat(root / rel)
+        st = os.stat(os.path.join(root, rel))
     except OSError:
         return None
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns}
@@ -253,8 +253,9 @@ def _verdicts(
     cached = _load_cache(file, key, warnings)
     verdicts: dict[str, dict[str, Any]] = {}
     todo: list[str] = []
+    base = str(root)
     for cand in candidates:
-        st = _stat(root, cand.rel)
+        st = _stat(base, cand.rel)
         if st is None:
             verdicts[cand.rel] = {"ok": False, "reason": "missing"}
             continue

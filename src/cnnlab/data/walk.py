@@ -112,11 +112,12 @@ def _walk_class(
             continue
         visited.add(folder_real)
         entries = _entries(folder, strict=False)
+        folder_rel = folder.relative_to(root).as_posix()
         if entries is None:
-            found.skipped.append((folder.relative_to(root).as_posix(), "unreadable"))
+            found.skipped.append((folder_rel, "unreadable"))
             continue
         for entry in entries:
-            rel = Path(entry.path).relative_to(root).as_posix()
+            rel = f"{folder_rel}/{entry.name}"  # no Path per file: ~half a 100k-file walk
             if is_ignored(entry.name):
                 found.ignored += 1
                 continue
