@@ -128,3 +128,20 @@ def test_sklearn_head_edge_cases() -> None:
         load_linear_head(mlp, torch.zeros(3, 32), torch.zeros(3))
     with pytest.raises(ModelError, match="do not fit"):
         load_linear_head(create_model("tiny_cnn", 3).head, torch.zeros(4, 32), torch.zeros(4))
+
+
+def test_features_run_channels_last_and_match_the_plain_layout() -> None:
+    """The backbone pass runs in the convolutions' fast layout (as the Predictor does): the
+    same features as the plain NCHW pass up to float rounding."""
+    torch.manual_seed(0)
+    model = create_model("cnn", num_classes=3).eval()
+    layouts: list[bool] = []
+    model.backbone.register_forward_pre_hook(
+        lambda _m, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    images = _images(6)
+    feats = compute_features(model.backbone, images, _to_float, 4)
+    assert layouts == [True, True]
+    with torch.no_grad():
+        plain = model.backbone(_to_float(images).contiguous())
+    torch.testing.assert_close(feats, plain, rtol=1e-4, atol=1e-5)

@@ -105,6 +105,8 @@ def _run_backbone(
     with torch.no_grad(), _autocast(device, precision):
         for start in range(0, images.shape[0], batch_size):
             x = transform(images[start : start + batch_size].to(device))
+            if x.ndim == 4:  # the convolutions' fast layout: ~1.8x for EfficientNet-Lite0 on
+                x = x.contiguous(memory_format=torch.channels_last)  # CPU, as the Predictor
             chunks.append(backbone(x).float().cpu())
     if not chunks:
         raise DataError("no images to compute features for (the split is empty)")
