@@ -62,3 +62,21 @@ def test_no_new_trial_after_the_timeout():
     study = optuna.create_study()
     assert has_work(study, 5, None)
     assert not has_work(study, 5, time.monotonic() - 1.0)
+
+
+@pytest.mark.parametrize(("trials", "startup"), [(3, 1), (30, 3), (200, 5)])
+def test_median_pruner_spares_the_first_tenth_of_the_budget(trials, startup):
+    """The never-pruned trials that set the bar: a tenth of --trials, 1 to 5 (bench/RESULTS.md
+    section 11: a fifth trained 0.63x the unpruned epochs, a tenth 0.37x, same best)."""
+    from cnnlab.tuning.search import make_pruner
+
+    settings = _settings("tpe", "median")
+    settings.trials = trials
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(settings))
+    verdicts = []
+    for value in [0.9] + [0.1 / 2**i for i in range(startup)]:  # each below all before it
+        trial = study.ask()
+        trial.report(value, 0)
+        verdicts.append(trial.should_prune())
+        study.tell(trial, value)
+    assert verdicts == [False] * startup + [True]
