@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TypeVar
 
 from rich.console import Console
@@ -20,6 +21,35 @@ T = TypeVar("T")
 
 console = Console(stderr=False, highlight=False)
 _state = {"quiet": False}
+Observer = Callable[[str, int, int], None]
+# Who else wants to see long work advance (the web app's progress bars): per thread and task,
+# so two app sessions each see only their own work; told even under --quiet.
+_observers: ContextVar[tuple[Observer, ...]] = ContextVar("cnnlab_progress", default=())
+
+
+@contextmanager
+def observe_progress(callback: Observer) -> Iterator[None]:
+    """Call ``callback(description, done, total)`` as tracked work in this block advances.
+
+    Example:
+        >>> seen = []
+        >>> with quietly(), observe_progress(lambda *a: seen.append(a)):  # no bar drawn
+        ...     _ = list(track(range(2), "counting", total=2))
+        >>> seen
+        [('counting', 0, 2), ('counting', 1, 2), ('counting', 2, 2)]
+    """
+    token = _observers.set((*_observers.get(), callback))
+    try:
+        yield
+    finally:
+        _observers.reset(token)
+
+
+def notify(description: str, done: int, total: int) -> None:
+    """Tell this block's observers (:func:`observe_progress`) that ``done`` of ``total``
+    units of ``description`` are finished; nothing is drawn here."""
+    for callback in _observers.get():
+        callback(description, done, total)
 
 
 def set_quiet(quiet: bool) -> None:
@@ -87,11 +117,14 @@ def progress_bar(transient: bool = False, out: Console | None = None) -> Progres
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
     """Iterate with a progress bar (silent under ``--quiet``)."""
+    count = total if total is not None else len(items) if hasattr(items, "__len__") else 0
+    notify(description, 0, count)
     with progress_bar(transient=True) as bar:
         task = bar.add_task(description, total=total, extra="")
-        for item in items:
+        for done, item in enumerate(items, start=1):
             yield item
             bar.advance(task)
+            notify(description, done, count)
 
 
 _results = Console(highlight=False)

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from cnnlab.cli import app
 from cnnlab.config import load_config
+from cnnlab.console import observe_progress
 from cnnlab.data.scan import scan_dataset
 from cnnlab.engine.setup import prepare_data
 from cnnlab.errors import ConfigError, DataError
@@ -117,6 +118,25 @@ def test_relabel_reuses_cached_features(issues_run: IssuesRun, monkeypatch, tmp_
 
 
 @pytest.mark.slow
+def test_app_progress_names_each_stage_with_time_left(
+    issues_run: IssuesRun, monkeypatch, tmp_path
+) -> None:
+    """The Data page's button shows a bar per stage (text with time so far and left)."""
+    from cnnlab.app.datasets import StageProgress, find_label_issues
+
+    monkeypatch.setenv("CNNLAB_CACHE", str(issues_run.cache))
+    monkeypatch.chdir(tmp_path)
+    shown: list[tuple[float, str]] = []
+    found = find_label_issues(issues_run.root, StageProgress(lambda *s: shown.append(s), every=0))
+    assert found["images"] == 100
+    stages = {text.split(":")[0] for _, text in shown}
+    assert {"cross-validating", "hashing images"} <= stages
+    for stage in stages:  # every stage's bar fills
+        assert [f for f, text in shown if text.startswith(stage + ":")][-1] == 1.0
+    assert any("left" in text for _, text in shown)
+
+
+@pytest.mark.slow
 def test_train_on_clean_csv_and_with_exclude(issues_run: IssuesRun, monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("CNNLAB_CACHE", str(issues_run.cache))
     issues = _rows(issues_run.out / "issues.csv")
@@ -167,9 +187,15 @@ def test_trained_model_per_fold_and_junk_images(tmp_path: Path) -> None:
     planted = _quality_folder(root)
     before = folder_digest(root)
     out = tmp_path / "out"
-    result = _cli("data", "issues", str(root), "--model", "cnn", "--epochs", "1", "--folds", "2",
-                  "--out", str(out), "train.batch_size=16")  # fmt: skip
+    seen: list[tuple[str, int, int]] = []
+    with observe_progress(lambda *told: seen.append(told)):  # what the app's bar is told
+        result = _cli("data", "issues", str(root), "--model", "cnn", "--epochs", "1",
+                      "--folds", "2", "--out", str(out), "train.batch_size=16")  # fmt: skip
     assert "cnn trained per fold" in result.output
+    folds = [(done, total) for what, done, total in seen if what == "training one model per fold"]
+    assert folds == [(0, 2), (1, 2), (2, 2)]
+    hashed = [done for what, done, _ in seen if what == "hashing images"]
+    assert hashed[0] == 0 and hashed[-1] == len(list(root.glob("*/*.png")))
     kinds = {r["path"]: r["kind"] for r in _rows(out / "issues.csv")
              if r["kind"] in ("blank", "dark", "blurry")}  # fmt: skip
     assert kinds == planted

@@ -63,18 +63,69 @@ def group_rows(groups: list[list[dict[str, Any]]]) -> list[dict[str, str]]:
     ]  # fmt: skip
 
 
-def find_label_issues(root: Path) -> dict[str, Any]:
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+class StageProgress:
+    """The Data page's progress bar for ``data issues``: which stage runs, how far it is, the
+    time it has taken and an estimate of what is left (from its own pace so far).
+
+    Each stage (scanning, computing features, cross-validating, hashing) fills the bar again;
+    ``show(fraction, text)`` is called at most every ``every`` seconds, and at each stage's end.
+
+    Example:
+        >>> seen, times = [], iter([0.0, 10.0])
+        >>> bar = StageProgress(lambda *shown: seen.append(shown), clock=lambda: next(times))
+        >>> bar("computing features (view 1/1)", 0, 400)
+        >>> bar("computing features (view 1/1)", 100, 400)
+        >>> seen[-1]
+        (0.25, 'computing features (view 1/1): 100/400, 0:10 so far, about 0:30 left')
+    """
+
+    def __init__(self, show: Any, every: float = 0.25, clock: Any = None) -> None:
+        import time
+
+        self.show, self.every = show, every
+        self.clock = clock or time.monotonic
+        self.stage: str | None = None
+        self.start = self.last = 0.0
+
+    def __call__(self, description: str, done: int, total: int) -> None:
+        now = self.clock()
+        if description != self.stage:
+            self.stage, self.start, self.last = description, now, now - self.every
+        if now - self.last < self.every and done < total:
+            return
+        self.last = now
+        elapsed = now - self.start
+        text = f"{description}: {done}/{total}, {_clock(elapsed)} so far"
+        if 0 < done < total:
+            text += f", about {_clock(elapsed * (total - done) / done)} left"
+        self.show(min(1.0, done / total) if total else 0.0, text)
+
+
+def find_label_issues(root: Path, progress: Any = None) -> dict[str, Any]:
     """``cnnlab data issues ROOT`` with its defaults; what it found, for the page.
+
+    ``progress(description, done, total)`` is told as the work advances (a
+    :class:`StageProgress`).
 
     Returns:
         ``{"counts": {kind: n}, "rows": [issues.csv rows as dicts], "method", "folds",
         "images", "seconds", "out_dir": the output folder as the page may show it,
         "files": {"issues_csv" | "clean_csv" | "issues_html": bytes}}``.
     """
+    import contextlib
+
     from cnnlab.cleaning import find_issues, issues_config
     from cnnlab.cleaning.outputs import COLUMNS, issues_rows
+    from cnnlab.console import observe_progress
 
-    result = find_issues(issues_config(root), progress=False)
+    watching = observe_progress(progress) if progress else contextlib.nullcontext()
+    with watching:
+        result = find_issues(issues_config(root), progress=False)
     out = Path(result.out_dir)
     return {
         "counts": result.counts,

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
 
-from cnnlab.console import progress_bar
+from cnnlab.console import notify, progress_bar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -96,10 +96,23 @@ def _in_pool(
 
 @contextlib.contextmanager
 def _bar(description: str, total: int, show: bool) -> Iterator[Callable[[int], None]]:
-    """A transient progress bar, or nothing at all when ``show`` is false."""
+    """A transient progress bar, or none when ``show`` is false; observers
+    (:func:`cnnlab.console.observe_progress`) are told either way."""
+    done = [0]
+
+    def tell(n: int) -> None:
+        done[0] += n
+        notify(description, done[0], total)
+
+    notify(description, 0, total)
     if not show:
-        yield lambda n: None
+        yield tell
         return
     with progress_bar(transient=True) as bar:
         task = bar.add_task(description, total=total, extra="")
-        yield lambda n: bar.advance(task, n)
+
+        def advance(n: int) -> None:
+            bar.advance(task, n)
+            tell(n)
+
+        yield advance

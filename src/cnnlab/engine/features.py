@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from cnnlab.atomic import atomic_path
-from cnnlab.console import info, warn
+from cnnlab.console import info, notify, warn
 from cnnlab.errors import DataError, ModelError
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -98,18 +98,22 @@ def _run_backbone(
     transform: Transform,
     batch_size: int,
     precision: str | None,
+    view: str = "view 1/1",
 ) -> torch.Tensor:
     ref = next(backbone.parameters(), None)
     device = ref.device if ref is not None else torch.device("cpu")
     chunks = []
+    total = images.shape[0]
     with torch.no_grad(), _autocast(device, precision):
-        for start in range(0, images.shape[0], batch_size):
+        for start in range(0, total, batch_size):
+            notify(f"computing features ({view})", start, total)
             x = transform(images[start : start + batch_size].to(device))
             if x.ndim == 4:  # the convolutions' fast layout: ~1.8x for EfficientNet-Lite0 on
                 x = x.contiguous(memory_format=torch.channels_last)  # CPU, as the Predictor
             chunks.append(backbone(x).float().cpu())
     if not chunks:
         raise DataError("no images to compute features for (the split is empty)")
+    notify(f"computing features ({view})", total, total)
     return torch.cat(chunks)
 
 
@@ -153,12 +157,15 @@ def compute_features(
     was_training = backbone.training
     backbone.eval()
     try:
-        out = [_run_backbone(backbone, images_u8, transform, batch_size, precision)]
+        out = [
+            _run_backbone(backbone, images_u8, transform, batch_size, precision, f"view 1/{views}")
+        ]
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            for _ in range(views - 1):
+            for k in range(2, views + 1):
+                view = f"view {k}/{views}"
                 out.append(
-                    _run_backbone(backbone, images_u8, train_transform, batch_size, precision)
+                    _run_backbone(backbone, images_u8, train_transform, batch_size, precision, view)
                 )
     finally:
         backbone.train(was_training)

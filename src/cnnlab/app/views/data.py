@@ -7,7 +7,13 @@ import logging
 import plotly.express as px
 import streamlit as st
 
-from cnnlab.app.datasets import dataset_choices, find_label_issues, group_rows, inspect_folder
+from cnnlab.app.datasets import (
+    StageProgress,
+    dataset_choices,
+    find_label_issues,
+    group_rows,
+    inspect_folder,
+)
 from cnnlab.app.settings import load_settings
 from cnnlab.errors import CnnlabError
 
@@ -103,8 +109,14 @@ st.caption(
 done = st.session_state.setdefault("issues", {})
 if st.button("Find label issues, near duplicates and outliers"):
     try:
-        with st.spinner("Finding issues (cross-validating every image)...", show_time=True):
-            done[name] = find_label_issues(settings.check_folder(choices[name]))
+        bar = st.progress(0.0, text="Finding issues: starting...")
+        try:
+            done[name] = find_label_issues(
+                settings.check_folder(choices[name]),
+                StageProgress(lambda fraction, text: bar.progress(fraction, text=text)),
+            )
+        finally:
+            bar.empty()
     except CnnlabError as exc:
         log.warning("data issues on %s failed: %s", name, exc)
         st.error(f"The issues of {name} could not be found; `cnnlab data issues` says why.")
