@@ -127,6 +127,38 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
             notify(description, done, count)
 
 
+@contextmanager
+def counting(description: str, total: int, show: bool = True) -> Iterator[Callable[[int], None]]:
+    """A transient bar over ``total`` units; yields ``advance(n)``. Observers
+    (:func:`observe_progress`) are told either way; ``show=False`` draws nothing.
+
+    Example:
+        >>> seen = []
+        >>> with observe_progress(lambda *a: seen.append(a)), counting("images", 5, False) as add:
+        ...     add(3); add(2)
+        >>> seen
+        [('images', 0, 5), ('images', 3, 5), ('images', 5, 5)]
+    """
+    done = [0]
+
+    def tell(n: int) -> None:
+        done[0] += n
+        notify(description, done[0], total)
+
+    notify(description, 0, total)
+    if not show:
+        yield tell
+        return
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task(description, total=total, extra="")
+
+        def advance(n: int) -> None:
+            bar.advance(task, n)
+            tell(n)
+
+        yield advance
+
+
 _results = Console(highlight=False)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from cnnlab.console import observe_progress
 from cnnlab.engine.features import compute_features, fit_sklearn_head, load_linear_head
 from cnnlab.errors import DataError, ModelError
 from cnnlab.models.registry import create_model
@@ -140,8 +141,12 @@ def test_features_run_channels_last_and_match_the_plain_layout() -> None:
         lambda _m, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last))
     )
     images = _images(6)
-    feats = compute_features(model.backbone, images, _to_float, 4)
+    told: list[tuple[str, int, int]] = []
+    with observe_progress(lambda *a: told.append(a)):  # the bar's counts, in images
+        feats = compute_features(model.backbone, images, _to_float, 4)
     assert layouts == [True, True]
+    assert [done for _, done, _ in told] == [0, 4, 6]
+    assert {(what, total) for what, _, total in told} == {("computing features (view 1/1)", 6)}
     with torch.no_grad():
         plain = model.backbone(_to_float(images).contiguous())
     torch.testing.assert_close(feats, plain, rtol=1e-4, atol=1e-5)

@@ -7,14 +7,13 @@ the worker functions live in torch-free modules and never touch torch's thread p
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
 
-from cnnlab.console import notify, progress_bar
+from cnnlab.console import counting
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -54,7 +53,7 @@ def map_chunks(
     chunks = [list(items[i : i + chunk_size]) for i in range(0, len(items), chunk_size)]
     if workers == 1 or len(items) < MIN_PARALLEL:
         results = []
-        with _bar(description, len(items), progress) as advance:
+        with counting(description, len(items), progress) as advance:
             for i, chunk in enumerate(chunks):
                 part = fn(chunk, *args)
                 if sink is None:
@@ -83,7 +82,7 @@ def _in_pool(
     results: list[list[R] | None] = [None] * len(chunks)
     with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=context) as pool:
         futures = {pool.submit(fn, chunk, *args): i for i, chunk in enumerate(chunks)}
-        with _bar(description, sum(len(c) for c in chunks), progress) as advance:
+        with counting(description, sum(len(c) for c in chunks), progress) as advance:
             for future in as_completed(futures):
                 i = futures.pop(future)
                 if sink is None:
@@ -92,27 +91,3 @@ def _in_pool(
                     sink(i * chunk_size, future.result())
                 advance(len(chunks[i]))
     return [r for part in results for r in (part or [])]
-
-
-@contextlib.contextmanager
-def _bar(description: str, total: int, show: bool) -> Iterator[Callable[[int], None]]:
-    """A transient progress bar, or none when ``show`` is false; observers
-    (:func:`cnnlab.console.observe_progress`) are told either way."""
-    done = [0]
-
-    def tell(n: int) -> None:
-        done[0] += n
-        notify(description, done[0], total)
-
-    notify(description, 0, total)
-    if not show:
-        yield tell
-        return
-    with progress_bar(transient=True) as bar:
-        task = bar.add_task(description, total=total, extra="")
-
-        def advance(n: int) -> None:
-            bar.advance(task, n)
-            tell(n)
-
-        yield advance
