@@ -117,20 +117,19 @@ def progress_bar(transient: bool = False, out: Console | None = None) -> Progres
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
     """Iterate with a progress bar (silent under ``--quiet``)."""
-    count = total if total is not None else len(items) if hasattr(items, "__len__") else 0
-    notify(description, 0, count)
-    with progress_bar(transient=True) as bar:
-        task = bar.add_task(description, total=total, extra="")
-        for done, item in enumerate(items, start=1):
+    with counting(description, total) as advance:
+        for item in items:
             yield item
-            bar.advance(task)
-            notify(description, done, count)
+            advance(1)
 
 
 @contextmanager
-def counting(description: str, total: int, show: bool = True) -> Iterator[Callable[[int], None]]:
-    """A transient bar over ``total`` units; yields ``advance(n)``. Observers
-    (:func:`observe_progress`) are told either way; ``show=False`` draws nothing.
+def counting(
+    description: str, total: int | None, show: bool = True
+) -> Iterator[Callable[[int], None]]:
+    """A transient bar over ``total`` units (None: unknown); yields ``advance(n)``. Observers
+    (:func:`observe_progress`) are told either way (an unknown total as 0); ``show=False``
+    draws nothing.
 
     Example:
         >>> seen = []
@@ -139,13 +138,13 @@ def counting(description: str, total: int, show: bool = True) -> Iterator[Callab
         >>> seen
         [('images', 0, 5), ('images', 3, 5), ('images', 5, 5)]
     """
-    done = [0]
+    done, told_total = [0], total or 0
 
     def tell(n: int) -> None:
         done[0] += n
-        notify(description, done[0], total)
+        notify(description, done[0], told_total)
 
-    notify(description, 0, total)
+    notify(description, 0, told_total)
     if not show:
         yield tell
         return

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cnnlab.console import info, notify, track
+from cnnlab.console import counting, info, track
 from cnnlab.errors import DataError
 
 if TYPE_CHECKING:
@@ -164,9 +164,11 @@ def trained_probs(cfg: Config, data: DataBundle, folds: int) -> OutOfSample:
     labels = data.labels.numpy()
     probs = np.zeros((len(labels), len(data.classes)))
     held = fold_assignments(labels, folds, cfg.train.seed)
-    with tempfile.TemporaryDirectory(prefix="cnnlab-issues-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="cnnlab-issues-") as tmp,
+        counting("training one model per fold", len(held), show=False) as advance,
+    ):  # each fold says its own line; the app's bar is told
         for k, test in enumerate(held):
-            notify("training one model per fold", k, len(held))
             rest = np.setdiff1d(np.arange(len(labels)), test)
             info(f"fold {k + 1}/{len(held)}: training {cfg.model.name} on {len(rest)} images")
             fit, val = _inner_split(labels, rest, seed=k)
@@ -174,6 +176,6 @@ def trained_probs(cfg: Config, data: DataBundle, folds: int) -> OutOfSample:
             index = {name: torch.from_numpy(rows) for name, rows in parts.items()}
             fold = dataclasses.replace(data, index=index)
             probs[test] = _fold_probs(cfg, fold, Path(tmp, f"fold{k}")).numpy()
-    notify("training one model per fold", len(held), len(held))
+            advance(1)
     method = f"{cfg.model.name} trained per fold ({cfg.train.epochs} epochs)"
     return OutOfSample(probs, None, method, len(held))

@@ -160,16 +160,13 @@ def compute_features(
     was_training = backbone.training
     backbone.eval()
     try:
-        out = [
-            _run_backbone(backbone, images_u8, transform, batch_size, precision, f"view 1/{views}")
-        ]
-        with torch.random.fork_rng():
+        out = []
+        with torch.random.fork_rng():  # view 1 (the eval transform) draws no random numbers
             torch.manual_seed(seed)
-            for k in range(2, views + 1):
+            for k in range(1, views + 1):
+                tf = transform if k == 1 else train_transform
                 view = f"view {k}/{views}"
-                out.append(
-                    _run_backbone(backbone, images_u8, train_transform, batch_size, precision, view)
-                )
+                out.append(_run_backbone(backbone, images_u8, tf, batch_size, precision, view))
     finally:
         backbone.train(was_training)
     feats = torch.stack(out) if views > 1 else out[0]
