@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from cnnlab import atomic
 from cnnlab.engine.checkpoint import (
     AtomicCheckpointIO,
     find_resume_checkpoint,
@@ -60,6 +61,35 @@ def test_last_is_rotated_into_last_prev(tmp_path: Path) -> None:
     assert io.load_checkpoint(folder / "last.ckpt")["epoch"] == 3
     assert safe_load_checkpoint(folder / "last-prev.ckpt")["epoch"] == 2
     assert sorted(p.name for p in folder.iterdir()) == ["last-prev.ckpt", "last.ckpt"]
+    # Two files, not two names of one: damage to last cannot reach its predecessor.
+    assert (folder / "last.ckpt").stat().st_ino != (folder / "last-prev.ckpt").stat().st_ino
+
+
+def test_a_kill_before_the_new_last_lands_leaves_the_predecessor_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The moment between writing the new ``last`` and renaming it into place (its fsync).
+
+    With a hard-linked ``last-prev`` this left ``last`` and ``last-prev`` as one file, and a
+    damaged ``last`` took the predecessor with it (seen as a flaky kill -9 resume test).
+    """
+    folder = _ckpt_dir(tmp_path)
+    io = AtomicCheckpointIO()
+    io.save_checkpoint(_state(1), folder / "last.ckpt")
+    io.save_checkpoint(_state(2), folder / "last.ckpt")
+
+    def killed(path: object) -> None:
+        raise OSError(5, "killed during fsync")
+
+    monkeypatch.setattr(atomic, "fsync_file", killed)
+    with pytest.raises(OSError, match="killed"):
+        io.save_checkpoint(_state(3), folder / "last.ckpt")
+    monkeypatch.undo()
+    assert sorted(p.name for p in folder.iterdir()) == ["last-prev.ckpt"]  # no temp file
+    found = find_resume_checkpoint(tmp_path)
+    assert found == folder / "last-prev.ckpt" and safe_load_checkpoint(found)["epoch"] == 2
+    io.save_checkpoint(_state(3), folder / "last.ckpt")  # the next save carries on
+    assert safe_load_checkpoint(folder / "last.ckpt")["epoch"] == 3
 
 
 @pytest.mark.parametrize("keep", [0, 10, 0.5])

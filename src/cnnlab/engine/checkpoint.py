@@ -1,8 +1,11 @@
 """Checkpoints that survive crashes and never run code on load.
 
 * Saving writes a temp file in the same folder, fsyncs it and renames it over the target, so
-  a crash mid-save leaves the previous checkpoint intact; ``last.ckpt`` is rotated into
-  ``last-prev.ckpt`` first, so a damaged ``last`` still has a good predecessor.
+  a crash mid-save leaves the previous checkpoint intact; once the new ``last.ckpt`` is
+  written, the old one is renamed to ``last-prev.ckpt``, so a damaged ``last`` still has a good
+  predecessor. A rename, not a hard link: a link would leave both names on one file for the
+  moment before the new ``last`` lands, and a kill there made damage to ``last`` damage its
+  predecessor too. A kill between the two renames leaves no ``last`` and a good ``last-prev``.
 * Loading always uses ``torch.load(weights_only=True)``: a pickle that would import or call
   anything outside plain containers and tensors is refused (``CheckpointError``), with no
   fallback to unsafe loading. Lightning's own checkpoint content (loop, optimizer, scheduler,
@@ -17,7 +20,6 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,16 +33,6 @@ from cnnlab.errors import CheckpointError
 
 LAST = "last.ckpt"
 LAST_PREV = "last-prev.ckpt"
-
-
-def _rotate_last(path: Path) -> None:
-    """Keep the current ``last.ckpt`` as ``last-prev.ckpt`` (atomically) before replacing it."""
-    with atomic_path(path.with_name(LAST_PREV), durable=False) as tmp:
-        tmp.unlink()
-        try:
-            os.link(path, tmp)  # cheap: same bytes, no copy
-        except OSError:
-            shutil.copy2(path, tmp)
 
 
 class _KeepWriteError(io.RawIOBase):
@@ -78,7 +70,8 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
                     raise sink.error from None
                 raise
         if path.name == LAST and path.is_file():
-            _rotate_last(path)
+            # The new bytes are complete: the old last becomes last-prev (its own file).
+            os.replace(path, path.with_name(LAST_PREV))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
