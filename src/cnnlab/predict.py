@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cnnlab.batched import BatchOutput
 from cnnlab.data.image import load_image, pil_from_any, to_array
 from cnnlab.data.loaders import eval_batch_size
 from cnnlab.data.walk import IMAGE_EXTS, is_ignored
@@ -180,18 +181,20 @@ class Predictor:
                 f"predict_arrays wants uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
             )
         keep = features and self.model is not None
-        out, feats = [], []
-        for start in range(0, images.shape[0], batch_size):
+        total = images.shape[0]
+        out, feats = BatchOutput(total), BatchOutput(total)  # one tensor each: see batched.py
+        for start in range(0, total, batch_size):
             x = self.transform(images[start : start + batch_size].to(self.device))
             probs, f = self._probs(x, keep)
             if f is not None:
-                feats.append(f.float().cpu())
+                feats.add(f)
             if tta:
                 probs = (probs + self._probs(torch.flip(x, dims=[-1]))[0]) / 2
-            out.append(probs.float().cpu())
-        if not out:
+            out.add(probs)
+        probs_all = out.result()
+        if probs_all is None:
             return torch.zeros(0, len(self.classes)), None
-        return torch.cat(out), (torch.cat(feats) if feats else None)
+        return probs_all, feats.result()
 
     def _probs(self, x: torch.Tensor, keep: bool = False) -> tuple[torch.Tensor, Any]:
         """Softmax of the logits, and the backbone features when ``keep`` (torch backend)."""

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from cnnlab.atomic import atomic_path
+from cnnlab.batched import BatchOutput
 from cnnlab.console import counting, info, warn
 from cnnlab.errors import DataError, ModelError
 
@@ -102,8 +103,8 @@ def _run_backbone(
 ) -> torch.Tensor:
     ref = next(backbone.parameters(), None)
     device = ref.device if ref is not None else torch.device("cpu")
-    chunks = []
     total = images.shape[0]
+    out = BatchOutput(total)  # one tensor, not per-batch pieces: see cnnlab.batched
     with (
         torch.no_grad(),
         _autocast(device, precision),
@@ -113,11 +114,12 @@ def _run_backbone(
             x = transform(images[start : start + batch_size].to(device))
             if x.ndim == 4:  # the convolutions' fast layout: ~1.8x for EfficientNet-Lite0 on
                 x = x.contiguous(memory_format=torch.channels_last)  # CPU, as the Predictor
-            chunks.append(backbone(x).float().cpu())
-            advance(chunks[-1].shape[0])
-    if not chunks:
+            out.add(backbone(x))
+            advance(x.shape[0])
+    feats = out.result()
+    if feats is None:
         raise DataError("no images to compute features for (the split is empty)")
-    return torch.cat(chunks)
+    return feats
 
 
 def compute_features(

@@ -1,0 +1,36 @@
+"""BatchOutput: a batched pass's rows written into one tensor (cnnlab.batched)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cnnlab.batched import BatchOutput
+
+
+def test_batches_land_in_order_in_one_float32_tensor() -> None:
+    out = BatchOutput(7)
+    pieces = [torch.arange(6, dtype=torch.bfloat16).view(3, 2) + 10 * i for i in range(2)]
+    pieces.append(torch.tensor([[99.0, 98.0]], dtype=torch.float64))
+    for piece in pieces:
+        out.add(piece)
+    result = out.result()
+    assert result is not None and result.dtype == torch.float32 and result.shape == (7, 2)
+    assert torch.equal(result, torch.cat([p.float() for p in pieces]))
+    # one storage of exactly the rows: no per-batch piece is kept alive behind it
+    assert result.untyped_storage().nbytes() == 7 * 2 * 4
+
+
+def test_no_batch_gives_none_and_a_partial_pass_gives_its_rows() -> None:
+    assert BatchOutput(0).result() is None
+    assert BatchOutput(5).result() is None
+    out = BatchOutput(5)
+    out.add(torch.ones(2, 3))
+    assert out.result().shape == (2, 3)
+
+
+def test_more_rows_than_announced_is_an_error() -> None:
+    out = BatchOutput(3)
+    out.add(torch.ones(2, 1))
+    with pytest.raises(ValueError, match="4 rows added to an output of 3"):
+        out.add(torch.ones(2, 1))
