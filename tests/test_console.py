@@ -23,3 +23,17 @@ def test_long_messages_are_not_broken_when_piped() -> None:
     assert f"{path}: up to date (info)\n" in out.stdout
     assert f"{path}: up to date (result)\n" in out.stdout
     assert f"{path}: up to date (warn)" in out.stderr
+
+
+def test_warnings_once_prints_each_distinct_warning_once_and_counts_the_repeats(capsys) -> None:
+    from cnnlab.console import warn, warnings_once
+
+    with warnings_once():
+        for _ in range(3):
+            warn("2 group(s) of identical images")
+        warn("run c2-seed43: stopped by the time budget")
+    warn("2 group(s) of identical images")  # outside the block: printed again
+    out = capsys.readouterr()
+    assert out.err.count("warning: 2 group(s) of identical images") == 2
+    assert out.err.count("stopped by the time budget") == 1
+    assert "2 repeated warning line(s) not shown again" in out.out

@@ -81,8 +81,37 @@ def info(message: str) -> None:
     console.print(message, soft_wrap=True)
 
 
+# Warnings already printed in this block (:func:`warnings_once`), and how many repeats were held.
+_printed: ContextVar[tuple[set[str], list[int]] | None] = ContextVar("cnnlab_warned", default=None)
+
+
+@contextmanager
+def warnings_once() -> Iterator[None]:
+    """Print each distinct warning once inside the block, then say how many repeats were held.
+
+    A study's or tune's runs share one dataset, so each run used to repeat the same data
+    warnings (two lines per run: 40 identical lines for a 20-trial tune). A warning whose text
+    differs (another run, another file) is still printed. Tested in tests/test_console.py
+    (warnings go to stderr, which a doctest does not see).
+    """
+    token = _printed.set((set(), [0]))
+    try:
+        yield
+    finally:
+        held = _printed.get()
+        _printed.reset(token)
+        if held is not None and held[1][0]:
+            info(f"{held[1][0]} repeated warning line(s) not shown again")
+
+
 def warn(message: str) -> None:
     """Warnings are printed even with ``--quiet``; they go to stderr."""
+    seen = _printed.get()
+    if seen is not None:
+        if message in seen[0]:
+            seen[1][0] += 1
+            return
+        seen[0].add(message)
     Console(stderr=True, highlight=False).print(f"[yellow]warning:[/] {message}", soft_wrap=True)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +31,8 @@ cells:
 @pytest.mark.slow
 def test_study_writes_the_contract_records_a_diverging_cell_and_compares(tmp_path):
     data = write_folder(tmp_path / "data ünï", classes=3, per_class=14)
+    # the same bytes under two labels: every run's data check warns about it
+    shutil.copyfile(data / "class_0" / "img_000.png", data / "class_1" / "conflict.png")
     before = folder_digest(data)
     (tmp_path / "plan.yaml").write_text(PLAN, encoding="utf-8")
     out = tmp_path / "study"
@@ -37,6 +40,9 @@ def test_study_writes_the_contract_records_a_diverging_cell_and_compares(tmp_pat
                *TINY, "train.epochs=2")  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert folder_digest(data) == before  # the dataset is only read
+    # six runs share the dataset: its warnings are printed once, not once per run
+    assert done.stderr.count("label conflict") == 1, done.stderr
+    assert "repeated warning line(s) not shown again" in done.stdout
 
     columns, results = read_csv(out / "results.csv")
     assert columns == [

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnlab.console import quietly
+from cnnlab.console import quietly, warnings_once
 from cnnlab.schedule.runs import train_in_folder
 from cnnlab.schedule.storage import open_storage, open_study, storage_url
 from cnnlab.schedule.worker import grid_has_work, grid_points, run_worker, take_grid_point
@@ -77,7 +77,7 @@ def work(folder: str | Path, url: str | None = None, show_progress: bool = False
     """
     from cnnlab.evaluation.background import deferred_figures
 
-    with deferred_figures():
+    with deferred_figures(), warnings_once():  # the runs share one dataset's warnings
         _work(Path(folder), url, show_progress)
 
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnlab.console import quietly
+from cnnlab.console import quietly, warnings_once
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.runs import Run
 from cnnlab.schedule.runs import train_in_folder
@@ -228,7 +228,7 @@ def work(
     settings = read_settings(folder)
     study = open_tune(folder, settings, url, pooled)
     deadline = None if deadline_s is None else time.monotonic() + deadline_s
-    with deferred_figures():
+    with deferred_figures(), warnings_once():  # the trials share one dataset's warnings
         run_worker(
             study,
             make_objective(folder, settings, study),
