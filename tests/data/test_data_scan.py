@@ -8,6 +8,7 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from tests.conftest import folder_digest, write_folder
 from tests.data.data_badfiles import bad_files, jpeg_bytes, png_bytes, write_bytes
 
@@ -66,13 +67,15 @@ def test_extensions_by_content_and_unsupported(tmp_path: Path) -> None:
     root = write_folder(tmp_path / "ds", classes=2, per_class=2)
     (root / "class_0" / "upper.JPG").write_bytes(jpeg_bytes())
     (root / "class_0" / "png_named.jpg").write_bytes(png_bytes())
-    (root / "class_0" / "a.gif").write_bytes(b"GIF89a")
+    (root / "class_0" / "a.svg").write_bytes(b"<svg/>")
     (root / "class_1" / "b.heic").write_bytes(b"x")
     (root / "class_1" / "c.heic").write_bytes(b"x")
     (root / "class_1" / "README").write_bytes(b"x")
+    frames = [Image.new("RGB", (16, 16), c) for c in [(0, 0, 255), (255, 0, 0)]]
+    frames[0].save(root / "class_1" / "anim.GIF", save_all=True, append_images=frames[1:])
     scan = _scan(root)
-    assert len(scan.records) == 6
-    assert scan.unsupported == {".gif": 1, ".heic": 2, "(none)": 1}
+    assert len(scan.records) == 7  # the animated GIF is an image (its first frame)
+    assert scan.unsupported == {".svg": 1, ".heic": 2, "(none)": 1}
 
 
 @pytest.mark.parametrize(

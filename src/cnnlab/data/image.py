@@ -27,7 +27,7 @@ DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold
 DEFAULT_MIN_SIDE = 4  # px; smaller images carry no learnable content and are skipped
 DEFAULT_MAX_BYTES = 256 * 2**20  # bytes; larger files are skipped before being read
 # The only Pillow decoders cnnlab lets open a file: the formats of walk.IMAGE_EXTS (Pillow's
-# JPEG reader also returns camera MPO files) plus GIF, which predict accepts. All are decoded
+# JPEG reader also returns camera MPO files). All are decoded
 # by Pillow itself. Anything else, EPS above all (Pillow hands it to Ghostscript, an
 # interpreter), is "not an image" whatever the file's extension says.
 FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF")

@@ -17,7 +17,8 @@ from pathlib import Path
 from cnnlab.data.problems import Problem
 from cnnlab.errors import DataError
 
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+# GIF too: datasets scraped from the web hold them, and predict always read them (first frame).
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", "__macosx", "ehthumbs.db"})
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 ClassKey = tuple[str | None, str]  # (split folder or None, class name)

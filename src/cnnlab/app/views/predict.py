@@ -100,7 +100,7 @@ if is_ensemble:
     st.caption("Grad-CAM explains one network: choose one of the ensemble's runs to see it.")
 files = st.file_uploader(
     f"Images ({ACCEPTED}; up to {settings.max_upload_mb} MB each)",
-    type=sorted({e.lstrip(".") for e in IMAGE_EXTS} | {"gif"}),
+    type=sorted(e.lstrip(".") for e in IMAGE_EXTS),
     accept_multiple_files=True,
 )
 if st.button("Try sample images from the run's test split"):
