@@ -127,6 +127,11 @@ def test_train_writes_a_complete_run_and_predict_agrees(tiny_folder: Path, tmp_p
     assert summary["mode"] == "scratch" and summary["best_epoch"] in (1, 2)
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert len(rows) == 2 and "val/macro_f1" in rows[0]
+    # the printed results give each number with the interval its images allow
+    test = json.loads((run / "plots" / "test_metrics.json").read_text())
+    acc, (low, high) = test["accuracy"], test["accuracy_ci"]
+    assert low <= acc <= high and f"{acc:.4f} ({low:.3f}-{high:.3f})" in out.stdout
+    assert "95% interval" in out.stdout
 
     # A second run with the same name gets its own folder.
     assert cli(*args).returncode == 0

@@ -22,6 +22,16 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return "-" if value is None else str(value)
 
 
+def _split_file(run: Run, split: str) -> dict[str, Any]:
+    """The split's full metrics (``plots/<split>_metrics.json``); empty if unreadable."""
+    from cnnlab.runs import PLOTS, read_json
+
+    try:
+        return read_json(run.path / PLOTS / f"{split}_metrics.json")
+    except (CnnlabError, OSError):
+        return {}
+
+
 def _split_metric(summary: dict[str, Any], split: str, key: str) -> Any:
     return summary.get("metrics", {}).get(split, {}).get(key)
 
@@ -165,14 +175,18 @@ def print_summary(run: Run) -> None:
     table.add_column("split")
     for column in ("accuracy", "macro F1", "images"):
         table.add_column(column, justify="right")
+    intervals = False
     for split, values in summary.get("metrics", {}).items():
-        table.add_row(
-            split,
-            _fmt(values.get("accuracy")),
-            _fmt(values.get("macro_f1")),
-            _fmt(values.get("num_samples")),
-        )
+        full = _split_file(run, split)
+        cells = []
+        for key in ("accuracy", "macro_f1"):
+            ci = full.get(f"{key}_ci")
+            intervals = intervals or bool(ci)
+            cells.append(_fmt(values.get(key)) + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else ""))
+        table.add_row(split, *cells, _fmt(values.get("num_samples")))
     result(table)
+    if intervals:
+        result("(in brackets: the 95% interval the split's images allow)")
     result(
         f"best epoch {summary.get('best_epoch')}, training {summary.get('train_time_s', 0):.1f} s"
     )

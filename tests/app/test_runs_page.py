@@ -36,6 +36,12 @@ def test_runs_page_shows_a_run(app_env: Path) -> None:
     assert set(per_class["class"]) == {"class_0", "class_1", UNICODE_CLASS}
     assert len(at.get("download_button")) == 1
     assert str(app_env.parent) not in page_text(at)
+    assert [m.label for m in at.metric] == ["accuracy", "macro F1"]
+    test = json.loads((app_env / "cnn-s1" / "plots" / "test_metrics.json").read_text())
+    low, high = test["accuracy_ci"]
+    assert f"95% interval over {test['num_samples']} images: {low:.3f} – {high:.3f}" in [
+        c.value for c in at.caption
+    ]
 
 
 def test_runs_page_filter_and_normalise(app_env: Path) -> None:

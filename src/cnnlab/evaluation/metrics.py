@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.errors import DataError
+from cnnlab.evaluation.intervals import metric_intervals
 
 _PROB_FLOOR = 1e-15  # log loss clips probabilities here so one confident mistake stays finite
 
@@ -165,7 +166,8 @@ def compute_metrics(
         A JSON-serialisable dict: ``accuracy``, ``top_k_accuracy``, ``balanced_accuracy``,
         ``{macro,weighted,micro}_{precision,recall,f1}``, ``per_class``, ``confusion_matrix``,
         ``confusion_matrix_normalized``, ``log_loss``, ``ece``, ``calibration``,
-        ``most_confused``, ``num_samples``, ``num_classes``, ``top_k``, ``classes``.
+        ``most_confused``, ``num_samples``, ``num_classes``, ``top_k``, ``classes``, and the
+        95 % intervals ``accuracy_ci`` and ``macro_f1_ci`` (:mod:`cnnlab.evaluation.intervals`).
 
     Example:
         >>> m = compute_metrics([0, 1], [[0.9, 0.1], [0.2, 0.8]], ["cat", "dog"])
@@ -208,6 +210,7 @@ def compute_metrics(
         "ece": expected_calibration_error(y, p, ece_bins),
         "calibration": calibration_bins(y, p, ece_bins),
         "most_confused": _confused_pairs(cm, classes),
+        **metric_intervals(y, pred, k),  # accuracy_ci, macro_f1_ci: what the sample allows
     }
 
 

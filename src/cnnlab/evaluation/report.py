@@ -13,6 +13,16 @@ from cnnlab.evaluation.metrics import diagnose_fit
 from cnnlab.evaluation.render import Block, Section, render_html, render_markdown
 from cnnlab.runs import REPORT_HTML, REPORT_MD, atomic_write_text
 
+_FEW_IMAGES = 10  # a class with fewer images in a split gets a note under the per-class table
+
+
+def _percent(level: float) -> str:
+    return f"{level * 100:g}%"
+
+
+def _range(interval: list[float]) -> str:
+    return f"{interval[0]:.4f} – {interval[1]:.4f}"
+
 
 def _key_table(data: dict[str, Any]) -> Block:
     return Block("table", headers=["key", "value"], rows=[[k, v] for k, v in data.items()])
@@ -74,13 +84,26 @@ def _metric_blocks(metrics: dict[str, Any]) -> list[Block]:
         "log_loss",
         "ece",
     )
-    head = {k: metrics[k] for k in keys if k in metrics}
-    if "top_k" in metrics and "top_k_accuracy" in head:
-        head[f"top_{metrics['top_k']}_accuracy"] = head.pop("top_k_accuracy")
+    head: dict[str, Any] = {}
+    for key in keys:
+        if key not in metrics:
+            continue
+        name = f"top_{metrics['top_k']}_accuracy" if key == "top_k_accuracy" else key
+        head[name] = metrics[key]
+        interval = metrics.get(f"{key}_ci")
+        if interval:  # the range the test images allow, right under the number
+            head[f"{key} {_percent(metrics.get('ci_level', 0.95))} CI"] = _range(interval)
     blocks = [_key_table(head)]
     per_class = metrics.get("per_class") or []
     if per_class:
         blocks.append(Block("p", "Per class"))
+        few = [r for r in per_class if r["support"] < _FEW_IMAGES]
+        if few:
+            names = ", ".join(f"{r['class']} ({r['support']})" for r in few[:8])
+            more = f" and {len(few) - 8} more" if len(few) > 8 else ""
+            blocks.append(Block("p", f"Fewer than {_FEW_IMAGES} images in this split: {names}"
+                                f"{more}. Their per-class figures can move by a large step with "
+                                "a single image; read them as rough."))  # fmt: skip
         blocks.append(
             Block(
                 "table",

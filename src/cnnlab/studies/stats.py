@@ -25,6 +25,8 @@ from typing import Literal
 
 import numpy as np
 
+from cnnlab.evaluation.intervals import macro_f1  # one implementation, shared
+
 Metric = Literal["accuracy", "macro_f1"]
 VERDICTS = ("better", "worse", "not distinguishable")
 # Elements of the (batch, seeds, images) index array scipy may hold at once: ~64 MB of int64.
@@ -94,30 +96,6 @@ def spread(values: np.ndarray | list[float], confidence: float = 0.95) -> Spread
 def accuracy(y_true: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """Share of correct predictions along the last axis (any leading batch shape)."""
     return np.mean(np.asarray(pred) == np.asarray(y_true), axis=-1)
-
-
-def macro_f1(y_true: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """Macro F1 over all ``num_classes`` labels along the last axis, batched.
-
-    Matches ``sklearn.metrics.f1_score(average="macro", labels=range(K), zero_division=0)``
-    (the definition cnnlab's reports use): a class absent from both labels and predictions
-    scores 0 and still counts in the mean.
-    """
-    y = np.asarray(y_true, dtype=np.int64)
-    p = np.asarray(pred, dtype=np.int64)
-    y, p = np.broadcast_arrays(y, p)
-    lead = y.shape[:-1]
-    rows = int(np.prod(lead)) if lead else 1
-    y2, p2 = y.reshape(rows, -1), p.reshape(rows, -1)
-    k = num_classes
-    offset = (np.arange(rows) * k)[:, None]
-    hits = y2 == p2
-    tp = np.bincount((offset + y2)[hits], minlength=rows * k).reshape(rows, k)
-    true_n = np.bincount((offset + y2).ravel(), minlength=rows * k).reshape(rows, k)
-    pred_n = np.bincount((offset + p2).ravel(), minlength=rows * k).reshape(rows, k)
-    denom = true_n + pred_n  # = 2 tp + fp + fn
-    f1 = np.divide(2.0 * tp, denom, out=np.zeros((rows, k)), where=denom > 0)
-    return f1.mean(axis=1).reshape(lead)
 
 
 def _as_seeds(y_true: np.ndarray, preds_a: np.ndarray, preds_b: np.ndarray) -> tuple:

@@ -54,7 +54,13 @@ def show_run(run: Run) -> None:
         return
     split = st.radio("Split", splits, horizontal=True)
     metrics = split_metrics(run, split) or {}
-    st.metric("accuracy", f"{metrics.get('accuracy', 0):.3f}")
+    left, right = st.columns(2)
+    for col, key, label in ((left, "accuracy", "accuracy"), (right, "macro_f1", "macro F1")):
+        col.metric(label, f"{metrics.get(key, 0):.3f}")
+        interval = metrics.get(f"{key}_ci")
+        if interval:  # what the split's images allow, so one number is not over-read
+            col.caption(f"95% interval over {metrics.get('num_samples')} images: "
+                        f"{interval[0]:.3f} – {interval[1]:.3f}")  # fmt: skip
     normalised = st.toggle("Normalise rows (share of each true class)", value=False)
     st.subheader("Confusion matrix")
     st.plotly_chart(confusion_chart(metrics, normalised), key="confusion")

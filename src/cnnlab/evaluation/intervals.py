@@ -1,0 +1,104 @@
+"""How far a run's test accuracy and macro F1 could be from the truth: 95 % intervals.
+
+A report that says "accuracy 0.9016" on 254 test images claims more than the images show: the
+same model on another 254 images of the same kind could score several points either way.
+So every evaluation also gives, over its images:
+
+* ``accuracy_ci``: the Wilson score interval of a proportion (scipy's ``binomtest``), which
+  keeps its coverage near 0 and 1 where the normal approximation does not;
+* ``macro_f1_ci``: a percentile bootstrap over the images (scipy's ``bootstrap``, 1,000
+  resamples, seeded, so the same predictions always give the same interval).
+
+Both describe the test sample only; how much a retrained model would move (training seeds) is
+what a study's spread over seeds measures (:mod:`cnnlab.studies.stats`, which shares
+:func:`macro_f1` with this module).
+
+Example:
+    >>> y = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    >>> pred = np.array([0, 1, 2, 0, 1, 1, 0, 2, 2, 0])
+    >>> ci = metric_intervals(y, pred, 3)
+    >>> [round(v, 3) for v in ci["accuracy_ci"]]
+    [0.49, 0.943]
+    >>> ci["macro_f1_ci"][0] < float(macro_f1(y, pred, 3)) < ci["macro_f1_ci"][1]
+    True
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+CONFIDENCE = 0.95
+RESAMPLES = 1000
+# Elements of the (batch, images) index array the bootstrap may hold at once: ~32 MB of int64.
+_BATCH_ELEMENTS = 4_000_000
+
+
+def macro_f1(y_true: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Macro F1 over all ``num_classes`` labels along the last axis, batched.
+
+    Matches ``sklearn.metrics.f1_score(average="macro", labels=range(K), zero_division=0)``
+    (the definition cnnlab's reports use): a class absent from both labels and predictions
+    scores 0 and still counts in the mean.
+    """
+    y = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(pred, dtype=np.int64)
+    y, p = np.broadcast_arrays(y, p)
+    lead = y.shape[:-1]
+    rows = int(np.prod(lead)) if lead else 1
+    y2, p2 = y.reshape(rows, -1), p.reshape(rows, -1)
+    k = num_classes
+    offset = (np.arange(rows) * k)[:, None]
+    hits = y2 == p2
+    tp = np.bincount((offset + y2)[hits], minlength=rows * k).reshape(rows, k)
+    true_n = np.bincount((offset + y2).ravel(), minlength=rows * k).reshape(rows, k)
+    pred_n = np.bincount((offset + p2).ravel(), minlength=rows * k).reshape(rows, k)
+    denom = true_n + pred_n  # = 2 tp + fp + fn
+    f1 = np.divide(2.0 * tp, denom, out=np.zeros((rows, k)), where=denom > 0)
+    return f1.mean(axis=1).reshape(lead)
+
+
+def metric_intervals(
+    y_true: Any,
+    pred: Any,
+    num_classes: int,
+    confidence: float = CONFIDENCE,
+    n_resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """``accuracy_ci`` and ``macro_f1_ci`` as ``[low, high]``, with ``ci_level``.
+
+    With fewer than two images there is nothing to resample: both intervals are None.
+    """
+    from scipy import stats
+
+    y = np.asarray(y_true, dtype=np.int64).reshape(-1)
+    p = np.asarray(pred, dtype=np.int64).reshape(-1)
+    out: dict[str, Any] = {"ci_level": confidence, "accuracy_ci": None, "macro_f1_ci": None}
+    n = int(y.size)
+    if n < 2:
+        return out
+    wilson = stats.binomtest(int((y == p).sum()), n).proportion_ci(confidence, method="wilson")
+    out["accuracy_ci"] = [float(wilson.low), float(wilson.high)]
+
+    def statistic(idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        idx = np.moveaxis(idx, axis, -1)
+        return macro_f1(y[idx], p[idx], num_classes)
+
+    with warnings.catch_warnings():  # all resamples equal (a perfect model): a point, not a warning
+        warnings.simplefilter("ignore")
+        res = stats.bootstrap(
+            (np.arange(n),),
+            statistic,
+            n_resamples=n_resamples,
+            batch=max(1, _BATCH_ELEMENTS // n),
+            vectorized=True,
+            confidence_level=confidence,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
+    low, high = res.confidence_interval
+    out["macro_f1_ci"] = [float(low), float(high)]
+    return out

@@ -1,0 +1,83 @@
+"""95 % intervals of a run's accuracy and macro F1 over its test images (issue: honest reports)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from cnnlab.evaluation.intervals import macro_f1, metric_intervals
+from cnnlab.evaluation.metrics import compute_metrics
+from cnnlab.evaluation.render import render_markdown
+from cnnlab.evaluation.report import _metric_blocks
+
+
+def _wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The textbook Wilson score interval, written out to check the library call against."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def _labels(n: int, error: float, k: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    wrong = rng.random(n) < error
+    return y, np.where(wrong, (y + rng.integers(1, k, n)) % k, y)
+
+
+@pytest.mark.parametrize("n", [10, 254, 5000])
+def test_accuracy_interval_is_wilson_and_the_f1_interval_holds_the_estimate(n: int) -> None:
+    y, pred = _labels(n, 0.1)
+    ci = metric_intervals(y, pred, 5)
+    assert ci["accuracy_ci"] == pytest.approx(_wilson(int((y == pred).sum()), n), abs=1e-9)
+    low, high = ci["macro_f1_ci"]
+    point = f1_score(y, pred, average="macro", labels=range(5), zero_division=0)
+    assert float(macro_f1(y, pred, 5)) == pytest.approx(point)
+    assert low <= point <= high
+    assert ci == metric_intervals(y, pred, 5)  # seeded: the same predictions, the same interval
+
+
+def test_more_images_give_narrower_intervals() -> None:
+    small, large = (metric_intervals(*_labels(n, 0.2), 5) for n in (100, 10_000))
+    for key in ("accuracy_ci", "macro_f1_ci"):
+        assert np.diff(large[key])[0] < np.diff(small[key])[0] / 5, key  # ~1/sqrt(100) = 1/10
+
+
+def test_a_perfect_model_and_a_single_image() -> None:
+    y = np.arange(20) % 4
+    ci = metric_intervals(y, y, 4)
+    assert ci["macro_f1_ci"] == [1.0, 1.0] and ci["accuracy_ci"][1] == pytest.approx(1.0)
+    assert ci["accuracy_ci"][0] < 1.0  # 20 of 20 right does not prove a perfect model
+    one = metric_intervals([1], [1], 2)
+    assert one["accuracy_ci"] is None and one["macro_f1_ci"] is None
+
+
+def test_metrics_and_report_carry_the_intervals_and_flag_tiny_classes() -> None:
+    y, pred = _labels(120, 0.15, k=3)
+    y[:3], pred[:3] = 3, 3  # a fourth class with 3 test images
+    probs = np.full((y.size, 4), 0.02)
+    probs[np.arange(y.size), pred] = 0.94
+    m = compute_metrics(y, probs, ["cat", "dog", "owl", "rare"])
+    json.dumps(m)  # plain JSON in <split>_metrics.json
+    assert m["ci_level"] == 0.95
+    assert m["accuracy_ci"][0] < m["accuracy"] < m["accuracy_ci"][1]
+    assert m["macro_f1_ci"][0] <= m["macro_f1"] <= m["macro_f1_ci"][1]
+    text = render_markdown("r", _metric_blocks_section(m), Path("."))
+    low, high = m["accuracy_ci"]
+    assert f"| accuracy 95% CI | {low:.4f} – {high:.4f} |" in text
+    assert "macro_f1 95% CI" in text
+    assert "Fewer than 10 images in this split: rare (3)" in text
+
+
+def _metric_blocks_section(m: dict) -> list:
+    from cnnlab.evaluation.render import Section
+
+    section = Section("metrics", "Metrics")
+    section.blocks.extend(_metric_blocks(m))
+    return [section]
