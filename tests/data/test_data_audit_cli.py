@@ -160,3 +160,17 @@ def test_inspect_clean_folder_exits_0_and_default_out_is_outside(
     inside = CliRunner().invoke(app, ["inspect", ".", "--out", "tiny/audit"])
     assert inside.exit_code == 2 and "inside the dataset folder" in inside.output
     assert folder_digest(root) == before
+
+
+def test_inspect_prints_a_few_problems_of_each_kind_and_counts_the_rest(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "ds", classes=2, per_class=4)
+    rows = ["path,label"] + [f"class_{c}/img_{i:03d}.png,c{c}" for c in range(2) for i in range(4)]
+    rows += [f"../other/{i}.png,c0" for i in range(12)]  # twelve rows leaving the folder
+    (root / "m.csv").write_text("\n".join(rows) + "\n")
+    result = CliRunner().invoke(app, ["inspect", str(root / "m.csv"), "--out", str(tmp_path / "a")])
+    assert result.exit_code == 1, result.output  # they would stop training
+    text = " ".join(result.output.split())
+    assert text.count("outside path: ") == 6  # five rows, then the count of the rest
+    assert "outside path: 7 more like these (12 in all), listed in data_report.json" in text
+    doc = json.loads((tmp_path / "a" / "data_report.json").read_text("utf-8"))
+    assert sum(p["kind"] == "outside path" for p in doc["problems"]) == 12

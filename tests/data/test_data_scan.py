@@ -276,3 +276,22 @@ def test_split_folder_linked_to_another_split_is_skipped(tmp_path: Path) -> None
     reasons = {s.path: s.reason for s in scan.skipped}
     assert reasons == {f"test/class_{c}": "link into another split" for c in range(2)}
     assert not scan.problems
+
+
+def test_manifest_absolute_paths_inside_its_folder_are_the_same_files(tmp_path: Path) -> None:
+    """Scripts often write absolute paths: inside the manifest's folder they are accepted, as
+    written or through a link to the folder, and name the same file as the relative path."""
+    root = write_folder(tmp_path / "ds", classes=2, per_class=3)
+    os.symlink(root, tmp_path / "via-link")
+    rows = ["path,label"]
+    rows += [f"{root}/class_0/img_{i:03d}.png,c0" for i in range(3)]
+    rows += [f"{tmp_path / 'via-link'}/class_1/img_{i:03d}.png,c1" for i in range(3)]
+    rows += ["class_0/img_000.png,c0"]  # the same file as the first row
+    (root / "m.csv").write_text("\n".join(rows) + "\n")
+    scan = _scan(root / "m.csv", strict=False)
+    assert not [p for p in scan.problems if p.kind == "outside path"]
+    assert sorted(r.path for r in scan.records) == [
+        f"class_{c}/img_{i:03d}.png" for c in range(2) for i in range(3)
+    ]
+    (twice,) = scan.problems
+    assert twice.kind == "manifest row" and "'class_0/img_000.png' is listed twice" in twice.message

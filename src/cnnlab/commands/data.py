@@ -65,10 +65,33 @@ def inspect(
     if len(check.scan.skipped) > 50:
         info(f"  ... {len(check.scan.skipped) - 50} more in data_report.json")
     info(f"audit written to {html} (and data_report.json beside it)")
-    for p in check.problems:
-        (warn if p.blocking else info)(f"{p.kind}: {p.message}")
+    _print_problems(check.problems)
     if not check.ready:
         raise typer.Exit(1)
+
+
+_PER_KIND = 5  # problems printed per kind; data_report.json holds every one
+
+
+def _print_problems(problems: list) -> None:
+    """Each problem kind's first few, then how many more (a manifest of 10,000 bad rows must
+    not print 10,000 lines); the audit's data_report.json lists them all."""
+    from collections import Counter
+
+    from cnnlab.console import info, warn
+
+    shown: Counter[str] = Counter()
+    for p in problems:
+        shown[p.kind] += 1
+        if shown[p.kind] <= _PER_KIND:
+            (warn if p.blocking else info)(f"{p.kind}: {p.message}")
+    for kind, count in shown.items():
+        if count > _PER_KIND:
+            blocking = any(p.blocking for p in problems if p.kind == kind)
+            (warn if blocking else info)(
+                f"{kind}: {count - _PER_KIND} more like these ({count} in all), listed in "
+                "data_report.json"
+            )
 
 
 def _data_config(folder: Path, overrides: list[str]) -> DataConfig:

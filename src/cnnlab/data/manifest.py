@@ -1,7 +1,9 @@
 """CSV manifests ``path,label[,split]``: rows become candidate files, bad rows problems.
 
-Paths are relative to the manifest's folder, which is the dataset root. A path that leaves
-that folder (absolute, or climbing out with ``..``) is refused unless
+Paths are relative to the manifest's folder, which is the dataset root; an absolute path to a
+file inside that folder is taken as the same relative path (scripts often write absolute
+paths). A path that leaves that folder (elsewhere on the machine, or climbing out with
+``..``) is refused unless
 ``data.allow_outside_paths=true``: a manifest is often downloaded with a dataset, and it
 should not be able to make cnnlab read, hash and report arbitrary files of the machine.
 A link that leads out of the folder is skipped ``link outside dataset``, as in a folder walk.
@@ -37,11 +39,26 @@ def _header(path: Path) -> tuple[list[list[str]], int, int, int | None]:
 
 
 def _leaves(rel: str) -> bool:
-    """True when a manifest path points outside the manifest's folder."""
+    """True when a (relative) manifest path points outside the manifest's folder."""
     if rel.startswith("/") or _DRIVE.match(rel):
         return True
     norm = posixpath.normpath(rel)
     return norm == ".." or norm.startswith("../")
+
+
+def _inside(path: str, base: Path, base_real: str) -> str | None:
+    """An absolute ``path`` as a path relative to ``base`` when it lies inside it, else None.
+
+    Inside as written (``/data/set/a/x.png`` under ``/data/set``), or once links are resolved
+    (the folder reached through a link).
+    """
+    if not os.path.isabs(path):
+        return None
+    for folder, target in ((os.path.abspath(base), os.path.normpath(path)),
+                           (base_real, os.path.realpath(path))):  # fmt: skip
+        if target.startswith(folder.rstrip(os.sep) + os.sep):
+            return Path(os.path.relpath(target, folder)).as_posix()
+    return None
 
 
 def read_manifest(path: Path, allow_outside: bool = False, root: Path | None = None) -> Found:
@@ -74,6 +91,7 @@ def read_manifest(path: Path, allow_outside: bool = False, root: Path | None = N
                 Problem("manifest row", f"{where} unknown split '{split_text}'; use train/val/test")
             )
             continue
+        rel = _inside(rel, base, root_real) or rel  # absolute but inside: the same file
         if _leaves(rel) and not allow_outside:
             found.problems.append(
                 Problem(
