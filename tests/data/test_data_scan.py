@@ -294,4 +294,9 @@ def test_manifest_absolute_paths_inside_its_folder_are_the_same_files(tmp_path: 
         f"class_{c}/img_{i:03d}.png" for c in range(2) for i in range(3)
     ]
     (twice,) = scan.problems
-    assert twice.kind == "manifest row" and "'class_0/img_000.png' is listed twice" in twice.message
+    assert twice.kind == "manifest row"
+    assert "line 8: 'class_0/img_000.png' is listed twice (line 2 too); keep" in twice.message
+    # the same file under another label: both labels are named
+    (root / "m.csv").write_text("\n".join([*rows[:-1], "class_0/img_000.png,c1"]) + "\n")
+    (twice,) = _scan(root / "m.csv", strict=False).problems
+    assert "listed twice (line 2 too as 'c0' and 'c1')" in twice.message

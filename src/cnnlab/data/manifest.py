@@ -74,7 +74,7 @@ def read_manifest(path: Path, allow_outside: bool = False, root: Path | None = N
     found = Found(layout="csv")
     base = root or path.parent
     root_real = os.path.realpath(base)
-    seen: set[str] = set()
+    seen: dict[str, tuple[int, str]] = {}  # path -> (line, label) of its first row
     for n, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue
@@ -103,11 +103,13 @@ def read_manifest(path: Path, allow_outside: bool = False, root: Path | None = N
             continue
         rel = posixpath.normpath(rel)
         if rel in seen:
-            found.problems.append(
-                Problem("manifest row", f"{where} '{rel}' is listed twice; keep one row per file")
-            )
+            line, first = seen[rel]
+            labels = f" as '{first}' and '{label}'" if nfc(first) != nfc(label) else ""
+            text = f"{where} '{rel}' is listed twice (line {line} too{labels})"
+            text += "; keep one row per file"
+            found.problems.append(Problem("manifest row", text))
             continue
-        seen.add(rel)
+        seen[rel] = (n, label)
         _add(found, base, root_real, rel, nfc(label), split_text, allow_outside)
     _check_split_column(found, path)
     if not found.candidates and not found.problems and not found.skipped:
