@@ -73,6 +73,17 @@ def test_metrics_and_report_carry_the_intervals_and_flag_tiny_classes() -> None:
     assert f"| accuracy 95% CI | {low:.4f} – {high:.4f} |" in text
     assert "macro_f1 95% CI" in text
     assert "Fewer than 10 images in this split: rare (3)" in text
+    assert m["majority_accuracy"] == pytest.approx(np.bincount(y).max() / y.size)
+    assert "No evidence that this model learned" not in text
+
+
+def test_a_model_at_the_no_skill_baseline_is_flagged_in_the_report() -> None:
+    y = np.array([0] * 60 + [1] * 30 + [2] * 30)
+    probs = np.tile([0.5, 0.3, 0.2], (y.size, 1))  # always answers class 0: accuracy 0.5
+    m = compute_metrics(y, probs, ["a", "b", "c"])
+    assert m["accuracy"] == m["majority_accuracy"] == 0.5
+    text = " ".join(render_markdown("r", _metric_blocks_section(m), Path(".")).split())
+    assert "No evidence that this model learned: its accuracy (0.5000) is not above always" in text
 
 
 def _metric_blocks_section(m: dict) -> list:

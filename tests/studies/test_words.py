@@ -49,3 +49,18 @@ def test_ladder_gives_each_steps_gain_with_its_interval():
     text = " ".join(summary_sentences(_plan("previous"), table, comps, None, "", [], 0))
     assert "real gain over the previous step at 95%: setting c2 (+8.0 pts, 95% CI" in text
     assert "not distinguishable from the previous one at 95%: setting c3" in text
+
+
+def test_a_cell_at_the_no_skill_baseline_is_said_not_to_have_learned():
+    def row(cell: str, mean: float) -> dict:
+        return {**_row(cell), "test_accuracy_mean": mean, "test_majority_accuracy": 0.126,
+                "test_images": 254.0}  # fmt: skip
+
+    table = [row("c1", 0.93), row("c2", 0.108), row("c3", 0.15)]
+    comps = [_comp("c2", "worse", -0.82), _comp("c3", "worse", -0.78)]
+    text = " ".join(summary_sentences(_plan("previous"), table, comps, None, "", [], 0))
+    # 0.108 and 0.15 on 254 images: neither is above 0.126 at 95%; 0.93 is
+    assert "setting c2 (c2) did not learn: its mean test accuracy (0.108)" in text
+    assert "setting c3 (c3) did not learn" in text and "setting c1 (c1) did not learn" not in text
+    old = [_row("c1"), _row("c2")]  # a study reported before the baseline was recorded
+    assert "did not learn" not in " ".join(summary_sentences(_plan(), old, [], old[0], "", [], 0))

@@ -258,6 +258,7 @@ def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
         "log_loss",
         "ece",
         "num_samples",
+        "majority_accuracy",
     )
     return {k: metrics[k] for k in keys if k in metrics}
 

@@ -60,6 +60,28 @@ def macro_f1(y_true: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarr
     return f1.mean(axis=1).reshape(lead)
 
 
+def beats_majority(
+    accuracy: float, majority: float, n: int, confidence: float = CONFIDENCE
+) -> bool:
+    """True when ``accuracy`` on ``n`` images is above ``majority`` at ``confidence``.
+
+    ``majority`` is the no-skill baseline: the accuracy of always answering the split's most
+    frequent class. A model whose accuracy interval (Wilson) reaches down to it has not shown
+    that it learned anything (seed 003's reports had validation accuracies of 0.0000 and
+    0.33 on three classes read as results).
+
+    Example:
+        >>> beats_majority(0.108, 0.126, 254), beats_majority(0.93, 0.126, 254)
+        (False, True)
+    """
+    from scipy import stats
+
+    if n < 1:
+        return False
+    hits = min(n, max(0, round(accuracy * n)))
+    return float(stats.binomtest(hits, n).proportion_ci(confidence, method="wilson").low) > majority
+
+
 def metric_intervals(
     y_true: Any,
     pred: Any,

@@ -167,7 +167,8 @@ def compute_metrics(
         ``{macro,weighted,micro}_{precision,recall,f1}``, ``per_class``, ``confusion_matrix``,
         ``confusion_matrix_normalized``, ``log_loss``, ``ece``, ``calibration``,
         ``most_confused``, ``num_samples``, ``num_classes``, ``top_k``, ``classes``, and the
-        95 % intervals ``accuracy_ci`` and ``macro_f1_ci`` (:mod:`cnnlab.evaluation.intervals`).
+        95 % intervals ``accuracy_ci`` and ``macro_f1_ci`` (:mod:`cnnlab.evaluation.intervals`),
+        and ``majority_accuracy`` (always answering the split's most frequent class).
 
     Example:
         >>> m = compute_metrics([0, 1], [[0.9, 0.1], [0.2, 0.8]], ["cat", "dog"])
@@ -198,6 +199,8 @@ def compute_metrics(
         "num_classes": k,
         "classes": list(classes),
         "accuracy": float(np.mean(pred == y)),
+        # the no-skill baseline: always answering the split's most frequent class
+        "majority_accuracy": float(support.max() / y.size) if y.size else 0.0,
         "top_k": k_used,
         "top_k_accuracy": top_k_accuracy(y, p, k_used),
         # Standard definition: mean recall over the classes that occur in y_true.

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cnnlab.evaluation.intervals import beats_majority
 from cnnlab.evaluation.metrics import diagnose_fit
 from cnnlab.evaluation.render import Block, Section, render_html, render_markdown
 from cnnlab.runs import REPORT_HTML, REPORT_MD, atomic_write_text
@@ -94,6 +95,14 @@ def _metric_blocks(metrics: dict[str, Any]) -> list[Block]:
         if interval:  # the range the test images allow, right under the number
             head[f"{key} {_percent(metrics.get('ci_level', 0.95))} CI"] = _range(interval)
     blocks = [_key_table(head)]
+    majority = metrics.get("majority_accuracy")
+    n = int(metrics.get("num_samples") or 0)
+    if majority is not None and n and not beats_majority(metrics["accuracy"], majority, n):
+        blocks.append(Block("p", f"No evidence that this model learned: its accuracy "
+                            f"({metrics['accuracy']:.4f}) is not above always answering the most "
+                            f"frequent class ({majority:.4f}) at 95%. Check the learning rate, "
+                            "input normalisation and number of epochs before reading the "
+                            "other figures."))  # fmt: skip
     per_class = metrics.get("per_class") or []
     if per_class:
         blocks.append(Block("p", "Per class"))

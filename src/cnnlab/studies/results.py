@@ -126,6 +126,10 @@ def table_rows(plan: Plan, records: list[RunRecord]) -> list[dict[str, Any]]:
             row[f"{metric}_ci_low"] = float(np.clip(spread.ci_low, 0.0, 1.0))
             row[f"{metric}_ci_high"] = float(np.clip(spread.ci_high, 0.0, 1.0))
         row["val_accuracy_mean"] = stats.spread([r.metric("val_accuracy") for r in done]).mean
+        # the no-skill baseline of the shared test split, and its size (words.py tests it)
+        row["test_majority_accuracy"] = max((r.metric("test_majority_accuracy") for r in done),
+                                            default=math.nan)  # fmt: skip
+        row["test_images"] = max((r.metric("test_num_samples") for r in done), default=math.nan)
         params = [(r.summary.get("params") or {}).get("total") for r in done]
         row["params"] = next((p for p in params if p), "")
         times = [float(r.summary.get("train_time_s", math.nan)) for r in done]

@@ -85,6 +85,26 @@ def ladder_sentences(comps: list[dict]) -> list[str]:
     return out
 
 
+def no_skill_sentences(rows: list[dict[str, Any]]) -> list[str]:
+    """Cells whose mean test accuracy is not above always answering the most frequent class."""
+    from cnnlab.evaluation.intervals import beats_majority
+
+    out = []
+    for r in rows:
+        majority, n = r.get("test_majority_accuracy"), r.get("test_images")
+        mean = r.get("test_accuracy_mean")
+        if any(v is None or math.isnan(v) for v in (majority, n, mean)):
+            continue  # runs from before the baseline was recorded
+        if not beats_majority(mean, majority, int(n)):
+            out.append(
+                f"{r['label']} ({r['cell']}) did not learn: its mean test accuracy "
+                f"({mean:.3f}) is not above always answering the most frequent class "
+                f"({majority:.3f}) at 95%, so its comparisons say nothing about the setting "
+                "itself (check its learning rate, normalisation and epochs)."
+            )
+    return out
+
+
 def summary_sentences(
     plan: Plan,
     table: list[dict[str, Any]],
@@ -104,6 +124,7 @@ def summary_sentences(
         out = ladder_sentences(comps)
     else:
         out = best_sentences(ref or ran[0], chosen_on, comps)
+    out.extend(no_skill_sentences(ran))
     one_seed = [r for r in ran if r["n"] == 1]
     if one_seed:
         out.append(
