@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from rich.console import Console
@@ -81,8 +82,15 @@ def info(message: str) -> None:
     console.print(message, soft_wrap=True)
 
 
-# Warnings already printed in this block (:func:`warnings_once`), and how many repeats were held.
-_printed: ContextVar[tuple[set[str], list[int]] | None] = ContextVar("cnnlab_warned", default=None)
+@dataclass
+class _Printed:
+    """Warnings already printed in a :func:`warnings_once` block, and the repeats held."""
+
+    messages: set[str] = field(default_factory=set)
+    held: int = 0
+
+
+_printed: ContextVar[_Printed | None] = ContextVar("cnnlab_warned", default=None)
 
 
 @contextmanager
@@ -94,24 +102,24 @@ def warnings_once() -> Iterator[None]:
     differs (another run, another file) is still printed. Tested in tests/test_console.py
     (warnings go to stderr, which a doctest does not see).
     """
-    token = _printed.set((set(), [0]))
+    printed = _Printed()
+    token = _printed.set(printed)
     try:
         yield
     finally:
-        held = _printed.get()
         _printed.reset(token)
-        if held is not None and held[1][0]:
-            info(f"{held[1][0]} repeated warning line(s) not shown again")
+        if printed.held:
+            info(f"{printed.held} repeated warning line(s) not shown again")
 
 
 def warn(message: str) -> None:
     """Warnings are printed even with ``--quiet``; they go to stderr."""
-    seen = _printed.get()
-    if seen is not None:
-        if message in seen[0]:
-            seen[1][0] += 1
+    printed = _printed.get()
+    if printed is not None:
+        if message in printed.messages:
+            printed.held += 1
             return
-        seen[0].add(message)
+        printed.messages.add(message)
     Console(stderr=True, highlight=False).print(f"[yellow]warning:[/] {message}", soft_wrap=True)
 
 

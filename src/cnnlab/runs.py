@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.atomic import atomic_path, atomic_write_text
-from cnnlab.errors import RunError
+from cnnlab.errors import CnnlabError, RunError
 
 CONFIG = "config.yaml"
 CLASSES = "classes.json"
@@ -152,6 +152,17 @@ class Run:
             return []
         with file.open(newline="", encoding="utf-8") as fh:
             return list(csv.DictReader(fh))
+
+    def split_metrics(self, split: str) -> dict[str, Any] | None:
+        """The run's evaluation of ``split`` (``plots/<split>_metrics.json``), if it has a
+        readable one."""
+        file = self.path / PLOTS / f"{split}_metrics.json"
+        if not file.is_file():
+            return None
+        try:
+            return read_json(file)
+        except CnnlabError:
+            return None
 
     @property
     def is_complete(self) -> bool:

@@ -22,16 +22,6 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return "-" if value is None else str(value)
 
 
-def _split_file(run: Run, split: str) -> dict[str, Any]:
-    """The split's full metrics (``plots/<split>_metrics.json``); empty if unreadable."""
-    from cnnlab.runs import PLOTS, read_json
-
-    try:
-        return read_json(run.path / PLOTS / f"{split}_metrics.json")
-    except (CnnlabError, OSError):
-        return {}
-
-
 def _split_metric(summary: dict[str, Any], split: str, key: str) -> Any:
     return summary.get("metrics", {}).get(split, {}).get(key)
 
@@ -177,7 +167,7 @@ def print_summary(run: Run) -> None:
         table.add_column(column, justify="right")
     intervals = False
     for split, values in summary.get("metrics", {}).items():
-        full = _split_file(run, split)
+        full = run.split_metrics(split) or {}
         cells = []
         for key in ("accuracy", "macro_f1"):
             ci = full.get(f"{key}_ci")

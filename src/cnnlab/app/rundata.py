@@ -10,7 +10,7 @@ from typing import Any
 
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluation.metrics import metric_series
-from cnnlab.runs import PLOTS, Run, read_json
+from cnnlab.runs import PLOTS, Run
 
 SPLITS = ("test", "val")
 CURVES = {"loss": ("train/loss", "val/loss"), "accuracy": ("train/accuracy", "val/accuracy")}
@@ -62,17 +62,6 @@ def learning_curves(run: Run) -> dict[str, dict[str, list[float]]]:
         name: {key: metric_series(rows, key) for key in keys if rows and key in rows[0]}
         for name, keys in CURVES.items()
     }
-
-
-def split_metrics(run: Run, split: str) -> dict[str, Any] | None:
-    """The run's evaluation of ``split`` (``plots/<split>_metrics.json``), if it has one."""
-    file = run.path / PLOTS / f"{split}_metrics.json"
-    if not file.is_file():
-        return None
-    try:
-        return read_json(file)
-    except CnnlabError:
-        return None
 
 
 def plot_file(run: Run, split: str, name: str) -> Path | None:

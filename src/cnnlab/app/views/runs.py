@@ -12,7 +12,6 @@ from cnnlab.app.rundata import (
     leaderboard,
     learning_curves,
     plot_file,
-    split_metrics,
 )
 from cnnlab.app.settings import load_settings
 from cnnlab.runs import Run
@@ -48,12 +47,12 @@ def show_run(run: Run) -> None:
     for col, (name, series) in zip(cols, curves.items(), strict=True):
         if series:
             col.plotly_chart(curves_chart(series, name), key=f"curve-{name}")
-    splits = [s for s in SPLITS if split_metrics(run, s) is not None]
+    splits = [s for s in SPLITS if run.split_metrics(s) is not None]
     if not splits:
         st.info("This run has no evaluation yet (it may still be training).")
         return
     split = st.radio("Split", splits, horizontal=True)
-    metrics = split_metrics(run, split) or {}
+    metrics = run.split_metrics(split) or {}
     left, right = st.columns(2)
     for col, key, label in ((left, "accuracy", "accuracy"), (right, "macro_f1", "macro F1")):
         col.metric(label, f"{metrics.get(key, 0):.3f}")
