@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +180,31 @@ def print_run_result(run: Run | None) -> None:
 
     Prints nothing for ``None`` (a DDP helper process: rank 0 prints the run).
     """
-    from cnnlab.summary import print_summary
+    from cnnlab.summary import print_report_path, print_summary
 
     if run is not None:
         print_summary(run)
+        print_report_path(run)
+
+
+def fit_and_print(fit: Callable[[], Run | None]) -> Run | None:
+    """Call ``fit`` (a training) and print its results as soon as its numbers exist; return
+    once its figures and report exist too.
+
+    ``cnnlab train`` uses it: the run's figures are drawn by a forked child
+    (:func:`~cnnlab.evaluation.background.deferred_figures`) while the results table is
+    printed, so the user reads the numbers about two seconds earlier (bench_overhead.py) and
+    the command still ends with every file of the run folder written.
+    """
+    from cnnlab.console import info
+    from cnnlab.evaluation.background import deferred_figures
+    from cnnlab.summary import print_report_path, print_summary
+
+    with deferred_figures(share=True):
+        run = fit()
+        if run is not None:
+            print_summary(run)
+            info("drawing the figures and the report...")
+    if run is not None and run.report.is_file():  # deferred_figures waited for it
+        print_report_path(run)  # (if drawing failed, a warning said so)
+    return run

@@ -112,13 +112,14 @@ def train_command(
                 None,
                 [data, *overrides],
             )  # no DATA with --resume: KEY=VALUE came first
-        run = api.resume_run(resume, overrides, values, data=data, config=config)
+        api.fit_and_print(
+            lambda: api.resume_run(resume, overrides, values, data=data, config=config)
+        )
     else:
         if data is None and config is None:  # a config file may name its data.root
             raise CnnlabError("train needs a DATA folder (or --config FILE, or --resume RUN)")
         cfg = api.make_config(data, config=config, overrides=overrides or [], values=values)
-        run = api.fit_config(cfg)
-    api.print_run_result(run)
+        api.fit_and_print(lambda: api.fit_config(cfg))
 
 
 @app.command("runs")

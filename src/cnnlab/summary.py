@@ -159,7 +159,7 @@ def runs_table(runs_dir: str | Path = "runs", sort: str = "created", wide: bool 
 
 
 def print_summary(run: Run) -> None:
-    """Final metrics of one run and the path of its report."""
+    """Final metrics of one run (its report path: :func:`print_report_path`)."""
     summary = run.summary
     table = Table(title=f"{run.name}: {summary.get('model')} ({summary.get('mode')})")
     table.add_column("split")
@@ -180,4 +180,8 @@ def print_summary(run: Run) -> None:
     result(
         f"best epoch {summary.get('best_epoch')}, training {summary.get('train_time_s', 0):.1f} s"
     )
+
+
+def print_report_path(run: Run) -> None:
+    """Where the run's report is (printed once it exists)."""
     result(f"report: {run.report}")

@@ -143,3 +143,37 @@ def test_a_deferred_figure_that_cannot_be_drawn_costs_a_warning_not_the_study(tm
         background.when_drawn(tmp_path, lambda: told.append("drawn"))
     assert told == ["drawn"]  # tracking still gets the run's end
     assert "could not be drawn" in capfd.readouterr().err
+
+
+def _produce_here(log: list[str], path: Path) -> list:
+    """An add_here job: must run in the test's process; returns one plot job to draw anywhere."""
+    assert os.getpid() == TEST_PID, "a model's job ran in the forked child"
+    log.append("produced")
+    return [(Path.write_text, (path, "drawn"), {})]
+
+
+@pytest.mark.parametrize("how", ["draw", "start", "start-share"])
+def test_jobs_that_need_the_model_run_here_and_what_they_return_is_drawn(tmp_path, how):
+    jobs = PlotJobs(processes=2)
+    paths = _schedule(jobs, tmp_path)
+    log: list[str] = []
+    jobs.add_here(_produce_here, log, tmp_path / "cam.txt")
+    report = tmp_path / "report.txt"
+    if how == "draw":
+        jobs.draw()
+    else:
+        drawing = jobs.start(then=lambda: report.write_text("after"), share=how == "start-share")
+        # without share the model's job ran before the fork; with it, it waits for `wait`
+        assert log == ([] if how == "start-share" else ["produced"])
+        drawing.wait()
+        assert report.read_text() == "after"
+    assert log == ["produced"] and (tmp_path / "cam.txt").read_text() == "drawn"
+    assert all(p.is_file() for p in paths)
+    assert jobs.jobs == [] and jobs.producers == []
+
+
+def test_a_shared_drawing_leaves_half_for_the_waiting_process():
+    fns = [plots.plot_confusion_matrix, plots.plot_reliability, plots.plot_per_class_f1] * 2
+    mine, theirs = split_by_cost([(fn, (), {}) for fn in fns], here=[(_produce_here, (), {})])
+    # the model's job (cost 1, unknown name) counts on this process's side
+    assert len(mine) + len(theirs) == 6 and len(theirs) >= len(mine)

@@ -132,7 +132,8 @@ def finalize(
         )
         if split == "test" and cfg.eval.explain:
             worst = [m["row"] for m in results[split]["worst_mistakes"]]
-            _explain_figures(predictor(), x, y, probs, feats, worst, run_dir, split, cfg, plots)
+            # computed as late as possible: while a forked child draws the other plots
+            plots.add_here(explain_jobs, predictor, x, y, probs, feats, worst, run_dir, split, cfg)
     write_json(run_dir / runs.DATA_REPORT, data.report())  # files gone since the scan, too
     run = Run(run_dir)
     rows = run.metrics()
@@ -181,7 +182,7 @@ def _draw_and_report(
         _report(run, cfg, summary, results, rows, card)
 
     if background.deferring():
-        background.add(run.path, plots.start(then=report))
+        background.add(run.path, plots.start(then=report, share=background.sharing()))
         return
     plots.draw()
     report()
@@ -217,8 +218,8 @@ def _split_probs(
         return torch.softmax(head(feats.to(device)).float(), dim=1).cpu(), feats
 
 
-def _explain_figures(
-    predictor: Any,
+def explain_jobs(
+    predictor: Callable[[], Any],
     x: Any,
     y: Any,
     probs: Any,
@@ -227,25 +228,24 @@ def _explain_figures(
     run_dir: Path,
     split: str,
     cfg: Config,
-    plots: Any,
-) -> None:
-    """Queue the Grad-CAM galleries and the embedding of ``split`` with the other plots.
+) -> list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]:
+    """The Grad-CAM galleries and the embedding of ``split``, as plot jobs to draw.
 
-    The CAMs are computed here; only their drawing joins ``plots`` (docs/explain.md). A model
-    the CAM cannot handle costs the report these figures, never the finished run.
+    The CAMs are computed here, in the process that holds the model (with grad-cam's import,
+    about a second the first time); only their drawing is returned (docs/explain.md). A
+    model the CAM cannot handle costs the report these figures, never the finished run.
     """
     from cnnlab.console import warn
     from cnnlab.errors import CnnlabError
     from cnnlab.explain.gallery import report_plots
 
     try:
-        calls = report_plots(predictor, x, y.numpy(), probs.numpy(), run_dir / runs.PLOTS, split,
-                             worst, cfg.eval.embedding, feats=feats)  # fmt: skip
+        calls = report_plots(predictor(), x, y.numpy(), probs.numpy(), run_dir / runs.PLOTS,
+                             split, worst, cfg.eval.embedding, feats=feats)  # fmt: skip
     except CnnlabError as exc:
         warn(f"report: no Grad-CAM gallery or embedding ({exc})")
-        return
-    for fn, args in calls:
-        plots.add(fn, *args)
+        return []
+    return [(fn, args, {}) for fn, args in calls]
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -26,15 +26,24 @@ from pathlib import Path
 from typing import Any
 
 _depth = 0  # nesting of deferred_figures in this process
+_share = False  # the outermost deferred_figures draws half of each run's plots when it waits
 _pending: dict[Path, Any] = {}  # run folder -> Drawing not yet waited for
 _callbacks: dict[Path, list[Callable[[], None]]] = {}
 _at_exit: list[Callable[[], None]] = []  # run when the outermost deferred_figures ends
 
 
 @contextlib.contextmanager
-def deferred_figures() -> Iterator[None]:
-    """Let runs finished inside return before their figures are drawn; wait for all at exit."""
-    global _depth
+def deferred_figures(share: bool = False) -> Iterator[None]:
+    """Let runs finished inside return before their figures are drawn; wait for all at exit.
+
+    ``share``: this process has nothing else to do when it waits (a lone ``cnnlab train``
+    prints its results and ends), so it draws half of each run's plots then, and the report
+    exists as soon as if it had been drawn before returning
+    (:meth:`~cnnlab.evaluation.plotjobs.PlotJobs.start`). Ignored when nested.
+    """
+    global _depth, _share
+    if _depth == 0:
+        _share = share
     _depth += 1
     try:
         yield
@@ -51,6 +60,11 @@ def deferred_figures() -> Iterator[None]:
 def deferring() -> bool:
     """Whether ``finalize`` may return before the run's figures exist."""
     return _depth > 0
+
+
+def sharing() -> bool:
+    """Whether the waiting process draws half of the plots (``deferred_figures(share=True)``)."""
+    return _depth > 0 and _share
 
 
 def add(run_dir: Path, drawing: Any) -> None:

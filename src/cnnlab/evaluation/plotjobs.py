@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ _COST = {
     "plot_per_class_f1": 1.0,
     "plot_cam_gallery": 1.0,
     "plot_embedding": 1.0,
+    "explain_jobs": 3.0,  # Grad-CAMs of two galleries: the model's passes (and grad-cam's import)
 }
 _CHILD_WAIT_S = 120.0  # longest wait for the child's share after ours is done (then: redraw)
 _EXIT_WAIT_S = 2.0  # how long a child that reported may take to exit before it is killed
@@ -70,31 +71,59 @@ class PlotJobs:
 
     processes: int = 0
     jobs: list[Job] = field(default_factory=list)
+    producers: list[Job] = field(default_factory=list)
 
     def add(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         self.jobs.append((fn, args, kwargs))
 
+    def add_here(self, fn: Callable[..., list[Job]], *args: Any, **kwargs: Any) -> None:
+        """A job that must run in this process (it uses the model, which a forked child must
+        not: torch's thread pool is not fork-safe) and returns more plot jobs, drawn anywhere.
+
+        It runs as late as the files allow: while a forked child draws the other plots when
+        it can (:meth:`draw`, :meth:`start` with ``share``), else before the fork.
+        """
+        self.producers.append((fn, args, kwargs))
+
+    def _take(self) -> tuple[list[Job], list[Job]]:
+        jobs, producers, self.jobs, self.producers = self.jobs, self.producers, [], []
+        return jobs, producers
+
     def draw(self) -> None:
         """Draw every collected plot; on return all their files exist. Empties the list."""
-        jobs, self.jobs = self.jobs, []
+        jobs, producers = self._take()
         processes = self.processes or default_processes()
         if processes < 2 or len(jobs) < 2 or not _can_fork():
-            _draw_here(jobs)
-        else:
-            _draw_forked(jobs)
+            _draw_here([*_produce(producers), *jobs])
+            return
+        mine, theirs = split_by_cost(jobs, here=producers)
+        drawing = _fork(theirs)
+        try:
+            _draw_here([*_produce(producers), *mine])
+        finally:
+            drawing.wait()
 
-    def start(self, then: Callable[[], Any]) -> Drawing:
+    def start(self, then: Callable[[], Any], share: bool = False) -> Drawing:
         """Draw every collected plot and then call ``then`` in a forked child; return at once.
 
         This process goes on (a study's next run trains) while the child draws; call
-        :meth:`Drawing.wait` before anything reads the files. With ``processes=1`` or where
-        forking is unavailable, everything is done here before returning. Empties the list.
+        :meth:`Drawing.wait` before anything reads the files. With ``share``, the caller means
+        to be idle when it waits (``cnnlab train`` prints its results meanwhile): the child
+        takes only half the plots, :meth:`Drawing.wait` draws the other half here and then
+        calls ``then``, so the files exist as soon as with :meth:`draw`. With
+        ``processes=1`` or where forking is unavailable, everything is done here before
+        returning. Empties the list.
         """
-        jobs, self.jobs = [*self.jobs, (then, (), {})], []
+        jobs, producers = self._take()
         if self.processes == 1 or not _can_fork():
-            _draw_here(jobs)
+            _draw_here([*_produce(producers), *jobs, (then, (), {})])
             return Drawing(None, None, [])
-        return _fork(jobs)
+        if share and len(jobs) >= 2 and (self.processes or default_processes()) >= 2:
+            mine, theirs = split_by_cost(jobs, here=producers)
+            drawing = _fork(theirs)
+            drawing.mine, drawing.producers, drawing.then = mine, producers, then
+            return drawing
+        return _fork([*_produce(producers), *jobs, (then, (), {})])
 
 
 @dataclass
@@ -103,14 +132,30 @@ class Drawing:
 
     child: Any
     conn: Any
-    jobs: list[Job]
+    jobs: list[Job]  # the child's share, drawn here again if it fails
+    mine: list[Job] = field(default_factory=list)  # left for :meth:`wait` to draw here
+    producers: list[Job] = field(default_factory=list)  # run by :meth:`wait`, then drawn
+    then: Callable[[], Any] | None = None  # called here once both shares are drawn
 
     def done(self) -> bool:
-        """True once the child has reported (or died): :meth:`wait` will not block long."""
+        """True once the child has reported (or died) and nothing is left to draw here:
+        :meth:`wait` will not block long."""
+        if self.mine or self.producers:
+            return False
         return self.child is None or self.conn.poll() or not self.child.is_alive()
 
     def wait(self) -> None:
         """Block until every file exists; what the child failed to draw is drawn here."""
+        mine, producers, self.mine, self.producers = self.mine, self.producers, [], []
+        then, self.then = self.then, None
+        try:
+            _draw_here([*_produce(producers), *mine])
+        finally:
+            self._join()
+        if then is not None:
+            then()
+
+    def _join(self) -> None:
         if self.child is None:
             return
         child, conn, self.child = self.child, self.conn, None
@@ -139,14 +184,24 @@ def _draw_here(jobs: list[Job]) -> None:
         fn(*args, **kwargs)
 
 
-def split_by_cost(jobs: list[Job]) -> tuple[list[Job], list[Job]]:
-    """Two shares of about equal cost (largest first, each to the lighter share)."""
+def _produce(producers: list[Job]) -> list[Job]:
+    """Run the :meth:`PlotJobs.add_here` jobs; the plot jobs they return."""
+    return [job for fn, args, kwargs in producers for job in fn(*args, **kwargs)]
+
+
+def _cost(job: Job) -> float:
+    return _COST.get(getattr(job[0], "__name__", ""), 1.0)
+
+
+def split_by_cost(jobs: list[Job], here: Sequence[Job] = ()) -> tuple[list[Job], list[Job]]:
+    """Two shares of about equal cost (largest first, each to the lighter share); the first
+    is this process's and already carries the cost of the ``here`` jobs."""
     shares: tuple[list[Job], list[Job]] = ([], [])
-    loads = [0.0, 0.0]
-    for job in sorted(jobs, key=lambda j: -_COST.get(getattr(j[0], "__name__", ""), 1.0)):
+    loads = [sum(_cost(j) for j in here), 0.0]
+    for job in sorted(jobs, key=lambda j: -_cost(j)):
         i = 0 if loads[0] <= loads[1] else 1
         shares[i].append(job)
-        loads[i] += _COST.get(getattr(job[0], "__name__", ""), 1.0)
+        loads[i] += _cost(job)
     return shares
 
 
@@ -159,16 +214,6 @@ def _child_main(jobs: list[Job], conn: Any) -> None:
         conn.send(f"{type(exc).__name__}: {exc}")
     finally:
         conn.close()
-
-
-def _draw_forked(jobs: list[Job]) -> None:
-    """Draw one share in a forked child and the other here; redraw the child's if it failed."""
-    mine, theirs = split_by_cost(jobs)
-    drawing = _fork(theirs)
-    try:
-        _draw_here(mine)
-    finally:
-        drawing.wait()
 
 
 def _fork(jobs: list[Job]) -> Drawing:
