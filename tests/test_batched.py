@@ -34,3 +34,30 @@ def test_more_rows_than_announced_is_an_error() -> None:
     out.add(torch.ones(2, 1))
     with pytest.raises(ValueError, match="4 rows added to an output of 3"):
         out.add(torch.ones(2, 1))
+
+
+def _wide_net() -> torch.nn.Module:
+    """32 channels at full resolution, then pooled: its largest map is 32 x side x side."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 32, 3, padding=1),
+        torch.nn.BatchNorm2d(32),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(32, 4),
+    )
+
+
+def test_cpu_evaluation_batches_keep_the_largest_feature_map_cache_sized() -> None:
+    from cnnlab.batched import CPU_ACTIVATION_BYTES, eval_batch_for, largest_activation
+    from cnnlab.data.loaders import eval_batch_size
+
+    net = _wide_net().train()
+    assert largest_activation(net, 3, 32) == 32 * 32 * 32
+    assert net.training and not any(m._forward_hooks for m in net.modules())  # left as it was
+    for side, expected in ((32, CPU_ACTIVATION_BYTES // (4 * 32 * 32 * 32)), (16, 256), (512, 8)):
+        assert eval_batch_for(net, 3, side, gpu=False) == expected
+    assert eval_batch_for(net, 3, 32, gpu=False) == 128  # not the pixel budget's 256
+    # a GPU (and the ONNX backend, with no torch model) keeps the pixel budget
+    assert eval_batch_for(net, 3, 32, gpu=True) == eval_batch_size(32) == 256
+    assert eval_batch_for(None, 3, 64, gpu=False) == eval_batch_size(64)

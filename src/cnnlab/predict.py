@@ -25,9 +25,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cnnlab.batched import BatchOutput
+from cnnlab.batched import BatchOutput, eval_batch_for
 from cnnlab.data.image import load_image, pil_from_any, to_array
-from cnnlab.data.loaders import eval_batch_size
 from cnnlab.data.walk import IMAGE_EXTS, is_ignored
 from cnnlab.errors import ConfigError, ImageLoadError, RunError
 from cnnlab.runs import WEIGHTS, load_run
@@ -110,6 +109,9 @@ class Predictor:
             self.model = model.to(memory_format=torch.channels_last)
         else:
             self.session = _onnx_session(self.run_dir, self.card)
+        self.eval_batch = eval_batch_for(
+            self.model, self.channels, self.img_size, gpu=self.device.type != "cpu"
+        )  # images per batch of an evaluation pass: see cnnlab.batched
 
     def load(self, x: Any) -> np.ndarray:
         """One file, PIL image or array -> the uint8 ``(resize, resize, C)`` array training saw."""
@@ -174,7 +176,7 @@ class Predictor:
         the ONNX backend or ``features=False``.
         """
         tta = self.tta if tta is None else tta
-        batch_size = batch_size or eval_batch_size(self.resize)  # activations, not images
+        batch_size = batch_size or self.eval_batch  # activations, not images
         images = torch.as_tensor(images_u8)
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ConfigError(

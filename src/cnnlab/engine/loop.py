@@ -135,7 +135,8 @@ def prepare_full(
     mb: ModelBundle, data: DataBundle, data_cfg: DataConfig, train: TrainConfig
 ) -> Prepared:
     """Loaders, transforms, loss and the LightningModule for whole-network training."""
-    from cnnlab.data.loaders import eval_batch_size, make_loader
+    from cnnlab.batched import eval_batch_for
+    from cnnlab.data.loaders import make_loader
     from cnnlab.data.transforms import build_eval_transform, build_train_transform
     from cnnlab.engine.module import ClassifierModule
     from cnnlab.engine.precision import prefers_fp32_training, resolve_channels_last
@@ -156,10 +157,11 @@ def prepare_full(
         drop_last=len(y_train) > train.batch_size,
         num_workers=workers,
     )
+    gpu = train.accelerator != "cpu" and torch.cuda.is_available()
     val_loader = make_loader(
         x_val,
         y_val,
-        eval_batch_size(data.resize),
+        eval_batch_for(mb.model, data.channels, data.img_size, gpu),
         shuffle=False,
         seed=train.seed,
         num_workers=workers,
