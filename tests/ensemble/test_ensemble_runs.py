@@ -127,6 +127,17 @@ def test_predict_eval_and_load_accept_an_ensemble(members, tmp_path) -> None:
     summary = json.loads((ens / "summary.json").read_text(encoding="utf-8"))
     assert metrics["accuracy"] == pytest.approx(summary["metrics"]["test"]["accuracy"])
 
+    # a new batch with a class no member knows: scored on the rest, the new class left out
+    from cnnlab.ensemble.predictor import evaluate_ensemble
+
+    batch = tmp_path / "new-batch"
+    for name, files in ((ODD_CLASS, images[:3]), ("never_seen", images[3:])):
+        (batch / name).mkdir(parents=True)
+        for f in files:
+            shutil.copy(f, batch / name / f.name)
+    result = evaluate_ensemble(ens, data=batch, out_dir=tmp_path / "ev-new")
+    assert result["num_samples"] == 3 and result["left_out"] == {"never_seen": 1}
+
 
 def test_members_must_share_classes_and_split(members, tmp_path) -> None:
     other = tmp_path / "b-other-split"

@@ -126,10 +126,24 @@ def test_evaluate_run_on_folder_with_bad_files_and_unknown_class(tiny_run, tmp_p
     html = (tmp_path / "ev" / "report.html").read_text(encoding="utf-8")
     assert all(f"class_2/{b.name}" in html for b in bad) and "Skipped files: 3" in html
     assert str(data.parent) not in html  # the report names the folder, never where it lives
+    # a class the model never saw: its images are left out, counted and named, the rest scored
     (data / "class_9").mkdir()
-    make_class_image(0, np.random.default_rng(0)).save(data / "class_9" / "x.png")
-    with pytest.raises(DataError, match="class_9"):
-        evaluate_run(tiny_run, data=data)
+    for i in range(2):
+        make_class_image(0, np.random.default_rng(i)).save(data / "class_9" / f"x{i}.png")
+    before = folder_digest(data)
+    newer = evaluate_run(tiny_run, data=data, out_dir=tmp_path / "ev9")
+    assert newer["num_samples"] == 24 and newer["left_out"] == {"class_9": 2}
+    assert newer["left_out_images"] == 2 and len(newer["skipped"]) == len(bad)
+    assert newer["accuracy"] == result["accuracy"]  # the known classes' images, scored alike
+    html = (tmp_path / "ev9" / "report.html").read_text(encoding="utf-8")
+    assert "classes the model does not know" in html and "class_9" in html
+    assert folder_digest(data) == before
+    # a folder with no class the model knows is still an error that names them
+    only_new = tmp_path / "only_new"
+    (only_new / "class_9").mkdir(parents=True)
+    make_class_image(0, np.random.default_rng(0)).save(only_new / "class_9" / "x.png")
+    with pytest.raises(DataError, match=r"none of its class folders.*class_9.*knows class_0"):
+        evaluate_run(tiny_run, data=only_new)
     with pytest.raises(DataError, match="not found"):
         evaluate_run(tiny_run, data=tmp_path / "nowhere")
 

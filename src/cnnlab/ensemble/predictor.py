@@ -127,12 +127,13 @@ def evaluate_ensemble(
 
     run = Run(Path(path))
     ens = EnsemblePredictor(run.path)
+    left_out: dict[str, int] = {}
     if data is None:
         root, samples = E.split_samples(run, split)
         source = f"split '{split}' of {root}"
     else:
         root = Path(data).expanduser()
-        samples = E._folder_samples(root, split, ens.classes)
+        samples, left_out = E.folder_samples(root, split, ens.classes)
         source = str(root)
     paths, labels, probs, skipped = _score(ens, root, samples, tta)
     out = E._unique_dir(
@@ -145,11 +146,14 @@ def evaluate_ensemble(
     E.write_predictions(
         out / "predictions.csv", paths, labels, torch.from_numpy(probs), ens.classes
     )
-    summary = {"source": source, "images": len(paths), "skipped_files": len(skipped)}
-    report = {"source": source, "images": len(samples), "evaluated": len(paths), "skipped": skipped}
+    summary = {"source": source, "images": len(paths), "skipped_files": len(skipped),
+               "left_out_images": sum(left_out.values())}  # fmt: skip
+    report = {"source": source, "images": len(samples), "evaluated": len(paths),
+              **({E.LEFT_OUT: left_out} if left_out else {}), "skipped": skipped}  # fmt: skip
     html, _ = E.write_report(
         out, title=f"{run.name}: ensemble evaluation on {source}", summary=summary,
         metrics=metrics, config=run.config, model_card=ens.card, data_report=report,
         plots={k: Path(v) for k, v in metrics["plots"].items()}, mistakes=metrics["worst_mistakes"],
     )  # fmt: skip
-    return {**metrics, **summary, "out_dir": str(out), "report": str(html), "skipped": skipped}
+    return {**metrics, **summary, "out_dir": str(out), "report": str(html), "skipped": skipped,
+            "left_out": left_out}  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnlab.console import info
+from cnnlab.console import info, warn
 from cnnlab.errors import DataError
 from cnnlab.evaluation import plots as P
 from cnnlab.evaluation.metrics import compute_metrics
@@ -181,8 +182,20 @@ def split_samples(run: Any, split: str) -> tuple[Path, list[tuple[str, str]]]:
     return root, samples
 
 
-def _folder_samples(folder: Path, split: str, classes: Sequence[str]) -> list[tuple[str, str]]:
-    """[(relative path, class name)] of a labelled folder; its classes must be the run's."""
+LEFT_OUT = "left out: classes the model does not know"  # the report's data section
+
+
+def folder_samples(
+    folder: Path, split: str, classes: Sequence[str]
+) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    """[(relative path, class name)] of a labelled folder's classes the model knows, and the
+    images per class folder it does not know (left out, with a warning).
+
+    A new batch of photos often holds a class the model never saw; its images cannot be
+    scored against a label the model cannot output, and the folder is the user's (read-only
+    to us), so they are counted and named instead of refusing the whole folder. Only a folder
+    with no known class at all is an error.
+    """
     from cnnlab.data.walk import walk_folder
 
     if not folder.is_dir():
@@ -191,13 +204,20 @@ def _folder_samples(folder: Path, split: str, classes: Sequence[str]) -> list[tu
     cands = found.candidates
     if found.layout == "split" and any(c.split == split for c in cands):
         cands = [c for c in cands if c.split == split]
-    unknown = sorted({c.label for c in cands} - set(classes))
-    if unknown:
+    known = set(classes)
+    unknown = dict(sorted(Counter(c.label for c in cands if c.label not in known).items()))
+    samples = [(c.rel, c.label) for c in cands if c.label in known]
+    knows = f"the model knows {', '.join(classes)}"
+    if unknown and not samples:
         raise DataError(
-            f"{folder}: class folders not known to the model: {', '.join(unknown)} "
-            f"(the model knows {', '.join(classes)}); rename or remove them"
+            f"{folder}: none of its class folders is one the model knows "
+            f"({', '.join(unknown)}; {knows})"
         )
-    return [(c.rel, c.label) for c in cands]
+    if unknown:
+        listed = ", ".join(f"{name} ({n})" for name, n in unknown.items())
+        warn(f"{folder}: {sum(unknown.values())} images in class folders the model does not "
+             f"know are left out: {listed}; {knows}")  # fmt: skip
+    return samples, unknown
 
 
 def evaluate_run(
@@ -230,12 +250,13 @@ def evaluate_run(
     run = load_run(run_dir)
     predictor = Predictor(run.path)
     classes = predictor.classes
+    left_out: dict[str, int] = {}
     if data is None:
         root, samples = split_samples(run, split)
         source = f"split '{split}' of {root.name}"  # names only: reports get shared
     else:
         root = Path(data).expanduser()
-        samples = _folder_samples(root, split, classes)
+        samples, left_out = folder_samples(root, split, classes)
         source = root.resolve().name
     start = time.perf_counter()
     use_tta = predictor.tta if tta is None else tta
@@ -252,6 +273,7 @@ def evaluate_run(
         "source": source,
         "images": len(paths),
         "skipped_files": len(skipped),
+        "left_out_images": sum(left_out.values()),
         "tta": use_tta,
         "eval_time_s": round(elapsed, 3),
         "images_per_s": round(len(paths) / max(elapsed, 1e-9), 1),
@@ -270,6 +292,7 @@ def evaluate_run(
             "source": source,
             "images": len(samples),
             "evaluated": len(paths),
+            **({LEFT_OUT: left_out} if left_out else {}),
             "skipped": skipped,
         },
         plots={k: Path(v) for k, v in metrics["plots"].items()},
@@ -279,7 +302,8 @@ def evaluate_run(
         f"accuracy {metrics['accuracy']:.4f}  macro F1 {metrics['macro_f1']:.4f}  "
         f"on {len(paths)} images ({len(skipped)} skipped); report: {html}"
     )
-    return {**metrics, **summary, "out_dir": str(out), "report": str(html), "skipped": skipped}
+    return {**metrics, **summary, "out_dir": str(out), "report": str(html), "skipped": skipped,
+            "left_out": left_out}  # fmt: skip
 
 
 def write_predictions(
