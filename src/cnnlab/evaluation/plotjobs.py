@@ -96,12 +96,7 @@ class PlotJobs:
         if processes < 2 or len(jobs) < 2 or not _can_fork():
             _draw_here([*_produce(producers), *jobs])
             return
-        mine, theirs = split_by_cost(jobs, here=producers)
-        drawing = _fork(theirs)
-        try:
-            _draw_here([*_produce(producers), *mine])
-        finally:
-            drawing.wait()
+        _fork_half(jobs, producers, then=None).wait()
 
     def start(self, then: Callable[[], Any], share: bool = False) -> Drawing:
         """Draw every collected plot and then call ``then`` in a forked child; return at once.
@@ -119,10 +114,7 @@ class PlotJobs:
             _draw_here([*_produce(producers), *jobs, (then, (), {})])
             return Drawing(None, None, [])
         if share and len(jobs) >= 2 and (self.processes or default_processes()) >= 2:
-            mine, theirs = split_by_cost(jobs, here=producers)
-            drawing = _fork(theirs)
-            drawing.mine, drawing.producers, drawing.then = mine, producers, then
-            return drawing
+            return _fork_half(jobs, producers, then)
         return _fork([*_produce(producers), *jobs, (then, (), {})])
 
 
@@ -214,6 +206,15 @@ def _child_main(jobs: list[Job], conn: Any) -> None:
         conn.send(f"{type(exc).__name__}: {exc}")
     finally:
         conn.close()
+
+
+def _fork_half(jobs: list[Job], producers: list[Job], then: Callable[[], Any] | None) -> Drawing:
+    """A forked child draws about half of ``jobs``; the Drawing's ``wait`` runs the producers
+    and draws the rest here, then calls ``then``."""
+    mine, theirs = split_by_cost(jobs, here=producers)
+    drawing = _fork(theirs)
+    drawing.mine, drawing.producers, drawing.then = mine, producers, then
+    return drawing
 
 
 def _fork(jobs: list[Job]) -> Drawing:
