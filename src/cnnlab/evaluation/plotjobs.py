@@ -33,7 +33,9 @@ _COST = {
     "plot_per_class_f1": 1.0,
     "plot_cam_gallery": 1.0,
     "plot_embedding": 1.0,
-    "explain_jobs": 3.0,  # Grad-CAMs of two galleries: the model's passes (and grad-cam's import)
+    # the Grad-CAMs of two galleries (the model's passes, grad-cam's import the first time)
+    # and the three figures they return, which the process that computed them draws
+    "explain_jobs": 6.0,
 }
 _CHILD_WAIT_S = 120.0  # longest wait for the child's share after ours is done (then: redraw)
 _EXIT_WAIT_S = 2.0  # how long a child that reported may take to exit before it is killed
