@@ -200,11 +200,11 @@ def fit_and_print(fit: Callable[[], Run | None]) -> Run | None:
     from cnnlab.evaluation.background import deferred_figures
     from cnnlab.summary import print_report_path, print_summary
 
-    with deferred_figures(share=True):
+    with deferred_figures(share=True, strict=True):
         run = fit()
         if run is not None:
             print_summary(run)
             info("drawing the figures and the report...")
-    if run is not None and run.report.is_file():  # deferred_figures waited for it
-        print_report_path(run)  # (if drawing failed, a warning said so)
+    if run is not None:  # deferred_figures waited for the report (or raised)
+        print_report_path(run)
     return run

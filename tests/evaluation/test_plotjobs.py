@@ -145,6 +145,21 @@ def test_a_deferred_figure_that_cannot_be_drawn_costs_a_warning_not_the_study(tm
     assert "could not be drawn" in capfd.readouterr().err
 
 
+def test_a_lone_runs_figure_that_cannot_be_drawn_is_an_error(tmp_path):
+    """``strict`` (``cnnlab train``): a full disk fails the command, as it did before deferring."""
+    from cnnlab.evaluation import background
+
+    with (
+        pytest.raises(ValueError, match=r"cannot draw bad\.png"),
+        background.deferred_figures(share=True, strict=True),
+    ):
+        jobs = PlotJobs()
+        jobs.add(_always_fails, tmp_path / "bad.png")
+        jobs.add(_always_fails, tmp_path / "bad.png")
+        background.add(tmp_path, jobs.start(then=lambda: None, share=background.sharing()))
+    assert not background.deferring() and not background._pending and not background._callbacks
+
+
 def _produce_here(log: list[str], path: Path) -> list:
     """An add_here job: must run in the test's process; returns one plot job to draw anywhere."""
     assert os.getpid() == TEST_PID, "a model's job ran in the forked child"

@@ -27,32 +27,37 @@ from typing import Any
 
 _depth = 0  # nesting of deferred_figures in this process
 _share = False  # the outermost deferred_figures draws half of each run's plots when it waits
+_strict = False  # ... and a drawing that fails raises instead of costing a warning
 _pending: dict[Path, Any] = {}  # run folder -> Drawing not yet waited for
 _callbacks: dict[Path, list[Callable[[], None]]] = {}
 _at_exit: list[Callable[[], None]] = []  # run when the outermost deferred_figures ends
 
 
 @contextlib.contextmanager
-def deferred_figures(share: bool = False) -> Iterator[None]:
+def deferred_figures(share: bool = False, strict: bool = False) -> Iterator[None]:
     """Let runs finished inside return before their figures are drawn; wait for all at exit.
 
     ``share``: this process has nothing else to do when it waits (a lone ``cnnlab train``
     prints its results and ends), so it draws half of each run's plots then, and the report
     exists as soon as if it had been drawn before returning
-    (:meth:`~cnnlab.evaluation.plotjobs.PlotJobs.start`). Ignored when nested.
+    (:meth:`~cnnlab.evaluation.plotjobs.PlotJobs.start`). ``strict``: a figure or report that
+    cannot be drawn (a full disk) raises when waited for, as it would have from ``fit``,
+    instead of a warning that lets a study go on. Both are ignored when nested.
     """
-    global _depth, _share
+    global _depth, _share, _strict
     if _depth == 0:
-        _share = share
+        _share, _strict = share, strict
     _depth += 1
     try:
         yield
     finally:
         _depth -= 1
         if _depth == 0:
-            wait()
-            hooks = list(_at_exit)
-            _at_exit.clear()
+            try:
+                wait()
+            finally:
+                hooks = list(_at_exit)
+                _at_exit.clear()
             for hook in hooks:
                 hook()
 
@@ -97,6 +102,9 @@ def _finish(run_dir: Path) -> None:
         if drawing is not None:
             drawing.wait()
     except Exception as exc:  # one run's figure must not end the study that waits for it
+        if _strict:  # ... but a lone run's command fails as it would have without deferring
+            _callbacks.pop(run_dir, None)
+            raise
         from cnnlab.console import warn
 
         warn(f"{run_dir}: its figures or report could not be drawn ({exc}); its numbers are "
