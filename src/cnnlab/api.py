@@ -175,18 +175,6 @@ def resume_run(
     return fit(cfg, resume_dir=run_dir, observers=_with_defaults(cfg, observers))
 
 
-def print_run_result(run: Run | None) -> None:
-    """The few lines a user wants after training: metrics and where the report is.
-
-    Prints nothing for ``None`` (a DDP helper process: rank 0 prints the run).
-    """
-    from cnnlab.summary import print_report_path, print_summary
-
-    if run is not None:
-        print_summary(run)
-        print_report_path(run)
-
-
 def fit_and_print(fit: Callable[[], Run | None]) -> Run | None:
     """Call ``fit`` (a training) and print its results as soon as its numbers exist; return
     once its figures and report exist too.
@@ -194,7 +182,8 @@ def fit_and_print(fit: Callable[[], Run | None]) -> Run | None:
     ``cnnlab train`` uses it: the run's figures are drawn by a forked child
     (:func:`~cnnlab.evaluation.background.deferred_figures`) while the results table is
     printed, so the user reads the numbers about two seconds earlier (bench_overhead.py) and
-    the command still ends with every file of the run folder written.
+    the command still ends with every file of the run folder written. Prints nothing when
+    ``fit`` returns None (a DDP helper process: rank 0 prints the run).
     """
     from cnnlab.console import info
     from cnnlab.evaluation.background import deferred_figures
