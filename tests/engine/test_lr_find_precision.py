@@ -69,3 +69,19 @@ def test_auto_trains_depthwise_nets_in_fp32_on_cpu() -> None:
     assert prefers_fp32_training(lite, "cpu")
     assert not prefers_fp32_training(plain, "cpu")
     assert not prefers_fp32_training(lite, "gpu")
+
+
+def test_explicit_bf16_on_a_cpu_without_native_bf16_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cnnlab.engine import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"  # the user's choice stands
+    err = capsys.readouterr().err
+    assert "bf16-mixed" in err and "emulated" in err and "auto picks 32" in err
+    for setting in ("32", "auto"):
+        assert resolve_precision(setting, "cpu") == "32"
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
+    assert capsys.readouterr().err == ""

@@ -10,8 +10,11 @@ all four settings timed side by side in one process, after two warm-up steps)::
 bf16 autocast with channels_last is the fastest everywhere (2.9x and 1.9x). bf16 in NCHW is
 *slower* than fp32 for resnet18 (oneDNN reorders every activation), so ``auto`` chooses bf16
 on a CPU only together with channels_last. Without native bf16 (no AVX512-BF16 / AMX) bf16 is
-emulated and slow, so ``auto`` stays at fp32 there. On GPUs, bf16 where supported (Ampere and
-newer), else fp16 with loss scaling.
+emulated and slow, so ``auto`` stays at fp32 there, and an explicit ``bf16-mixed`` is warned
+about: on an AMD EPYC with AVX2 only, ``bench/bench_precision.py`` measured bf16 + channels_last
+at 0.09x fp32 for training resnet18 and 0.10x for efficientnet_lite0 (inference 0.18x / 0.07x),
+while fp32 + channels_last was 1.26x / 1.14x (inference 1.48x / 0.96x). On GPUs, bf16 where
+supported (Ampere and newer), else fp16 with loss scaling.
 
 Depthwise convolutions are the exception (bench/RESULTS.md, ``make bench``): training
 efficientnet_lite0 at 128 px ran 45.5 img/s in fp32 NHWC but 35.2 img/s in bf16 NHWC, while
@@ -26,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from cnnlab.console import warn
 from cnnlab.errors import ConfigError
 
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
@@ -68,9 +72,15 @@ def resolve_precision(precision: str, accelerator: str, channels_last: bool = Tr
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"train.precision '{precision}' is not one of {', '.join(PRECISIONS)}")
-    if precision != "auto":
-        return precision
     device = resolve_accelerator(accelerator)
+    if precision != "auto":
+        if precision == "bf16-mixed" and device == "cpu" and not cpu_has_native_bf16():
+            warn(
+                "train.precision=bf16-mixed on a CPU without native bf16 (AVX512-BF16 or AMX) is "
+                "emulated, about 10x slower than fp32 (measured); train.precision=auto picks 32 "
+                "here"
+            )
+        return precision
     if device in {"gpu", "cuda"}:
         if not torch.cuda.is_available():
             return "32"
