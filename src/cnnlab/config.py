@@ -59,7 +59,7 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    root: str | None = None  # dataset folder (ROOT/<class>/*, ROOT/{train,val,test}/...) or CSV
+    root: str | None = None  # dataset folder (ROOT/CLASS/*, ROOT/{train,val,test}/...) or CSV
     val_fraction: float = Field(0.15, ge=0.0, lt=1.0)  # share of each class held out for val
     test_fraction: float = Field(0.15, ge=0.0, lt=1.0)  # share of each class held out for test
     split_seed: int = 42  # seeds the train/val/test split (never changed by train.seed)

@@ -27,11 +27,11 @@ def _fail(exc: Exception) -> typer.Exit:
 
 @app.command()
 def inspect(
-    folder: Path = typer.Argument(..., help="dataset folder (ROOT/<class>/*) or CSV manifest"),
+    folder: Path = typer.Argument(..., help="dataset folder (ROOT/CLASS/*) or CSV manifest"),
     overrides: list[str] = typer.Argument(
         None, help="data.* settings KEY=VALUE, e.g. data.val_fraction=0.2"
     ),
-    out: Path | None = typer.Option(None, "--out", help="report folder [./data_audit/<name>]"),
+    out: Path | None = typer.Option(None, "--out", help="report folder [./data_audit/NAME]"),
     near: bool = typer.Option(True, "--near/--no-near", help="look for near duplicates"),
 ) -> None:
     """Audit a dataset: classes, bad files, sizes, duplicates, leakage, mean/std, samples.
@@ -117,7 +117,7 @@ def _out_folder(folder: Path, out: Path | None) -> Path:
 @app.command()
 def demo(
     kind: str = typer.Argument(..., help="digits (sklearn 8x8 digits) or shapes (drawn)"),
-    outdir: Path = typer.Argument(..., help="folder to write ROOT/<class>/*.png into"),
+    outdir: Path = typer.Argument(..., help="folder to write ROOT/CLASS/*.png into"),
 ) -> None:
     """Write a small demo dataset to try cnnlab offline.
 

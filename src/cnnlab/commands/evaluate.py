@@ -19,7 +19,7 @@ PREDICT_COLUMNS = ["path", "label", "prob", "top_k_labels", "top_k_probs", "erro
 def eval_command(
     run: Path = typer.Argument(..., help="Run folder to evaluate."),
     data: Path = typer.Option(
-        None, "--data", "-d", help="Labelled folder (ROOT/<class>/*); default: the run's split."
+        None, "--data", "-d", help="Labelled folder (ROOT/CLASS/*); default: the run's split."
     ),
     split: str = typer.Option("test", help="Split of the run (or of a split folder): val|test."),
     out: Path = typer.Option(None, "--out", "-o", help="Evaluation folder [default: RUN/eval-*]"),

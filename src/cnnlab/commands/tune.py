@@ -34,7 +34,7 @@ def tune_command(
         None, "--storage", help="Optuna storage shared by machines, e.g. postgresql://..."
     ),
     study: str = typer.Option(None, "--study", help="The study's name in the storage."),
-    out: Path = typer.Option(None, "--out", "-o", help="Tune folder [default: tunes/<space>]."),
+    out: Path = typer.Option(None, "--out", "-o", help="Tune folder [default: tunes/SPACE]."),
     workers: int = typer.Option(1, "--workers", "-w", help="Trials side by side on this machine."),
     retrain_best: bool = typer.Option(
         False, "--retrain-best", help="Then train the best config over --seeds seeds (a study)."
