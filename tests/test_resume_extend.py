@@ -163,3 +163,4 @@ def test_resume_accepts_the_saved_values(finished: Path) -> None:
     )
     assert result.exception is None, result.output
     assert "already finished" in result.output
+    assert "drawing the figures" not in result.output  # nothing is drawn again

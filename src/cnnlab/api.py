@@ -161,8 +161,14 @@ def resume_run(
     reason, never silently dropped. Values equal to the saved ones are accepted.
     """
     from cnnlab.engine.fit import fit
+    from cnnlab.ensemble.folder import is_ensemble
 
     run_dir = Path(run_dir)
+    if is_ensemble(run_dir):
+        raise RunError(
+            f"{run_dir} is an ensemble: it has no training to resume; resume or extend its "
+            "member runs one at a time, then build the ensemble again"
+        )
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         raise RunError(f"{run_dir}: no config.yaml, not a run folder that can be resumed")
@@ -186,14 +192,15 @@ def fit_and_print(fit: Callable[[], Run | None]) -> Run | None:
     ``fit`` returns None (a DDP helper process: rank 0 prints the run).
     """
     from cnnlab.console import info
-    from cnnlab.evaluation.background import deferred_figures
+    from cnnlab.evaluation.background import deferred_figures, is_drawing
     from cnnlab.summary import print_report_path, print_summary
 
     with deferred_figures(share=True, strict=True):
         run = fit()
         if run is not None:
             print_summary(run)
-            info("drawing the figures and the report...")
+            if is_drawing(run.path):  # not for a finished run that --resume left as it was
+                info("drawing the figures and the report...")
     if run is not None:  # deferred_figures waited for the report (or raised)
         print_report_path(run)
     return run

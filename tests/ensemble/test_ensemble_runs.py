@@ -123,6 +123,13 @@ def test_predict_eval_and_load_accept_an_ensemble(members, tmp_path) -> None:
         Explainer(ens)
     evaluated = cli("eval", ens)  # its own test split, predicted again from the images
     assert evaluated.returncode == 0, evaluated.stderr
+    # the same result line as a run's (it used to print nothing for an ensemble)
+    assert "accuracy " in evaluated.stdout and "report: " in evaluated.stdout
+    assert str(ens / "eval-test" / "report.html") in evaluated.stdout.replace("\n", "")
+    resumed = cli("train", "--resume", ens)
+    assert resumed.returncode == 2 and "is an ensemble: it has no training to resume" in (
+        resumed.stderr
+    )
     metrics = json.loads((ens / "eval-test" / "metrics.json").read_text(encoding="utf-8"))
     summary = json.loads((ens / "summary.json").read_text(encoding="utf-8"))
     assert metrics["accuracy"] == pytest.approx(summary["metrics"]["test"]["accuracy"])
@@ -137,6 +144,12 @@ def test_predict_eval_and_load_accept_an_ensemble(members, tmp_path) -> None:
             shutil.copy(f, batch / name / f.name)
     result = evaluate_ensemble(ens, data=batch, out_dir=tmp_path / "ev-new")
     assert result["num_samples"] == 3 and result["left_out"] == {"never_seen": 1}
+    shown = cli("eval", ens, "--data", batch, "--out", tmp_path / "ev-cli")
+    assert shown.returncode == 0, shown.stderr
+    absent = len(classes) - 1  # the batch holds one of the classes the members know
+    assert f"macro F1 averages all {len(classes)} classes; {absent} have no image here" in (
+        " ".join(shown.stdout.split())
+    )
 
 
 def test_members_must_share_classes_and_split(members, tmp_path) -> None:

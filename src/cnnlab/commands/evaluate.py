@@ -31,7 +31,7 @@ def eval_command(
         cnnlab eval runs/cnn-scratch --data photos/new_batch
     """
     from cnnlab.ensemble.folder import is_ensemble
-    from cnnlab.evaluation.evaluate import evaluate_run
+    from cnnlab.evaluation.evaluate import evaluate_run, print_evaluation
     from cnnlab.paths import check_writable_dir
 
     if out is not None:
@@ -44,6 +44,7 @@ def eval_command(
         result = evaluate_run(run, data=data, split=split, out_dir=out)
     for item in result["skipped"]:
         typer.echo(f"skipped {item['path']}: {item['reason']}", err=True)
+    print_evaluation(result)
 
 
 def _rows(results: list[dict[str, Any]]) -> list[dict[str, str]]:

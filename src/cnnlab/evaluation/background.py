@@ -78,6 +78,12 @@ def add(run_dir: Path, drawing: Any) -> None:
     _pending[Path(run_dir)] = drawing
 
 
+def is_drawing(run_dir: Path) -> bool:
+    """Whether ``run_dir``'s figures are still to be waited for (False for a run that drew
+    nothing here, such as a finished run ``--resume`` left untouched)."""
+    return Path(run_dir) in _pending
+
+
 def when_drawn(run_dir: Path, callback: Callable[[], None]) -> None:
     """Call ``callback`` once ``run_dir``'s figures exist (now, if they already do)."""
     if Path(run_dir) in _pending:

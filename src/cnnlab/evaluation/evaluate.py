@@ -298,10 +298,6 @@ def evaluate_run(
         plots={k: Path(v) for k, v in metrics["plots"].items()},
         mistakes=metrics["worst_mistakes"],
     )
-    info(
-        f"accuracy {metrics['accuracy']:.4f}  macro F1 {metrics['macro_f1']:.4f}  "
-        f"on {len(paths)} images ({len(skipped)} skipped); report: {html}"
-    )
     return {**metrics, **summary, "out_dir": str(out), "report": str(html), "skipped": skipped,
             "left_out": left_out}  # fmt: skip
 
@@ -322,3 +318,22 @@ def write_predictions(
     for p, t, k, c in zip(paths, truth, pred.tolist(), conf.tolist(), strict=True):
         writer.writerow([p, classes[t], classes[k], f"{c:.6f}"])
     atomic_write_text(path, buf.getvalue())
+
+
+def print_evaluation(result: dict[str, Any]) -> None:
+    """The one line ``cnnlab eval`` prints for a run or an ensemble: the numbers and the report.
+
+    Macro F1 averages over every class the model knows, so a folder holding only some of them
+    scores low however right the predictions are; the line says how many classes had no image.
+    """
+    absent = sum(1 for row in result["per_class"] if row["support"] == 0)
+    note = (
+        f" (macro F1 averages all {result['num_classes']} classes; {absent} have no image here)"
+        if absent
+        else ""
+    )
+    info(
+        f"accuracy {result['accuracy']:.4f}  macro F1 {result['macro_f1']:.4f}{note}  "
+        f"on {result['images']} images ({len(result['skipped'])} skipped); "
+        f"report: {result['report']}"
+    )
