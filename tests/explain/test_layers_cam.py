@@ -70,8 +70,10 @@ def test_every_method_explains_predicted_or_asked_class(tmp_path) -> None:
         ex = Explainer(run, method=method)
         found, _ = ex.explain(images)
         assert [e.key for e in found] == [0, 1, 2, 3]
-        probs = ex.predictor.predict(images, top_k=1)
+        probs = ex.predictor.predict(images, top_k=1)  # with the run's TTA, as the report
+        assert ex.predictor.tta  # so the CAM pass's own unflipped forward would differ
         assert [e.label for e in found] == [r["label"] for r in probs]
+        assert [e.prob for e in found] == pytest.approx([r["prob"] for r in probs], abs=1e-6)
         assert all(e.target == e.label for e in found)
         asked, _ = ex.explain(images, target="class_2")
         assert {e.target for e in asked} == {"class_2"}

@@ -165,14 +165,20 @@ class Explainer:
     def explain_arrays(
         self, images_u8: torch.Tensor, keys: Sequence[str | int], target: str | None = None
     ) -> list[Explanation]:
-        """Explanations for uint8 ``(N, C, resize, resize)`` images; see :meth:`explain`."""
-        targets = None if target is None else [self.class_index(target)] * len(keys)
-        maps, probs = self.cams(images_u8, targets)
+        """Explanations for uint8 ``(N, C, resize, resize)`` images; see :meth:`explain`.
+
+        The predicted class and its probability come from the Predictor, with the run's own
+        TTA, so they are those of ``cnnlab predict`` and the report (the CAM pass alone sees
+        only the unflipped image); by default the map explains that class.
+        """
+        probs = self.predictor.predict_arrays(images_u8).float().cpu()
+        preds = [int(p) for p in probs.argmax(dim=1)]
+        targets = preds if target is None else [self.class_index(target)] * len(keys)
+        maps, _ = self.cams(images_u8, targets)
         pixels = self.model_pixels(images_u8)
         out = []
         for i, key in enumerate(keys):
-            pred = int(probs[i].argmax())
-            t = pred if targets is None else targets[i]
+            pred, t = preds[i], targets[i]
             out.append(
                 Explanation(
                     key=key,
