@@ -34,3 +34,12 @@ def test_no_help_text_holds_a_placeholder_markdown_would_swallow() -> None:
 def test_placeholders_survive_in_the_rendered_help() -> None:
     out = CliRunner().invoke(app, ["data", "inspect", "--help"], env={"COLUMNS": "160"}).output
     assert "ROOT/CLASS/*" in out and "./data_audit/NAME" in out
+
+
+def test_quiet_before_any_command_is_accepted() -> None:
+    """README: `cnnlab --quiet COMMAND` works for every command (only some take it after)."""
+    root = typer.main.get_command(app)
+    for path, _ in _commands(root):
+        if path:
+            out = CliRunner().invoke(app, ["--quiet", *path, "--help"])
+            assert out.exit_code == 0, (path, out.output)
