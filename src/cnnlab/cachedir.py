@@ -15,7 +15,9 @@ large entry is written (:func:`make_room`), cnnlab
 
 An entry is a file group with one stem in one kind folder (``images/<key>.npy`` and
 ``images/<key>.json``) or a sub-folder (``datasets/digits``). Its last use is the newest
-modification or access time of its files; readers of the image cache touch the entry.
+modification or access time of its files; every reader (decoded images, scan verdicts,
+split ledgers, features) touches the entry it used, since access times are not kept up to date
+on most mounts (``relatime``: at most once a day).
 
 Example:
     >>> make_room(2 * 10**9, "the decoded image cache")  # doctest: +SKIP

@@ -118,3 +118,31 @@ def test_cache_list_and_clean_from_the_command_line(two_folders) -> None:
     everything = _cli("cache", "clean", env=env)
     assert everything.returncode == 0 and not new.path.exists()
     assert not any(e.kind == "images" for e in cachedir.entries())
+
+
+def test_reading_a_scan_ledger_or_feature_entry_marks_it_used(two_folders) -> None:
+    """Access times are kept lazily (relatime: not again within a day of the last one), so
+    every reader touches what it used: `cache list` shows the last use, and an active
+    dataset's scan and split ledger are not the first entries evicted or cleaned."""
+    import torch
+
+    from cnnlab.data.ledger import load_ledger, save_ledger
+    from cnnlab.data.scan import scan_dataset
+    from cnnlab.engine.features import _cache_file, _load_cached, _save_cached
+
+    a, _ = two_folders
+    scan_dataset(a, progress=False, workers=1)
+    save_ledger("key", {"x.png": ("c", "val")}, [])
+    file = _cache_file("feats")
+    _save_cached(file, torch.zeros(4, 3), "digest")
+    kinds = ("scan", "splits", "features")
+    now = time.time()
+    for entry in cachedir.entries():
+        _age(entry.paths, days=5)
+
+    scan_dataset(a, progress=False, workers=1)  # from the scan cache
+    assert load_ledger("key", []) == {"x.png": ("c", "val")}
+    assert _load_cached(file, 4, 1, "digest") is not None
+    # a read leaves the modification time alone: only the reader's touch moves it
+    touched = {e.kind: max(p.stat().st_mtime for p in e.paths) for e in cachedir.entries()}
+    assert all(touched[kind] > now - 60 for kind in kinds), touched

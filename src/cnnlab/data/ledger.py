@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 
 from cnnlab.atomic import atomic_write_text
+from cnnlab.cachedir import touch
 from cnnlab.paths import cache_dir
 
 LEDGER_FORMAT = "cnnlab-split-ledger/1"
@@ -43,7 +44,9 @@ def load_ledger(key: str, warnings: list[str]) -> dict[str, tuple[str, str]]:
         doc = json.loads(file.read_text(encoding="utf-8"))
         if doc.get("format") != LEDGER_FORMAT or doc.get("key") != key:
             return {}
-        return {str(p): (str(v[0]), str(v[1])) for p, v in doc["moved"].items()}
+        moved = {str(p): (str(v[0]), str(v[1])) for p, v in doc["moved"].items()}
+        touch(file)  # in use: least-recently-used eviction and `cache clean` spare it
+        return moved
     except FileNotFoundError:
         return {}
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.atomic import atomic_write_text
-from cnnlab.cachedir import entry_lock
+from cnnlab.cachedir import entry_lock, touch
 from cnnlab.data.image import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -211,6 +211,7 @@ def _load_cache(file: Path, key: str, warnings: list[str]) -> dict[str, dict[str
         entries = data["entries"]
         if not isinstance(entries, dict):
             raise TypeError("entries")
+        touch(file)  # in use: least-recently-used eviction and `cache clean` spare it
         return entries
     except FileNotFoundError:
         return {}

@@ -64,6 +64,9 @@ def _load_cached(file: Path, expected_rows: int, views: int, digest: str) -> tor
         return None
     if views > 1 and feats.shape[0] != views:
         return None
+    from cnnlab.cachedir import touch
+
+    touch(file)  # in use: least-recently-used eviction and `cache clean` spare it
     return feats
 
 
