@@ -79,7 +79,7 @@ class FrozenRuns:
 def _frozen(data: Path, runs: Path, name: str, **overrides) -> Run:
     return cnnlab.train(
         str(data), model="efficientnet_lite0", mode="frozen", img_size=96, epochs=8,
-        batch_size=32, runs_dir=str(runs), name=name, **overrides,
+        batch_size=8, runs_dir=str(runs), name=name, **overrides,  # 8: 14 steps an epoch
     )  # fmt: skip
 
 

@@ -127,8 +127,8 @@ class ModelConfig(_Section):
 
 class TrainConfig(_Section):
     epochs: int = Field(15, ge=1)  # passes over the training split
-    batch_size: int = Field(64, ge=1)  # images per optimisation step (see min_steps)
-    min_steps: int = Field(100, ge=0)  # fewer optimizer steps than this: smaller batch; 0: off
+    batch_size: int = Field(64, ge=1)  # images per optimisation step; if set, used as given
+    min_steps: int = Field(100, ge=0)  # fewer steps than this: default batch lowered; 0: off
     optimizer: OptimizerName = "sgd"  # optimizer
     lr: float | None = Field(None, gt=0.0)  # peak learning rate; None: the optimizer's default
     momentum: float = Field(0.9, ge=0.0, lt=1.0)  # SGD / RMSprop momentum

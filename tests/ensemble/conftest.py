@@ -20,7 +20,7 @@ def members(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         mp.setenv("CNNLAB_CACHE", str(tmp / "cache"))
         root = write_folder(tmp / "data", classes=3, per_class=16, size=32)
         (root / "class_2").rename(root / ODD_CLASS)
-        common = {"epochs": 2, "runs_dir": tmp / "runs", "batch_size": 16}
+        common = {"epochs": 2, "runs_dir": tmp / "runs", "batch_size": 8}  # ~4 steps an epoch
         a = cnnlab.train(root, model="tiny_cnn", seed=0, name="a", **common)
         b = cnnlab.train(
             root, model="cnn", img_size=24, seed=1, name="b", data__crop_pct=0.875,

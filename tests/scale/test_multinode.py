@@ -147,7 +147,7 @@ def test_min_steps_counts_the_steps_of_each_ddp_process(monkeypatch: pytest.Monk
     from cnnlab.engine.plan import plan_batch_size, world_size
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    one = TrainConfig(epochs=1, batch_size=64, min_steps=100, accelerator="cpu")
+    one = TrainConfig(epochs=1, min_steps=100, accelerator="cpu")  # the default batch, 64
     two = one.model_copy(update={"num_nodes": 2, "devices": 1})
     assert world_size(one) == 1 and world_size(two) == 2
     assert world_size(one.model_copy(update={"devices": "0,1,2"})) == 3

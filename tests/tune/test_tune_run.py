@@ -110,3 +110,19 @@ def test_a_killed_tune_resumes_until_n_trials_in_total(small_folder, tmp_path):
         "0": "trials/trial-0000", "2": "trials/trial-0001"
     }  # fmt: skip
     assert not (out / "trials" / "trial-0002").exists()
+
+
+def test_each_trial_trains_with_the_batch_size_it_sampled(small_folder, tmp_path):
+    """~50 training images, 1 epoch: train.min_steps would lower any batch to 8, but a sampled
+    batch size is a choice, so trials.csv, each trial's config.yaml and best.yaml agree."""
+    space = {"params": {"train.batch_size": {"type": "categorical", "choices": [16, 32]}}}
+    out = tmp_path / "tune"
+    t = cnnlab.tune(small_folder, space=space, sampler="grid", pruner="none", trials=2,
+                    epochs=1, out=str(out), **TINY)  # fmt: skip
+    rows = [r for r in t.trials if r["state"] == "COMPLETE"]
+    assert sorted(int(r["train.batch_size"]) for r in rows) == [16, 32]
+    for r in rows:
+        cfg = yaml.safe_load((out / r["run_dir"] / "config.yaml").read_text(encoding="utf-8"))
+        assert cfg["train"]["batch_size"] == int(r["train.batch_size"])
+    best = yaml.safe_load(t.best_config.read_text(encoding="utf-8"))
+    assert best["train"]["batch_size"] == t.best_params["train.batch_size"]

@@ -53,18 +53,28 @@ def world_size(train: TrainConfig) -> int:
     return max(1, per_node) * train.num_nodes
 
 
+def batch_size_chosen(train: TrainConfig) -> bool:
+    """Whether ``train.batch_size`` was set rather than left at its default: by ``--batch-size``,
+    a ``train.batch_size=`` override, a config file, a study cell or a tune trial (every one
+    of them builds the config through :func:`cnnlab.config.load_config`, so pydantic knows)."""
+    return "batch_size" in train.model_fields_set
+
+
 def plan_batch_size(train: TrainConfig, images: int, world: int = 1) -> int:
-    """The batch size to train with: ``train.batch_size``, halved while the run would take
-    fewer than ``train.min_steps`` optimizer steps (down to ``MIN_AUTO_BATCH``).
+    """The batch size to train with: the default ``train.batch_size``, halved while the run
+    would take fewer than ``train.min_steps`` optimizer steps (down to ``MIN_AUTO_BATCH``);
+    a batch size that was set (:func:`batch_size_chosen`) as given.
 
     A run of a handful of steps barely moves the weights, and a fine-tuned network's
     batch-norm statistics drift without the weights following: 113 images at batch 64 for 3
-    epochs is 6 steps. Halving keeps the batch a power of two when the user's is one. Under
-    DDP each of the ``world`` processes steps through its share of the images (the batch is
-    per process), so the steps are counted on that share.
+    epochs is 6 steps. A chosen batch size is kept because it is what the user, a study cell
+    or a tune trial compares: shrinking it would train 64 and 16 at the same batch (and
+    record one value while training another). Under DDP each of the ``world`` processes
+    steps through its share of the images (the batch is per process), so the steps are
+    counted on that share.
     """
     batch = train.batch_size
-    if train.min_steps == 0:
+    if train.min_steps == 0 or batch_size_chosen(train):
         return batch
     share = -(-images // max(1, world))  # the distributed sampler pads to equal shares
     while (
@@ -73,6 +83,25 @@ def plan_batch_size(train: TrainConfig, images: int, world: int = 1) -> int:
     ):
         batch //= 2
     return batch
+
+
+def _say_batch(train: TrainConfig, batch: int, images: int, world: int) -> None:
+    """Say why the batch was lowered, or that a chosen one gives fewer than min_steps steps."""
+    given = train.epochs * steps_per_epoch(-(-images // world), train.batch_size)
+    ranks = f" over {world} processes" if world > 1 else ""
+    if batch != train.batch_size:
+        info(
+            f"batch size {train.batch_size} -> {batch}: {images} training images{ranks} x "
+            f"{train.epochs} epochs would be only {given} optimizer steps (fewer than "
+            f"train.min_steps={train.min_steps}); set train.batch_size={train.batch_size} "
+            "(or train.min_steps=0) to keep it"
+        )
+    elif given < train.min_steps and batch_size_chosen(train):
+        info(
+            f"batch size {batch} as set: {images} training images{ranks} x {train.epochs} "
+            f"epochs are only {given} optimizer steps (train.min_steps={train.min_steps} "
+            "lowers only the default batch size)"
+        )
 
 
 def plan_training(
@@ -93,14 +122,8 @@ def plan_training(
     world = world_size(train)
     share = -(-images // world)  # training images per process and epoch
     batch = train.batch_size if keep else plan_batch_size(train, images, world)
-    if batch != train.batch_size:
-        before = train.epochs * steps_per_epoch(share, train.batch_size)
-        ranks = f" over {world} processes" if world > 1 else ""
-        info(
-            f"batch size {train.batch_size} -> {batch}: {images} training images{ranks} x "
-            f"{train.epochs} epochs would be only {before} optimizer steps (fewer than "
-            f"train.min_steps={train.min_steps}); set train.min_steps=0 to keep {train.batch_size}"
-        )
+    if not keep:
+        _say_batch(train, batch, images, world)
     freeze = train.freeze_bn_stats
     if freeze == "auto":
         steps = train.epochs * steps_per_epoch(share, batch)
