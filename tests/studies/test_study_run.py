@@ -16,6 +16,7 @@ import yaml
 from tests.conftest import RUN_FILES, folder_digest, write_folder
 from tests.studies.conftest import TINY, cli, read_csv
 
+import cnnlab
 from cnnlab.studies import stats
 
 PLAN = """
@@ -191,3 +192,15 @@ def test_two_workers_share_one_study_through_a_postgresql_storage(tmp_path, post
     assert again.returncode == 2 and "--storage" in again.stderr
     again = cli("study", "--resume", str(out), "--storage", url)
     assert again.returncode == 0 and (out / "study.html").is_file()
+
+
+def test_a_cell_that_leaves_the_batch_size_shows_the_one_it_trained_with(tmp_path):
+    """~25 training images, 1 epoch: the cell that sets 32 trains at 32; the cell that keeps
+    the default 64 trains at 8 (train.min_steps), and the tables say so, not 64."""
+    data = write_folder(tmp_path / "data", classes=3, per_class=12)
+    cells = [{"label": "set", "set": {"train.batch_size": 32}}, {"label": "default", "set": {}}]
+    plan = {"cells": cells}
+    study = cnnlab.study(str(data), plan=plan, seeds=1, out=str(tmp_path / "study"),
+                         data__img_size=16, train__epochs=1, eval__worst_mistakes=0)  # fmt: skip
+    assert [r["train.batch_size"] for r in study.results] == ["32", "8"]
+    assert [r["train.batch_size"] for r in study.table] == ["32", "8"]

@@ -77,6 +77,16 @@ def cell_settings(plan: Plan) -> dict[str, dict[str, Any]]:
     return out
 
 
+def trained_settings(planned: dict[str, Any], runs: list[RunRecord]) -> dict[str, Any]:
+    """A cell's varied settings as its runs trained them: a default batch size that
+    ``train.min_steps`` lowered is the one each run's summary records (a set one is kept)."""
+    out = dict(planned)
+    used = [r.summary["batch_size"] for r in runs if r.summary.get("batch_size")]
+    if "train.batch_size" in out and used:
+        out["train.batch_size"] = used[0]
+    return out
+
+
 def results_rows(folder: Path, plan: Plan, records: list[RunRecord]) -> list[dict[str, Any]]:
     """One row per run: the results.csv contract."""
     settings = cell_settings(plan)
@@ -87,7 +97,7 @@ def results_rows(folder: Path, plan: Plan, records: list[RunRecord]) -> list[dic
             {
                 "cell": r.cell.id,
                 "label": r.cell.label,
-                **settings[r.cell.id],
+                **trained_settings(settings[r.cell.id], [r]),
                 "seed": r.seed,
                 "run_dir": r.path.relative_to(folder).as_posix(),
                 "status": r.status,
@@ -117,7 +127,8 @@ def table_rows(plan: Plan, records: list[RunRecord]) -> list[dict[str, Any]]:
     for cell in plan.cells:
         mine = [r for r in records if r.cell.id == cell.id]
         done = [r for r in mine if r.status == "done"]
-        row: dict[str, Any] = {"cell": cell.id, "label": cell.label, **settings[cell.id]}
+        row: dict[str, Any] = {"cell": cell.id, "label": cell.label}
+        row.update(trained_settings(settings[cell.id], done))
         row["n"] = len(done)
         for metric in ("test_accuracy", "test_macro_f1"):
             spread = stats.spread([r.metric(metric) for r in done])
