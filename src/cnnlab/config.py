@@ -64,7 +64,7 @@ class DataConfig(_Section):
     test_fraction: float = Field(0.15, ge=0.0, lt=1.0)  # share of each class held out for test
     split_seed: int = 42  # seeds the train/val/test split (never changed by train.seed)
     split_file: str | None = None  # a split.csv from an earlier run: reuse it exactly
-    drop_small_classes: bool = False  # drop classes too small to split instead of failing
+    drop_small_classes: bool = False  # drop classes too small to split (or emptied by exclude)
     exclude: str | None = None  # CSV with a path column (e.g. issues.csv): files left out
     min_image_side: int = Field(4, ge=1)  # images smaller than this (px) are skipped "too small"
     max_pixels: int = Field(89_478_485, ge=1)  # decompression-bomb guard (Pillow's default)

@@ -49,6 +49,7 @@ def inspect(
     from cnnlab.data.check import check_dataset
     from cnnlab.data.scan import print_scan_summary
     from cnnlab.errors import CnnlabError
+    from cnnlab.runs import read_json
 
     try:
         data = _data_config(folder, overrides or [])
@@ -58,40 +59,120 @@ def inspect(
         html = write_audit(check, report_dir, near=near)
     except CnnlabError as exc:
         raise _fail(exc) from None
+    for line in check.notes:
+        info(line)
     for line in check.warnings:
         warn(line)
     for s in check.scan.skipped[:50]:
         info(f"  skipped {s.path}: {s.reason}")
     if len(check.scan.skipped) > 50:
         info(f"  ... {len(check.scan.skipped) - 50} more in data_report.json")
+    doc = read_json(html.parent / "data_report.json")
+    _print_groups(doc["audit"], html)
+    _print_label_issues(doc.get("label_issues"), html)
     info(f"audit written to {html} (and data_report.json beside it)")
     _print_problems(check.problems)
+    _print_verdict(check.problems, html.parent / "data_report.json")
     if not check.ready:
         raise typer.Exit(1)
 
 
 _PER_KIND = 5  # problems printed per kind; data_report.json holds every one
+_GROUPS = 5  # duplicate groups printed per kind; audit.html lists up to 200
+_MEMBERS = 4  # paths printed per group
 
 
 def _print_problems(problems: list) -> None:
     """Each problem kind's first few, then how many more (a manifest of 10,000 bad rows must
-    not print 10,000 lines); the audit's data_report.json lists them all."""
+    not print 10,000 lines); the audit's data_report.json lists them all. Blocking ones are
+    errors, the rest notes."""
     from collections import Counter
 
-    from cnnlab.console import info, warn
+    from cnnlab.console import error, info
 
     shown: Counter[str] = Counter()
     for p in problems:
         shown[p.kind] += 1
         if shown[p.kind] <= _PER_KIND:
-            (warn if p.blocking else info)(f"{p.kind}: {p.message}")
+            (error if p.blocking else info)(f"{p.kind}: {p.message}")
     for kind, count in shown.items():
         if count > _PER_KIND:
             blocking = any(p.blocking for p in problems if p.kind == kind)
-            (warn if blocking else info)(
+            (error if blocking else info)(
                 f"{kind}: {count - _PER_KIND} more like these ({count} in all), listed in "
                 "data_report.json"
             )
+
+
+def _print_verdict(problems: list, report: Path) -> None:
+    """The last line: ready to train, or how many problems would stop it."""
+    from cnnlab.console import error, info
+
+    stops = sum(p.blocking for p in problems)
+    if stops:
+        error(
+            f"not ready to train: {stops} blocking problem(s) (above; all in {report}); "
+            "`cnnlab train` refuses this folder until they are fixed"
+        )
+    else:
+        info("ready to train")
+
+
+def _print_groups(audit: dict, html: Path) -> None:
+    """Leakage, label conflicts and other exact duplicates, a few groups each with their
+    paths (relative to the dataset root); the rest are in audit.html."""
+    from cnnlab.console import info, warn
+    from cnnlab.data.audit import audit_warnings
+
+    for key, groups_key, tag in (
+        ("leakage", "leakage_groups", "split"),
+        ("label_conflicts", "conflict_groups", "label"),
+    ):
+        if audit.get(key):
+            warn(audit_warnings({key: audit[key]})[0] + ":")
+            _print_group_list(audit[groups_key], audit[key], tag, html)
+    plain = [
+        g
+        for g in audit.get("duplicate_groups", [])
+        if len({m["split"] for m in g if m["split"]}) <= 1 and len({m["label"] for m in g}) == 1
+    ]
+    if plain:
+        info(f"{len(plain)} group(s) of identical images within one class and split:")
+        _print_group_list(plain, len(plain), None, html)
+
+
+def _print_group_list(groups: list, total: int, tag: str | None, html: Path) -> None:
+    from rich.markup import escape
+
+    from cnnlab.console import info
+
+    for group in groups[:_GROUPS]:
+        names = [m["path"] + (f" ({m[tag] or '-'})" if tag else "") for m in group]
+        more = f" and {len(names) - _MEMBERS} more" if len(names) > _MEMBERS else ""
+        info(escape("  " + " = ".join(names[:_MEMBERS]) + more))
+    if total > _GROUPS:
+        info(escape(f"  ... and {total - _GROUPS} more in {html}"))
+
+
+def _print_label_issues(found: dict | None, html: Path) -> None:
+    """The count of suspected label issues of an earlier ``data issues``, with its gallery."""
+    import os
+
+    from rich.markup import escape
+
+    from cnnlab.console import info
+
+    if not found:
+        return
+    link = found["link"]
+    gallery = link if ":" in link.split("/")[0] else os.path.normpath(html.parent / link)
+    changed = "" if found["current"] else "; the dataset changed since, run it again"
+    info(
+        escape(
+            f"label issues: {found['label_issues']} suspected by `cnnlab data issues` "
+            f"({found['created']}): {gallery}{changed}"
+        )
+    )
 
 
 def _data_config(folder: Path, overrides: list[str]) -> DataConfig:

@@ -61,20 +61,23 @@ def audit_dataset(scan: ScanResult, split: Split | None = None) -> dict[str, Any
     }
 
 
-def audit_warnings(found: dict[str, Any]) -> list[str]:
-    """One console line per kind of duplicate that can bias results, with its count."""
+def audit_warnings(found: dict[str, Any], hint: str | None = None) -> list[str]:
+    """One console line per kind of duplicate that can bias results, with its count.
+
+    ``hint`` (where the paths are listed) ends each line; ``data inspect`` passes none, as
+    it prints the groups right after.
+    """
     lines = []
     if found.get("leakage"):
         lines.append(
-            f"{found['leakage']} group(s) of identical images span more than one split "
-            "(leakage); `cnnlab data inspect` lists the paths"
+            f"{found['leakage']} group(s) of identical images span more than one split (leakage)"
         )
     if found.get("label_conflicts"):
         lines.append(
             f"{found['label_conflicts']} group(s) of identical images carry more than one "
-            "class (label conflict); `cnnlab data inspect` lists the paths"
+            "class (label conflict)"
         )
-    return lines
+    return [f"{line}; {hint}" if hint else line for line in lines]
 
 
 def thumb_stats(paths: list[str], root: str) -> list[dict[str, Any]]:
@@ -172,7 +175,7 @@ def write_audit(
     doc = data_report(check)
     if near:
         doc["audit"] = {**doc["audit"], **_thumb_pass(check.scan, progress)}
-    doc["label_issues"] = issues_summary(check.scan, out)  # from an earlier `cnnlab data issues`
+    doc["label_issues"] = issues_summary(check.scanned, out)  # an earlier `cnnlab data issues`
     write_json(out / "data_report.json", doc)
     chart = class_chart(doc["counts"], out / "classes.png")
     grids = sample_grids(check.scan, out / "samples")

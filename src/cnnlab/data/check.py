@@ -9,8 +9,10 @@ raises the blocking ones as one error; ``inspect`` writes them all to ``data_rep
 ``skipped`` (path relative to the root + reason), ``problems`` (kind, message, blocking),
 ``ready_to_train``, ``splits`` (images per split), ``split_seed``, ``audit`` (duplicates,
 leakage, label conflicts; ``inspect`` adds near duplicates and channel statistics),
-``skipped_at_load`` (files gone or broken after the scan; runs only), ``fingerprint`` (a hash
-of every image's bytes with its label) and image statistics.
+``excluded`` (files ``data.exclude`` left out), ``skipped_at_load`` (files gone or broken
+after the scan; runs only), ``fingerprint`` (a hash of every image's bytes with its label)
+and image statistics. With ``data.exclude`` every count, the audit and the verdict are of
+the images that remain.
 
 Example:
     >>> from cnnlab.config import DataConfig
@@ -20,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +32,7 @@ from cnnlab.data.problems import Problem, blocking, raise_blocking
 
 if TYPE_CHECKING:
     from cnnlab.config import DataConfig
-    from cnnlab.data.scan import ScanResult, Skipped
+    from cnnlab.data.scan import Record, ScanResult, Skipped
     from cnnlab.data.split import Split
 
 REPORT_FORMAT = "cnnlab-data-report/1"
@@ -45,11 +48,20 @@ class DataCheck:
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # for the caller to print
     audit: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # for the caller to print (info)
+    excluded: list[Record] = field(default_factory=list)  # left out by data.exclude
 
     @property
     def ready(self) -> bool:
         """True when nothing would stop training."""
         return not blocking(self.problems)
+
+    @property
+    def scanned(self) -> ScanResult:
+        """The scan with the files ``data.exclude`` left out (``scan`` is without them)."""
+        if not self.excluded:
+            return self.scan
+        return dataclasses.replace(self.scan, records=[*self.scan.records, *self.excluded])
 
     def raise_blocking(self) -> None:
         """One DataError naming every problem that stops training (none: return)."""
@@ -59,7 +71,10 @@ class DataCheck:
 def check_dataset(
     data: DataConfig, split_file: Path | None = None, audit: bool = True, progress: bool = True
 ) -> DataCheck:
-    """Scan, split and audit ``data.root``, collecting problems instead of stopping at one.
+    """Scan, split, leave out ``data.exclude`` and audit ``data.root``, collecting problems
+    instead of stopping at one.
+
+    The audit's findings are in ``audit``; callers word them (:func:`audit_warnings`).
 
     Raises:
         ConfigError: the cache folder is inside the dataset.
@@ -67,7 +82,7 @@ def check_dataset(
             matches the folder.
     """
     from cnnlab.data import scan as scan_module
-    from cnnlab.data.audit import audit_dataset, audit_warnings
+    from cnnlab.data.audit import audit_dataset
     from cnnlab.data.split import load_split, make_split
     from cnnlab.paths import check_cache_outside, dataset_folder
 
@@ -96,19 +111,32 @@ def check_dataset(
             drop_small_classes=data.drop_small_classes,
             strict=False,
         )
-    found = audit_dataset(scan, split) if audit else {}
-    warnings = [*scan.warnings, *split.warnings, *audit_warnings(found)]
-    problems = [*scan.problems, *split.problems]
-    if split.classes and not split.indices("val"):
-        problems.append(
+    check = DataCheck(scan, split, data.split_seed if split_file is None else None)
+    check.problems = [*scan.problems, *split.problems]
+    check.warnings = [*scan.warnings, *split.warnings]
+    if data.exclude:
+        _exclude(check, data.exclude, data.drop_small_classes)
+    check.audit = audit_dataset(check.scan, check.split) if audit else {}
+    if check.split.classes and not check.split.indices("val"):
+        check.problems.append(
             Problem(
                 "no validation images",
                 "the validation split is empty (it picks the best epoch): set "
                 "data.val_fraction > 0 or add a val/ folder",
             )
         )
-    seed = data.split_seed if split_file is None else None
-    return DataCheck(scan, split, seed, problems, warnings, found)
+    return check
+
+
+def _exclude(check: DataCheck, path: str, drop_classes: bool) -> None:
+    """Leave the files listed at ``path`` out of ``check`` (see :mod:`cnnlab.data.exclude`)."""
+    from cnnlab.data.exclude import apply_exclude
+
+    out = apply_exclude(check.scan, check.split, path, drop_classes)
+    check.scan, check.split, check.excluded = out.scan, out.split, out.records
+    check.problems += out.problems
+    check.warnings += out.warnings
+    check.notes += out.notes
 
 
 def max_file_bytes(megabytes: float) -> int:
@@ -131,6 +159,7 @@ def data_report(
         split_seed=check.split_seed,
         skipped_at_load=[{"path": s.path, "reason": s.reason} for s in skipped_at_load],
         audit=check.audit,
+        excluded=sorted(r.path for r in check.excluded),
         fingerprint=dataset_fingerprint(check.scan.records),
     )
     return doc

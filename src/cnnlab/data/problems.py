@@ -30,7 +30,8 @@ KINDS = {
     "no validation images": "an empty validation split (it picks the best epoch)",
     "manifest row": "a CSV manifest row that cannot be used",
     "outside path": "a CSV manifest path that leaves the manifest's folder",
-    "dropped class": "a small class left out (data.drop_small_classes=true)",
+    "excluded class": "a class data.exclude empties: blocking for train, a warning for val/test",
+    "dropped class": "a small or excluded class left out (data.drop_small_classes=true)",
 }
 
 

@@ -180,7 +180,7 @@ def _assemble(
             problems.append(
                 Problem(
                     "unusable class",
-                    f"{root}: every image of class '{label}' is unusable ({detail}); "
+                    f"every image of class '{label}' is unusable ({detail}); "
                     "fix or remove that class folder",
                 )
             )

@@ -206,7 +206,7 @@ def walk_folder(root: Path) -> Found:
     for key, folder in kept:
         found.folders.setdefault(key, folder.relative_to(root).as_posix())
         _walk_class(found, root, root_real, folder, key, owners, visited)
-    _check_empty(found, root)
+    _check_empty(found)
     return _dedupe(found)
 
 
@@ -231,14 +231,15 @@ def _owners(
     return owners, kept
 
 
-def _check_empty(found: Found, root: Path) -> None:
+def _check_empty(found: Found) -> None:
     have = Counter((c.split, c.label) for c in found.candidates)
     for key, rel in sorted(found.folders.items(), key=lambda kv: kv[1]):
         if have[key] == 0:
+            where = f" ({rel}/)" if rel != key[1] else ""  # relative: reports are shared
             found.problems.append(
                 Problem(
                     "empty class",
-                    f"{root / rel}: class folder '{key[1]}' has no image files "
+                    f"class folder '{key[1]}'{where} has no image files "
                     f"({' '.join(sorted(IMAGE_EXTS))}); add images or remove the folder",
                 )
             )

@@ -151,6 +151,7 @@ def prepare_data(
     Every problem that would stop training is found first and raised as one DataError; the
     split is seeded by ``data.split_seed`` alone, so the training seed never moves it.
     """
+    from cnnlab.data.audit import audit_warnings
     from cnnlab.data.check import check_dataset
     from cnnlab.data.scan import print_scan_summary
 
@@ -158,18 +159,16 @@ def prepare_data(
     check = check_dataset(data, split_path, audit=data.audit)
     scan, split = check.scan, check.split
     print_scan_summary(scan)
+    for line in check.notes:
+        info(line)
     check.raise_blocking()
-    for line in check.warnings:
+    for line in [*check.warnings, *audit_warnings(check.audit, _inspect_hint(data))]:
         warn(line)
     if split.new_files:
         info(
             f"{split.new_files} file(s) in the folder are not in {split_path} and are left "
             "out, so this run sees exactly the images of the runs it is compared with"
         )
-    if data.exclude:
-        from cnnlab.data.exclude import exclude_from_split
-
-        split = exclude_from_split(split, data.exclude)
     img_size, resize, channels = resolve_geometry(data, default_img_size)
     root = Path(scan.root)
     sha = {r.path: r.sha1 for r in scan.records}
@@ -232,6 +231,15 @@ def _decode(
     for line in cache.warnings:
         warn(line)
     return [samples[i] for i in cache.keep], cache
+
+
+def _inspect_hint(data: DataConfig) -> str:
+    """Where the paths behind an audit warning are listed (the run writes them too)."""
+    exclude = f" data.exclude={data.exclude}" if data.exclude else ""
+    return (
+        f"`cnnlab data inspect {data.root}{exclude}` lists the paths (also in the run's "
+        "data_report.json)"
+    )
 
 
 def _check_splits(index: dict[str, torch.Tensor], classes: list[str], labels: torch.Tensor) -> None:
