@@ -4,7 +4,9 @@ The exported graph takes the *preprocessed* input: float32 ``(B, C, img_size, im
 normalised with the card's mean/std, batch size dynamic; it returns logits. The preprocessing
 that leads there (decode, shorter side to ``resize``, centre crop, normalise) is written to
 ``export.json`` beside the file and to the model card's ``exports`` entry, because a model
-fed differently prepared pixels fails silently.
+fed differently prepared pixels fails silently. Both records carry the SHA-256 of the
+``model.safetensors`` the file was made from: the ONNX backend of the Predictor refuses an
+export whose weights are no longer the run's (a resumed run trained on since).
 
 ONNX uses PyTorch's TorchScript-based exporter (``dynamo=False``): the newer dynamo exporter
 needs ``onnxscript``, which is not a dependency. Parity is measured on real images of the
@@ -28,9 +30,9 @@ import numpy as np
 import torch
 
 from cnnlab import __version__
-from cnnlab.errors import ConfigError, ParityError
+from cnnlab.errors import CnnlabError, ConfigError, ParityError
 from cnnlab.predict import ONNX_FILE, Predictor
-from cnnlab.runs import CONFIG, MODEL_CARD, SPLIT, read_json, write_json
+from cnnlab.runs import CONFIG, MODEL_CARD, SPLIT, read_json, weights_digest, write_json
 
 FORMATS = {"onnx": ONNX_FILE, "torchscript": "model.torchscript.pt"}
 EXPORT_JSON = "export.json"
@@ -154,7 +156,8 @@ def export_run(
 
     Returns:
         The export record (also in ``export.json`` and the model card): file, format, input
-        and output description, preprocessing, ``max_abs_diff`` and ``parity_ok``.
+        and output description, preprocessing, ``max_abs_diff``, ``parity_ok`` and
+        ``weights_sha256`` (of the ``model.safetensors`` exported).
 
     Raises:
         ParityError: the export's logits differ by more than ``tolerance``. The file and its
@@ -166,6 +169,7 @@ def export_run(
     if not tolerance >= 0:
         raise ConfigError(f"export tolerance must be >= 0, got {tolerance}")
     predictor = Predictor(run_dir, backend="torch", device="cpu")
+    digest = weights_digest(predictor.run_dir)  # of the weights the Predictor just loaded
     model = predictor.model
     assert model is not None
     path = Path(out) if out is not None else predictor.run_dir / FORMATS[format]
@@ -177,6 +181,7 @@ def export_run(
         runner = _export_torchscript(model, x, path)
     diff = _max_abs_diff(model, runner, x)
     record = _record(predictor, format, path, opset, diff, source, len(x), tolerance)
+    record["weights_sha256"] = digest
     _save_records(predictor, path, record)
     if not record["parity_ok"]:
         raise ParityError(
@@ -216,6 +221,31 @@ def _record(
     }
 
 
+def drop_stale_exports(run_dir: Path) -> list[str]:
+    """Delete the exports inside ``run_dir`` before its weights are replaced (a resume).
+
+    They were made from weights that are about to be gone, so nothing could check or remake
+    them; exports written elsewhere (``--out``) are left alone, their ``weights_sha256`` tells
+    them apart. Returns the names removed.
+    """
+    side = run_dir / EXPORT_JSON
+    names = set(FORMATS.values())
+    if side.is_file():
+        try:
+            entries = read_json(side)
+        except CnnlabError:  # unreadable: it goes with the rest
+            entries = {}
+        for record in entries.values() if isinstance(entries, dict) else []:
+            file = Path(str(record.get("file", ""))) if isinstance(record, dict) else None
+            if file and file.parent.resolve() == run_dir.resolve():
+                names.add(file.name)
+        names.add(EXPORT_JSON)
+    removed = sorted(n for n in names if (run_dir / n).is_file())
+    for name in removed:
+        (run_dir / name).unlink()
+    return removed
+
+
 def _save_records(predictor: Predictor, path: Path, record: dict[str, Any]) -> None:
     """``export.json`` beside the file (one entry per format) and the card's ``exports``."""
     side = path.parent / EXPORT_JSON
@@ -225,7 +255,8 @@ def _save_records(predictor: Predictor, path: Path, record: dict[str, Any]) -> N
     write_json(side, entries)
     card_file = predictor.run_dir / MODEL_CARD
     card = read_json(card_file)
-    summary = {k: record[k] for k in ("file", "opset", "max_abs_diff", "parity_ok", "created")}
+    keys = ("file", "opset", "max_abs_diff", "parity_ok", "created", "weights_sha256")
+    summary = {k: record[k] for k in keys}
     if path.resolve().parent == predictor.run_dir.resolve():
         summary["file"] = path.name  # relative: the run folder can be moved or copied
     card.setdefault("exports", {})[record["format"]] = summary

@@ -29,7 +29,7 @@ from cnnlab.batched import BatchOutput, eval_batch_for
 from cnnlab.data.image import load_image, pil_from_any, to_array
 from cnnlab.data.walk import IMAGE_EXTS, is_ignored
 from cnnlab.errors import ConfigError, ImageLoadError, RunError
-from cnnlab.runs import WEIGHTS, load_run
+from cnnlab.runs import MODEL_CARD, WEIGHTS, load_run, weights_digest
 
 BACKENDS = ("torch", "onnx")
 ONNX_FILE = "model.onnx"
@@ -264,20 +264,32 @@ class Predictor:
 def _onnx_session(run_dir: Path, card: dict[str, Any]) -> Any:
     """An onnxruntime session on the run's exported model (made by ``cnnlab export``).
 
-    The file recorded in the card's ``exports.onnx`` entry is used when it still exists,
-    else ``model.onnx`` in the run folder.
+    Only the file recorded in the card's ``exports.onnx`` entry is used, and only while the
+    run's ``model.safetensors`` is the one it was exported from (the recorded SHA-256): a
+    resumed run has new weights, and an old ``model.onnx`` would answer for the old ones.
+
+    Raises:
+        RunError: no export recorded, the file is gone, it failed its parity check, or it
+            was made from other weights; the message says to export again.
     """
     import onnxruntime as ort
 
+    again = f"export it again with `cnnlab export {run_dir} --format onnx`"
     record = (card.get("exports") or {}).get("onnx") or {}
-    path = run_dir / (record.get("file") or ONNX_FILE)  # an absolute path stays absolute
-    path = path if path.is_file() else run_dir / ONNX_FILE
+    if not record.get("file"):
+        raise RunError(f"{run_dir / MODEL_CARD}: no ONNX export recorded; {again}")
+    path = run_dir / record["file"]  # an absolute path stays absolute
     if not path.is_file():
-        raise RunError(f"{path}: missing; export it first with `cnnlab export {run_dir}`")
+        raise RunError(f"{path}: missing; {again}")
     if record.get("parity_ok") is False:
         raise RunError(
             f"{path} failed its parity check against PyTorch (max |diff| "
-            f"{record.get('max_abs_diff')}); re-export with `cnnlab export {run_dir}`"
+            f"{record.get('max_abs_diff')}); {again}"
+        )
+    if record.get("weights_sha256") != weights_digest(run_dir):
+        raise RunError(
+            f"{path} was not exported from the run's current {WEIGHTS} (trained on since, "
+            f"or exported by an older cnnlab); {again}"
         )
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only

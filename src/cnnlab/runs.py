@@ -12,7 +12,7 @@ Layout::
     metrics.csv          one row per epoch, train/... and val/... columns
     summary.json         final metrics, best epoch, timing
     model.safetensors    weights of the best epoch
-    model.json           the model card (architecture, classes, preprocessing, ...)
+    model.json           the model card (architecture, classes, preprocessing, exports)
     checkpoints/         last.ckpt and best.ckpt for resume
     plots/*.png          learning curves, confusion matrix, ...
     predictions/         per split: {split}.csv (path,true,pred,prob) and {split}_probs.npy,
@@ -25,6 +25,7 @@ Layout::
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -54,6 +55,15 @@ _SAFE_NAME = re.compile(r"[^\w.\-]+", re.UNICODE)
 def write_json(path: str | Path, obj: Any) -> None:
     """Atomically write JSON (UTF-8, non-ASCII kept readable)."""
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def weights_digest(run_dir: str | Path) -> str:
+    """SHA-256 (hex) of the run's ``model.safetensors``: which weights an export was made from."""
+    h = hashlib.sha256()
+    with (Path(run_dir) / WEIGHTS).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def write_csv(path: str | Path, rows: list[dict[str, Any]], columns: list[str]) -> None:

@@ -12,9 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tests.conftest import write_folder
 
+import cnnlab
 from cnnlab.export import export_run
 from cnnlab.predict import Predictor
+from cnnlab.runs import weights_digest
 
 from .conftest import add_bad_files, build_run
 
@@ -65,6 +68,15 @@ def _cli(func: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _main(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m cnnlab ARGS``: through ``main()``, which turns errors into exit codes."""
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "cnnlab", *args], capture_output=True, text=True, env=env,
+        timeout=300,
+    )  # fmt: skip
+
+
 @pytest.mark.slow
 def test_cli_predict_and_eval_list_bad_files(tiny_run, tmp_path):
     data = tiny_run.parent.parent / "data"
@@ -104,3 +116,45 @@ def test_failed_parity_check_exits_non_zero_and_is_not_used(tiny_run):
     assert record["parity_tolerance"] == 0
     with pytest.raises(RunError, match="parity check"):
         Predictor(tiny_run, backend="onnx")
+
+
+@pytest.mark.slow
+def test_resumed_run_refuses_its_old_onnx_until_exported_again(tmp_path):
+    """A resume replaces the weights: the ONNX backend must never answer with the old file."""
+    data = write_folder(tmp_path / "data", classes=3, per_class=8)
+    small = {"model": "cnn", "model__cnn__filters": [8, 16], "precision": "32"}
+    run = cnnlab.train(str(data), epochs=1, runs_dir=str(tmp_path / "runs"), **small)
+    assert run is not None
+    export_run(run.path, format="onnx")
+    export_run(run.path, format="torchscript")
+    cnnlab.train(resume=run.path, epochs=2)
+    for stale in ("model.onnx", "model.torchscript.pt", "export.json"):
+        assert not (run.path / stale).exists(), stale
+    res = _main("predict", str(run.path), str(data), "--backend", "onnx")
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.strip().startswith("error:") and "Traceback" not in res.stderr
+    assert f"cnnlab export {run.path} --format onnx" in res.stderr
+
+    record = export_run(run.path, format="onnx")
+    assert record["weights_sha256"] == weights_digest(run.path)
+    torch_out = Predictor(run.path).predict(data)
+    onnx_out = Predictor(run.path, backend="onnx").predict(data)
+    assert [r["label"] for r in onnx_out] == [r["label"] for r in torch_out]
+    assert np.allclose([r["prob"] for r in onnx_out], [r["prob"] for r in torch_out], atol=1e-5)
+
+
+def test_onnx_export_of_other_weights_is_refused(tmp_path):
+    """The recorded digest, not the file name, decides: new weights under an old export."""
+    from cnnlab.errors import RunError
+
+    run = build_run(tmp_path / "a")
+    export_run(run, format="onnx")
+    other = build_run(tmp_path / "b", seed=1)
+    (run / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes())
+    with pytest.raises(RunError, match="not exported from the run's current"):
+        Predictor(run, backend="onnx")
+    card = json.loads((run / "model.json").read_text(encoding="utf-8"))
+    del card["exports"]  # the old fallback: model.onnx with no record
+    (run / "model.json").write_text(json.dumps(card), encoding="utf-8")
+    with pytest.raises(RunError, match="no ONNX export recorded"):
+        Predictor(run, backend="onnx")

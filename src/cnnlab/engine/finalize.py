@@ -95,12 +95,17 @@ def finalize(
     train_time: float,
 ) -> Run:
     """Write weights and card, evaluate val/test through the Predictor, summary and report."""
+    from cnnlab.console import info
     from cnnlab.evaluation.evaluate import evaluate_predictions, write_predictions
     from cnnlab.evaluation.plotjobs import PlotJobs
+    from cnnlab.export import drop_stale_exports
     from cnnlab.models.state import save_weights
     from cnnlab.predict import Predictor
 
     mb.model.eval()
+    stale = drop_stale_exports(run_dir)  # a resumed run: made from the weights replaced here
+    if stale:
+        info(f"removed {', '.join(stale)}: exported from the old weights; run `cnnlab export`")
     save_weights(mb.model, run_dir / runs.WEIGHTS)
     card = model_card(cfg, data, mb, outcome)
     write_json(run_dir / runs.MODEL_CARD, card)
