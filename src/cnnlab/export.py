@@ -121,20 +121,26 @@ def _max_abs_diff(model: torch.nn.Module, run: Any, x: torch.Tensor) -> float:
 
 
 def preprocessing(card: dict[str, Any]) -> dict[str, Any]:
-    """How to turn an image file into the exported model's input (for any runtime)."""
+    """How to turn an image file into the exported model's input (for any runtime), and
+    its output into the probabilities the run's report and ``cnnlab predict`` give."""
     inp = card["input"]
-    return {
-        **{k: inp[k] for k in ("img_size", "resize", "crop_pct", "channels", "mean", "std")},
-        "steps": [
-            "decode; apply EXIF orientation; composite transparency on white; "
-            + ("convert to RGB" if inp["channels"] == 3 else "convert to greyscale"),
-            f"resize the shorter side to {inp['resize']} px (bilinear, antialiased), "
-            f"centre-crop {inp['resize']}x{inp['resize']}",
-            f"centre-crop {inp['img_size']}x{inp['img_size']}",
-            "scale to 0..1, subtract mean, divide by std (per channel)",
-            "layout NCHW float32; output: logits (apply softmax for probabilities)",
-        ],
-    }
+    steps = [
+        "decode; apply EXIF orientation; composite transparency on white; "
+        + ("convert to RGB" if inp["channels"] == 3 else "convert to greyscale"),
+        f"centre-crop the largest square, resize it to {inp['resize']}x{inp['resize']} px "
+        "(bilinear, antialiased)",
+        "scale to 0..1, subtract mean, divide by std (per channel)",
+        "layout NCHW float32; output: logits (apply softmax for probabilities)",
+    ]
+    if inp["img_size"] != inp["resize"]:  # else the crop would repeat the previous step
+        steps.insert(2, f"centre-crop {inp['img_size']}x{inp['img_size']}")
+    if card.get("tta") == "hflip":  # the report's numbers are those of the averaged pair
+        steps.append(
+            "test-time augmentation (model.json tta: hflip): also run the input flipped "
+            "left-right (reverse the last axis) and average the two softmax outputs"
+        )
+    keys = ("img_size", "resize", "crop_pct", "channels", "mean", "std")
+    return {**{k: inp[k] for k in keys}, "tta": card.get("tta"), "steps": steps}
 
 
 def export_run(

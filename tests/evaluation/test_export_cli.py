@@ -158,3 +158,34 @@ def test_onnx_export_of_other_weights_is_refused(tmp_path):
     (run / "model.json").write_text(json.dumps(card), encoding="utf-8")
     with pytest.raises(RunError, match="no ONNX export recorded"):
         Predictor(run, backend="onnx")
+
+
+@pytest.mark.parametrize(("resize", "tta"), [(32, "hflip"), (36, None)])
+def test_export_steps_reproduce_predict(tmp_path, resize, tta):
+    """export.json's steps, followed literally with onnxruntime, give `predict`'s numbers."""
+    import onnxruntime as ort
+
+    run = build_run(tmp_path, resize=resize, tta=tta)
+    export_run(run, format="onnx")
+    prep = json.loads((run / "export.json").read_text(encoding="utf-8"))["onnx"]["preprocessing"]
+    steps = prep["steps"]
+    crops = [s for s in steps if s.startswith("centre-crop 32x32")]
+    assert len(crops) == (resize != 32) and len(set(steps)) == len(steps), steps
+    assert prep["tta"] == tta
+    assert any("tta: hflip" in s for s in steps) == (tta == "hflip")
+
+    image = next((tmp_path / "data" / "class_0").iterdir())
+    predictor = Predictor(run)
+    side = predictor.load(image).astype(np.float32) / 255  # decode, square, resize
+    off = (resize - 32) // 2
+    x = side[off : off + 32, off : off + 32]
+    x = ((x - prep["mean"]) / prep["std"]).transpose(2, 0, 1)[None].astype(np.float32)
+    session = ort.InferenceSession(str(run / "model.onnx"), providers=["CPUExecutionProvider"])
+    probs = torch.softmax(torch.from_numpy(session.run(None, {"input": x})[0]), 1)
+    if tta == "hflip":
+        flipped = np.ascontiguousarray(x[..., ::-1])
+        probs = (
+            probs + torch.softmax(torch.from_numpy(session.run(None, {"input": flipped})[0]), 1)
+        ) / 2
+    expected = predictor.predict([image])[0]
+    assert float(probs.max()) == pytest.approx(expected["prob"], abs=1e-5)
