@@ -110,3 +110,25 @@ def test_a_full_disk_is_one_line_naming_the_file(
         line = one_error_line(out)
         assert "No space left on device" in line and str(small) in line
     assert folder_digest(tiny_folder) == before
+
+
+@pytest.mark.slow
+def test_predict_refuses_k_below_1_and_lists_every_class_for_a_larger_k(tmp_path: Path) -> None:
+    import csv
+
+    from cnnlab.errors import ConfigError
+    from cnnlab.predict import Predictor
+
+    run = build_run(tmp_path)
+    image = str(next((tmp_path / "data" / "class_0").iterdir()))
+    for k in ("0", "-1"):
+        out = cli("predict", str(run), image, "-k", k)
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert "greater than or equal to 1" in out.stderr and "--top-k" in out.stderr, k
+    with pytest.raises(ConfigError, match="top_k must be an integer >= 1"):
+        Predictor(run).predict(image, top_k=0)
+    table = tmp_path / "p.csv"
+    out = cli("predict", str(run), image, "-k", "10", "--out", str(table))  # 3 classes
+    assert out.returncode == 0, out.stdout + out.stderr
+    with table.open(newline="", encoding="utf-8") as fh:
+        assert len(next(csv.DictReader(fh))["top_k_labels"].split(";")) == 3

@@ -48,6 +48,17 @@ def _key_name(key: str | int) -> str:
     return "path" if isinstance(key, str) else "index"
 
 
+def top_k_count(top_k: int, num_classes: int) -> int:
+    """How many classes to list: ``top_k``, at most every class (a larger k lists them all).
+
+    Raises:
+        ConfigError: ``top_k`` is below 1.
+    """
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ConfigError(f"top_k must be an integer >= 1 (classes to list), got {top_k!r}")
+    return min(top_k, num_classes)
+
+
 def iter_image_files(folder: Path) -> list[Path]:
     """Image files under ``folder`` (recursively, sorted), skipping hidden entries and OS junk."""
     found = []
@@ -220,8 +231,13 @@ class Predictor:
 
         Returns:
             One dict per input image, in order: ``{"path" (or "index"), "label", "prob",
-            "top_k": [(label, prob), ...]}``, or ``{"path", "error": reason}``.
+            "top_k": [(label, prob), ...]}``, or ``{"path", "error": reason}``. ``top_k``
+            above the number of classes lists every class.
+
+        Raises:
+            ConfigError: ``top_k`` below 1.
         """
+        top_k = top_k_count(top_k, len(self.classes))
         flat = self.expand(inputs)
         results: list[dict[str, Any]] = []
         # decode one batch, classify it, keep only the results: memory stays one batch of
@@ -243,8 +259,7 @@ class Predictor:
     def _results(
         self, items: Sequence[Item], probs: torch.Tensor, top_k: int
     ) -> list[dict[str, Any]]:
-        k = max(1, min(top_k, len(self.classes)))
-        values, indices = probs.topk(k, dim=1) if len(probs) else (probs, probs)
+        values, indices = probs.topk(top_k, dim=1) if len(probs) else (probs, probs)
         results, row = [], 0
         for it in items:
             if it.array is None:

@@ -93,7 +93,9 @@ def _print_table(rows: list[dict[str, str]]) -> None:
 def predict_command(
     run: Path = typer.Argument(..., help="Run folder with the trained model."),
     paths: list[str] = typer.Argument(..., help="Image files and/or folders (recursed)."),
-    top_k: int = typer.Option(5, "--top-k", "-k", help="How many classes to list per image."),
+    top_k: int = typer.Option(
+        5, "--top-k", "-k", min=1, help="How many classes to list per image (all if more)."
+    ),
     tta: bool = typer.Option(
         None,
         "--tta/--no-tta",

@@ -75,8 +75,10 @@ class EnsemblePredictor:
     ) -> list[dict[str, Any]]:
         """Same output and the same default as :meth:`cnnlab.predict.Predictor.predict`: with
         ``tta=None`` every member uses its own run's test-time augmentation, as its report did."""
+        from cnnlab.predict import top_k_count
+
+        k = top_k_count(top_k, len(self.classes))  # before any work: k < 1 is refused
         items, probs = self.predict_proba(inputs, tta=tta, batch_size=batch_size)
-        k = max(1, min(top_k, len(self.classes)))
         results, row = [], 0
         for item in items:
             if "error" in item:
