@@ -132,3 +132,22 @@ def test_predict_refuses_k_below_1_and_lists_every_class_for_a_larger_k(tmp_path
     assert out.returncode == 0, out.stdout + out.stderr
     with table.open(newline="", encoding="utf-8") as fh:
         assert len(next(csv.DictReader(fh))["top_k_labels"].split(";")) == 3
+
+
+@pytest.mark.slow
+def test_predict_fails_when_nothing_was_predicted(tmp_path: Path) -> None:
+    """A mistyped path must not look like success; one good file among bad ones still is."""
+    from tests.evaluation.conftest import add_bad_files
+
+    run = build_run(tmp_path)
+    image = str(next((tmp_path / "data" / "class_0").iterdir()))
+    missing = str(tmp_path / "nonexist.jpg")
+    bad = [str(p) for p in add_bad_files(tmp_path / "junk")]
+    (tmp_path / "empty").mkdir()
+    for paths in ([missing], bad, [str(tmp_path / "empty")]):
+        out = cli("predict", str(run), *paths)
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert "nothing was predicted" in out.stderr and "Traceback" not in out.stderr
+    out = cli("predict", str(run), image, missing)  # one good file: the bad one is listed
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "1 of 2 files could not be read" in out.stderr

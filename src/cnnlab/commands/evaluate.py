@@ -108,10 +108,13 @@ def predict_command(
 ) -> None:
     """Classify image files or folders with a trained run; unreadable files are listed, not fatal.
 
+    Exits 2 when nothing could be predicted (every file unreadable, or no image found).
+
     Example:
 
         cnnlab predict runs/cnn-scratch photos/ cat.jpg --top-k 3 --out predictions.csv
     """
+    from cnnlab.errors import DataError
     from cnnlab.paths import check_writable_file
     from cnnlab.predict import load_predictor
 
@@ -124,6 +127,11 @@ def predict_command(
         _write_csv(out, rows)
         typer.echo(f"wrote {len(rows)} predictions to {out}")
     bad = sum(1 for r in rows if r["error"])
+    if bad == len(rows):  # nothing predicted: a mistyped path must not look like success
+        what = f"all {bad} files could not be read (see the error column)" if rows else (
+            f"no image files in {' '.join(paths)}"
+        )  # fmt: skip
+        raise DataError(f"nothing was predicted: {what}; check the paths")
     if bad:
         typer.echo(f"{bad} of {len(rows)} files could not be read (see the error column)", err=True)
 
