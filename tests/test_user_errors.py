@@ -151,3 +151,22 @@ def test_predict_fails_when_nothing_was_predicted(tmp_path: Path) -> None:
     out = cli("predict", str(run), image, missing)  # one good file: the bad one is listed
     assert out.returncode == 0, out.stdout + out.stderr
     assert "1 of 2 files could not be read" in out.stderr
+
+
+@pytest.mark.slow
+def test_predict_and_eval_never_write_into_the_dataset(tmp_path: Path) -> None:
+    """RELIABILITY.md: the run's dataset (and eval's --data) is read-only to cnnlab."""
+    from tests.conftest import write_folder
+
+    run = build_run(tmp_path)
+    data = tmp_path / "data"
+    other = write_folder(tmp_path / "new", classes=3, per_class=4)
+    before = {folder: folder_digest(folder) for folder in (data, other)}
+    image = str(next((data / "class_0").iterdir()))
+    for command in (
+        ("predict", str(run), image, "--out", str(data / "class_0" / "p.csv")),
+        ("eval", str(run), "--out", str(data / "ev")),
+        ("eval", str(run), "--data", str(other), "--out", str(other / "ev")),
+    ):
+        assert "inside the dataset folder" in one_error_line(cli(*command)), command
+    assert {folder: folder_digest(folder) for folder in (data, other)} == before

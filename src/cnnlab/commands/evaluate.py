@@ -16,6 +16,41 @@ import typer
 PREDICT_COLUMNS = ["path", "label", "prob", "top_k_labels", "top_k_probs", "error"]
 
 
+def _data_roots(run: Path) -> list[str]:
+    """The dataset roots the run (or each member of an ensemble) was trained on."""
+    import yaml
+
+    from cnnlab.ensemble.folder import ENSEMBLE_CARD, is_ensemble
+    from cnnlab.errors import CnnlabError
+    from cnnlab.runs import CONFIG, read_json
+
+    folders = [run]
+    if is_ensemble(run):
+        try:
+            folders = [run / m["run"] for m in read_json(run / ENSEMBLE_CARD)["members"]]
+        except (CnnlabError, KeyError, TypeError):
+            return []  # the predictor names what is wrong with the ensemble
+    roots = []
+    for folder in folders:
+        try:
+            cfg = yaml.safe_load((folder / CONFIG).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        root = (cfg.get("data") or {}).get("root") if isinstance(cfg, dict) else None
+        if root:
+            roots.append(str(root))
+    return roots
+
+
+def check_out_outside_data(out: Path, run: Path, data: Path | None = None) -> None:
+    """Refuse an ``--out`` inside the run's dataset (or ``--data``): the user's data is
+    read-only to cnnlab, and the next scan would find what was written there."""
+    from cnnlab.paths import dataset_folder, outside_dataset
+
+    for root in [*_data_roots(run), *([data] if data is not None else [])]:
+        outside_dataset(out, out, dataset_folder(root), "--out")
+
+
 def eval_command(
     run: Path = typer.Argument(..., help="Run folder to evaluate."),
     data: Path = typer.Option(
@@ -35,6 +70,7 @@ def eval_command(
     from cnnlab.paths import check_writable_dir
 
     if out is not None:
+        check_out_outside_data(out, run, data)
         check_writable_dir(out, "--out")
     if is_ensemble(run):
         from cnnlab.ensemble.predictor import evaluate_ensemble
@@ -119,6 +155,7 @@ def predict_command(
     from cnnlab.predict import load_predictor
 
     if out is not None:
+        check_out_outside_data(out, run)
         check_writable_file(out, "--out")
     predictor = load_predictor(run, backend=backend)
     rows = _rows(predictor.predict(paths, top_k=top_k, tta=tta))
