@@ -111,8 +111,11 @@ def _test_accuracy(run: Run) -> float:
     return float(run.summary["metrics"]["test"]["accuracy"])
 
 
-def _feature_files(cache: Path) -> dict[Path, int]:
-    return {p: p.stat().st_mtime_ns for p in sorted((cache / "features").glob("*"))}
+def _feature_files(cache: Path) -> dict[Path, tuple[int, int]]:
+    """Inode and size of each feature file: a rewrite (atomic, by rename) makes a new inode;
+    the modification time moves on every read, which marks the entry used (LRU)."""
+    stats = {p: p.stat() for p in sorted((cache / "features").glob("*"))}
+    return {p: (st.st_ino, st.st_size) for p, st in stats.items()}
 
 
 def test_pretrained_features_beat_random_ones(frozen: FrozenRuns) -> None:
