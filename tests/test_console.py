@@ -37,3 +37,15 @@ def test_warnings_once_prints_each_distinct_warning_once_and_counts_the_repeats(
     assert out.err.count("warning: 2 group(s) of identical images") == 2
     assert out.err.count("stopped by the time budget") == 1
     assert "2 repeated warning line(s) not shown again" in out.out
+
+
+def test_file_names_with_brackets_print_as_they_are(capsys) -> None:
+    """A path like `a [/b].jpg` used to raise rich's MarkupError inside a warning, and
+    `[bold]` in a name was taken as a style and dropped."""
+    from cnnlab.console import info, warn
+
+    info("skipped photos/cat [bold].jpg: broken")
+    warn("photos/a [/b].jpg could not be read")
+    out = capsys.readouterr()
+    assert "photos/cat [bold].jpg" in out.out
+    assert "photos/a [/b].jpg could not be read" in out.err and "warning:" in out.err

@@ -77,9 +77,12 @@ def info(message: str) -> None:
     """Print a line unless ``--quiet``.
 
     Soft wrap: rich would otherwise break long lines at 80 columns when output is piped, cutting
-    paths and phrases that scripts (and users copying a path) need whole.
+    paths and phrases that scripts (and users copying a path) need whole. Never markup: a file
+    named ``a [/b].jpg`` must print as it is, not raise a MarkupError or turn bold.
     """
-    console.print(message, soft_wrap=True)
+    from rich.markup import escape
+
+    console.print(escape(message), soft_wrap=True)
 
 
 @dataclass
@@ -113,14 +116,18 @@ def warnings_once() -> Iterator[None]:
 
 
 def warn(message: str) -> None:
-    """Warnings are printed even with ``--quiet``; they go to stderr."""
+    """Warnings are printed even with ``--quiet``; they go to stderr (never markup, as info)."""
     printed = _printed.get()
     if printed is not None:
         if message in printed.messages:
             printed.held += 1
             return
         printed.messages.add(message)
-    Console(stderr=True, highlight=False).print(f"[yellow]warning:[/] {message}", soft_wrap=True)
+    from rich.markup import escape
+
+    Console(stderr=True, highlight=False).print(
+        f"[yellow]warning:[/] {escape(message)}", soft_wrap=True
+    )
 
 
 def error(message: str) -> None:

@@ -142,23 +142,19 @@ def _print_groups(audit: dict, html: Path) -> None:
 
 
 def _print_group_list(groups: list, total: int, tag: str | None, html: Path) -> None:
-    from rich.markup import escape
-
     from cnnlab.console import info
 
     for group in groups[:_GROUPS]:
         names = [m["path"] + (f" ({m[tag] or '-'})" if tag else "") for m in group]
         more = f" and {len(names) - _MEMBERS} more" if len(names) > _MEMBERS else ""
-        info(escape("  " + " = ".join(names[:_MEMBERS]) + more))
+        info("  " + " = ".join(names[:_MEMBERS]) + more)
     if total > _GROUPS:
-        info(escape(f"  ... and {total - _GROUPS} more in {html}"))
+        info(f"  ... and {total - _GROUPS} more in {html}")
 
 
 def _print_label_issues(found: dict | None, html: Path) -> None:
     """The count of suspected label issues of an earlier ``data issues``, with its gallery."""
     import os
-
-    from rich.markup import escape
 
     from cnnlab.console import info
 
@@ -168,10 +164,8 @@ def _print_label_issues(found: dict | None, html: Path) -> None:
     gallery = link if ":" in link.split("/")[0] else os.path.normpath(html.parent / link)
     changed = "" if found["current"] else "; the dataset changed since, run it again"
     info(
-        escape(
-            f"label issues: {found['label_issues']} suspected by `cnnlab data issues` "
-            f"({found['created']}): {gallery}{changed}"
-        )
+        f"label issues: {found['label_issues']} suspected by `cnnlab data issues` "
+        f"({found['created']}): {gallery}{changed}"
     )
 
 
