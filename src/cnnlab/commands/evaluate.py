@@ -16,30 +16,19 @@ import typer
 PREDICT_COLUMNS = ["path", "label", "prob", "top_k_labels", "top_k_probs", "error"]
 
 
-def _data_roots(run: Path) -> list[str]:
-    """The dataset roots the run (or each member of an ensemble) was trained on."""
+def _data_root(run: Path) -> str | None:
+    """The dataset root in the run's config.yaml (an ensemble's holds its members' one)."""
     import yaml
 
-    from cnnlab.ensemble.folder import ENSEMBLE_CARD, is_ensemble
     from cnnlab.errors import CnnlabError
-    from cnnlab.runs import CONFIG, read_json
+    from cnnlab.runs import Run
 
-    folders = [run]
-    if is_ensemble(run):
-        try:
-            folders = [run / m["run"] for m in read_json(run / ENSEMBLE_CARD)["members"]]
-        except (CnnlabError, KeyError, TypeError):
-            return []  # the predictor names what is wrong with the ensemble
-    roots = []
-    for folder in folders:
-        try:
-            cfg = yaml.safe_load((folder / CONFIG).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError):
-            continue
-        root = (cfg.get("data") or {}).get("root") if isinstance(cfg, dict) else None
-        if root:
-            roots.append(str(root))
-    return roots
+    try:
+        cfg = Run(run).config
+    except (CnnlabError, OSError, yaml.YAMLError):
+        return None  # the predictor names what is wrong with the folder
+    data = cfg.get("data") if isinstance(cfg, dict) else None
+    return (data or {}).get("root")
 
 
 def check_out_outside_data(out: Path, run: Path, data: Path | None = None) -> None:
@@ -47,8 +36,9 @@ def check_out_outside_data(out: Path, run: Path, data: Path | None = None) -> No
     read-only to cnnlab, and the next scan would find what was written there."""
     from cnnlab.paths import dataset_folder, outside_dataset
 
-    for root in [*_data_roots(run), *([data] if data is not None else [])]:
-        outside_dataset(out, out, dataset_folder(root), "--out")
+    for root in (_data_root(run), data):
+        if root:
+            outside_dataset(out, out, dataset_folder(root), "--out")
 
 
 def eval_command(
