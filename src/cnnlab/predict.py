@@ -187,6 +187,30 @@ class Predictor:
         the ONNX backend or ``features=False``.
         """
         tta = self.tta if tta is None else tta
+        plain, flipped, feats = self._passes(images_u8, batch_size, features, flip=tta)
+        if flipped is not None:
+            plain = (plain + flipped) / 2
+        return plain, feats
+
+    @torch.inference_mode()
+    def predict_flip_pair(
+        self, images_u8: Any, batch_size: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Probabilities of the images and of their left-right flips, apart, and the features.
+
+        The two passes flip TTA averages, kept separate so that a caller can see whether the
+        average helps (``finalize`` decides ``eval.tta=auto`` on the validation split this way)
+        at the cost of the TTA pass itself.
+        """
+        plain, flipped, feats = self._passes(images_u8, batch_size, True, flip=True)
+        assert flipped is not None
+        return plain, flipped, feats
+
+    def _passes(
+        self, images_u8: Any, batch_size: int | None, features: bool, flip: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Batched forward passes: probabilities, those of the flipped images (``flip``), and
+        the unflipped images' backbone features (``features`` and the torch backend)."""
         batch_size = batch_size or self.eval_batch  # activations, not images
         images = torch.as_tensor(images_u8)
         if images.dtype != torch.uint8 or images.ndim != 4:
@@ -195,19 +219,21 @@ class Predictor:
             )
         keep = features and self.model is not None
         total = images.shape[0]
-        out, feats = BatchOutput(total), BatchOutput(total)  # one tensor each: see batched.py
+        # one tensor each: see batched.py
+        out, out_flip, feats = BatchOutput(total), BatchOutput(total), BatchOutput(total)
         for start in range(0, total, batch_size):
             x = self.transform(images[start : start + batch_size].to(self.device))
             probs, f = self._probs(x, keep)
             if f is not None:
                 feats.add(f)
-            if tta:
-                probs = (probs + self._probs(torch.flip(x, dims=[-1]))[0]) / 2
             out.add(probs)
-        probs_all = out.result()
-        if probs_all is None:
-            return torch.zeros(0, len(self.classes)), None
-        return probs_all, feats.result()
+            if flip:
+                out_flip.add(self._probs(torch.flip(x, dims=[-1]))[0])
+        plain = out.result()
+        if plain is None:
+            empty = torch.zeros(0, len(self.classes))
+            return empty, (empty if flip else None), None
+        return plain, (out_flip.result() if flip else None), feats.result()
 
     def _probs(self, x: torch.Tensor, keep: bool = False) -> tuple[torch.Tensor, Any]:
         """Softmax of the logits, and the backbone features when ``keep`` (torch backend)."""

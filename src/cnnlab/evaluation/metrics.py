@@ -217,6 +217,27 @@ def compute_metrics(
     }
 
 
+def monitored_score(y_true: Any, probs: Any, k: int, name: str) -> float:
+    """One of ``accuracy``, ``macro_f1`` or ``loss`` (the log loss), as ``train.monitor``
+    names them, without the rest of :func:`compute_metrics` (no intervals, no tables).
+
+    Example:
+        >>> p = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+        >>> monitored_score(np.array([0, 1, 1]), p, 2, "accuracy")
+        0.6666666666666666
+    """
+    y, p = np.asarray(y_true, dtype=np.int64), np.asarray(probs, dtype=np.float64)
+    if name == "loss":
+        return _log_loss(y, p)
+    pred = p.argmax(axis=1)
+    if name == "accuracy":
+        return float(np.mean(pred == y)) if y.size else 0.0
+    if name == "macro_f1":
+        cm = confusion_counts(y, pred, k)
+        return float(np.average(_prf(np.diag(cm), cm.sum(axis=0), cm.sum(axis=1))[2]))
+    raise ValueError(f"unknown monitored metric {name!r}")
+
+
 def metric_series(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
     """A metrics.csv column as floats (NaN where empty), values may be strings."""
     out = []

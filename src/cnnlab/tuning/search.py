@@ -131,10 +131,14 @@ def take_place(study: optuna.Study, trial: Any, total: int) -> None:
 
 class Pruning:
     """A run observer that reports each epoch's validation metric to the trial and stops
-    training when the pruner says so (the run is still finished and reported)."""
+    training when the pruner says so (the run is still finished and reported).
 
-    def __init__(self, trial: Any, metric: str) -> None:
-        self.trial, self.metric = trial, metric
+    The last epoch (``epochs``) is reported but never pruned: the training it would save is
+    done, and a trial pruned there would throw away a finished run's result.
+    """
+
+    def __init__(self, trial: Any, metric: str, epochs: int) -> None:
+        self.trial, self.metric, self.epochs = trial, metric, epochs
         self.stopped: tuple[int, float] | None = None
 
     def run_started(self, run_dir: Path) -> None:
@@ -148,7 +152,7 @@ class Pruning:
         if not math.isfinite(value):
             return  # a diverged run is failed after training, with its reason
         self.trial.report(value, epoch)
-        if self.trial.should_prune():
+        if epoch < self.epochs and self.trial.should_prune():
             self.stopped = (epoch, value)
             raise StopRun
 
@@ -194,7 +198,9 @@ def make_objective(folder: Path, settings: Settings, study: optuna.Study) -> Any
             cfg = make_config(settings.data, values=values)
         except CnnlabError as exc:
             raise RunFailed(str(exc)) from None
-        pruning = Pruning(trial, settings.objectives[0]) if pruned_by != "none" else None
+        pruning = None
+        if pruned_by != "none":
+            pruning = Pruning(trial, settings.objectives[0], settings.epochs)
         with quietly():
             run = train_in_folder(cfg, folder / rel, [pruning] if pruning else None)
         trial.set_user_attr(EPOCHS, int(run.summary.get("epochs_run", 0)))
