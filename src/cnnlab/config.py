@@ -197,7 +197,7 @@ class TrainConfig(_Section):
 
 
 class EvalConfig(_Section):
-    tta: Literal["auto", "true", "false"] = "auto"  # flip TTA; auto: if trained with hflip
+    tta: Literal["auto", "true", "false"] = "auto"  # flip TTA; auto: hflip-trained, checked on val
     top_k: int = Field(5, ge=1)  # k of the top-k accuracy
     ece_bins: int = Field(15, ge=2)  # bins of the calibration error and reliability diagram
     worst_mistakes: int = Field(16, ge=0)  # images in the gallery of worst mistakes
