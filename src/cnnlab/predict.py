@@ -1,11 +1,13 @@
-"""Predict with a finished run: files, folders, PIL images or arrays -> labels and probabilities.
+"""Predict with a finished run: files, folders, file bytes, PIL images or arrays -> labels and
+probabilities.
 
 :class:`Predictor` reads only the run folder (``model.json``, ``model.safetensors``,
 ``classes.json`` and, for ONNX, the exported file). It rebuilds the network through the model
 registry without downloading anything, and preprocesses exactly as validation did during
 training: ``load_image`` -> ``to_array(resize)`` -> the eval transform (centre crop to
-``img_size``, normalise with the card's mean/std). An unreadable file becomes an ``error``
-entry in the results; it never stops the batch.
+``img_size``, normalise with the card's mean/std). A file's bytes (an upload to the web app)
+are decoded the way the file is, at the run's own size (a JPEG's draft scale depends on it).
+An unreadable file becomes an ``error`` entry in the results; it never stops the batch.
 
 Example:
     >>> p = Predictor("runs/cnn-scratch")  # doctest: +SKIP
@@ -26,7 +28,7 @@ import torch
 from PIL import Image
 
 from cnnlab.batched import BatchOutput, eval_batch_for
-from cnnlab.data.image import load_image, pil_from_any, to_array
+from cnnlab.data.image import load_image, load_image_bytes, pil_from_any, to_array
 from cnnlab.data.walk import IMAGE_EXTS, is_ignored
 from cnnlab.errors import ConfigError, ImageLoadError, RunError
 from cnnlab.runs import MODEL_CARD, WEIGHTS, load_run, weights_digest
@@ -125,16 +127,19 @@ class Predictor:
         )  # images per batch of an evaluation pass: see cnnlab.batched
 
     def load(self, x: Any) -> np.ndarray:
-        """One file, PIL image or array -> the uint8 ``(resize, resize, C)`` array training saw."""
+        """One file, its bytes, a PIL image or an array -> the uint8 ``(resize, resize, C)``
+        array training saw. A file and its bytes give the same pixels."""
         if isinstance(x, str | os.PathLike):
             img = load_image(x, channels=self.channels, draft_side=self.resize)
+        elif isinstance(x, bytes):
+            img = load_image_bytes(x, "<bytes>", channels=self.channels, draft_side=self.resize)
         else:
             img = pil_from_any(x, channels=self.channels)
         return to_array(img, self.resize)
 
     def expand(self, inputs: Any) -> list[str | int | Any]:
         """Inputs as a flat list: folders become their image files, a single input a list."""
-        if isinstance(inputs, str | os.PathLike | Image.Image) or (
+        if isinstance(inputs, str | os.PathLike | bytes | Image.Image) or (
             isinstance(inputs, np.ndarray) and inputs.ndim in (2, 3)
         ):
             inputs = [inputs]
@@ -250,7 +255,8 @@ class Predictor:
     def predict(
         self, inputs: Any, top_k: int = 5, tta: bool | None = None, batch_size: int = 64
     ) -> list[dict[str, Any]]:
-        """Classify files, folders (recursed), PIL images or arrays; bad files get ``error``.
+        """Classify files, folders (recursed), image files' bytes, PIL images or arrays; bad
+        files get ``error``.
 
         ``tta=None`` (default) uses the run's test-time augmentation, as the report did, so
         the probabilities match ``predictions/test.csv``; pass True/False to override.

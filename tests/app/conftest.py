@@ -89,3 +89,21 @@ def ensemble_runs(app_runs: Path) -> Path:
     out = app_runs.parent / "ensemble-runs" / "ensemble-soft"
     build_ensemble([app_runs / "cnn-s0", app_runs / "cnn-s1"], method="soft", out=out)
     return out.parent
+
+
+@pytest.fixture(scope="session")
+def mixed_ensemble(app_runs: Path) -> Path:
+    """A soft ensemble of ``cnn-s0`` (16 px) and ``cnn-32``, a cnn trained at 32 px on the same
+    split (kept outside ``app_runs``): its members decode an image at different sizes."""
+    from cnnlab import api
+    from cnnlab.ensemble.folder import build_ensemble
+
+    base = app_runs.parent
+    split = app_runs / "tiny-s0" / "split.csv"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CNNLAB_CACHE", str(base / "cache"))
+        big = api.train(base / "data", name="cnn-32", epochs=2, img_size=32, seed=0,
+                        runs_dir=base / "runs-32", data__split_file=split)  # fmt: skip
+    out = base / "mixed-ensemble-runs" / "ens-mixed"
+    build_ensemble([app_runs / "cnn-s0", big.path], method="soft", out=out)
+    return out

@@ -137,3 +137,45 @@ def test_an_ensemble_predicts_like_its_predictor(
     ens = EnsemblePredictor(ensemble_runs / "ensemble-soft")
     want = ens.predict([Image.open(io.BytesIO(image))], top_k=3)[0]
     assert f"Prediction: **{want['label']}** ({want['prob']:.1%})" in page_text(at)
+
+
+def test_an_ensemble_predicts_a_jpeg_as_cnnlab_predict_does(
+    mixed_ensemble: Path, tmp_path: Path
+) -> None:
+    """Members at 16 and 32 px decode a 128-px JPEG at different draft scales (1/8 and 1/4):
+    the upload must reach each member as bytes, decoded the way ``cnnlab predict`` decodes
+    the file, not once for the largest member."""
+    import csv
+
+    from typer.testing import CliRunner
+
+    from cnnlab.app.predictions import predict_uploads
+    from cnnlab.cli import app
+    from cnnlab.data.image import load_image_bytes
+    from cnnlab.ensemble.predictor import EnsemblePredictor
+
+    photo = tmp_path / "photo.jpg"
+    make_class_image(1, np.random.default_rng(5), 128).save(photo, "JPEG", quality=90)
+    out = tmp_path / "cli.csv"
+    args = ["predict", str(mixed_ensemble), str(photo), "--top-k", "3", "--out", str(out)]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    with out.open(newline="", encoding="utf-8") as fh:
+        cli = next(csv.DictReader(fh))
+    cli_probs = dict(zip(cli["top_k_labels"].split(";"),
+                         map(float, cli["top_k_probs"].split(";")), strict=True))  # fmt: skip
+
+    ens = EnsemblePredictor(mixed_ensemble)
+    assert sorted(m.resize for m in ens.members) == [16, 32]
+    upload = check_upload("photo.jpg", photo.read_bytes(), 10**6)
+    row = predict_uploads(ens, [upload], top_k=3)[0]
+    assert row["label"] == cli["label"]
+    got = dict(row["top_k"])
+    assert got.keys() == cli_probs.keys()  # all 3 classes
+    assert max(abs(got[c] - cli_probs[c]) for c in got) <= 1e-6  # the CSV keeps 6 decimals
+    assert row["top_k"] == ens.predict([str(photo)], top_k=3)[0]["top_k"]  # bit for bit
+
+    # what the app did before: one decode at the largest member's size for every member
+    once = load_image_bytes(photo.read_bytes(), "photo.jpg", draft_side=32)
+    old = dict(ens.predict([once], top_k=3)[0]["top_k"])
+    assert max(abs(old[c] - got[c]) for c in got) > 1e-4

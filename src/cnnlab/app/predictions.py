@@ -27,17 +27,6 @@ def predictable_runs(runs_dir: Path) -> list[str]:
     return [run.name for run in list_runs(runs_dir) if run.is_complete or is_ensemble(run.path)]
 
 
-def upload_options(predictor: Any) -> dict[str, int]:
-    """How uploads are decoded for ``predictor``: its channels and its resize side (Pillow's
-    draft decodes a big JPEG near that size). An ensemble decodes for its most demanding
-    member; each member then converts and resizes the image its own way."""
-    members = getattr(predictor, "members", None) or [predictor]
-    return {
-        "channels": max(m.channels for m in members),
-        "draft_side": max(m.resize for m in members),
-    }
-
-
 def describe(predictor: Any) -> str:
     """One line on what predicts: classes and test-time augmentation, or the ensemble."""
     classes = len(predictor.classes)
@@ -52,11 +41,13 @@ def describe(predictor: Any) -> str:
 def predict_uploads(predictor: Any, uploads: list[Upload], top_k: int) -> list[dict[str, Any]]:
     """One row per upload, in order: ``name``, ``label``, ``prob``, ``top_k`` or ``problem``.
 
-    Good images are classified in one batch by the run's :class:`~cnnlab.predict.Predictor`
-    (its preprocessing and its test-time augmentation default, as ``cnnlab predict``).
+    Good uploads are classified in one batch by the folder's predictor from their bytes, the
+    code path ``cnnlab predict`` takes for a file (:meth:`cnnlab.predict.Predictor.load`: the
+    same decoding at each run's own size, the same preprocessing and test-time augmentation),
+    so both give the same probabilities, an ensemble's included.
     """
     good = [u for u in uploads if u.image is not None]
-    results = iter(predictor.predict([u.image for u in good], top_k=top_k) if good else [])
+    results = iter(predictor.predict([u.data for u in good], top_k=top_k) if good else [])
     rows = []
     for upload in uploads:
         if upload.image is None:
@@ -77,11 +68,12 @@ def cam_overlays(
 
     :class:`~cnnlab.explain.cam.Explainer` and :func:`~cnnlab.explain.cam.overlay` are what
     ``cnnlab explain`` draws with: the map of each image's predicted class over the pixels the
-    model saw. None for a refused upload.
+    model saw, decoded from the upload's bytes as ``cnnlab explain`` decodes the file. None for
+    a refused upload.
     """
     from cnnlab.explain.cam import overlay
 
-    good = [u.image for u in uploads if u.image is not None]
+    good = [u.data for u in uploads if u.image is not None]
     found = {e.key: e for e in explainer.explain(good)[0]} if good else {}
     out: list[tuple[np.ndarray, str] | None] = []
     position = 0

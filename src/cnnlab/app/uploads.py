@@ -6,6 +6,11 @@ content. Each file goes through the size cap first, then cnnlab's one image deco
 one of cnnlab's :data:`~cnnlab.data.image.FORMATS`, and the pixel-bomb guard runs before any
 pixel is decoded. Messages
 name the file as the visitor named it, never a server path.
+
+That check decodes a small preview for the page. The prediction decodes the upload's bytes
+again, through the predictor (:meth:`cnnlab.predict.Predictor.load`), exactly as ``cnnlab
+predict`` decodes the file: an ensemble's members each at their own size, since a JPEG's
+draft scale, and so its pixels, depend on it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from cnnlab.data.image import load_image_bytes
 from cnnlab.errors import ImageLoadError
 
 ACCEPTED = "PNG, JPEG, BMP, WebP, TIFF or GIF"  # data.image.FORMATS, as people name them
+PREVIEW_SIDE = 320  # px: a JPEG's preview is decoded near this (shown at 96 to 160 px)
 _WHY = {
     "empty": "is empty",
     "not an image": f"is not a picture this app reads ({ACCEPTED})",
@@ -31,11 +37,12 @@ _WHY = {
 
 @dataclass
 class Upload:
-    """One uploaded file after checking: its decoded image, or why it was refused."""
+    """One uploaded file after checking: its bytes and a preview, or why it was refused."""
 
     name: str
-    image: Image.Image | None = None
+    image: Image.Image | None = None  # the preview the page shows (RGB)
     problem: str = ""
+    data: bytes = b""  # what the predictor decodes, as it decodes a file
 
 
 def display_name(name: str) -> str:
@@ -43,21 +50,19 @@ def display_name(name: str) -> str:
     return PurePath(name.replace("\\", "/")).name or "upload"
 
 
-def check_upload(
-    name: str, data: bytes, max_bytes: int, channels: int = 3, draft_side: int | None = None
-) -> Upload:
-    """Check and decode one upload; never raises for bad content."""
+def check_upload(name: str, data: bytes, max_bytes: int) -> Upload:
+    """Check one upload and decode its preview; never raises for bad content."""
     name = display_name(name)
     if len(data) > max_bytes:
         limit = max_bytes / 2**20
         return Upload(name, problem=f"{name} is larger than the {limit:g} MB limit")
     try:
-        image = load_image_bytes(data, name, channels=channels, draft_side=draft_side)
+        image = load_image_bytes(data, name, draft_side=PREVIEW_SIDE)
     except ImageLoadError as exc:
         return Upload(name, problem=f"{name} {_WHY.get(exc.reason, 'cannot be read')}")
-    return Upload(name, image=image)
+    return Upload(name, image=image, data=data)
 
 
-def check_uploads(files: Any, max_bytes: int, **kwargs: Any) -> list[Upload]:
+def check_uploads(files: Any, max_bytes: int) -> list[Upload]:
     """Streamlit ``UploadedFile`` objects (anything with ``name`` and ``getvalue()``)."""
-    return [check_upload(f.name, f.getvalue(), max_bytes, **kwargs) for f in files or []]
+    return [check_upload(f.name, f.getvalue(), max_bytes) for f in files or []]

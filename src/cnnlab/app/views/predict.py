@@ -15,7 +15,6 @@ from cnnlab.app.predictions import (
     predictable_runs,
     rows_to_csv,
     sample_images,
-    upload_options,
 )
 from cnnlab.app.settings import load_settings
 from cnnlab.app.uploads import ACCEPTED, check_upload, check_uploads
@@ -107,12 +106,11 @@ if st.button("Try sample images from the run's test split"):
     st.session_state["samples"] = (name, sample_images(Run(settings.runs_dir / name)))
     if not st.session_state["samples"][1]:
         st.warning("The run's dataset folder is not available on this machine.")
-kwargs = upload_options(predictor)
-uploads = check_uploads(files, settings.max_upload_bytes, **kwargs)
+uploads = check_uploads(files, settings.max_upload_bytes)
 truths: list[str | None] = [None] * len(uploads)
 sample_name, samples = st.session_state.get("samples", (None, []))
 if sample_name == name and not files:
-    uploads = [check_upload(n, b, settings.max_upload_bytes, **kwargs) for n, b, _ in samples]
+    uploads = [check_upload(n, b, settings.max_upload_bytes) for n, b, _ in samples]
     truths = [label for _, _, label in samples]
 if uploads:
     rows = predict_uploads(predictor, uploads, top_k)
