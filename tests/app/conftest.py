@@ -107,3 +107,27 @@ def mixed_ensemble(app_runs: Path) -> Path:
     out = base / "mixed-ensemble-runs" / "ens-mixed"
     build_ensemble([app_runs / "cnn-s0", big.path], method="soft", out=out)
     return out
+
+
+@pytest.fixture(scope="session")
+def compare_runs(app_runs: Path) -> Path:
+    """A runs folder for the Compare page: copies of ``app_runs`` (``tiny-s0``, ``cnn-s0``,
+    ``cnn-s1``), the cnn again at ``train.lr=0.05`` (``lr-s0``, ``lr-s1``), and the cnn on
+    another split (``split7``: ``data.split_seed=7``, seed 0), all 2 epochs at 16 px."""
+    import shutil
+
+    from cnnlab import api
+
+    base = app_runs.parent
+    runs = base / "compare-runs"
+    for run in ("tiny-s0", "cnn-s0", "cnn-s1"):
+        shutil.copytree(app_runs / run, runs / run)
+    split = app_runs / "tiny-s0" / "split.csv"
+    common = {"epochs": 2, "img_size": 16, "runs_dir": runs}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CNNLAB_CACHE", str(base / "cache"))
+        for seed in (0, 1):
+            api.train(base / "data", seed=seed, name=f"lr-s{seed}", train__lr=0.05,
+                      data__split_file=split, **common)  # fmt: skip
+        api.train(base / "data", seed=0, name="split7", data__split_seed=7, **common)
+    return runs

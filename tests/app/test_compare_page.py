@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 from tests.app.conftest import open_page, page_text
 
-from cnnlab.app.compare import cells, paired_arrays, spread_rows, verdict_rows
-from cnnlab.runs import list_runs
+from cnnlab.app.compare import cells, paired_arrays, seed_pairs, spread_rows, verdict_rows
+from cnnlab.runs import Run, list_runs
 from cnnlab.studies import stats
+
+TINY = "tiny_cnn / scratch, split_seed=42, lr=default"
+CNN = "cnn / scratch, split_seed=42, lr=default"
+FAST = "cnn / scratch, split_seed=42, lr=0.05"
+SPLIT7 = "cnn / scratch, split_seed=7, lr=default"
+
+
+def names(groups: dict[str, list[Run]]) -> dict[str, list[str]]:
+    return {k: [r.name for r in v] for k, v in groups.items()}
 
 
 def test_cells_spread_and_verdicts_use_the_studies_statistics(app_runs: Path) -> None:
-    groups = cells(list_runs(app_runs), "model and mode")
-    assert {k: [r.name for r in v] for k, v in groups.items()} == {
+    groups = cells(list_runs(app_runs), "same settings")
+    assert names(groups) == {
         "tiny_cnn / scratch": ["tiny-s0"],
         "cnn / scratch": ["cnn-s0", "cnn-s1"],
     }
@@ -22,9 +33,9 @@ def test_cells_spread_and_verdicts_use_the_studies_statistics(app_runs: Path) ->
     cnn = next(r for r in spread if r["cell"] == "cnn / scratch")
     accs = [r.summary["metrics"]["test"]["accuracy"] for r in groups["cnn / scratch"]]
     assert cnn["test accuracy"] == stats.spread(accs).mean
-    assert cnn["runs"] == 2
+    assert cnn["runs"] == 2 and cnn["seeds"] == "0, 1"
     rows = verdict_rows(groups, spread)
-    assert len(rows) == 1 and rows[0]["seeds"] == 1  # seed 0 is the only seed both cells have
+    assert len(rows) == 1 and rows[0]["pairs"] == 1  # seed 0 is the only seed both cells have
     y, a, b = paired_arrays(groups[rows[0]["cell"]], groups[rows[0]["reference"]])
     assert a.shape == b.shape == (1, y.size) and y.size > 0
     assert rows[0]["verdict"] in stats.VERDICTS
@@ -33,14 +44,79 @@ def test_cells_spread_and_verdicts_use_the_studies_statistics(app_runs: Path) ->
         "diff_accuracy_ci_high"]  # fmt: skip
 
 
+def test_a_cell_is_the_runs_whose_config_differs_only_by_seed(compare_runs: Path) -> None:
+    """Other lr, other split: other cells, labelled by what differs between cells."""
+    groups = cells(list_runs(compare_runs), "same settings")
+    assert names(groups) == {
+        TINY: ["tiny-s0"],
+        CNN: ["cnn-s0", "cnn-s1"],
+        FAST: ["lr-s0", "lr-s1"],
+        SPLIT7: ["split7"],
+    }
+    assert names(cells(list_runs(compare_runs), "each run")) == {
+        r.name: [r.name] for r in list_runs(compare_runs)
+    }
+
+
+def test_seed_k_pairs_with_seed_k_and_each_run_once(compare_runs: Path) -> None:
+    run = {r.name: r for r in list_runs(compare_runs)}
+    # two runs with seed 0 against a single seed-0 run: one pair, the single run used once
+    assert len(seed_pairs([run["cnn-s0"], run["lr-s0"]], [run["tiny-s0"]])) == 1
+    assert len(seed_pairs([run["tiny-s0"]], [run["cnn-s0"], run["lr-s0"]])) == 1
+    assert seed_pairs([run["cnn-s1"]], [run["cnn-s0"], run["lr-s0"]]) == []  # no seed 1 there
+    assert seed_pairs([run["cnn-s1"]], [run["tiny-s0"]]) == [(run["cnn-s1"], run["tiny-s0"])]
+
+
+def _verdict(groups: dict[str, list[Run]], a: str, b: str) -> dict:
+    pair = {k: groups[k] for k in (a, b)}
+    rows = verdict_rows(pair, spread_rows(pair))
+    assert len(rows) == 1
+    return rows[0]
+
+
+def test_verdicts_rest_on_seed_pairs_of_one_test_set(compare_runs: Path) -> None:
+    groups = cells(list_runs(compare_runs), "same settings")
+    table = {r["cell"]: r for r in spread_rows(groups)}
+
+    both = _verdict(groups, CNN, FAST)  # 2 seeds each: both pairs, every run once
+    assert both["pairs"] == 2 and both["images"] > 0
+    assert both["paired runs"] in ("cnn-s0 ~ lr-s0, cnn-s1 ~ lr-s1",
+                                   "lr-s0 ~ cnn-s0, lr-s1 ~ cnn-s1")  # fmt: skip
+    this, ref = (CNN, FAST) if both["cell"] == CNN else (FAST, CNN)
+    want = table[this]["test accuracy"] - table[ref]["test accuracy"]
+    assert math.isclose(both["diff_accuracy"], want, abs_tol=1e-9)  # the table's means
+
+    single = _verdict(groups, TINY, CNN)  # one run against two: seed 0 only
+    assert single["pairs"] == 1 and "tiny-s0" in single["paired runs"]
+    assert "cnn-s0" in single["paired runs"] and "cnn-s1" not in single["paired runs"]
+
+    other = _verdict(groups, CNN, SPLIT7)  # another split: other test images
+    assert other["pairs"] == 0 and other["verdict"] == "not compared"
+    assert "other images" in other["why"]
+
+
 def test_compare_page(app_env: Path) -> None:
     at = open_page("compare")
     assert at.multiselect[0].value == ["tiny-s0", "cnn-s0", "cnn-s1"]
     overlay = at.get("plotly_chart")[0]
     assert overlay.proto.spec.count('"name"') >= 3
     assert len(at.dataframe) == 2  # spread table, verdicts
-    assert " vs " in page_text(at)
+    assert "cnn / scratch** vs" in page_text(at) or "vs **cnn / scratch" in page_text(at)
+    assert "(1 pair of runs, " in page_text(at)
     at.radio[0].set_value("each run").run()
     assert not at.exception
     assert len(at.dataframe[0].value) == 3
     assert len(at.dataframe[1].value) == 2  # two runs against the best one
+
+
+def test_compare_page_with_cells_of_several_settings(
+    compare_runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CNNLAB_APP_RUNS_DIR", str(compare_runs))
+    at = open_page("compare")
+    assert not at.exception and not at.error
+    assert sorted(at.dataframe[0].value["cell"]) == sorted([TINY, CNN, FAST, SPLIT7])
+    lines = [m.value for m in at.markdown if " vs **" in m.value]
+    assert len(lines) == 3
+    assert all("of runs, " in line or "(tested on other images" in line for line in lines)
+    assert sum("tested on other images" in line for line in lines) in (1, 3)  # split7's cell

@@ -80,3 +80,26 @@ def test_tune_history_importances_and_best_trials(results_env: Path) -> None:
     history = at.get("plotly_chart")[0]
     assert "Objective Value" in history.proto.spec or "val/macro_f1" in history.proto.spec
     assert len(at.get("plotly_chart")) == 2  # history, importances (three trials suffice)
+
+
+def test_compare_finds_a_studys_cells_and_its_verdict(results_dir: Path) -> None:
+    """The Compare page over a study's runs: the study's cells, its comparison's numbers."""
+    import csv
+    import math
+
+    from cnnlab.app.compare import cells, spread_rows, verdict_rows
+    from cnnlab.runs import list_runs
+
+    groups = cells(list_runs(results_dir / "sweep" / "runs"), "same settings")
+    assert {k: sorted(r.name for r in v) for k, v in groups.items()} == {
+        "tiny_cnn / scratch, lr=0.001": ["c1-seed42", "c1-seed43"],
+        "tiny_cnn / scratch, lr=0.003": ["c2-seed42", "c2-seed43"],
+    }
+    (row,) = verdict_rows(groups, spread_rows(groups))
+    with (results_dir / "sweep" / "comparisons.csv").open(encoding="utf-8") as fh:
+        (written,) = csv.DictReader(fh)
+    assert row["reference"] == f"tiny_cnn / scratch, {written['reference_label']}"
+    assert row["pairs"] == int(written["seeds"]) == 2
+    for key in ("diff_accuracy", "diff_accuracy_ci_low", "diff_accuracy_ci_high", "p_mcnemar"):
+        assert math.isclose(row[key], float(written[key]), abs_tol=1e-12), key
+    assert row["verdict"] == written["verdict"]

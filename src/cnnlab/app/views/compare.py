@@ -29,7 +29,11 @@ for run in chosen:
     fig.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=values, name=run.name))
 fig.update_layout(xaxis_title="epoch", yaxis_title=key, height=380, margin=dict(t=10))
 st.plotly_chart(fig, key="overlay")
-grouping = st.radio("Group runs that differ only by seed", GROUPINGS, horizontal=True)
+grouping = st.radio(
+    "Group runs into cells", GROUPINGS, horizontal=True,
+    help="same settings: the runs whose config.yaml differs only by the seed (and the run's "
+    "name, folder, tracking and caches) and that were tested on the same images",
+)  # fmt: skip
 groups = cells(chosen, grouping)
 spread = spread_rows(groups)
 st.subheader("Metrics (mean over seeds, std and 95% CI)")
@@ -40,8 +44,14 @@ if verdicts:
     st.dataframe(verdicts, hide_index=True)
     st.caption(
         "diff: this cell minus the reference (accuracy, macro F1) on the test images both saw, "
-        "seeds paired; CI: paired bootstrap 95%; p: exact McNemar (largest over seed pairs), Holm "
-        "adjusted. 'better'/'worse' only when the CI excludes 0 and p_holm < 0.05."
+        "seed k with seed k (two single runs pair directly); pairs: the run pairs it rests on; "
+        "CI: paired bootstrap 95%; p: exact McNemar (largest over the pairs), Holm adjusted. "
+        "'better'/'worse' only when the CI excludes 0 and p_holm < 0.05."
     )
     for row in verdicts:
-        st.markdown(f"**{row['cell']}** vs **{row['reference']}**: {row['verdict']}")
+        if row["pairs"]:
+            pairs = f"{row['pairs']} pair{'s' if row['pairs'] > 1 else ''}"
+            why = f"{pairs} of runs, {row['images']} test images"
+        else:
+            why = row["why"]
+        st.markdown(f"**{row['cell']}** vs **{row['reference']}**: {row['verdict']} ({why})")
