@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from tests.app.conftest import open_page, page_text
 
-from cnnlab.app.compare import cells, paired_arrays, seed_pairs, spread_rows, verdict_rows
+from cnnlab.app.compare import (
+    cells,
+    finished_runs,
+    paired_arrays,
+    seed_pairs,
+    spread_rows,
+    verdict_rows,
+)
 from cnnlab.runs import Run, list_runs
 from cnnlab.studies import stats
 
@@ -120,3 +127,28 @@ def test_compare_page_with_cells_of_several_settings(
     assert len(lines) == 3
     assert all("of runs, " in line or "(tested on other images" in line for line in lines)
     assert sum("tested on other images" in line for line in lines) in (1, 3)  # split7's cell
+
+
+def test_a_run_with_a_damaged_file_is_left_out_and_named(
+    app_runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    runs = tmp_path / "runs"
+    for name in ("tiny-s0", "cnn-s0", "cnn-s1"):
+        shutil.copytree(app_runs / name, runs / name)
+    shutil.copytree(app_runs / "cnn-s1", runs / "bad-config")
+    summary = runs / "tiny-s0" / "summary.json"
+    summary.write_bytes(summary.read_bytes()[:100])  # cut mid-write
+    (runs / "bad-config" / "config.yaml").write_text("data: {root: [\n", encoding="utf-8")
+    assert finished_runs(runs)[1] == {"tiny-s0": "summary.json", "bad-config": "config.yaml"}
+
+    monkeypatch.setenv("CNNLAB_APP_RUNS_DIR", str(runs))
+    at = open_page("compare")
+    assert not at.exception and not at.error
+    assert at.warning[0].value == (
+        "2 finished runs left out, a file cannot be read: "
+        "tiny-s0 (summary.json), bad-config (config.yaml)"
+    )
+    assert at.multiselect[0].options == ["cnn-s0", "cnn-s1"]
+    assert list(at.dataframe[0].value["runs"]) == [2]  # the rest: one cell of two seeds

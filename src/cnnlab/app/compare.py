@@ -31,7 +31,7 @@ import numpy as np
 
 from cnnlab.config import dotted
 from cnnlab.errors import CnnlabError
-from cnnlab.runs import SPLIT, Run
+from cnnlab.runs import CLASSES, CONFIG, SPLIT, SUMMARY, Run, list_runs, read_json
 from cnnlab.studies import stats
 
 GROUPINGS = ("same settings", "each run")
@@ -49,6 +49,36 @@ NOT_COMPARED = {
     "seeds": "no seed in common",
     "images": "no test image in common",
 }
+
+
+def _unreadable(run: Run) -> str | None:
+    """The first file the page reads from ``run`` that cannot be read, or None."""
+    import yaml
+
+    for name, kind in ((SUMMARY, dict), (CONFIG, dict), (CLASSES, list)):
+        try:
+            value = run.config if name == CONFIG else read_json(run.path / name)
+        except (CnnlabError, yaml.YAMLError):
+            return name
+        if not isinstance(value, kind):
+            return name
+    return None
+
+
+def finished_runs(runs_dir: Path) -> tuple[list[Run], dict[str, str]]:
+    """The finished runs in ``runs_dir``, oldest first, and those left out because a file the
+    page reads is damaged (run name -> file name). A run still training, or killed, has no
+    summary and is not listed."""
+    runs, unreadable = [], {}
+    for run in list_runs(runs_dir) if runs_dir.is_dir() else []:
+        if not run.is_complete:
+            continue
+        bad = _unreadable(run)
+        if bad is None:
+            runs.append(run)
+        else:
+            unreadable[run.name] = bad
+    return runs, unreadable
 
 
 def _seed(run: Run) -> int | None:

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import logging
+
 import plotly.graph_objects as go
 import streamlit as st
 
-from cnnlab.app.compare import GROUPINGS, cells, spread_rows, verdict_rows
+from cnnlab.app.compare import GROUPINGS, cells, finished_runs, spread_rows, verdict_rows
 from cnnlab.app.settings import load_settings
 from cnnlab.evaluation.metrics import metric_series
-from cnnlab.runs import Run, list_runs
+from cnnlab.runs import Run
 
+log = logging.getLogger("cnnlab.app")
 CURVE_KEYS = ("val/accuracy", "val/macro_f1", "val/loss", "train/loss", "train/accuracy")
 
 settings = load_settings()
 st.title("Compare runs")
-runs = (
-    [r for r in list_runs(settings.runs_dir) if r.is_complete] if settings.runs_dir.is_dir() else []
-)
+runs, unreadable = finished_runs(settings.runs_dir)
+if unreadable:
+    log.warning("Compare leaves out runs with damaged files: %s", unreadable)
+    st.warning(
+        f"{len(unreadable)} finished run{'s' if len(unreadable) > 1 else ''} left out, a file "
+        "cannot be read: " + ", ".join(f"{name} ({file})" for name, file in unreadable.items())
+    )
 if len(runs) < 2:
     st.info("Compare needs at least two finished runs in the runs folder.")
     st.stop()
