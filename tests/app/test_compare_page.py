@@ -152,3 +152,37 @@ def test_a_run_with_a_damaged_file_is_left_out_and_named(
     )
     assert at.multiselect[0].options == ["cnn-s0", "cnn-s1"]
     assert list(at.dataframe[0].value["runs"]) == [2]  # the rest: one cell of two seeds
+
+
+def test_finished_ensembles_are_compared_as_one_run_cells(
+    app_runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ensemble is finished as the leaderboard says, and pairs with a single run."""
+    import shutil
+
+    from cnnlab.app.rundata import leaderboard
+    from cnnlab.ensemble.folder import build_ensemble
+
+    runs = tmp_path / "runs"
+    for name in ("tiny-s0", "cnn-s0"):
+        shutil.copytree(app_runs / name, runs / name)
+    build_ensemble([runs / "tiny-s0", runs / "cnn-s0"], method="soft", out=runs / "ens")
+    found = finished_runs(runs)[0]
+    assert [r.name for r in found] == ["tiny-s0", "cnn-s0", "ens"]
+    assert {r["run"] for r in leaderboard(runs) if r["complete"]} == {r.name for r in found}
+
+    groups = cells(found, "same settings")
+    assert names(groups) == {
+        "tiny_cnn / scratch": ["tiny-s0"],
+        "cnn / scratch": ["cnn-s0"],
+        "ensemble / soft: ens": ["ens"],
+    }
+    row = _verdict(groups, "ensemble / soft: ens", "tiny_cnn / scratch")
+    assert row["pairs"] == 1 and row["images"] > 0 and row["verdict"] in stats.VERDICTS
+
+    monkeypatch.setenv("CNNLAB_APP_RUNS_DIR", str(runs))
+    at = open_page("compare")
+    assert not at.exception and not at.error
+    assert at.multiselect[0].options == ["tiny-s0", "cnn-s0", "ens"]
+    assert len(at.dataframe[0].value) == 3 and len(at.dataframe[1].value) == 2
+    assert "No learning curves (no metrics.csv; an ensemble has none): ens" in page_text(at)

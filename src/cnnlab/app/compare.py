@@ -66,18 +66,19 @@ def _unreadable(run: Run) -> str | None:
 
 
 def finished_runs(runs_dir: Path) -> tuple[list[Run], dict[str, str]]:
-    """The finished runs in ``runs_dir``, oldest first, and those left out because a file the
-    page reads is damaged (run name -> file name). A run still training, or killed, has no
-    summary and is not listed."""
+    """The finished runs and ensembles in ``runs_dir``, oldest first (finished as the
+    leaderboard and ``cnnlab runs`` say: the summary's ``complete``), and those left out
+    because a file the page reads is damaged (run name -> file name). A run still training,
+    or killed, has no summary and is not listed."""
     runs, unreadable = [], {}
     for run in list_runs(runs_dir) if runs_dir.is_dir() else []:
-        if not run.is_complete:
+        if not (run.path / SUMMARY).is_file():
             continue
         bad = _unreadable(run)
-        if bad is None:
-            runs.append(run)
-        else:
+        if bad is not None:
             unreadable[run.name] = bad
+        elif run.summary.get("complete"):
+            runs.append(run)
     return runs, unreadable
 
 
@@ -131,14 +132,19 @@ def _shown(key: str, value: Any) -> Any:
 
 
 def _labels(groups: list[list[Run]]) -> list[str]:
-    """``model / mode``, then the settings that differ between the cells (``lr=0.01``)."""
+    """``model / mode``, then the settings that differ between the cells (``lr=0.01``); an
+    ensemble is ``ensemble / method: NAME``."""
     from cnnlab.studies.plan import label_for
 
     found = [settings(g[0]) for g in groups]
-    keys = sorted({k for s in found for k in s} - {"model.name", "model.mode"})
-    varied = [k for k in keys if len({json.dumps(s.get(k), default=str) for s in found}) > 1]
+    trained = [s for s in found if "ensemble.method" not in s]
+    keys = sorted({k for s in trained for k in s} - {"model.name", "model.mode"})
+    varied = [k for k in keys if len({json.dumps(s.get(k), default=str) for s in trained}) > 1]
     labels = []
-    for values in found:
+    for group, values in zip(groups, found, strict=True):
+        if "ensemble.method" in values:
+            labels.append(f"ensemble / {values['ensemble.method']}: {group[0].name}")
+            continue
         label = f"{values.get('model.name')} / {values.get('model.mode')}"
         if varied:
             label += ", " + label_for({k: _shown(k, values.get(k)) for k in varied})

@@ -33,9 +33,13 @@ key = st.selectbox("Curve", CURVE_KEYS)
 fig = go.Figure()
 for run in chosen:
     values = metric_series(run.metrics(), key)
-    fig.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=values, name=run.name))
+    if values:
+        fig.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=values, name=run.name))
 fig.update_layout(xaxis_title="epoch", yaxis_title=key, height=380, margin=dict(t=10))
 st.plotly_chart(fig, key="overlay")
+flat = [run.name for run in chosen if not run.metrics()]
+if flat:
+    st.caption(f"No learning curves (no metrics.csv; an ensemble has none): {', '.join(flat)}")
 grouping = st.radio(
     "Group runs into cells", GROUPINGS, horizontal=True,
     help="same settings: the runs whose config.yaml differs only by the seed (and the run's "
