@@ -114,6 +114,12 @@ def test_compare_page(app_env: Path) -> None:
     assert not at.exception
     assert len(at.dataframe[0].value) == 3
     assert len(at.dataframe[1].value) == 2  # two runs against the best one
+    at.multiselect[0].set_value([]).run()  # none picked: a hint, no empty chart or table
+    assert not at.exception
+    assert [i.value for i in at.info] == [
+        "Pick the runs to compare above (two or more for a paired comparison)."
+    ]
+    assert not at.get("plotly_chart") and not at.dataframe
 
 
 def test_compare_page_with_cells_of_several_settings(

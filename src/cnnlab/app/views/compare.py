@@ -29,6 +29,9 @@ if len(runs) < 2:
     st.stop()
 names = st.multiselect("Runs", [r.name for r in runs], default=[r.name for r in runs])
 chosen: list[Run] = [r for r in runs if r.name in names]
+if not chosen:
+    st.info("Pick the runs to compare above (two or more for a paired comparison).")
+    st.stop()
 key = st.selectbox("Curve", CURVE_KEYS)
 fig = go.Figure()
 for run in chosen:
