@@ -86,6 +86,34 @@ def test_sample_images_from_the_runs_test_split(app_env: Path) -> None:
     shown = text.count("Prediction:")
     assert shown == text.count("true class") == len(at.get("image")[0].value)
     assert shown == 5  # the whole test split (under 6 images); a grid beyond 4
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["name", "true", "label", "prob", "problem"]
+    for name, true in zip(table["name"], table["true"], strict=True):
+        assert name.startswith(f"{true}/")  # class/file: bare file names repeat across classes
+    at.button[0].click().run()  # the next draw
+    assert not at.exception and at.session_state["sample_draw"] == 1
+
+
+def test_each_sample_draw_shows_images_not_shown_yet(app_runs: Path) -> None:
+    from cnnlab.app.predictions import rows_to_csv, sample_images
+    from cnnlab.runs import Run
+
+    run = Run(app_runs / "cnn-s1")
+    draws = [[name for name, _, _ in sample_images(run, n=2, seed=3, draw=k)] for k in range(3)]
+    assert [len(d) for d in draws] == [2, 2, 2]
+    assert not set(draws[0]) & set(draws[1])  # 5 test images: 2, 2 new, then 1 new + 1 again
+    assert len(set(draws[0] + draws[1] + draws[2])) == 5
+    assert sample_images(run, n=2, seed=3, draw=0) == sample_images(run, n=2, seed=3, draw=0)
+
+    top = [("class_0", 0.5)]
+    rows = [
+        {"name": "café ☕/a.png", "true": "café ☕", "label": "class_0", "prob": 0.5, "top_k": top},
+        {"name": "b.png", "problem": "b.png is empty"},
+    ]
+    lines = rows_to_csv(rows).decode("utf-8").splitlines()
+    assert lines[0] == "file,true,label,prob,top_k,problem"
+    assert lines[1] == "café ☕/a.png,café ☕,class_0,0.500000,class_0=0.5000,"
+    assert lines[2] == "b.png,,,,,b.png is empty"
 
 
 def test_no_runs_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

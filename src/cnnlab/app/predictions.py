@@ -38,8 +38,11 @@ def describe(predictor: Any) -> str:
     return f"{classes} classes - test-time augmentation {tta}, as `cnnlab predict` uses it"
 
 
-def predict_uploads(predictor: Any, uploads: list[Upload], top_k: int) -> list[dict[str, Any]]:
-    """One row per upload, in order: ``name``, ``label``, ``prob``, ``top_k`` or ``problem``.
+def predict_uploads(
+    predictor: Any, uploads: list[Upload], top_k: int, truths: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """One row per upload, in order: ``name``, ``label``, ``prob``, ``top_k`` or ``problem``,
+    and ``true`` (the true class) when ``truths`` are given (sample images).
 
     Good uploads are classified in one batch by the folder's predictor from their bytes, the
     code path ``cnnlab predict`` takes for a file (:meth:`cnnlab.predict.Predictor.load`: the
@@ -49,15 +52,17 @@ def predict_uploads(predictor: Any, uploads: list[Upload], top_k: int) -> list[d
     good = [u for u in uploads if u.image is not None]
     results = iter(predictor.predict([u.data for u in good], top_k=top_k) if good else [])
     rows = []
-    for upload in uploads:
+    for i, upload in enumerate(uploads):
+        row: dict[str, Any] = {"name": upload.name}
+        if truths is not None:
+            row["true"] = truths[i]
         if upload.image is None:
-            rows.append({"name": upload.name, "problem": upload.problem})
-            continue
-        res = next(results)
-        if "error" in res:
-            rows.append({"name": upload.name, "problem": f"{upload.name}: {res['error']}"})
+            row["problem"] = upload.problem
+        elif "error" in (res := next(results)):
+            row["problem"] = f"{upload.name}: {res['error']}"
         else:
-            rows.append({"name": upload.name, **{k: res[k] for k in ("label", "prob", "top_k")}})
+            row.update({k: res[k] for k in ("label", "prob", "top_k")})
+        rows.append(row)
     return rows
 
 
@@ -85,22 +90,29 @@ def cam_overlays(
 
 
 def rows_to_csv(rows: list[dict[str, Any]]) -> bytes:
-    """The results table as CSV: file, predicted class, probability, top-k, problem."""
+    """The results table as CSV: file, true class (sample images only), predicted class,
+    probability, top-k, problem."""
     import csv
 
+    truth = any("true" in r for r in rows)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["file", "label", "prob", "top_k", "problem"])
+    writer.writerow(["file", *(["true"] if truth else []), "label", "prob", "top_k", "problem"])
     for r in rows:
         top = "; ".join(f"{c}={p:.4f}" for c, p in r.get("top_k", []))
         prob = f"{r['prob']:.6f}" if "prob" in r else ""
-        writer.writerow([r["name"], r.get("label", ""), prob, top, r.get("problem", "")])
+        true = [r.get("true") or ""] if truth else []
+        writer.writerow([r["name"], *true, r.get("label", ""), prob, top, r.get("problem", "")])
     return out.getvalue().encode("utf-8")
 
 
-def sample_images(run: Any, n: int = SAMPLE_COUNT, seed: int = 0) -> list[tuple[str, bytes, str]]:
-    """``n`` images of the run's own test split as ``(file name, bytes, true class)``.
+def sample_images(
+    run: Any, n: int = SAMPLE_COUNT, seed: int = 0, draw: int = 0
+) -> list[tuple[str, bytes, str]]:
+    """``n`` images of the run's own test split as ``(class/file, bytes, true class)``.
 
+    The split is shuffled by ``seed``; draw ``k`` takes the ``k``-th ``n`` images of that
+    order, going round, so each new draw shows images not shown yet while there are any.
     They go through the same upload checks as a visitor's files. An empty list when the
     run's dataset folder is gone.
     """
@@ -110,11 +122,13 @@ def sample_images(run: Any, n: int = SAMPLE_COUNT, seed: int = 0) -> list[tuple[
         root, samples = split_samples(run, "test")
     except CnnlabError:
         return []
-    picked = random.Random(seed).sample(samples, min(n, len(samples)))
+    order = random.Random(seed).sample(samples, len(samples))
+    count = min(n, len(order))
+    start = draw * count % len(order)
     out = []
-    for rel, label in picked:
+    for rel, label in (order + order)[start : start + count]:
         try:
-            out.append((Path(rel).name, (root / rel).read_bytes(), label))
+            out.append((f"{label}/{Path(rel).name}", (root / rel).read_bytes(), label))
         except OSError:
             continue
     return out

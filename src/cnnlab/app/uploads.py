@@ -52,7 +52,11 @@ def display_name(name: str) -> str:
 
 def check_upload(name: str, data: bytes, max_bytes: int) -> Upload:
     """Check one upload and decode its preview; never raises for bad content."""
-    name = display_name(name)
+    return check_named(display_name(name), data, max_bytes)
+
+
+def check_named(name: str, data: bytes, max_bytes: int) -> Upload:
+    """:func:`check_upload` under a name the server chose (a sample image's ``class/file``)."""
     if len(data) > max_bytes:
         limit = max_bytes / 2**20
         return Upload(name, problem=f"{name} is larger than the {limit:g} MB limit")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -17,7 +18,7 @@ from cnnlab.app.predictions import (
     sample_images,
 )
 from cnnlab.app.settings import load_settings
-from cnnlab.app.uploads import ACCEPTED, check_upload, check_uploads
+from cnnlab.app.uploads import ACCEPTED, check_named, check_uploads
 from cnnlab.data.walk import IMAGE_EXTS
 from cnnlab.errors import CnnlabError
 from cnnlab.runs import Run
@@ -38,7 +39,7 @@ def top_k_chart(top: list[tuple[str, float]]) -> go.Figure:
     return fig
 
 
-def show_grid(rows: list[dict], uploads: list, truths: list[str | None], cams: list) -> None:
+def show_grid(rows: list[dict], uploads: list, cams: list) -> None:
     """Many images: one picture grid and one list, a few page elements whatever the count."""
     good = [(r, u) for r, u in zip(rows, uploads, strict=True) if u.image is not None]
     if good:
@@ -48,11 +49,11 @@ def show_grid(rows: list[dict], uploads: list, truths: list[str | None], cams: l
         st.image([c[0] for _, c in shown], width=96,
                  caption=[f"Grad-CAM {r['name']}: {c[1]}" for r, c in shown])  # fmt: skip
     lines = []
-    for row, truth in zip(rows, truths, strict=True):
+    for row in rows:
         if "problem" in row:
             continue
         top = ", ".join(f"{c} {p:.1%}" for c, p in row["top_k"][1:])
-        extra = f"; true class {truth}" if truth else ""
+        extra = f"; true class {row['true']}" if row.get("true") else ""
         lines.append(f"- {row['name']} - Prediction: **{row['label']}** ({row['prob']:.1%})"
                      f"{'; then ' + top if top else ''}{extra}")  # fmt: skip
     st.markdown("\n".join(lines))
@@ -61,7 +62,7 @@ def show_grid(rows: list[dict], uploads: list, truths: list[str | None], cams: l
             st.error(row["problem"])
 
 
-def show_card(i: int, row: dict, image: object, truth: str | None, cam: tuple | None) -> None:
+def show_card(i: int, row: dict, image: object, cam: tuple | None) -> None:
     cols = st.columns([1, 1, 3] if cam is not None else [1, 3])
     left, right = cols[0], cols[-1]
     if image is not None:
@@ -72,8 +73,8 @@ def show_card(i: int, row: dict, image: object, truth: str | None, cam: tuple | 
         right.error(row["problem"])
         return
     right.markdown(f"Prediction: **{row['label']}** ({row['prob']:.1%})")
-    if truth:
-        right.caption(f"true class: {truth}")
+    if row.get("true"):
+        right.caption(f"true class: {row['true']}")
     right.plotly_chart(top_k_chart(row["top_k"]), key=f"chart-{i}")
 
 
@@ -103,29 +104,34 @@ files = st.file_uploader(
     accept_multiple_files=True,
 )
 if st.button("Try sample images from the run's test split"):
-    st.session_state["samples"] = (name, sample_images(Run(settings.runs_dir / name)))
-    if not st.session_state["samples"][1]:
+    # a new draw per click: this session's shuffle of the split, the next images of it
+    seed = st.session_state.setdefault("sample_seed", random.randrange(2**32))
+    draw = st.session_state["sample_draw"] = st.session_state.get("sample_draw", -1) + 1
+    picked = sample_images(Run(settings.runs_dir / name), seed=seed, draw=draw)
+    st.session_state["samples"] = (name, picked)
+    if not picked:
         st.warning("The run's dataset folder is not available on this machine.")
 uploads = check_uploads(files, settings.max_upload_bytes)
-truths: list[str | None] = [None] * len(uploads)
+truths: list[str] | None = None
 sample_name, samples = st.session_state.get("samples", (None, []))
 if sample_name == name and not files:
-    uploads = [check_upload(n, b, settings.max_upload_bytes) for n, b, _ in samples]
+    uploads = [check_named(n, b, settings.max_upload_bytes) for n, b, _ in samples]
     truths = [label for _, _, label in samples]
 if uploads:
-    rows = predict_uploads(predictor, uploads, top_k)
+    rows = predict_uploads(predictor, uploads, top_k, truths)
     cams: list = [None] * len(rows)
     if show_cam:
         explainer, lock = get_explainer(str(settings.runs_dir / name))
         with lock, st.spinner("Computing Grad-CAM..."):
             cams[:MAX_CARDS] = cam_overlays(explainer, uploads[:MAX_CARDS])
     if len(rows) <= MAX_CHARTS:
-        for i, (row, upload, truth) in enumerate(zip(rows, uploads, truths, strict=True)):
-            show_card(i, row, upload.image, truth, cams[i])
+        for i, (row, upload) in enumerate(zip(rows, uploads, strict=True)):
+            show_card(i, row, upload.image, cams[i])
     else:
-        show_grid(rows[:MAX_CARDS], uploads[:MAX_CARDS], truths[:MAX_CARDS], cams[:MAX_CARDS])
+        show_grid(rows[:MAX_CARDS], uploads[:MAX_CARDS], cams[:MAX_CARDS])
     if len(rows) > 1:
         st.subheader("All results")
-        table = [{k: r.get(k) for k in ("name", "label", "prob", "problem")} for r in rows]
+        keys = ("name", *(("true",) if truths else ()), "label", "prob", "problem")
+        table = [{k: r.get(k) for k in keys} for r in rows]
         st.dataframe(table, hide_index=True)
         st.download_button("Download CSV", rows_to_csv(rows), "predictions.csv", "text/csv")
