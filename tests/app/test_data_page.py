@@ -76,3 +76,14 @@ def test_issues_button_finds_label_issues_outside_the_dataset(
     assert sorted(shown) == sorted(listed) and listed
     assert {b.label for b in at.get("download_button")} >= {"Download issues.csv"}
     assert "data_issues/messy data" in page_text(at) and str(tmp_path) not in page_text(at)
+
+    files = at.session_state["issues"]["messy data"]["files"]  # what the buttons download
+    for data in files.values():
+        assert str(tmp_path).encode() not in data  # no server path in any download
+    clean = list(csv.DictReader(io.StringIO(files["clean_csv"].decode("utf-8"))))
+    assert {r["root"] for r in clean} == {"messy data"}
+    saved = tmp_path / "clean.csv"  # the download saved beside the dataset folder trains
+    saved.write_bytes(files["clean_csv"])
+    from cnnlab.data.issues_index import manifest_root
+
+    assert manifest_root(saved) == messy.resolve()

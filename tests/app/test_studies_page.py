@@ -103,3 +103,15 @@ def test_compare_finds_a_studys_cells_and_its_verdict(results_dir: Path) -> None
     for key in ("diff_accuracy", "diff_accuracy_ci_low", "diff_accuracy_ci_high", "p_mcnemar"):
         assert math.isclose(row[key], float(written[key]), abs_tol=1e-12), key
     assert row["verdict"] == written["verdict"]
+
+
+def test_study_and_tune_downloads_name_the_dataset_without_its_path(
+    results_dir: Path, app_runs: Path
+) -> None:
+    from cnnlab.app.studydata import study_view, tune_view
+
+    data = str(app_runs.parent / "data")
+    study = results_dir / "sweep" / "study.html"
+    assert f"Data: {data}" in study.read_text(encoding="utf-8")  # the command's own file
+    for html in (study_view(study.parent)["html"], tune_view(results_dir / "lr")["html"]):
+        assert data.encode() not in html and b"Data: data" in html

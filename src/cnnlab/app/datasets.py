@@ -115,7 +115,8 @@ def find_label_issues(root: Path, progress: Any = None) -> dict[str, Any]:
     Returns:
         ``{"counts": {kind: n}, "rows": [issues.csv rows as dicts], "method", "folds",
         "images", "seconds", "out_dir": the output folder as the page may show it,
-        "files": {"issues_csv" | "clean_csv" | "issues_html": bytes}}``.
+        "files": {"issues_csv" | "clean_csv" | "issues_html": bytes}}``, the files without
+        server paths (:mod:`cnnlab.app.downloads`).
     """
     import contextlib
 
@@ -135,5 +136,15 @@ def find_label_issues(root: Path, progress: Any = None) -> dict[str, Any]:
         "images": result.images,
         "seconds": result.seconds,
         "out_dir": out.as_posix() if not out.is_absolute() else f"data_issues/{out.name}",
-        "files": {name: path.read_bytes() for name, path in result.files.items()},
+        "files": _downloads(result.files, root),
     }
+
+
+def _downloads(files: dict[str, Path], root: Path) -> dict[str, bytes]:
+    """The three files as a visitor downloads them: the dataset folder named by its name,
+    never by its path on the server (clean.csv's root column included)."""
+    from cnnlab.app.downloads import clean_csv, hide_folder
+
+    out = {name: hide_folder(path.read_bytes(), root) for name, path in files.items()}
+    out["clean_csv"] = clean_csv(out["clean_csv"])
+    return out

@@ -16,13 +16,24 @@ SPLITS = ("test", "val")
 CURVES = {"loss": ("train/loss", "val/loss"), "accuracy": ("train/accuracy", "val/accuracy")}
 
 
-def _dataset(run: Run) -> str:
-    """The run's dataset folder name (what a visitor recognises, not the server path)."""
+def _root(run: Run) -> str:
     try:
-        root = (run.config.get("data") or {}).get("root") or ""
+        return str((run.config.get("data") or {}).get("root") or "")
     except CnnlabError:
         return ""
-    return Path(str(root)).name
+
+
+def _dataset(run: Run) -> str:
+    """The run's dataset folder name (what a visitor recognises, not the server path)."""
+    return Path(_root(run)).name
+
+
+def report_bytes(run: Run) -> bytes:
+    """The run's ``report.html`` for download, its dataset folder named without its server
+    path (:mod:`cnnlab.app.downloads`)."""
+    from cnnlab.app.downloads import hide_folder
+
+    return hide_folder(run.report.read_bytes(), _root(run))
 
 
 def leaderboard(runs_dir: Path) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from cnnlab.app.downloads import hide_folder
 from cnnlab.app.settings import AppSettings
 
 STUDY, TUNE = "study", "tune"
@@ -69,12 +70,13 @@ def study_view(folder: Path) -> dict[str, Any]:
             {"cell": r.cell.id, "seed": r.seed, "status": r.status, "reason": r.reason}
             for r in out.records
         ],
-        "html": _bytes(folder / "study.html"),
+        "html": hide_folder(_bytes(folder / "study.html"), out.plan.data),
     }
 
 
 def _bytes(file: Path) -> bytes:
-    """A report's bytes for its download button; empty when it is not written yet."""
+    """A report's bytes for its download button; empty when it is not written yet (the
+    callers replace the dataset's server path by its name: :mod:`cnnlab.app.downloads`)."""
     return file.read_bytes() if file.is_file() else b""
 
 
@@ -119,7 +121,7 @@ def tune_view(folder: Path) -> dict[str, Any]:
         "trials": rows,
         "top": [r for r in rows if r.get("state") == "COMPLETE"][:TOP],
         "figures": tune_figures(folder, settings),
-        "html": _bytes(folder / HTML),
+        "html": hide_folder(_bytes(folder / HTML), settings.data),
     }  # fmt: skip
 
 

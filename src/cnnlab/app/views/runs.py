@@ -12,6 +12,7 @@ from cnnlab.app.rundata import (
     leaderboard,
     learning_curves,
     plot_file,
+    report_bytes,
 )
 from cnnlab.app.settings import load_settings
 from cnnlab.runs import Run
@@ -77,7 +78,7 @@ def show_run(run: Run) -> None:
             st.image(str(picture))
     if run.report.is_file():
         st.download_button(
-            "Download report.html", run.report.read_bytes(), f"{run.name}-report.html", "text/html"
+            "Download report.html", report_bytes(run), f"{run.name}-report.html", "text/html"
         )
 
 
