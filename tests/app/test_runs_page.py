@@ -56,3 +56,18 @@ def test_runs_page_filter_and_normalise(app_env: Path) -> None:
     matrix = np.frombuffer(base64.b64decode(z["bdata"]), z["dtype"]).reshape(3, 3)
     sums = matrix.sum(axis=1)
     assert np.all((np.abs(sums - 1) < 1e-6) | (sums == 0))
+
+
+def test_a_killed_run_shows_the_model_and_mode_of_its_config(
+    app_runs: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(app_runs / "tiny-s0", runs / "killed")
+    for name in ("summary.json", "model.safetensors", "model.json", "report.html"):
+        (runs / "killed" / name).unlink()  # what a kill -9 during training leaves
+    (row,) = leaderboard(runs)
+    assert (row["run"], row["model"], row["mode"], row["complete"]) == (
+        "killed", "tiny_cnn", "scratch", False)  # fmt: skip
+    assert row["test acc"] is None

@@ -5,6 +5,7 @@ Everything here reads the run-folder contract (:mod:`cnnlab.runs`); nothing is r
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -36,19 +37,42 @@ def report_bytes(run: Run) -> bytes:
     return hide_folder(run.report.read_bytes(), _root(run))
 
 
+def _configured_model(run: Run) -> tuple[str | None, str | None]:
+    """Model name and mode from ``config.yaml``, for a run without a summary (killed, or still
+    training); a mode left to the model's default is resolved as training resolves it."""
+    import yaml
+
+    try:
+        model = run.config.get("model") or {}
+    except (CnnlabError, yaml.YAMLError, AttributeError):
+        return None, None
+    name, mode = model.get("name"), model.get("mode")
+    if name and mode is None:
+        from cnnlab.models.transfer import resolve_mode
+
+        with contextlib.suppress(CnnlabError):
+            mode = resolve_mode(str(name), None)
+    return name, mode
+
+
 def leaderboard(runs_dir: Path) -> list[dict[str, Any]]:
     """One row per run folder: name, model, mode, dataset, epochs, val/test accuracy and F1.
 
-    The columns ``cnnlab runs`` reads (:func:`cnnlab.summary.run_rows`), named for the page.
+    The columns ``cnnlab runs`` reads (:func:`cnnlab.summary.run_rows`), named for the page;
+    a run without a readable summary (killed, or still training) shows the model and mode
+    of its ``config.yaml``.
     """
     from cnnlab.summary import run_rows
 
     rows = []
     for r in run_rows(runs_dir):
+        model, mode = r["model"], r["mode"]
+        if model is None:
+            model, mode = _configured_model(Run(r["path"]))
         row: dict[str, Any] = {
             "run": r["name"],
-            "model": r["model"],
-            "mode": r["mode"],
+            "model": model,
+            "mode": mode,
             "dataset": _dataset(Run(r["path"])),
             "epochs": r["epochs_run"],
             "complete": r["complete"],
