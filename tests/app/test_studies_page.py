@@ -115,3 +115,18 @@ def test_study_and_tune_downloads_name_the_dataset_without_its_path(
     assert f"Data: {data}" in study.read_text(encoding="utf-8")  # the command's own file
     for html in (study_view(study.parent)["html"], tune_view(results_dir / "lr")["html"]):
         assert data.encode() not in html and b"Data: data" in html
+
+
+def test_trial_tables_hold_numbers(results_env: Path) -> None:
+    from cnnlab.app.studydata import tune_view
+
+    trials = tune_view(results_env / "lr")["trials"]
+    assert len(trials) == 3
+    for row in trials:
+        assert isinstance(row["number"], int) and isinstance(row["train.lr"], float)
+        assert isinstance(row["state"], str)
+        assert row["val/macro_f1"] is None or isinstance(row["val/macro_f1"], float)
+    at = open_page("studies")
+    every = at.dataframe[2].value  # best trials, then every trial
+    assert every["train.lr"].dtype.kind == "f" and every["number"].dtype.kind == "i"
+

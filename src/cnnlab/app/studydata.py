@@ -97,13 +97,37 @@ def trials_table(folder: Path, objectives: list[str]) -> list[dict[str, Any]]:
     if not file.is_file():
         return []
     with file.open(newline="", encoding="utf-8") as fh:
-        rows: list[dict[str, Any]] = list(csv.DictReader(fh))
+        rows = _numbers(list(csv.DictReader(fh)))
 
     def key(row: dict[str, Any]) -> tuple[bool, float]:
-        value = row.get(objectives[0]) or ""
-        return (row.get("state") != "COMPLETE", -float(value) if value else math.inf)
+        value = row.get(objectives[0])
+        number = isinstance(value, int | float)
+        return (row.get("state") != "COMPLETE", -value if number else math.inf)
 
     return sorted(rows, key=key)
+
+
+def _column_type(values: list[str]) -> type | None:
+    """``int`` or ``float`` when every filled cell reads as one; None (text) otherwise."""
+    filled = [v for v in values if v]
+    for kind in (int, float):
+        try:
+            for value in filled:
+                kind(value)
+        except ValueError:
+            continue
+        return kind if filled else None
+    return None
+
+
+def _numbers(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """CSV rows with numbers as numbers, column by column (so the tables sort by value); an
+    empty cell of a number column becomes None."""
+    kinds = {c: _column_type([r.get(c) or "" for r in rows]) for c in (rows[0] if rows else {})}
+    return [
+        {k: v if kinds.get(k) is None else kinds[k](v) if v else None for k, v in row.items()}
+        for row in rows
+    ]
 
 
 def tune_view(folder: Path) -> dict[str, Any]:
@@ -158,3 +182,4 @@ def tune_figures(folder: Path, settings: Any) -> dict[str, Any]:
         except Exception as exc:  # too few complete trials, one-valued parameters, ...
             figures[name] = f"not drawn: {exc}"
     return figures
+

@@ -59,10 +59,10 @@ def show_tune(name: str, view: dict) -> None:
         else:
             st.caption(str(figure or view["figures"].get("why", "")))
     st.subheader("Best trials")
-    st.dataframe(view["top"], hide_index=True)
+    st.dataframe(view["top"], hide_index=True, placeholder="")
     st.caption("Validation scores of a search are optimistic: the search chose them.")
     with st.expander("Every trial (pruned and failed ones with their reason)"):
-        st.dataframe(view["trials"], hide_index=True)
+        st.dataframe(view["trials"], hide_index=True, placeholder="")
     if view["html"]:
         st.download_button("Download tune.html", view["html"], f"{name}-tune.html", "text/html")
 
