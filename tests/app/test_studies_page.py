@@ -130,3 +130,21 @@ def test_trial_tables_hold_numbers(results_env: Path) -> None:
     every = at.dataframe[2].value  # best trials, then every trial
     assert every["train.lr"].dtype.kind == "f" and every["number"].dtype.kind == "i"
 
+
+def test_importances_need_two_complete_trials(
+    app_runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One complete trial: Optuna would give every parameter the same share; say why not."""
+    import cnnlab
+    from cnnlab.app.studydata import tune_view
+
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    space = {"params": {**LR["params"], "train.momentum": {"type": "float", "low": 0.8,
+                                                            "high": 0.95}}}  # fmt: skip
+    cnnlab.tune(str(app_runs.parent / "data"), space=space, trials=1, epochs=1,
+                out=str(tmp_path / "one"), **TINY)  # fmt: skip
+    figures = tune_view(tmp_path / "one")["figures"]
+    assert "history" in figures and not isinstance(figures["history"], str)
+    assert figures["importances"] == (
+        "Parameter importances need at least 2 complete trials; this tune has 1."
+    )

@@ -171,10 +171,17 @@ def tune_figures(folder: Path, settings: Any) -> dict[str, Any]:
         else {}
     )
     figures: dict[str, Any] = {}
+    scored = _scored_trials(study)
+    if scored < 2:  # Optuna's evaluators give every parameter the same share below 2
+        figures["importances"] = (
+            f"Parameter importances need at least 2 complete trials; this tune has {scored}."
+        )
     for name, draw in (
         ("history", vis.plot_optimization_history),
         ("importances", vis.plot_param_importances),
     ):
+        if name in figures:
+            continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -183,3 +190,10 @@ def tune_figures(folder: Path, settings: Any) -> dict[str, Any]:
             figures[name] = f"not drawn: {exc}"
     return figures
 
+
+def _scored_trials(study: Any) -> int:
+    """Complete trials with a finite (first) objective: what Optuna's importances learn from."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return sum(1 for t in trials if t.values and math.isfinite(t.values[0]))
