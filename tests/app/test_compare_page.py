@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -107,6 +108,8 @@ def test_compare_page(app_env: Path) -> None:
     assert at.multiselect[0].value == ["tiny-s0", "cnn-s0", "cnn-s1"]
     overlay = at.get("plotly_chart")[0]
     assert overlay.proto.spec.count('"name"') >= 3
+    axis = json.loads(overlay.proto.spec)["layout"]["xaxis"]
+    assert (axis["tickmode"], axis["dtick"]) == ("linear", 1)  # whole epochs only
     assert len(at.dataframe) == 2  # spread table, verdicts
     assert "cnn / scratch** vs" in page_text(at) or "vs **cnn / scratch" in page_text(at)
     assert "(1 pair of runs, " in page_text(at)

@@ -30,6 +30,9 @@ def test_runs_page_shows_a_run(app_env: Path) -> None:
     assert at.radio[0].options == ["test", "val"]
     charts = at.get("plotly_chart")
     assert len(charts) == 3  # loss curves, accuracy curves, confusion matrix
+    for curves in charts[:2]:  # 2 epochs: ticks at whole epochs, not 1.5
+        axis = json.loads(curves.proto.spec)["layout"]["xaxis"]
+        assert (axis["tickmode"], axis["tick0"], axis["dtick"]) == ("linear", 0, 1)
     matrix = json.loads(charts[2].proto.spec)
     assert UNICODE_CLASS in matrix["data"][0]["x"]
     per_class = at.dataframe[1].value

@@ -6,6 +6,7 @@ Everything here reads the run-folder contract (:mod:`cnnlab.runs`); nothing is r
 from __future__ import annotations
 
 import contextlib
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,18 @@ def learning_curves(run: Run) -> dict[str, dict[str, list[float]]]:
         name: {key: metric_series(rows, key) for key in keys if rows and key in rows[0]}
         for name, keys in CURVES.items()
     }
+
+
+def epoch_axis(epochs: int, most: int = 10) -> dict[str, Any]:
+    """Plotly x-axis settings for learning curves: whole epochs only (plotly's own ticks put
+    1.5 between epochs 1 and 2), one every 1, 2, 5, 10, 20... epochs, ``most`` ticks at most.
+
+    >>> [epoch_axis(n)["dtick"] for n in (2, 10, 15, 100, 101)]
+    [1, 1, 2, 10, 20]
+    """
+    nice = (f * 10**e for e in itertools.count() for f in (1, 2, 5))  # 1, 2, 5, 10, 20, ...
+    step = next(s for s in nice if epochs <= most * s)
+    return {"title": "epoch", "tickmode": "linear", "tick0": 0, "dtick": step}
 
 
 def plot_file(run: Run, split: str, name: str) -> Path | None:

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from cnnlab.app.compare import GROUPINGS, cells, finished_runs, spread_rows, verdict_rows
+from cnnlab.app.rundata import epoch_axis
 from cnnlab.app.settings import load_settings
 from cnnlab.evaluation.metrics import metric_series
 from cnnlab.runs import Run
@@ -34,11 +35,13 @@ if not chosen:
     st.stop()
 key = st.selectbox("Curve", CURVE_KEYS)
 fig = go.Figure()
+epochs = 1
 for run in chosen:
     values = metric_series(run.metrics(), key)
     if values:
         fig.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=values, name=run.name))
-fig.update_layout(xaxis_title="epoch", yaxis_title=key, height=380, margin=dict(t=10))
+        epochs = max(epochs, len(values))
+fig.update_layout(xaxis=epoch_axis(epochs), yaxis_title=key, height=380, margin=dict(t=10))
 st.plotly_chart(fig, key="overlay")
 flat = [run.name for run in chosen if not run.metrics()]
 if flat:

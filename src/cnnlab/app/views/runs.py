@@ -8,6 +8,7 @@ import streamlit as st
 
 from cnnlab.app.rundata import (
     SPLITS,
+    epoch_axis,
     filter_rows,
     leaderboard,
     learning_curves,
@@ -22,7 +23,8 @@ def curves_chart(series: dict[str, list[float]], title: str) -> go.Figure:
     fig = go.Figure()
     for key, values in series.items():
         fig.add_trace(go.Scatter(x=list(range(1, len(values) + 1)), y=values, name=key))
-    fig.update_layout(title=title, xaxis_title="epoch", height=320, margin=dict(t=40, b=10))
+    epochs = max(len(v) for v in series.values())
+    fig.update_layout(title=title, xaxis=epoch_axis(epochs), height=320, margin=dict(t=40, b=10))
     return fig
 
 
