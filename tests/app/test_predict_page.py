@@ -73,6 +73,9 @@ def test_predict_many_table_csv_and_friendly_errors(app_env: Path) -> None:
     assert page_text(at).count("Prediction:") == 3
     table = at.dataframe[0].value
     assert list(table["name"]) == ["img0.png", "img1.png", "img2.png", "notes.png"]
+    assert table["label"].isna()[3] and table["problem"].isna()[0]  # blank cells, not "None":
+    proto = at.dataframe[0].proto
+    assert proto.HasField("placeholder") and proto.placeholder == ""
     assert len(at.get("download_button")) == 1
     assert str(app_env.parent) not in page_text(at)
 

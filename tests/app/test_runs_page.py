@@ -26,6 +26,8 @@ def test_runs_page_shows_a_run(app_env: Path) -> None:
     at = open_page("runs")
     table = at.dataframe[0].value
     assert list(table["run"]) == ["tiny-s0", "cnn-s0", "cnn-s1"]
+    assert at.dataframe[0].proto.HasField("placeholder")  # a missing value shows blank
+    assert at.dataframe[0].proto.placeholder == ""
     assert at.selectbox[0].value == "cnn-s1"
     assert at.radio[0].options == ["test", "val"]
     charts = at.get("plotly_chart")

@@ -54,11 +54,11 @@ grouping = st.radio(
 groups = cells(chosen, grouping)
 spread = spread_rows(groups)
 st.subheader("Metrics (mean over seeds, std and 95% CI)")
-st.dataframe(spread, hide_index=True)
+st.dataframe(spread, hide_index=True, placeholder="")
 verdicts = verdict_rows(groups, spread)
 if verdicts:
     st.subheader("Paired comparisons with the best cell (by validation accuracy)")
-    st.dataframe(verdicts, hide_index=True)
+    st.dataframe(verdicts, hide_index=True, placeholder="")
     st.caption(
         "diff: this cell minus the reference (accuracy, macro F1) on the test images both saw, "
         "seed k with seed k (two single runs pair directly); pairs: the run pairs it rests on; "

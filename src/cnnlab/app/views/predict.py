@@ -133,5 +133,5 @@ if uploads:
         st.subheader("All results")
         keys = ("name", *(("true",) if truths else ()), "label", "prob", "problem")
         table = [{k: r.get(k) for k in keys} for r in rows]
-        st.dataframe(table, hide_index=True)
+        st.dataframe(table, hide_index=True, placeholder="")  # a missing value: blank
         st.download_button("Download CSV", rows_to_csv(rows), "predictions.csv", "text/csv")

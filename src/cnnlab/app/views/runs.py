@@ -96,7 +96,7 @@ chosen = {
     for col, key in zip(filters, ("model", "mode", "dataset"), strict=True)
 }
 shown = filter_rows(rows, **chosen)
-st.dataframe(shown, hide_index=True)  # click a column header to sort
+st.dataframe(shown, hide_index=True, placeholder="")  # click a column header to sort
 names = [r["run"] for r in shown]
 if names:
     name = st.selectbox("Look at one run", names, index=len(names) - 1)
