@@ -210,3 +210,24 @@ def test_an_ensemble_predicts_a_jpeg_as_cnnlab_predict_does(
     once = load_image_bytes(photo.read_bytes(), "photo.jpg", draft_side=32)
     old = dict(ens.predict([once], top_k=3)[0]["top_k"])
     assert max(abs(old[c] - got[c]) for c in got) > 1e-4
+
+
+def test_results_csv_keeps_spreadsheets_from_running_names(app_env: Path) -> None:
+    """A file named like a formula is text in the downloaded CSV (a leading '), in the table
+    as named; cnnlab predict --out is a data file and writes names as they are."""
+    from cnnlab.app.predictions import rows_to_csv
+
+    at = _predict_page(app_env)
+    names = ["=1+1.png", "+cmd.png", "-2.png", "@sum.png", "ok.png"]
+    at.file_uploader[0].set_value([(n, png_bytes(i), "image/png") for i, n in enumerate(names)])
+    at.run()
+    assert not at.exception and not at.error
+    assert list(at.dataframe[0].value["name"]) == names
+
+    rows = [{"name": n, "label": "class_0", "prob": 0.5, "top_k": [("class_0", 0.5)]}
+            for n in names]  # fmt: skip
+    rows.append({"name": "\tx.png", "problem": "=HYPERLINK(1)"})
+    lines = rows_to_csv(rows).decode("utf-8").splitlines()
+    assert [line.split(",")[0] for line in lines[1:]] == [
+        "'=1+1.png", "'+cmd.png", "'-2.png", "'@sum.png", "ok.png", "'\tx.png"]  # fmt: skip
+    assert lines[-1].endswith(",'=HYPERLINK(1)") and lines[1].endswith(",class_0=0.5000,")

@@ -15,6 +15,7 @@ from cnnlab.runs import list_runs
 
 SAMPLE_COUNT = 6  # sample images offered per click
 CAM_SIDE = 160  # px of a Grad-CAM overlay on the page (a 32-px map is unreadable at 1:1)
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs such a cell
 
 
 def predictable_runs(runs_dir: Path) -> list[str]:
@@ -89,9 +90,20 @@ def cam_overlays(
     return out
 
 
+def as_text(cell: str) -> str:
+    """A text cell as a spreadsheet shows text: one starting with ``= + - @``, a tab or a
+    carriage return (a formula to Excel, LibreOffice and Sheets) gets a leading ``'``, OWASP's
+    advice against CSV injection; an uploader names the files.
+
+    >>> as_text("=1+1.png"), as_text("cat.png")
+    ("'=1+1.png", 'cat.png')
+    """
+    return f"'{cell}" if cell.startswith(_FORMULA_STARTS) else cell
+
+
 def rows_to_csv(rows: list[dict[str, Any]]) -> bytes:
-    """The results table as CSV: file, true class (sample images only), predicted class,
-    probability, top-k, problem."""
+    """The results table as CSV for a spreadsheet: file, true class (sample images only),
+    predicted class, probability, top-k, problem; text cells through :func:`as_text`."""
     import csv
 
     truth = any("true" in r for r in rows)
@@ -102,7 +114,8 @@ def rows_to_csv(rows: list[dict[str, Any]]) -> bytes:
         top = "; ".join(f"{c}={p:.4f}" for c, p in r.get("top_k", []))
         prob = f"{r['prob']:.6f}" if "prob" in r else ""
         true = [r.get("true") or ""] if truth else []
-        writer.writerow([r["name"], *true, r.get("label", ""), prob, top, r.get("problem", "")])
+        text = [r["name"], *true, r.get("label", "")]
+        writer.writerow([*map(as_text, text), prob, as_text(top), as_text(r.get("problem", ""))])
     return out.getvalue().encode("utf-8")
 
 
