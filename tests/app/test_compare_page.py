@@ -42,6 +42,9 @@ def test_cells_spread_and_verdicts_use_the_studies_statistics(app_runs: Path) ->
     accs = [r.summary["metrics"]["test"]["accuracy"] for r in groups["cnn / scratch"]]
     assert cnn["test accuracy"] == stats.spread(accs).mean
     assert cnn["runs"] == 2 and cnn["seeds"] == "0, 1"
+    low, high = stats.spread(accs).ci_low, stats.spread(accs).ci_high
+    assert cnn["test accuracy CI low"] == max(0.0, low)  # clipped to [0, 1], as in a study
+    assert cnn["test accuracy CI high"] == min(1.0, high)
     rows = verdict_rows(groups, spread)
     assert len(rows) == 1 and rows[0]["pairs"] == 1  # seed 0 is the only seed both cells have
     y, a, b = paired_arrays(groups[rows[0]["cell"]], groups[rows[0]["reference"]])

@@ -185,8 +185,9 @@ def spread_rows(groups: dict[str, list[Run]]) -> list[dict[str, Any]]:
             s = stats.spread([_metric(r, split, key) for r in runs])
             name = f"{split} {key}"
             row.update({name: s.mean, f"{name} std": s.std})
-            if split == "test":
-                row.update({f"{name} CI low": s.ci_low, f"{name} CI high": s.ci_high})
+            if split == "test":  # a t-interval over few seeds cannot leave [0, 1] (as a study's)
+                low, high = np.clip([s.ci_low, s.ci_high], 0.0, 1.0)
+                row.update({f"{name} CI low": float(low), f"{name} CI high": float(high)})
         rows.append(row)
     return rows
 
