@@ -20,6 +20,10 @@ from cnnlab.predict import Predictor
 DOC_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 WAIT_MS = 90_000  # the first prediction loads torch and the model in the server
 SHOWN = "[...document.images].filter(i => i.complete && i.naturalWidth > 0).length >= 2"
+DRAWN = (
+    "[...document.images].some(i => i.complete && i.naturalWidth > 0)"
+    " && document.querySelectorAll('.js-plotly-plot .main-svg').length > 0"
+)
 
 
 def _shots(tmp: Path, page, name: str) -> Path:
@@ -49,6 +53,8 @@ def test_upload_predicts_and_a_fake_png_gets_a_friendly_error(
         page.get_by_text("Try sample images").wait_for(timeout=WAIT_MS)
         page.locator("input[type=file]").set_input_files(str(picture))
         page.get_by_text(re.compile(f"Prediction: {re.escape(want)} ")).wait_for(timeout=WAIT_MS)
+        # the picture and its bar chart, not their placeholders (docs/app.md shows this one)
+        page.wait_for_function(DRAWN, timeout=WAIT_MS)
         _shots(tmp_path, page, "predict")
         page.get_by_text("Grad-CAM overlay").click()
         page.get_by_text("Grad-CAM: where the model saw").wait_for(timeout=WAIT_MS)
