@@ -7,10 +7,14 @@ Commands parse arguments and print; the work happens in the API they call. Heavy
 from __future__ import annotations
 
 import errno
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from cnnlab.commands.app import app_command
 from cnnlab.commands.cache import app as cache_app
@@ -24,9 +28,27 @@ from cnnlab.commands.study import study_command
 from cnnlab.commands.track import app as track_app
 from cnnlab.commands.track import ui_command
 from cnnlab.commands.tune import tune_command
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, Interrupted
+
+
+class _Stopped(BaseException):
+    """Carries a ``KeyboardInterrupt`` past Typer, which turns one into a silent exit 130."""
+
+    def __init__(self, interrupt: KeyboardInterrupt) -> None:
+        super().__init__()
+        self.interrupt = interrupt
+
+
+class _Group(TyperGroup):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise _Stopped(exc) from None
+
 
 app = typer.Typer(
+    cls=_Group,
     name="cnnlab",
     help="Train, compare and understand CNN image classifiers on your own folder of images.",
     no_args_is_help=True,
@@ -196,9 +218,14 @@ def main() -> None:
         hint = "free some space or write elsewhere" if full else "check the path"
         error(f"{exc.strerror}{where} ({hint}, e.g. another --runs-dir or --out)")
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    except (KeyboardInterrupt, _Stopped) as caught:
+        exc = caught.interrupt if isinstance(caught, _Stopped) else caught
+        # Interrupted (training) says what was kept and how to go on; 128 + signal number,
+        # as a shell reports a process a signal ended (130: Ctrl-C, 143: SIGTERM)
+        text = str(exc) if isinstance(exc, Interrupted) else ""
+        word = "terminated" if getattr(exc, "signum", None) == signal.SIGTERM else "interrupted"
+        print(f"{word}: {text}" if text else word, file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", 130))
     finally:
         from cnnlab.startup import freeze_before_exit
 

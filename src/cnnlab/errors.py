@@ -56,3 +56,25 @@ class ParityError(CnnlabError):
     def __init__(self, message: str, record: dict) -> None:
         super().__init__(message)
         self.record = record
+
+
+class Interrupted(KeyboardInterrupt):
+    """Work stopped by Ctrl-C (SIGINT) or SIGTERM, with what it kept and how to continue.
+
+    A ``KeyboardInterrupt``, so everything that cleans up after Ctrl-C does so; the CLI
+    prints ``interrupted: KEPT; continue with: RESUME`` and exits ``128 + signum``.
+    """
+
+    def __init__(self, signum: int, kept: str = "", resume: str = "") -> None:
+        super().__init__(kept)
+        self.signum, self.kept, self.resume = signum, kept, resume
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    def __str__(self) -> str:
+        text = self.kept
+        if self.resume:
+            text += f"; continue with: {self.resume}"
+        return text

@@ -58,9 +58,15 @@ class _KeepWriteError(io.RawIOBase):
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` through :func:`cnnlab.atomic.atomic_path` (temp file, fsync, rename)."""
+    """``torch.save`` through :func:`cnnlab.atomic.atomic_path` (temp file, fsync, rename).
+
+    Ctrl-C waits until both renames are done (:func:`~cnnlab.engine.interrupt.interrupts_held`):
+    between them ``last.ckpt`` is missing, and the new one, complete, would be thrown away.
+    """
+    from cnnlab.engine.interrupt import interrupts_held
+
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with interrupts_held(), atomic_path(path) as tmp:
         with tmp.open("wb") as fh:
             sink = _KeepWriteError(fh)
             try:
@@ -147,3 +153,12 @@ def find_resume_checkpoint(run_dir: str | Path) -> Path | None:
     raise CheckpointError(
         f"no complete checkpoint in {folder} ({'; '.join(problems)}); start a new run instead"
     )
+
+
+def resume_epoch(run_dir: str | Path) -> int:
+    """Epochs complete in the checkpoint a resume of ``run_dir`` would start from (0: none)."""
+    try:
+        path = find_resume_checkpoint(run_dir)
+        return 0 if path is None else int(safe_load_checkpoint(path)["epoch"]) + 1
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        return 0

@@ -90,18 +90,27 @@ def _fit_module(
 ) -> Outcome:
     from cnnlab.engine.callbacks import RestoreBestWeights, TrainClock
     from cnnlab.engine.checkpoint import find_resume_checkpoint
+    from cnnlab.engine.interrupt import InterruptWatch, fit_or_raise
     from cnnlab.engine.trainer import build_trainer, quiet_lightning_warnings
 
     if train.max_time is not None:
         from cnnlab.engine.budget import TimeBudget
 
         callbacks = (*callbacks, TimeBudget(len(loaders[1].dataset)))
-    trainer = build_trainer(train, run_dir, max_epochs=train.epochs, callbacks_extra=callbacks)
+    watch = InterruptWatch()
+    trainer = build_trainer(
+        train, run_dir, max_epochs=train.epochs, callbacks_extra=(*callbacks, watch)
+    )
     ckpt = find_resume_checkpoint(run_dir) if resume else None
     if resume and ckpt is None:
         info("no usable checkpoint found: starting the run from epoch 1")
+    ckpt_path = str(ckpt) if ckpt else None
     with quiet_lightning_warnings():
-        trainer.fit(module, loaders[0], loaders[1], ckpt_path=str(ckpt) if ckpt else None)
+        fit_or_raise(
+            lambda: trainer.fit(module, loaders[0], loaders[1], ckpt_path=ckpt_path),
+            watch,
+            run_dir,
+        )
     stopped = any(getattr(c, "stopped_epoch", 0) for c in trainer.early_stopping_callbacks)
     timed_out = train.max_time is not None and trainer.current_epoch < train.epochs
     restore = _callback(trainer, RestoreBestWeights)

@@ -137,8 +137,13 @@ def quiet_lightning_warnings() -> Iterator[None]:
 
 
 def _quiet_lightning_banners() -> None:
-    """Lightning's INFO lines (GPU available, tips, AMP notices) are noise in cnnlab's output."""
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    """Lightning's INFO lines (GPU available, tips, AMP notices, "Received SIGTERM") are noise
+    in cnnlab's output."""
+    for name in (
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.fabric.utilities.rank_zero",
+        "lightning.pytorch.trainer.connectors.signal_connector",
+    ):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

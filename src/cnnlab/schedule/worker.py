@@ -91,8 +91,33 @@ def _wrap(objective: Callable[[Any], float]) -> Callable[[Any], float]:
         except RunFailed as exc:
             trial.set_user_attr(ERROR_ATTR, exc.reason)
             raise
+        except KeyboardInterrupt:
+            _queue_again(trial)
+            raise
 
     return run
+
+
+def _queue_again(trial: Any) -> None:
+    """Queue a copy of a trial stopped by Ctrl-C or SIGTERM, so a resume trains its run.
+
+    Optuna records the stopped trial as failed (with no reason: it takes no grid point and no
+    place of a tune's budget); the copy keeps the parameters and does not count as a retry of
+    a dead worker (``MAX_RETRIES``): stopping a study is no fault of the run.
+    """
+    import optuna
+
+    frozen = trial.study._storage.get_trial(trial._trial_id)
+    attrs = {k: v for k, v in frozen.user_attrs.items() if k not in (WORKER_ATTR, ERROR_ATTR)}
+    trial.study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.WAITING,
+            params=frozen.params,
+            distributions=frozen.distributions,
+            user_attrs=attrs,
+            system_attrs=frozen.system_attrs,
+        )
+    )
 
 
 def run_worker(

@@ -9,11 +9,12 @@ Example:
 from __future__ import annotations
 
 import csv
+import signal
 from pathlib import Path
 from typing import Any
 
 from cnnlab.console import info
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, Interrupted
 from cnnlab.studies.folder import (
     COMPARISONS,
     HTML,
@@ -254,7 +255,14 @@ def _run_and_report(folder: Path, plan: Plan, storage: str | None, workers: int)
         update={"runs_dir": str(folder / RUNS)}
     )
     with track.parent_run(cfg, "study", folder.resolve().name, plan.to_dict(), folder) as parent:
-        run_jobs(folder, plan, storage, workers)
+        try:
+            run_jobs(folder, plan, storage, workers)
+        except KeyboardInterrupt as exc:  # Ctrl-C: the study, not its run, is what goes on
+            raise Interrupted(
+                getattr(exc, "signum", signal.SIGINT),
+                f"{folder} keeps its finished runs and the stopped run's complete epochs",
+                f"cnnlab study --resume {folder}",
+            ) from None
         _track_outputs(parent, folder, _report(folder))
     return Study(folder)
 
