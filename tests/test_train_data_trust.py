@@ -71,9 +71,9 @@ def test_runs_dir_and_cache_inside_the_dataset_are_refused(
 def test_lr_find_plot_never_lands_in_the_dataset(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = write_folder(tmp_path / "ds", classes=2, per_class=8)
+    root = write_folder(tmp_path / "ds", classes=2, per_class=24)  # lr-find needs 32 to train
     before = folder_digest(root)
-    args = ["lr-find", str(root), "model.cnn.filters=[8,16]", "--steps", "3", "--batch-size", "8"]
+    args = ["lr-find", str(root), "model.cnn.filters=[8,16]", "--steps", "20", "--batch-size", "8"]
     refused = _cli(*args, "--out", str(root / "class_0" / "lr.png"))
     assert isinstance(refused.exception, ConfigError), refused.output
     assert "inside the dataset folder" in str(refused.exception)

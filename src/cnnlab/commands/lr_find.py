@@ -32,24 +32,34 @@ def lr_find_command(
     """
     from cnnlab import api
     from cnnlab.console import set_quiet
+    from cnnlab.engine.lr_find import check_range
     from cnnlab.paths import check_writable_file
 
     if quiet:
         set_quiet(True)
+    check_range(min_lr, max_lr, steps)  # before the scan and the model
     flags = {"model": model, "mode": mode, "img_size": img_size, "batch_size": batch_size,
              "seed": seed}  # fmt: skip
     values = api.short_values({k: v for k, v in flags.items() if v is not None})
     cfg = api.make_config(data, config=config, overrides=overrides or [], values=values)
 
     from cnnlab.api import prepare_training
-    from cnnlab.engine.lr_find import lr_find, plot_lr_find
+    from cnnlab.console import warn
+    from cnnlab.engine import lr_find as rt
     from cnnlab.paths import dataset_folder, outside_dataset
 
     # Never inside the dataset: the next scan would find the plot.
     out = outside_dataset(out, Path("lr_find.png"), dataset_folder(cfg.data.root), "--out")
     check_writable_file(out, "--out")  # before the search, not after it
     prep = prepare_training(cfg)
-    lrs, losses, suggestion = lr_find(prep.module, prep.train_loader, min_lr, max_lr, steps)
-    plot_lr_find(lrs, losses, suggestion, out)
+    rt.check_images(len(prep.train_loader.dataset))
+    lrs, losses, suggestion = rt.lr_find(prep.module, prep.train_loader, min_lr, max_lr, steps)
+    reason = rt.distrust(lrs, losses, steps)
+    rt.plot_lr_find(lrs, losses, float("nan") if reason else suggestion, out)
+    if reason:
+        typer.echo(f"no trustworthy learning rate: {reason}  (plot: {out})")
+        raise typer.Exit(1)
+    for note in rt.caveats(lrs, losses, suggestion):
+        warn(note)
     typer.echo(f"suggested learning rate: {suggestion:.3g}  (plot: {out})")
     typer.echo(f"train with: cnnlab train {data} train.lr={suggestion:.3g}")
