@@ -7,6 +7,8 @@ accept a falling range, and suggest a rate from 2 training images with full conf
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +83,31 @@ def test_a_loss_that_never_fell_gives_no_rate(
     assert "no trustworthy learning rate: the loss never fell" in out.stdout
     assert "suggested" not in out.stdout and "train with" not in out.stdout
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the curve is still there to look at
+
+
+@pytest.mark.slow
+def test_train_with_carries_every_setting_the_rate_was_measured_with(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    from cnnlab.api import make_config, short_values
+
+    data = write_folder(tmp_path / "my data", classes=3, per_class=20)  # a space: quoted
+    out = lr_find(
+        env, str(data), "--model", "cnn", "--img-size", "24", "--seed", "3", *TINY,
+        "train.optimizer=adam", "train.lr=0.5", "--steps", "30", "--out", str(tmp_path / "l.png"),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    rate = float(re.search(r"suggested learning rate: (\S+)", out.stdout).group(1))
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("train with: "))
+    argv = shlex.split(line.removeprefix("train with: "))
+    assert argv[:3] == ["cnnlab", "train", str(data)]
+    named, overrides = argv[3:-3], argv[-3:]
+    flags = dict(zip(named[::2], named[1::2], strict=True))
+    assert flags == {"--model": "cnn", "--img-size": "24", "--seed": "3", "--batch-size": "8"}
+    assert overrides == [*TINY, "train.optimizer=adam", f"train.lr={rate:.3g}"]  # 0.5 replaced
+    # run as printed, train resolves the settings lr-find measured with
+    values = short_values({k[2:].replace("-", "_"): v for k, v in flags.items()})
+    cfg = make_config(argv[2], overrides=overrides, values=values)
+    assert (cfg.model.name, cfg.data.img_size, cfg.train.seed) == ("cnn", 24, 3)
+    assert (cfg.train.optimizer, cfg.train.batch_size, cfg.train.lr) == ("adam", 8, rate)
+    assert cfg.model.cnn.filters == [8, 16]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import typer
@@ -62,4 +63,32 @@ def lr_find_command(
     for note in rt.caveats(lrs, losses, suggestion):
         warn(note)
     typer.echo(f"suggested learning rate: {suggestion:.3g}  (plot: {out})")
-    typer.echo(f"train with: cnnlab train {data} train.lr={suggestion:.3g}")
+    command = train_command(data, config, flags, overrides or [], prep.train.batch_size)
+    typer.echo(f"train with: {command} train.lr={suggestion:.3g}")
+
+
+# Set by train_command itself: the lr found, and the batch size it was found with.
+_REPLACED = ("train.lr", "train.batch_size")
+
+
+def train_command(
+    data: str, config: Path | None, flags: dict, overrides: list[str], batch_size: int
+) -> str:
+    """``cnnlab train`` with every setting the range test ran with, quoted for a shell.
+
+    The batch size is the one the test used (the lr that suits a batch size changes with it),
+    set even when lr-find chose it.
+
+    Example:
+        >>> train_command("my data", None, {"model": "basenet", "img_size": 32}, ["a=[1, 2]"], 8)
+        "cnnlab train 'my data' --model basenet --img-size 32 --batch-size 8 'a=[1, 2]'"
+    """
+    args = ["cnnlab", "train", data]
+    if config is not None:
+        args += ["--config", str(config)]
+    for name, value in flags.items():
+        if value is not None and name != "batch_size":
+            args += [f"--{name.replace('_', '-')}", str(value)]
+    args += ["--batch-size", str(batch_size)]
+    args += [o for o in overrides if o.split("=", 1)[0].strip() not in _REPLACED]
+    return " ".join(shlex.quote(a) for a in args)
