@@ -34,7 +34,11 @@ class WritesMarker:
 
 
 def _state(step: int) -> dict:
-    return {"epoch": step, "state_dict": {"w": torch.full((3,), float(step))}}
+    """What Lightning saves, in miniature: weights and the state a resume needs."""
+    return {
+        "epoch": step, "global_step": 10 * step, "state_dict": {"w": torch.full((3,), float(step))},
+        "optimizer_states": [], "loops": {}, "callbacks": {},
+    }  # fmt: skip
 
 
 def _ckpt_dir(tmp_path: Path) -> Path:
@@ -158,3 +162,62 @@ def test_weight_mismatch_names_the_keys(tmp_path: Path) -> None:
     (tmp_path / "bad.safetensors").write_bytes(b"\x10\x00")
     with pytest.raises(CheckpointError, match="checkpoint incomplete"):
         load_weights(nn.Linear(4, 3), tmp_path / "bad.safetensors")
+
+
+MINIZ = (
+    "PytorchStreamReader failed reading zip archive: failed finding central directory. This is "
+    "an internal miniz error. If you see this, the file is probably truncated"
+)
+
+
+def test_a_damaged_last_without_predecessor_resumes_from_a_complete_best(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _ckpt_dir(tmp_path)
+    AtomicCheckpointIO().save_checkpoint(_state(1), folder / "best.ckpt")
+    (folder / "last.ckpt").write_bytes(b"PK\x03\x04 cut here")
+    assert find_resume_checkpoint(tmp_path) == folder / "best.ckpt"
+    err = capsys.readouterr().err
+    assert "resuming from the best epoch's checkpoint, which holds the full training state" in err
+    assert "best.ckpt (epoch 2)" in err
+    # a newer best wins over last-prev; on the same epoch, last-prev does
+    AtomicCheckpointIO().save_checkpoint(_state(0), folder / "last-prev.ckpt")
+    assert find_resume_checkpoint(tmp_path) == folder / "best.ckpt"
+    AtomicCheckpointIO().save_checkpoint(_state(1), folder / "last-prev.ckpt")
+    assert find_resume_checkpoint(tmp_path) == folder / "last-prev.ckpt"
+
+
+def test_a_best_of_weights_only_is_not_resumed_from_and_the_reason_is_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _ckpt_dir(tmp_path)
+    torch.save({"epoch": 1, "state_dict": {}}, folder / "best.ckpt")  # save_weights_only
+    (folder / "last.ckpt").write_bytes(b"PK\x03\x04 cut here")
+
+    def truncated(*args: object, **kwargs: object) -> None:
+        raise RuntimeError(MINIZ)
+
+    monkeypatch.setattr(torch, "load", truncated)
+    with pytest.raises(CheckpointError) as caught:
+        find_resume_checkpoint(tmp_path)
+    assert str(caught.value) == (
+        f"no complete checkpoint in {folder} (checkpoint incomplete: {folder / 'last.ckpt'} "
+        "(PytorchStreamReader failed reading zip archive: failed finding central directory); "
+        f"checkpoint incomplete: {folder / 'best.ckpt'} (PytorchStreamReader failed reading "
+        "zip archive: failed finding central directory)); start a new run instead"
+    )
+    monkeypatch.undo()
+    with pytest.raises(CheckpointError, match=r"best.ckpt holds no training state to resume"):
+        find_resume_checkpoint(tmp_path)
+
+
+def test_a_long_reason_is_cut_between_words() -> None:
+    from cnnlab.engine.checkpoint import _short
+
+    text = "words " * 60
+    cut = _short(text, limit=50)
+    assert cut.endswith(" …") and set(cut[:-2].split()) == {"words"} and len(cut) <= 52
+    assert (
+        _short(MINIZ)
+        == "PytorchStreamReader failed reading zip archive: failed finding central directory"
+    )

@@ -33,6 +33,7 @@ from cnnlab.errors import CheckpointError
 
 LAST = "last.ckpt"
 LAST_PREV = "last-prev.ckpt"
+BEST = "best.ckpt"
 
 
 class _KeepWriteError(io.RawIOBase):
@@ -117,42 +118,77 @@ def safe_load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[st
             first = str(exc).strip().splitlines()
             reason = next((ln for ln in first if "Unsupported" in ln or "GLOBAL" in ln), "")
             raise CheckpointError(
-                f"checkpoint refused: {path} asks to run code on load ({reason.strip()[:160]});"
+                f"checkpoint refused: {path} asks to run code on load ({_short(reason)});"
                 " only load checkpoints written by cnnlab"
             ) from None
-        raise CheckpointError(f"checkpoint incomplete: {path} ({exc})") from None
+        raise CheckpointError(f"checkpoint incomplete: {path} ({_short(str(exc))})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint incomplete: {path} ({str(exc)[:120]})") from None
+        raise CheckpointError(f"checkpoint incomplete: {path} ({_short(str(exc))})") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: not a checkpoint (a {type(obj).__name__}, not a dict)")
     return obj
 
 
+def _short(text: str, limit: int = 160) -> str:
+    """The first sentence of a library's message, cut at a word (never mid-word) to ``limit``."""
+    text = " ".join(text.split())
+    first = text.split(". ", 1)[0].rstrip(".")
+    if len(first) <= limit:
+        return first
+    return first[:limit].rsplit(" ", 1)[0] + " …"
+
+
+# What Lightning needs to continue a fit where a checkpoint left it; best.ckpt holds all of it
+# too (ModelCheckpoint saves the full state unless save_weights_only), so it can stand in.
+_TRAINING_STATE = ("epoch", "global_step", "state_dict", "optimizer_states", "loops", "callbacks")
+
+
+def _complete(path: Path, problems: list[str]) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` if it loads and holds the full training state; else None,
+    with the reason added to ``problems``. One that would run code is an error, never skipped."""
+    try:
+        ckpt = safe_load_checkpoint(path)
+    except CheckpointError as exc:
+        if "refused" in str(exc):
+            raise
+        problems.append(str(exc))
+        return None
+    missing = [k for k in _TRAINING_STATE if k not in ckpt]
+    if missing:
+        problems.append(f"{path} holds no training state to resume ({', '.join(missing)})")
+        return None
+    return ckpt
+
+
 def find_resume_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint of a run: ``last.ckpt``, else ``last-prev.ckpt``.
+    """The newest complete checkpoint of a run: ``last.ckpt``, else the later of
+    ``last-prev.ckpt`` and ``best.ckpt`` (the previous one when both hold the same epoch).
 
     Returns ``None`` when the run has no checkpoint yet. Falls back with a warning when
-    ``last.ckpt`` is damaged; a checkpoint that would run code is an error, never skipped.
+    ``last.ckpt`` is damaged or missing; a checkpoint that would run code is an error.
     """
     folder = Path(run_dir) / "checkpoints"
-    candidates = [p for p in (folder / LAST, folder / LAST_PREV) if p.is_file()]
-    if not candidates:
+    last, fallbacks = folder / LAST, [folder / LAST_PREV, folder / BEST]
+    if not any(p.is_file() for p in (last, *fallbacks)):
         return None
-    problems = []
-    for path in candidates:
-        try:
-            safe_load_checkpoint(path)
-        except CheckpointError as exc:
-            if "refused" in str(exc):
-                raise
-            problems.append(str(exc))
-            continue
-        if problems:
-            warn(f"{problems[0]}; resuming from the previous checkpoint {path.name}")
-        return path
-    raise CheckpointError(
-        f"no complete checkpoint in {folder} ({'; '.join(problems)}); start a new run instead"
+    problems: list[str] = []
+    if last.is_file() and _complete(last, problems) is not None:
+        return last
+    if not last.is_file():
+        problems.append(f"{last} is missing")
+    found = [(c["epoch"], p) for p in fallbacks if p.is_file() and (c := _complete(p, problems))]
+    if not found:
+        raise CheckpointError(
+            f"no complete checkpoint in {folder} ({'; '.join(problems)}); start a new run instead"
+        )
+    epoch, path = max(found, key=lambda f: f[0])  # max keeps the first of equals: last-prev
+    what = (
+        "the best epoch's checkpoint, which holds the full training state"
+        if path.name == BEST
+        else "the previous checkpoint"
     )
+    warn(f"{problems[0]}; resuming from {what} {path.name} (epoch {epoch + 1})")
+    return path
 
 
 def resume_epoch(run_dir: str | Path) -> int:

@@ -26,6 +26,9 @@ FAILED = "failed.json"  # in a run folder: {"reason": ..., "traceback": ...}
 _LOSSES = ("train/loss", "val/loss")
 # A cross-entropy above this means the true class got probability ~e^-1e6: the weights blew up.
 _EXPLODED = 1e6
+# Checkpoints a resume can go on from (engine.checkpoint.find_resume_checkpoint): last.ckpt is
+# briefly missing while a new one replaces it, and best.ckpt holds the full training state too.
+RESUMABLE_FROM = ("last.ckpt", "last-prev.ckpt", "best.ckpt")
 
 
 def read_failure(run_dir: Path) -> str | None:
@@ -68,7 +71,7 @@ def _train(cfg: Config, run_dir: Path, observers: Sequence[Any] | None) -> Run:
 
     if Run(run_dir).is_complete:
         return Run(run_dir)
-    if (run_dir / CHECKPOINTS / "last.ckpt").is_file():
+    if any((run_dir / CHECKPOINTS / n).is_file() for n in RESUMABLE_FROM):
         return resume_run(run_dir, observers=observers)
     if run_dir.exists():  # started, but died before its first checkpoint: start over
         shutil.rmtree(run_dir)

@@ -1,0 +1,68 @@
+"""``cnnlab train --resume`` on the run folders crashes and kills leave behind.
+
+Each test copies one small trained run and damages the copy the way a tester found it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tests.conftest import write_folder
+
+import cnnlab
+from cnnlab.runs import Run
+
+TINY = {"model__cnn__filters": [8, 16], "batch_size": 4}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A finished 2-epoch run, and the environment its cache lives in."""
+    base = tmp_path_factory.mktemp("resume-edges")
+    data = write_folder(base / "data", classes=3, per_class=12)
+    env = dict(os.environ, CNNLAB_CACHE=str(base / "cache"), COLUMNS="200", NO_COLOR="1")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CNNLAB_CACHE", env["CNNLAB_CACHE"])
+        run = cnnlab.train(data, epochs=2, runs_dir=base / "runs", name="base", **TINY)
+    assert run is not None
+    return run.path, env
+
+
+def copy_run(trained: tuple[Path, dict[str, str]], tmp_path: Path) -> Path:
+    return Path(shutil.copytree(trained[0], tmp_path / "runs" / "copy"))
+
+
+def resume(env: dict[str, str], run: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "train", "--resume", str(run), *args],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert "Traceback" not in out.stderr, out.stderr
+    return out
+
+
+def epochs(run: Path) -> list[int]:
+    return [int(r["epoch"]) for r in Run(run).metrics()]
+
+
+@pytest.mark.slow
+def test_a_damaged_last_with_no_predecessor_goes_on_from_the_complete_best(
+    trained: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    run = copy_run(trained, tmp_path)
+    checkpoints = run / "checkpoints"
+    last = checkpoints / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])
+    (checkpoints / "last-prev.ckpt").unlink()
+    out = resume(trained[1], run, "--epochs", "3")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"checkpoint incomplete: {last} (PytorchStreamReader failed" in out.stderr
+    assert "resuming from the best epoch's checkpoint, which holds the full training state" in (
+        out.stderr
+    )
+    assert epochs(run) == [1, 2, 3] and Run(run).summary["epochs_run"] == 3
