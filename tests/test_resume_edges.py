@@ -66,3 +66,19 @@ def test_a_damaged_last_with_no_predecessor_goes_on_from_the_complete_best(
         out.stderr
     )
     assert epochs(run) == [1, 2, 3] and Run(run).summary["epochs_run"] == 3
+
+
+@pytest.mark.slow
+def test_a_run_with_no_checkpoint_says_it_starts_again_from_epoch_1(
+    trained: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    run = copy_run(trained, tmp_path)
+    for name in ("checkpoints", "summary.json", "model.safetensors", "model.json"):
+        shutil.rmtree(run / name) if (run / name).is_dir() else (run / name).unlink()
+    out = resume(trained[1], run, "--quiet")  # a warning: shown even with --quiet
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (
+        f"warning: {run} has no checkpoint (it stopped before its first epoch ended): "
+        "training starts again from epoch 1"
+    ) in out.stderr
+    assert epochs(run) == [1, 2]

@@ -157,6 +157,8 @@ def _train(
     os.environ[RUN_DIR_ENV] = str(run_dir)
     try:
         if mb.mode == "frozen":
+            if resume:
+                info("frozen mode: the head is trained again from its start (features cached)")
             return train_frozen(mb, data, cfg.data, cfg.train, cfg.model.head, run_dir, callbacks)
         return train_full(mb, data, cfg.data, cfg.train, run_dir, resume, callbacks)
     finally:

@@ -13,7 +13,7 @@ import lightning as L
 import torch
 
 from cnnlab.config import DataConfig, TrainConfig
-from cnnlab.console import info
+from cnnlab.console import info, warn
 from cnnlab.engine.setup import DataBundle, ModelBundle
 
 AUGMENT_KNOBS = ("hflip", "vflip", "shift", "zoom", "rotation", "shear", "brightness", "contrast")
@@ -103,7 +103,10 @@ def _fit_module(
     )
     ckpt = find_resume_checkpoint(run_dir) if resume else None
     if resume and ckpt is None:
-        info("no usable checkpoint found: starting the run from epoch 1")
+        warn(
+            f"{run_dir} has no checkpoint (it stopped before its first epoch ended): "
+            "training starts again from epoch 1"
+        )
     ckpt_path = str(ckpt) if ckpt else None
     with quiet_lightning_warnings():
         fit_or_raise(
