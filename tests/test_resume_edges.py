@@ -82,3 +82,24 @@ def test_a_run_with_no_checkpoint_says_it_starts_again_from_epoch_1(
         "training starts again from epoch 1"
     ) in out.stderr
     assert epochs(run) == [1, 2]
+
+
+@pytest.mark.slow
+def test_resume_removes_the_temp_files_a_killed_save_left(
+    trained: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    run = copy_run(trained, tmp_path)
+    checkpoints = run / "checkpoints"
+    left = [checkpoints / ".last.ckpt.actl5hch.tmp", run / ".metrics.csv.k2j_9xq0.tmp"]
+    for path in left:
+        path.write_bytes(b"\0" * 132_800)  # a save cut off by SIGKILL
+    kept = [run / "notes.tmp", checkpoints / "mine.ckpt", run / ".track.json.ab12cd34.tmp"]
+    for path in kept:
+        path.write_bytes(b"the user's, or the tracker's")
+    out = resume(trained[1], run, "--epochs", "3")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"removed 2 temp file(s) that a killed save left in {run}" in out.stdout
+    assert not any(p.exists() for p in left) and all(p.exists() for p in kept)
+    assert sorted(p.name for p in checkpoints.iterdir()) == [
+        "best.ckpt", "last-prev.ckpt", "last.ckpt", "mine.ckpt",
+    ]  # fmt: skip

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -84,3 +85,24 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, durable: bool 
     """Write bytes atomically."""
     with atomic_path(path, durable) as tmp:
         tmp.write_bytes(data)
+
+
+# atomic_path's temp names: "." + target name + "." + mkstemp's 8 random characters + ".tmp"
+_TEMP = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp$")
+
+
+def remove_leftovers(folder: str | os.PathLike[str], targets: Iterable[str] | None = None) -> int:
+    """Delete the temp files :func:`atomic_path` left in ``folder`` when its process was killed
+    mid-write (SIGKILL skips every cleanup); returns how many.
+
+    Only for a folder no other process is writing to. ``targets``: only temp files of these
+    file names (None: of any).
+    """
+    wanted = None if targets is None else set(targets)
+    removed = 0
+    for path in Path(folder).glob(".*.tmp"):
+        found = _TEMP.match(path.name)
+        if found and path.is_file() and (wanted is None or found["target"] in wanted):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed

@@ -22,7 +22,24 @@ from typing import TYPE_CHECKING
 from cnnlab.config import Config
 from cnnlab.console import info, set_quiet
 from cnnlab.paths import check_writable_dir
-from cnnlab.runs import SPLIT, SUMMARY, Run, create_run_dir, read_json
+from cnnlab.runs import (
+    CHECKPOINTS,
+    CLASSES,
+    CONFIG,
+    DATA_REPORT,
+    METRICS,
+    MODEL_CARD,
+    PLOTS,
+    PREDICTIONS,
+    REPORT_HTML,
+    REPORT_MD,
+    SPLIT,
+    SUMMARY,
+    WEIGHTS,
+    Run,
+    create_run_dir,
+    read_json,
+)
 
 if TYPE_CHECKING:
     from cnnlab.engine.loop import Outcome
@@ -123,6 +140,8 @@ def fit(
     )
     if helper_dir is None:
         info(f"run folder: {run_dir}")
+        if resume_dir is not None:
+            _remove_leftovers(run_dir, everywhere=True)
         write_run_inputs(run_dir, cfg, data)
     if helper_dir is not None:
         observers = ()  # rank 0 reports the run
@@ -136,7 +155,26 @@ def fit(
                 shutil.rmtree(helper_dir, ignore_errors=True)  # scratch: nothing of the run
             return None  # this rank's share is done; rank 0 evaluates and reports
         train_time = outcome.prior_time_s + time.perf_counter() - started
+        _remove_leftovers(run_dir, everywhere=False)  # training ended: no save is under way
         return finalize(run_dir, cfg, data, mb, outcome, train_time)
+
+
+# The files fit writes at the top of a run folder (track.json is the tracker's: not ours).
+_OWN_FILES = (CONFIG, CLASSES, SPLIT, DATA_REPORT, METRICS, SUMMARY, WEIGHTS, MODEL_CARD,
+              REPORT_HTML, REPORT_MD)  # fmt: skip
+
+
+def _remove_leftovers(run_dir: Path, everywhere: bool) -> None:
+    """Delete temp files a killed save left in the run folder: in ``checkpoints/``, and with
+    ``everywhere`` (a resume, before it writes anything) beside the run's own files too."""
+    from cnnlab.atomic import remove_leftovers
+
+    removed = remove_leftovers(run_dir / CHECKPOINTS)
+    if everywhere:
+        removed += remove_leftovers(run_dir, _OWN_FILES)
+        removed += sum(remove_leftovers(run_dir / sub) for sub in (PLOTS, PREDICTIONS))
+    if removed:
+        info(f"removed {removed} temp file(s) that a killed save left in {run_dir}")
 
 
 def _plan(cfg: Config, data: DataBundle, mb: ModelBundle, resume: bool) -> Config:
