@@ -103,3 +103,20 @@ def test_resume_removes_the_temp_files_a_killed_save_left(
     assert sorted(p.name for p in checkpoints.iterdir()) == [
         "best.ckpt", "last-prev.ckpt", "last.ckpt", "mine.ckpt",
     ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_repeating_the_lr_the_run_resolved_is_accepted_and_another_is_refused(
+    trained: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    run = copy_run(trained, tmp_path)
+    assert Run(run).config["train"]["lr"] is None and Run(run).summary["lr"] == 0.05  # auto
+    refused = resume(trained[1], run, "--lr", "0.1")
+    assert refused.returncode == 2
+    assert "cannot change train.lr (auto: the run trained with 0.05 -> 0.1)" in refused.stderr
+    for name in ("summary.json", "model.safetensors"):  # killed: the lr comes from the defaults
+        (run / name).unlink()
+    out = resume(trained[1], run, "--lr", "0.05", "--mode", "scratch", "--epochs", "3")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert epochs(run) == [1, 2, 3]
+    assert Run(run).config["train"]["lr"] is None and Run(run).config["model"]["mode"] is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -135,14 +136,45 @@ def _resume_config(
         )
     after = load_config(saved, overrides=overrides, values=values)
     old, new = _flat(before.model_dump(mode="json")), _flat(after.model_dump(mode="json"))
-    changed = [k for k in new if new[k] != old.get(k) and k not in RESUMABLE]
+    resolved = _resolved(before, saved.parent)
+    repeated = {k for k in resolved if old.get(k) is None and _same(new.get(k), resolved[k])}
+    changed = [k for k in new if new[k] != old.get(k) and k not in (*RESUMABLE, *repeated)]
     if changed:
-        shown = ", ".join(f"{k} ({old.get(k)!r} -> {new[k]!r})" for k in changed)
+        shown = ", ".join(_change(k, old.get(k), new[k], resolved.get(k)) for k in changed)
         raise ConfigError(
             f"--resume cannot change {shown}: a resumed run continues the saved one exactly; "
             f"only {' and '.join(RESUMABLE)} may change (start a new run for the rest)"
         )
+    for key in repeated:  # the value the run trained with: config.yaml keeps saying "auto"
+        section, field = key.split(".")
+        part = getattr(after, section).model_copy(update={field: None})
+        after = after.model_copy(update={section: part})
     return after
+
+
+def _resolved(cfg: Config, run_dir: Path) -> dict[str, Any]:
+    """What the run trained with where its config.yaml leaves the choice to cnnlab (None):
+    the mode and the peak lr (summary.json's, or the defaults they resolve to)."""
+    from cnnlab.engine.optim import default_lr
+    from cnnlab.models.transfer import resolve_mode
+    from cnnlab.runs import SUMMARY, read_json
+
+    summary = read_json(run_dir / SUMMARY) if (run_dir / SUMMARY).is_file() else {}
+    mode = summary.get("mode") or resolve_mode(cfg.model.name, cfg.model.mode)
+    lr = cfg.train.lr if cfg.train.lr is not None else default_lr(cfg.train.optimizer, mode)
+    return {"model.mode": mode, "train.lr": summary.get("lr") or lr}
+
+
+def _same(value: Any, resolved: Any) -> bool:
+    if isinstance(value, int | float) and isinstance(resolved, int | float):
+        return math.isclose(value, resolved, rel_tol=1e-9)
+    return value == resolved
+
+
+def _change(key: str, old: Any, new: Any, resolved: Any) -> str:
+    if old is None and resolved is not None:
+        return f"{key} (auto: the run trained with {resolved!r} -> {new!r})"
+    return f"{key} ({old!r} -> {new!r})"
 
 
 def resume_run(
