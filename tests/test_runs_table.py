@@ -6,6 +6,7 @@ model, mode, time stamp), each with its own test accuracy so the sort order is k
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -79,3 +80,35 @@ def test_runs_sort_by_a_metric_and_json_has_full_names(runs: Path) -> None:
     assert tails == sorted(tails)  # the table lists them in the same order
     bad = cli("runs", "--runs-dir", str(runs), "--sort", "test_acc")
     assert bad.returncode == 2 and "did you mean 'test_accuracy'" in bad.stderr
+
+
+@pytest.mark.slow
+def test_a_killed_run_shows_what_is_known_and_how_to_resume(runs: Path, tmp_path: Path) -> None:
+    import yaml
+
+    folder = tmp_path / "my runs"
+    killed = Path(shutil.copytree(runs / next(iter(NAMES)), folder / "killed"))
+    for name in ("summary.json", "model.safetensors", "model.json", "report.html"):
+        (killed / name).unlink()
+    config = yaml.safe_load((killed / "config.yaml").read_text(encoding="utf-8"))
+    config["train"]["epochs"] = 5  # killed after 1 of 5 epochs
+    (killed / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    val_acc = float(next(csv.DictReader((killed / "metrics.csv").open()))["val/accuracy"])
+
+    out = cli("runs", "--runs-dir", str(folder))
+    assert out.returncode == 0, out.stderr
+    [row] = [ln for ln in out.stdout.splitlines() if ln.startswith(" killed ")]
+    assert row.split()[:5] == ["killed", "cnn", "auto", "1/5", f"{val_acc:.3f}*"], row
+    assert "(incomplete)" not in out.stdout
+    assert f"  cnnlab train --resume '{killed}'" in out.stdout.splitlines()
+
+    wide = cli("runs", "--runs-dir", str(folder), "--wide")
+    header = " ".join(wide.stdout.splitlines()[2:4])
+    assert all(word in header for word in ("data", "lr", "batch", "best", "created")), header
+    [row] = [ln for ln in wide.stdout.splitlines() if ln.startswith(" killed ")]
+    assert row.split()[9:12] == ["data", "auto", str(config["train"]["batch_size"])], row
+
+    [listed] = json.loads(cli("runs", "--runs-dir", str(folder), "--json").stdout)
+    assert listed["complete"] is False and listed["val_accuracy"] is None  # final metrics only
+    assert (listed["epochs_run"], listed["epochs_planned"]) == (1, 5)
+    assert listed["last_val_accuracy"] == pytest.approx(val_acc)

@@ -153,7 +153,9 @@ def runs_command(
         help="created | name | epochs | train_time_s | val_accuracy | val_macro_f1 | "
         "test_accuracy | test_macro_f1 (metrics: best first).",
     ),
-    wide: bool = typer.Option(False, "--wide", help="Full run names, however wide the table."),
+    wide: bool = typer.Option(
+        False, "--wide", help="Full names, plus dataset, lr, batch size, best epoch, created."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON (full names)."),
 ) -> None:
     """List runs with their main metrics.

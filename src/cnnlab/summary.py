@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import shlex
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -55,30 +56,59 @@ def run_rows(runs_dir: str | Path = "runs", sort: str = "created") -> list[dict[
         close = difflib.get_close_matches(sort, list(SORT_KEYS), n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         raise ConfigError(f"cannot sort runs by '{sort}'; {hint}use one of {', '.join(SORT_KEYS)}")
-    rows = []
-    for run in list_runs(runs_dir):  # oldest first, so equal keys keep that order
-        try:
-            summary = run.summary
-        except CnnlabError:
-            summary = {}
-        row: dict[str, Any] = {
-            "name": run.name,
-            "path": str(run.path),
-            "complete": bool(summary.get("complete")),
-            "created": _created(run),
-            "model": summary.get("model"),
-            "mode": summary.get("mode"),
-            "epochs_run": summary.get("epochs_run"),
-            "train_time_s": summary.get("train_time_s"),
-        }
-        for split in ("val", "test"):
-            for metric in ("accuracy", "macro_f1"):
-                row[f"{split}_{metric}"] = _split_metric(summary, split, metric)
-        rows.append(row)
+    rows = [_row(run) for run in list_runs(runs_dir)]  # oldest first: equal keys keep it
     read, highest_first = SORT_KEYS[sort]
     present = [r for r in rows if read(r) is not None]
     present.sort(key=read, reverse=highest_first)
     return present + [r for r in rows if read(r) is None]
+
+
+def _row(run: Run) -> dict[str, Any]:
+    """One run's row. A run without a finished summary (stopped, or still training) has what
+    its config.yaml and metrics.csv know: model, mode ("auto" when cnnlab picks it), epochs
+    so far, and its last epoch's val metrics (``last_val_*``; ``val_*`` are final ones)."""
+    try:
+        summary = run.summary
+    except CnnlabError:
+        summary = {}
+    try:
+        cfg = run.config
+    except CnnlabError:
+        cfg = {}
+    model, train, data = (cfg.get(k) or {} for k in ("model", "train", "data"))
+    rows = run.metrics()
+    complete = bool(summary.get("complete"))
+    row: dict[str, Any] = {
+        "name": run.name,
+        "path": str(run.path),
+        "complete": complete,
+        "created": _created(run),
+        "model": summary.get("model") or model.get("name"),
+        "mode": summary.get("mode") or model.get("mode") or (None if complete else "auto"),
+        "epochs_run": summary.get("epochs_run", None if complete else len(rows)),
+        "epochs_planned": train.get("epochs"),
+        "train_time_s": summary.get("train_time_s"),
+        "best_epoch": summary.get("best_epoch"),
+        "lr": summary.get("lr", train.get("lr")),
+        "batch_size": summary.get("batch_size", train.get("batch_size")),
+        "dataset": Path(str(data.get("root") or "")).name or None,
+    }
+    for split in ("val", "test"):
+        for metric in ("accuracy", "macro_f1"):
+            row[f"{split}_{metric}"] = _split_metric(summary, split, metric)
+    if not complete:
+        last = rows[-1] if rows else {}
+        for metric in ("accuracy", "macro_f1"):
+            row[f"last_val_{metric}"] = _number(last.get(f"val/{metric}"))
+        row["train_time_s"] = sum(_number(r.get("epoch_time_s")) or 0.0 for r in rows) or None
+    return row
+
+
+def _number(text: Any) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
 
 
 _HEADERS = (
@@ -106,21 +136,34 @@ def shorten(text: str, width: int) -> str:
     return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
 
 
-def _cells(r: dict[str, Any]) -> list[str]:
-    return [
-        r["name"], _fmt(r["model"]) if r["complete"] else "(incomplete)",
-        _fmt(r["mode"]), _fmt(r["epochs_run"]),
-        _fmt(r["val_accuracy"], 3), _fmt(r["val_macro_f1"], 3),
+# --wide adds these columns after the others
+_WIDE_HEADERS = ("data", "lr", "batch", "best\nep", "created")
+
+
+def _cells(r: dict[str, Any], wide: bool = False) -> list[str]:
+    done = r["complete"]
+    val = "val" if done else "last_val"  # an unfinished run: its last epoch's (marked *)
+    epochs = _fmt(r["epochs_run"]) if done else f"{r['epochs_run']}/{_fmt(r['epochs_planned'])}"
+    cells = [
+        r["name"], _fmt(r["model"]), _fmt(r["mode"]), epochs,
+        *(_fmt(r[f"{val}_{m}"], 3) + ("" if done or r[f"{val}_{m}"] is None else "*")
+          for m in ("accuracy", "macro_f1")),
         _fmt(r["test_accuracy"], 3), _fmt(r["test_macro_f1"], 3),
         _fmt(r["train_time_s"], 1),
     ]  # fmt: skip
+    if wide:
+        lr = "auto" if r["lr"] is None else f"{r['lr']:.3g}"
+        best = _fmt(r["best_epoch"])
+        cells += [_fmt(r["dataset"]), lr, _fmt(r["batch_size"]), best, r["created"]]
+    return cells
 
 
 def _table(title: str, cells: list[list[str]]) -> Table:
     # one space between columns: an 80-column terminal keeps ~24 characters for run names
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=0)
-    for i, header in enumerate(_HEADERS):
-        table.add_column(header, justify="left" if i < 3 else "right", no_wrap=True)
+    headers = _HEADERS + (_WIDE_HEADERS if cells and len(cells[0]) > len(_HEADERS) else ())
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="left" if i < 3 or i == 9 else "right", no_wrap=True)
     for row in cells:
         table.add_row(*row)
     return table
@@ -142,12 +185,16 @@ def runs_table(runs_dir: str | Path = "runs", sort: str = "created", wide: bool 
     """Print (and return) a table of every run under ``runs_dir`` with its main metrics.
 
     Long run and model names are shortened in the middle (…) so each run takes one line of
-    the terminal; ``wide`` prints them in full (as ``cnnlab runs --json`` does).
+    the terminal; ``wide`` prints them in full (as ``cnnlab runs --json`` does) and adds the
+    dataset, lr, batch size, best epoch and creation time. Runs that did not finish show
+    their epochs so far of those planned and their last epoch's val metrics, and a line
+    after the table says how to resume each.
     """
     from cnnlab.console import console
 
     title = f"runs in {runs_dir}"
-    cells = [_cells(r) for r in run_rows(runs_dir, sort)]
+    rows = run_rows(runs_dir, sort)
+    cells = [_cells(r, wide) for r in rows]
     if not cells:
         result(f"no runs in {runs_dir} (train one with `cnnlab train DATA`)")
         return _table(title, cells)
@@ -155,6 +202,12 @@ def runs_table(runs_dir: str | Path = "runs", sort: str = "created", wide: bool 
         cells = _fit_names(title, cells, console)
     table = _table(title, cells)
     result(table, width=100_000 if wide else None)
+    unfinished = [r for r in rows if not r["complete"]]
+    if unfinished:
+        result(f"{len(unfinished)} run(s) did not finish (stopped, or still training):")
+        result("ep = epochs so far/planned, * = val metric of the last epoch; continue with")
+        for r in unfinished:
+            result(f"  cnnlab train --resume {shlex.quote(r['path'])}")
     return table
 
 
