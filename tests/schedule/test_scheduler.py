@@ -99,3 +99,23 @@ def test_storage_urls_and_errors(tmp_path):
     assert storage_url("postgresql://u@h/db", tmp_path) == "postgresql+psycopg2://u@h/db"
     with pytest.raises(ConfigError, match="cannot connect"):
         open_storage(storage_url("postgresql://nobody@127.0.0.1:9/none", tmp_path))
+
+
+def test_a_pool_without_a_terminal_prints_a_line_as_work_finishes() -> None:
+    """In a log file a progress bar shows nothing until it ends; the pool says each step."""
+    from types import SimpleNamespace
+
+    from cnnlab.schedule.pool import _Lines
+
+    printed: list[str] = []
+    console = SimpleNamespace(is_terminal=False, print=printed.append)
+    lines = _Lines(SimpleNamespace(console=console, disable=False), "study")
+    for done in (1, 1, 1, 2, 4):  # one finished before the pool (a resume), then three here
+        lines.update(done, 4)
+    assert [ln.split(";")[0] for ln in printed] == [
+        "study: 2/4 finished", "study: 4/4 finished",
+    ]  # fmt: skip
+    assert printed[-1].endswith("eta 0:00:00")
+    console.is_terminal = True  # a terminal has the bar itself
+    lines.update(3, 5)
+    assert len(printed) == 2

@@ -44,6 +44,13 @@ def test_study_writes_the_contract_records_a_diverging_cell_and_compares(tmp_pat
     # six runs share the dataset: its warnings are printed once, not once per run
     assert done.stderr.count("label conflict") == 1, done.stderr
     assert "repeated warning line(s) not shown again" in done.stdout
+    # stdout is no terminal here (a log file, CI): a line as each run ends, before the table
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("run ")]
+    assert [ln.split()[1] for ln in lines] == [f"{i}/6" for i in range(1, 7)], done.stdout
+    assert sum(" done: " in ln and ", test acc " in ln and "; eta " in ln for ln in lines) == 4
+    assert sum(" failed: c3 seed " in ln and "training diverged" in ln for ln in lines) == 2
+    table = done.stdout.index("study: ")
+    assert all(done.stdout.index(ln) < table for ln in lines)
 
     columns, results = read_csv(out / "results.csv")
     assert columns == [

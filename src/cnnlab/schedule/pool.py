@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from collections.abc import Callable
+from datetime import timedelta
 from multiprocessing.connection import wait
 from typing import Any
 
@@ -72,10 +74,12 @@ def run_pool(
     try:
         with progress_bar() as bar:
             task = bar.add_task(description, total=None, extra=f"{workers} workers")
+            lines = _Lines(bar, description)
             while alive := [p for p in procs if p.is_alive()]:
                 if progress is not None:
                     done, total = progress()
                     bar.update(task, completed=done, total=total)
+                    lines.update(done, total)
                 wait([p.sentinel for p in alive], timeout=1.0)
             if progress is not None:
                 done, total = progress()
@@ -88,3 +92,23 @@ def run_pool(
         for proc in procs:
             proc.join()
     return [int(p.exitcode or 0) for p in procs]
+
+
+class _Lines:
+    """Without a terminal (a log file, CI) a progress bar shows nothing until it ends: one
+    line each time more work is finished, with an ETA from this pool's pace."""
+
+    def __init__(self, bar: Any, description: str) -> None:
+        self.bar, self.description = bar, description
+        self.start, self.first, self.last = time.monotonic(), None, None
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar.console.is_terminal or self.bar.disable or done == self.last:
+            return
+        if self.first is None:
+            self.first = done  # finished before this pool started (a resume)
+        elif done > self.first:
+            left = (time.monotonic() - self.start) / (done - self.first) * (total - done)
+            eta = timedelta(seconds=round(left))
+            self.bar.console.print(f"{self.description}: {done}/{total} finished; eta {eta}")
+        self.last = done
