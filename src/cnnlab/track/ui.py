@@ -8,6 +8,8 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from cnnlab.console import result
@@ -50,12 +52,67 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def serve_ui(runs_dir: str | Path = "runs", port: int = 5000) -> int:
-    """Run the MLflow UI in the foreground until Ctrl-C (or SIGTERM); returns its exit status."""
-    port = free_port(port)
-    argv = ui_command_line(runs_dir, port)
-    result(f"MLflow UI: http://{HOST}:{port}  (store {argv[5]}; Ctrl-C to stop)")
+    """Run the MLflow UI in the foreground until Ctrl-C (or SIGTERM); returns its exit status.
+
+    The address is announced once the server listens on it: a port free when checked can be
+    taken before the server binds it (two ``cnnlab ui`` at once both chose 5000, and the
+    second server died), so the UIs of this machine choose and bind one at a time, and a
+    server that could not bind is started again on another port.
+    """
+    from filelock import FileLock
+
+    from cnnlab.paths import cache_dir
+
+    store = ui_command_line(runs_dir, port)[5]  # no store: an error before anything starts
     # MLflow's job runner serves GenAI jobs, not this UI: it would add a dozen processes.
-    return run_foreground(argv, {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ})
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a kill while it starts, too
+    try:
+        with FileLock(str(cache_dir("locks") / "ui-port.lock"), timeout=2 * STARTUP_S):
+            proc, port = _start_listening(lambda p: ui_command_line(runs_dir, p), port, env)
+        result(f"MLflow UI: http://{HOST}:{port}  (store {store}; Ctrl-C to stop)")
+        return _wait_foreground(proc)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+STARTUP_S = 300.0  # an MLflow server listens after ~10 s idle, far later on a busy machine
+
+
+def _start_listening(
+    argv_for: Callable[[int], list[str]], port: int, env: dict[str, str]
+) -> tuple[subprocess.Popen, int]:
+    """A server started on ``port`` (or another free one) once it accepts connections."""
+    port = free_port(port)
+    for _ in range(5):
+        # its output to stderr: stdout's first line is the address, once it is served
+        proc = subprocess.Popen(argv_for(port), env=env, start_new_session=True, stdout=2)
+        try:
+            if _listens(proc, port):
+                return proc, port
+        except BaseException:  # Ctrl-C while it starts: no server left behind
+            _stop_group(proc)
+            raise
+        _stop_group(proc)
+        taken, port = port, free_port(port)
+        if port == taken:  # the port is free: the server failed for another reason (above)
+            raise CnnlabError(f"the UI server stopped while starting (exit {proc.returncode})")
+    raise CnnlabError("the UI server found no free port to listen on")
+
+
+def _listens(proc: subprocess.Popen, port: int) -> bool:
+    """True once ``port`` accepts connections (after ``STARTUP_S``, if it is still alive);
+    False if the server exits first."""
+    deadline = time.monotonic() + STARTUP_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        with socket.socket() as sock:
+            sock.settimeout(1.0)
+            if sock.connect_ex((HOST, port)) == 0:
+                return proc.poll() is None
+        time.sleep(0.2)
+    return proc.poll() is None
 
 
 def run_foreground(argv: list[str], env: dict[str, str]) -> int:
@@ -64,7 +121,10 @@ def run_foreground(argv: list[str], env: dict[str, str]) -> int:
     The server runs in its own process group, stopped whole on the way out: servers start
     worker processes that would otherwise outlive this command.
     """
-    proc = subprocess.Popen(argv, env=env, start_new_session=True)
+    return _wait_foreground(subprocess.Popen(argv, env=env, start_new_session=True))
+
+
+def _wait_foreground(proc: subprocess.Popen) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return proc.wait()
