@@ -21,7 +21,9 @@ from cnnlab.tuning.tune import Tuning
 
 
 @pytest.mark.slow
-def test_pruned_and_diverged_trials_are_never_best_and_the_best_retrains(small_folder, tmp_path):
+def test_pruned_and_diverged_trials_are_never_best_and_the_best_retrains(
+    small_folder, tmp_path, capsys
+):
     before = folder_digest(small_folder)
     out = tmp_path / "tune"
     # trials train 3 epochs (--epochs); train.epochs=1 is the "full" length a retrain uses
@@ -34,6 +36,13 @@ def test_pruned_and_diverged_trials_are_never_best_and_the_best_retrains(small_f
     assert rows[1]["reason"].startswith("pruned (median) after epoch")
     assert int(rows[1]["epochs"]) < 3 and rows[1]["val/macro_f1"] == ""
     assert "diverged" in rows[2]["reason"]
+    # a line as each trial ends: without a terminal, the bar shows nothing until the end
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("trial ")]
+    assert [ln.split(":")[0] for ln in lines] == [
+        "trial 0 (1/3) complete", "trial 1 (2/3) pruned (median) after epoch 1",
+        "trial 2 (3/3) failed",
+    ], lines  # fmt: skip
+    assert "training diverged" in lines[2] and all("; eta " in ln for ln in lines)
     assert t.best["trial"] == 0 and t.best_params == {"train.lr": 0.002}
     for name in RUN_FILES:  # every trial is an ordinary run folder
         assert (out / rows[0]["run_dir"] / name).exists(), name

@@ -94,21 +94,42 @@ def run_pool(
     return [int(p.exitcode or 0) for p in procs]
 
 
+class Pace:
+    """How fast this process finishes jobs, and so when the rest will be done."""
+
+    def __init__(self, done: int | None = None) -> None:
+        """``done``: jobs finished before (None: learnt as one less at the first :meth:`eta`,
+        for callers told after each job)."""
+        self.start, self.before = time.monotonic(), done
+
+    def eta(self, done: int, total: int) -> str:
+        if self.before is None:
+            self.before = done - 1
+        here = done - self.before
+        if done >= total:
+            return "0:00:00"
+        if here <= 0:
+            return "-"
+        return str(
+            timedelta(seconds=round((time.monotonic() - self.start) / here * (total - done)))
+        )
+
+
 class _Lines:
     """Without a terminal (a log file, CI) a progress bar shows nothing until it ends: one
     line each time more work is finished, with an ETA from this pool's pace."""
 
     def __init__(self, bar: Any, description: str) -> None:
         self.bar, self.description = bar, description
-        self.start, self.first, self.last = time.monotonic(), None, None
+        self.pace: Pace | None = None
+        self.last: int | None = None
 
     def update(self, done: int, total: int) -> None:
         if self.bar.console.is_terminal or self.bar.disable or done == self.last:
             return
-        if self.first is None:
-            self.first = done  # finished before this pool started (a resume)
-        elif done > self.first:
-            left = (time.monotonic() - self.start) / (done - self.first) * (total - done)
-            eta = timedelta(seconds=round(left))
+        if self.pace is None:
+            self.pace = Pace(done)  # finished before this pool started (a resume)
+        else:
+            eta = self.pace.eta(done, total)
             self.bar.console.print(f"{self.description}: {done}/{total} finished; eta {eta}")
         self.last = done

@@ -7,13 +7,12 @@ killed study resumes where it stopped and several processes or machines share th
 
 from __future__ import annotations
 
-import time
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnnlab.console import quietly, warnings_once
 from cnnlab.runs import Run
+from cnnlab.schedule.pool import Pace
 from cnnlab.schedule.runs import train_in_folder
 from cnnlab.schedule.storage import open_storage, open_study, storage_url
 from cnnlab.schedule.worker import grid_has_work, grid_points, run_worker, take_grid_point
@@ -102,7 +101,7 @@ def _work(folder: Path, url: str | None, show_progress: bool) -> None:
     with progress_bar(out=Console(highlight=False)) as bar:
         done, total = progress_counts(study, len(points))
         task = bar.add_task("study", total=total, completed=done, extra="")
-        pace = Pace(done, total)
+        pace = Pace(done)
 
         def on_start(cell: Any, seed: int) -> None:
             bar.update(task, extra=f"{cell.id} seed {seed}: {cell.label}")
@@ -110,28 +109,16 @@ def _work(folder: Path, url: str | None, show_progress: bool) -> None:
         def on_trial(st: optuna.Study, trial: Any) -> None:
             done = progress_counts(st, total)[0]
             bar.update(task, completed=done, extra="")
-            line = finished_line(folder, plan, trial, done, pace)
+            line = finished_line(folder, plan, trial, done, total, pace)
             if line and not is_quiet():  # above the bar; the only progress in a log file
                 bar.console.print(line, markup=False, soft_wrap=True)
 
         run_worker(study, make_objective(folder, plan, study, on_start), has_work, on_trial)
 
 
-class Pace:
-    """Runs finished in this process so far and how fast: the ETA of the rest."""
-
-    def __init__(self, done: int, total: int) -> None:
-        self.start, self.done_before, self.total = time.monotonic(), done, total
-
-    def eta(self, done: int) -> str:
-        here = done - self.done_before
-        if here <= 0 or done >= self.total:
-            return "-" if done < self.total else "0:00:00"
-        left = (time.monotonic() - self.start) / here * (self.total - done)
-        return str(timedelta(seconds=round(left)))
-
-
-def finished_line(folder: Path, plan: Plan, trial: Any, done: int, pace: Pace) -> str | None:
+def finished_line(
+    folder: Path, plan: Plan, trial: Any, done: int, total: int, pace: Pace
+) -> str | None:
     """``run 2/4 done: c1 seed 42 (lr=0.01): val acc 0.909, test acc 0.885, 12 s; eta 0:00:25``
 
     None for a trial that trained nothing (a grid point another worker already held).
@@ -144,19 +131,19 @@ def finished_line(folder: Path, plan: Plan, trial: Any, done: int, pace: Pace) -
     if trial.state not in (TrialState.COMPLETE, TrialState.FAIL) or "cell" not in attrs:
         return None
     labels = {c.id: c.label for c in plan.cells}
-    head = f"run {done}/{pace.total}"
+    head, eta = f"run {done}/{total}", pace.eta(done, total)
     what = f"{attrs['cell']} seed {attrs['seed']} ({labels.get(attrs['cell'], '?')})"
     took = (trial.datetime_complete - trial.datetime_start).total_seconds()
     if trial.state == TrialState.FAIL:
         reason = attrs.get(ERROR_ATTR) or "stopped (queued again)"
-        return f"{head} failed: {what}: {reason}; eta {pace.eta(done)}"
+        return f"{head} failed: {what}: {reason}; eta {eta}"
     metrics = Run(folder / attrs["run_dir"]).summary.get("metrics", {})
     scores = [
         f"{split} acc {metrics[split]['accuracy']:.3f}"
         for split in ("val", "test")
         if "accuracy" in metrics.get(split, {})
     ]
-    return f"{head} done: {what}: {', '.join(scores)}, {took:.0f} s; eta {pace.eta(done)}"
+    return f"{head} done: {what}: {', '.join(scores)}, {took:.0f} s; eta {eta}"
 
 
 def run_jobs(folder: Path, plan: Plan, url: str | None, workers: int) -> None:
