@@ -68,7 +68,7 @@ def leaderboard(runs_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for r in run_rows(runs_dir):
         model, mode = r["model"], r["mode"]
-        if model is None:
+        if model is None or mode in (None, "auto"):  # `cnnlab runs` leaves auto unresolved
             model, mode = _configured_model(Run(r["path"]))
         row: dict[str, Any] = {
             "run": r["name"],
