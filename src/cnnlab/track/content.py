@@ -9,13 +9,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cnnlab import runs
 
-MAX_PARAM_CHARS = 6000  # MLflow's limit on one param value
+MAX_PARAM_CHARS = 6000  # MLflow's limit on one param value (characters)
+MAX_KEY_CHARS = 250  # MLflow's limit on a param, metric or tag name (characters)
+_INDEX = re.compile(r"\[([^\]]*)\]")  # filters[0] in a search space's parameter names
+_REFUSED = re.compile(r"[^\w./\- ]")  # MLflow names: letters, digits, _ - . / and space
 # Files copied as artifacts, relative to the run folder (checkpoints stay behind: they are
 # for resuming, large, and the weights are in model.safetensors).
 ARTIFACT_FILES = (
@@ -51,15 +55,62 @@ class SyncReport:
     store: str = "MLflow"  # which kind of store received it (MLflow, W&B)
 
 
+def tracker_key(name: str) -> str:
+    """A name as every tracker accepts it, for params, metrics and tags alike.
+
+    ``[i]`` becomes ``.i``; a character MLflow refuses (anything but letters, digits, ``_ - .
+    /`` and space; a colon too, which a Windows server refuses) becomes ``_``; empty path
+    parts go, and ``.`` or ``..`` parts become ``_``; a name over 250 characters keeps 241 and
+    ends with ``-`` and 8 hex digits of its sha256, so two long names stay apart.
+
+    >>> tracker_key("space.params.model.cnn.filters[0].type")
+    'space.params.model.cnn.filters.0.type'
+    >>> tracker_key("vary.train.lr (x:2)//a/../b")
+    'vary.train.lr _x_2_/a/_/b'
+    """
+    text = _REFUSED.sub("_", _INDEX.sub(r".\1", name))
+    text = "/".join("_" if part in (".", "..") else part for part in text.split("/") if part)
+    text = "_" + text if text.startswith("..") or not text else text
+    if len(text) > MAX_KEY_CHARS:
+        text = f"{text[: MAX_KEY_CHARS - 9]}-{_digest(name)}"
+    return text
+
+
+def tracker_value(text: str, limit: int = MAX_PARAM_CHARS) -> str:
+    """``text``, or its start with a note saying how long it was when it is over ``limit``.
+
+    >>> tracker_value("x" * 100, limit=40)
+    'xxxxxxxx... (100 characters; cut to fit)'
+    """
+    if len(text) <= limit:
+        return text
+    note = f"... ({len(text)} characters; cut to fit)"
+    return text[: limit - len(note)] + note
+
+
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested config -> ``{"train.lr": "0.01", ...}`` with lists written as JSON."""
+    """Nested config -> ``{"train.lr": "0.01", ...}`` with lists written as JSON.
+
+    Names go through :func:`tracker_key` (``filters[0]`` -> ``filters.0``) and values through
+    :func:`tracker_value`; two names that map to one name are kept apart by a digest.
+
+    >>> flatten({"space": {"params": {"f[0]": {"low": 8}}}, "lr": [1, 2]})
+    {'space.params.f.0.low': '8', 'lr': '[1, 2]'}
+    """
     from cnnlab.config import dotted
 
     flat: dict[str, str] = {}
     for name, value in dotted(tree, prefix).items():
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        flat[name] = text[:MAX_PARAM_CHARS]
+        key = tracker_key(name)
+        if key in flat:  # "f[0]" and "f.0" in one space: both are kept
+            key = f"{key[: MAX_KEY_CHARS - 9]}-{_digest(name)}"
+        flat[key] = tracker_value(text)
     return flat
+
+
+def _digest(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:8]
 
 
 def _history(rows: list[dict[str, str]]) -> dict[str, dict[int, float]]:
@@ -78,7 +129,7 @@ def _history(rows: list[dict[str, str]]) -> dict[str, dict[int, float]]:
             except ValueError:
                 continue
             if math.isfinite(value):
-                history.setdefault(key, {})[epoch] = value
+                history.setdefault(tracker_key(key), {})[epoch] = value
     return history
 
 
@@ -88,7 +139,7 @@ def _finals(summary: dict[str, Any]) -> dict[str, float]:
     for split, metrics in (summary.get("metrics") or {}).items():
         for key, value in metrics.items():
             if isinstance(value, int | float) and math.isfinite(value):
-                finals[f"final/{split}/{key}"] = float(value)
+                finals[tracker_key(f"final/{split}/{key}")] = float(value)
     for key in ("best_epoch", "epochs_run", "train_time_s"):
         if isinstance(summary.get(key), int | float):
             finals[key] = float(summary[key])

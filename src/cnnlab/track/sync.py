@@ -7,14 +7,13 @@ until the server went away and then again later, ends up as one complete MLflow 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import RunError
 from cnnlab.runs import CONFIG
-from cnnlab.track.content import SyncReport, read_run
+from cnnlab.track.content import SyncReport, read_run, tracker_key
 from cnnlab.track.mlflow_store import MEMBER_TAG, PARENT_TAG, MlflowStore
 from cnnlab.track.target import (
     STATE,
@@ -65,12 +64,13 @@ def tag_best(store: MlflowStore, parent: dict, run_dir: Path) -> None:
 
 
 def member_tag(parent_name: str) -> str:
-    """The tag naming a member of ``parent_name`` (characters MLflow refuses become ``_``).
+    """The tag naming a member of ``parent_name`` (as :func:`~cnnlab.track.content.tracker_key`
+    makes any name: characters MLflow refuses become ``_``).
 
     >>> member_tag("ensemble soft (v2)")
     'cnnlab.member_of.ensemble soft _v2_'
     """
-    return MEMBER_TAG + re.sub(r"[^\w./\- ]", "_", parent_name)
+    return tracker_key(MEMBER_TAG + parent_name)
 
 
 def tag_member(store: MlflowStore, parent: dict, run_dir: Path, label: str) -> None:
