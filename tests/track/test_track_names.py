@@ -1,7 +1,10 @@
-"""Every name cnnlab logs is one MLflow accepts."""
+"""Every name cnnlab logs is one MLflow accepts; a store that refuses a run says so in one line."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ from tests.track.track_helpers import runs_of
 
 import cnnlab
 from cnnlab.config import load_config
+from cnnlab.engine.fit import fit
 from cnnlab.track import flush, parent_run
 from cnnlab.track.target import default_uri
 
@@ -55,3 +59,21 @@ def test_odd_names_and_long_values_reach_mlflow(tmp_path: Path) -> None:
     assert top.info.status == "FINISHED"
     assert top.data.params == flat
     assert top.data.params[tracker_key("space.params.b (x:y)")] == "3"
+
+
+def test_track_log_into_a_store_that_fails_is_one_error_line(tmp_path: Path) -> None:
+    data = write_folder(tmp_path / "data", classes=3, per_class=8, size=16)
+    cfg = load_config(values={"data.root": str(data), "runs_dir": str(tmp_path / "runs"),
+                              "train.epochs": 1, "data.img_size": 16,
+                              "track.backend": "none"})  # fmt: skip
+    run = fit(cfg)
+    (tmp_path / "runs" / "mlflow.db").write_bytes(b"not a database " * 100)
+    env = {k: v for k, v in os.environ.items() if k != "CNNLAB_TRACK"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "track", "log", str(run.path)],
+        capture_output=True, text=True, timeout=600, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert str(run.path) in lines[0] and "Traceback" not in proc.stderr

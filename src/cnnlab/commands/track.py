@@ -28,6 +28,9 @@ def log_command(
 
         cnnlab track log runs/cnn-scratch runs/resnet18-frozen track.uri=http://mlflow:5000
     """
+    from cnnlab.track.target import quiet_libraries
+
+    quiet_libraries()  # before MLflow is imported: its chatter stays off the console
     from cnnlab.console import result
     from cnnlab.track.sync import log_runs
 
@@ -54,6 +57,9 @@ def register_command(
 
         cnnlab track register runs/cnn-scratch --name flowers
     """
+    from cnnlab.track.target import quiet_libraries
+
+    quiet_libraries()  # before MLflow is imported: its chatter stays off the console
     from cnnlab.console import result
     from cnnlab.track.pyfunc import register_run
 

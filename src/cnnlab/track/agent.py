@@ -14,25 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import queue
 import sys
 import threading
-import warnings
 from pathlib import Path
 from typing import Any
 
-from cnnlab.track.target import Target
+from cnnlab.track.target import Target, one_line, quiet_libraries
 
 NICE_ENV = "CNNLAB_TRACK_NICE"  # the tracking process's niceness (0-19; default 19)
-# The tracker must give up quickly on a server that went away: training never waits for it,
-# and `cnnlab track log` sends whatever was missed later. (MLflow's defaults retry ~minutes.)
-HTTP_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",  # seconds, doubling per retry
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",  # seconds per request
-}
 
 
 def _reply(message: dict[str, Any]) -> None:
@@ -41,11 +32,6 @@ def _reply(message: dict[str, Any]) -> None:
         sys.stdout.flush()
     except (BrokenPipeError, OSError, ValueError):
         pass  # the training process has exited: keep logging, nobody to tell
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) < 200 else text[:197] + "..."
 
 
 class Worker:
@@ -88,7 +74,7 @@ class Worker:
                 self.warned = True
                 where = msg.get("run_dir") or "RUNS_DIR/*"
                 _reply({
-                    "warn": f"tracking to {self.target.uri} failed ({_one_line(exc)}); "
+                    "warn": f"tracking to {self.target.uri} failed ({one_line(exc)}); "
                     "training goes on and the run folder keeps everything: log it later "
                     f"with `cnnlab track log {where}`"
                 })  # fmt: skip
@@ -117,7 +103,7 @@ def serve(target: Target, lines: Any) -> None:
         worker.connect()  # import MLflow and open the store while training starts
     except Exception as exc:
         worker.warned = True
-        text = f"tracking to {target.uri} is unavailable ({_one_line(exc)}); training goes on"
+        text = f"tracking to {target.uri} is unavailable ({one_line(exc)}); training goes on"
         _reply({"warn": text + "; log the runs later with `cnnlab track log RUNS_DIR/*`"})
     ended = False
     while not ended:
@@ -133,20 +119,11 @@ def serve(target: Target, lines: Any) -> None:
             _reply({"ack": msg.get("seq", 0)})
 
 
-def _quiet() -> None:
-    """Library chatter (migrations, retries, deprecations) must not reach the user's console."""
-    warnings.simplefilter("ignore")
-    logging.disable(logging.WARNING)
-    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
-    for key, value in HTTP_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-
-
 def main() -> None:
     with contextlib.suppress(OSError, ValueError):
         # lowest priority by default: training first, logging uses the cycles it leaves
         os.nice(int(os.environ.get(NICE_ENV, "19")))
-    _quiet()
+    quiet_libraries()
     serve(Target.from_json(sys.argv[1]), sys.stdin)
 
 

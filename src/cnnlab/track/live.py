@@ -9,6 +9,10 @@ finishes its work after training ends, even when this process exits first; call
 ``track.live_after`` seconds (from then on epochs appear live), when a lone run ends, when a
 study or tune ends, or at :func:`flush` or exit, whichever is first: the runs of a study
 that fits in ``live_after`` pay nothing for tracking until the study ends.
+
+A tracking server that does not accept a connection when a session opens costs one warning
+and no tracking process: nothing is logged to it by this command, and the run folders keep
+everything for ``cnnlab track log``.
 """
 
 from __future__ import annotations
@@ -32,11 +36,16 @@ from cnnlab.track.target import (
     locked,
     read_state,
     resolve_target,
+    unreachable,
     write_state,
 )
 
 DEBUG_ENV = "CNNLAB_TRACK_DEBUG"  # 1: the tracking process's own output reaches the console
+# "PID URI": the process PID found the server URI down and said so; its worker processes
+# (a study's --workers) inherit this and stay quiet about it
+DOWN_ENV = "CNNLAB_TRACK_DOWN"
 _SESSIONS: dict[Target, Session] = {}
+_WARNED_DOWN: set[str] = set()  # servers this process has already warned about
 WORKER_FLUSH_S = 1800.0  # seconds a worker process waits at exit for its tracker, at most
 
 
@@ -178,13 +187,35 @@ def _pythonpath() -> str:
     return os.environ.get("PYTHONPATH", "")
 
 
-def session_for(target: Target) -> Session:
-    """The tracking process for ``target`` (started on first use)."""
+def session_for(target: Target, runs: str = "RUNS_DIR") -> Session:
+    """The tracking process for ``target`` (started on first use).
+
+    A server that does not accept a connection gets a session that sends nothing, and one
+    warning per process naming ``runs`` (the folder to log later) instead of a tracker that
+    would retry after the command has returned.
+    """
     session = _SESSIONS.get(target)
     if session is None or session.ended():
         session = _SESSIONS[target] = Session(target)
-        info(f"tracking: {_where(target)}")
+        why = unreachable(target.uri) if target.backend == "mlflow" else None
+        if why is None:
+            info(f"tracking: {_where(target)}")
+        else:
+            session.closed = True  # nothing is queued, no process starts
+            _warn_down(target, why, runs)
     return session
+
+
+def _warn_down(target: Target, why: str, runs: str) -> None:
+    pid, _, uri = os.environ.get(DOWN_ENV, "").partition(" ")
+    if target.uri in _WARNED_DOWN or (uri == target.uri and pid != str(os.getpid())):
+        return  # said once by this process, or by the process that started this worker
+    _WARNED_DOWN.add(target.uri)
+    os.environ[DOWN_ENV] = f"{os.getpid()} {target.uri}"
+    warn(
+        f"cannot reach the MLflow server {target.uri} ({why}): this command logs nothing "
+        f"there, the run folders keep everything; once it is up, run `cnnlab track log {runs}`"
+    )
 
 
 def _where(target: Target) -> str:
@@ -243,7 +274,7 @@ class TrackingObserver:
             if (parent := current_parent()) is not None and parent.info is not None:
                 state["parent"] = parent.info
             write_state(run_dir, state)
-        self.sessions[run_dir] = session = session_for(target)
+        self.sessions[run_dir] = session = session_for(target, str(run_dir))
         session.send("sync", run_dir=str(run_dir))
 
     def epoch_ended(self, run_dir: Path, epoch: int) -> None:

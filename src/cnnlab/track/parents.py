@@ -127,8 +127,9 @@ def parent_run(
         return
     uid = _parent_uid(Path(folder) if folder is not None else None, kind, name)
     info = {"uid": uid, "kind": kind, "name": name, "params": params or {}}
-    parent = Parent(info, session_for(target))
-    parent.session.send("parent", parent=info)  # type: ignore[union-attr]
+    session = session_for(target, str(cfg.runs_dir))
+    parent = Parent(info, session)
+    session.send("parent", parent=info)
     token, inherited = _CURRENT.set(parent), os.environ.get(PARENT_ENV)
     os.environ[PARENT_ENV] = json.dumps(info)
     status = "FAILED"
@@ -141,7 +142,7 @@ def parent_run(
     finally:
         _CURRENT.reset(token)
         _restore_env(inherited)
-        parent.session.send("parent", parent=info, end=status)  # type: ignore[union-attr]
+        session.send("parent", parent=info, end=status)
 
 
 def _restore_env(value: str | None) -> None:

@@ -24,6 +24,7 @@ import mlflow
 import pandas as pd
 
 from cnnlab import runs
+from cnnlab.errors import CnnlabError
 
 MODEL_FILES = (runs.MODEL_CARD, runs.WEIGHTS, runs.CLASSES)  # what Predictor reads
 OUTPUT_COLUMNS = ("path", "label", "prob", "error")
@@ -81,14 +82,25 @@ def register_run(
     Returns:
         ``(version, model_uri)``, e.g. ``("1", "models:/flowers/1")``.
     """
-    from cnnlab import __version__
-    from cnnlab.track.mlflow_store import MlflowStore
-    from cnnlab.track.sync import sync_run
-    from cnnlab.track.target import run_target
+    from cnnlab.track.target import TrackingError, one_line, require_server, run_target
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line, no bars
     run = runs.load_run(run_dir)  # a clear error for a folder that is not a finished run
     target = run_target(run.path, overrides)
+    require_server(target.uri)
+    try:
+        return _register(target, run, name)
+    except CnnlabError:
+        raise
+    except Exception as exc:  # MLflow's own, or the HTTP stack's below it
+        raise TrackingError(f"{run.path}: not registered in {target.uri}: {one_line(exc)}") from exc
+
+
+def _register(target: Any, run: runs.Run, name: str) -> tuple[str, str]:
+    from cnnlab import __version__
+    from cnnlab.track.mlflow_store import MlflowStore
+    from cnnlab.track.sync import sync_run
+
     report = sync_run(MlflowStore(target), run.path, "FINISHED")
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(target.uri)

@@ -7,20 +7,23 @@ until the server went away and then again later, ends up as one complete MLflow 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from cnnlab.errors import RunError
+from cnnlab.errors import CnnlabError, RunError
 from cnnlab.runs import CONFIG
 from cnnlab.track.content import SyncReport, read_run, tracker_key
 from cnnlab.track.mlflow_store import MEMBER_TAG, PARENT_TAG, MlflowStore
 from cnnlab.track.target import (
     STATE,
     Target,
+    TrackingError,
     locked,
+    one_line,
     open_store,
     read_state,
+    require_server,
     run_target,
     write_state,
 )
@@ -96,19 +99,27 @@ def expand_runs(paths: Iterable[str | Path]) -> list[Path]:
 
 def log_runs(
     paths: Iterable[str | Path], overrides: list[str] | None = None
-) -> list[tuple[Path, SyncReport]]:
+) -> Iterator[tuple[Path, SyncReport]]:
     """``cnnlab track log``: log finished (or interrupted) run folders, idempotently.
 
     Each run goes where its config's ``track`` section says (``track.*`` overrides win): MLflow,
     or W&B when that is the backend named; a folder without a complete ``summary.json`` is
-    logged as KILLED with what it has.
+    logged as KILLED with what it has. Yields each run as it is logged.
+
+    Raises:
+        TrackingError: the store cannot be reached or refuses the run (one line, naming it).
     """
     stores: dict[Target, Any] = {}
-    done = []
     for run_dir in expand_runs(paths):
         target = run_target(run_dir, overrides, any_backend=True)
-        if target not in stores:
-            stores[target] = open_store(target)
-        end = "FINISHED" if read_run(run_dir).complete else "KILLED"
-        done.append((run_dir, stores[target].sync(run_dir, end)))
-    return done
+        try:
+            if target not in stores:
+                require_server(target.uri)  # seconds, not minutes of retries
+                stores[target] = open_store(target)
+            end = "FINISHED" if read_run(run_dir).complete else "KILLED"
+            report = stores[target].sync(run_dir, end)
+        except CnnlabError:
+            raise
+        except Exception as exc:  # MLflow's own, or the HTTP stack's below it
+            raise TrackingError(f"{run_dir}: not logged to {target.uri}: {one_line(exc)}") from exc
+        yield run_dir, report

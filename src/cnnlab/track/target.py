@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import socket
 import subprocess
+import urllib.parse
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import CnnlabError, ConfigError
 
 if TYPE_CHECKING:
     from cnnlab.config import TrackConfig
@@ -29,6 +33,18 @@ BACKENDS = ("mlflow", "wandb", "none")
 WANDB_HINT = "pip install 'cnnlab[wandb]'"
 DB_NAME = "mlflow.db"
 ARTIFACTS_NAME = "mlartifacts"
+CONNECT_S = 3.0  # seconds to wait for a tracking server to accept a connection
+# A tracker must give up quickly on a server that is down or went away: training never waits
+# for it, and `cnnlab track log` says so in seconds. (MLflow's defaults retry for minutes.)
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",  # seconds, doubling per retry
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",  # seconds per request
+}
+
+
+class TrackingError(CnnlabError):
+    """A tracking store that cannot be reached or refuses what is sent (one line, no trace)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +98,56 @@ def resolve_target(track: TrackConfig, runs_dir: str | Path) -> Target | None:
         uri = "sqlite:///" + db.as_posix()  # a relative path means the same file from anywhere
     artifacts = (db.parent / ARTIFACTS_NAME).as_uri() if db is not None else None
     return Target(backend, uri, track.experiment, artifacts)
+
+
+def unreachable(uri: str, timeout: float = CONNECT_S) -> str | None:
+    """Why an ``http(s)://`` tracking server cannot be reached (None when it accepts a
+    connection, or when ``uri`` names no server). Costs one TCP connection, no MLflow import.
+
+    >>> unreachable("sqlite:///runs/mlflow.db") is None
+    True
+    """
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            return None
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        return str(reason).lower()
+
+
+def require_server(uri: str) -> None:
+    """Raise a one-line :class:`TrackingError` when the server ``uri`` names is down."""
+    why = unreachable(uri)
+    if why is not None:
+        raise TrackingError(
+            f"cannot reach the tracking server {uri} ({why}); start it, or name another "
+            "with track.uri=..."
+        )
+
+
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception as one short line (MLflow's messages span many).
+
+    >>> one_line(ValueError("bad\\n  value"))
+    'bad value'
+    """
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def quiet_libraries() -> None:
+    """Keep MLflow's chatter (table migrations, retries, deprecations) off the console, and
+    make it give up on a server in seconds. Call before importing MLflow; cnnlab's
+    own messages do not go through ``warnings`` or ``logging``, so they still print."""
+    warnings.simplefilter("ignore")
+    logging.disable(logging.WARNING)
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
 
 
 def require_wandb() -> None:

@@ -1,0 +1,78 @@
+"""What the tracking commands say: a server that is down."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tests.conftest import write_folder
+from tests.track.track_helpers import free_port
+
+from cnnlab.config import load_config
+from cnnlab.engine.fit import fit
+from cnnlab.runs import Run
+
+pytestmark = pytest.mark.slow
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "CNNLAB_TRACK"}
+    return subprocess.run(
+        [sys.executable, "-m", "cnnlab", *args],
+        capture_output=True, text=True, timeout=900, env={**env, "COLUMNS": "200"},
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_folder(tmp_path_factory.mktemp("data") / "shapes", classes=3, per_class=8, size=16)
+
+
+def _untracked_run(data: Path, runs: Path, seed: int = 42) -> Run:
+    return fit(load_config(values={
+        "data.root": str(data), "runs_dir": str(runs), "train.epochs": 1, "train.seed": seed,
+        "data.img_size": 16, "eval.worst_mistakes": 0, "track.backend": "none",
+    }))  # fmt: skip
+
+
+def _agents_for(uri: str) -> list[str]:
+    """Tracking processes (of any test) still logging to ``uri``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"cnnlab.track.agent" in argv and any(uri.encode() in a for a in argv):
+            found.append(cmdline.parent.name)
+    return found
+
+
+def test_train_against_a_server_that_is_down_says_so_once(data: Path, tmp_path: Path) -> None:
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    proc = _cli("train", str(data), "--epochs", "1", "--img-size", "16", "--runs-dir",
+                str(tmp_path / "runs"), "--name", "down", f"track.uri={uri}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    warnings = [line for line in proc.stderr.splitlines() if "warning:" in line]
+    assert len(warnings) == 1, proc.stderr
+    assert uri in warnings[0] and f"cnnlab track log {tmp_path / 'runs' / 'down'}" in warnings[0]
+    assert "tracking: MLflow" not in proc.stderr + proc.stdout  # it does not claim to track
+    assert not _agents_for(uri)  # nothing goes on retrying after the command returned
+    assert (tmp_path / "runs" / "down" / "summary.json").is_file()
+
+
+def test_track_log_to_a_server_that_is_down_fails_in_seconds(data: Path, tmp_path: Path) -> None:
+    run = _untracked_run(data, tmp_path / "runs")
+    uri = f"http://127.0.0.1:{free_port()}"
+    start = time.monotonic()
+    proc = _cli("track", "log", str(run.path), f"track.uri={uri}")
+    assert time.monotonic() - start < 60  # MLflow's own retries took four minutes
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: cannot reach the tracking server {uri} (connection refused); start it, or "
+        "name another with track.uri=..."
+    ]
