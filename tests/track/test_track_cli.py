@@ -1,4 +1,4 @@
-"""What the tracking commands say: a server that is down."""
+"""What the tracking commands say: a server that is down, a store that fails after return."""
 
 from __future__ import annotations
 
@@ -76,3 +76,52 @@ def test_track_log_to_a_server_that_is_down_fails_in_seconds(data: Path, tmp_pat
         f"error: cannot reach the tracking server {uri} (connection refused); start it, or "
         "name another with track.uri=..."
     ]
+
+
+def _in_terminal(argv: list[str], timeout: float = 600) -> str:
+    """Run a command with a pseudo-terminal as its output; read until every holder of that
+    terminal (the command, and any process it left behind) has closed it."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "CNNLAB_TRACK"}
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
+                            env={**env, "COLUMNS": "200", "NO_COLOR": "1"})  # fmt: skip
+    os.close(slave)
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: nobody holds the terminal any more
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    finally:
+        os.close(master)
+        proc.wait(timeout=60)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_a_failure_after_train_returned_still_reaches_its_terminal(
+    data: Path, tmp_path: Path
+) -> None:
+    """A lone run is logged after `cnnlab train` returns: a store that fails then is told to
+    the terminal the command ran in (it was told to nobody)."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "mlflow.db").write_bytes(b"not a database " * 100)
+    text = _in_terminal([
+        sys.executable, "-m", "cnnlab", "train", str(data), "--epochs", "1", "--img-size", "16",
+        "--runs-dir", str(runs), "--name", "late",
+    ])  # fmt: skip
+    run = runs / "late"
+    assert (run / "summary.json").is_file(), text[-3000:]
+    late = [line for line in text.splitlines() if "warning:" in line]
+    assert len(late) == 1, text[-3000:]
+    assert "tracking to sqlite:///" in late[0] and f"cnnlab track log {run}" in late[0]
+    assert text.index("warning:") > text.index("best epoch")  # after the command's results

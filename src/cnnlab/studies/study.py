@@ -254,7 +254,8 @@ def _run_and_report(folder: Path, plan: Plan, storage: str | None, workers: int)
     cfg = plan.config(plan.cells[0], plan.seeds[0]).model_copy(
         update={"runs_dir": str(folder / RUNS)}
     )
-    with track.parent_run(cfg, "study", folder.resolve().name, plan.to_dict(), folder) as parent:
+    name = folder.resolve().name
+    with track.parent_run(cfg, "study", name, plan.to_dict(), folder, wait=True) as parent:
         try:
             run_jobs(folder, plan, storage, workers)
         except KeyboardInterrupt as exc:  # Ctrl-C: the study, not its run, is what goes on

@@ -2,9 +2,10 @@
 
 Started by :mod:`cnnlab.track.live` as ``python -m cnnlab.track.agent TARGET_JSON``. It reads
 one JSON command per line on stdin and answers on stdout with ``{"ack": seq}`` after each and
-at most one ``{"warn": text}``. Importing MLflow or wandb (seconds) and creating a new store happen
-here, at low CPU priority, never in the training process. When stdin closes (training ended,
-or its process exited) it finishes the commands it has, then exits.
+at most one ``{"warn": text}`` (written to the command's terminal instead, when the command
+has returned and had one). Importing MLflow or wandb (seconds) and creating a new store
+happen here, at low CPU priority, never in the training process. When stdin closes (training
+ended, or its process exited) it finishes the commands it has, then exits.
 
 Commands: ``sync`` (run_dir, end), ``parent`` (parent, end, files, tags), ``best`` (parent,
 run_dir), ``member`` (parent, run_dir, label).
@@ -24,6 +25,7 @@ from typing import Any
 from cnnlab.track.target import Target, one_line, quiet_libraries
 
 NICE_ENV = "CNNLAB_TRACK_NICE"  # the tracking process's niceness (0-19; default 19)
+LATE_FD_ENV = "CNNLAB_TRACK_LATE_FD"  # the terminal of the command that started this process
 
 
 def _reply(message: dict[str, Any]) -> None:
@@ -31,7 +33,15 @@ def _reply(message: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(message) + "\n")
         sys.stdout.flush()
     except (BrokenPipeError, OSError, ValueError):
-        pass  # the training process has exited: keep logging, nobody to tell
+        if "warn" in message:  # the command has returned: tell its terminal, if it had one
+            _tell_terminal(str(message["warn"]))
+
+
+def _tell_terminal(text: str) -> None:
+    fd = os.environ.get(LATE_FD_ENV, "")
+    if fd.isdigit():
+        with contextlib.suppress(OSError):
+            os.write(int(fd), f"warning: {text}\n".encode())
 
 
 class Worker:
@@ -75,8 +85,8 @@ class Worker:
                 where = msg.get("run_dir") or "RUNS_DIR/*"
                 _reply({
                     "warn": f"tracking to {self.target.uri} failed ({one_line(exc)}); "
-                    "training goes on and the run folder keeps everything: log it later "
-                    f"with `cnnlab track log {where}`"
+                    "training is not affected and the run folder keeps everything: log it "
+                    f"later with `cnnlab track log {where}`"
                 })  # fmt: skip
 
 
@@ -99,12 +109,8 @@ def serve(target: Target, lines: Any) -> None:
 
     threading.Thread(target=read, daemon=True).start()
     worker = Worker(target)
-    try:
+    with contextlib.suppress(Exception):  # else the first command tries again and says why
         worker.connect()  # import MLflow and open the store while training starts
-    except Exception as exc:
-        worker.warned = True
-        text = f"tracking to {target.uri} is unavailable ({one_line(exc)}); training goes on"
-        _reply({"warn": text + "; log the runs later with `cnnlab track log RUNS_DIR/*`"})
     ended = False
     while not ended:
         batch = [inbox.get()]

@@ -44,6 +44,7 @@ DEBUG_ENV = "CNNLAB_TRACK_DEBUG"  # 1: the tracking process's own output reaches
 # "PID URI": the process PID found the server URI down and said so; its worker processes
 # (a study's --workers) inherit this and stay quiet about it
 DOWN_ENV = "CNNLAB_TRACK_DOWN"
+LATE_FD_ENV = "CNNLAB_TRACK_LATE_FD"  # the tracker's copy of this process's terminal
 _SESSIONS: dict[Target, Session] = {}
 _WARNED_DOWN: set[str] = set()  # servers this process has already warned about
 WORKER_FLUSH_S = 1800.0  # seconds a worker process waits at exit for its tracker, at most
@@ -147,6 +148,11 @@ class Session:
                 self.cond.wait(left)
         return True
 
+    def pending(self) -> bool:
+        """Whether commands were sent that the tracker has not finished."""
+        with self.cond:
+            return not self.closed and self.acked < self.seq
+
     def close(self) -> None:
         """End the input; the tracker finishes what it has in the background."""
         if self.queued:
@@ -171,16 +177,34 @@ def _spawn(target: Target) -> subprocess.Popen:
     if src.name not in ("site-packages", "dist-packages"):  # a source checkout: pass it on
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), _pythonpath()]))
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0")
-    return subprocess.Popen(
-        [sys.executable, "-m", "cnnlab.track.agent", target.to_json()],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=None if debug else subprocess.DEVNULL,
-        text=True,
-        encoding="utf-8",
-        env=env,
-        start_new_session=True,  # Ctrl-C stops training; the tracker records how it ended
-    )
+    # A warning the tracker has after this process has exited (it logs a lone run after
+    # `cnnlab train` returned) still reaches a terminal: the tracker gets a copy of it. Never
+    # a pipe: a reader of this command's output would wait for the tracker to end.
+    late = os.dup(2) if not debug and _stderr_is_terminal() else None
+    if late is not None:
+        env[LATE_FD_ENV] = str(late)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cnnlab.track.agent", target.to_json()],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None if debug else subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+            env=env,
+            pass_fds=() if late is None else (late,),
+            start_new_session=True,  # Ctrl-C stops training; the tracker records how it ended
+        )
+    finally:
+        if late is not None:
+            os.close(late)
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return os.isatty(2)
+    except OSError:
+        return False
 
 
 def _pythonpath() -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cnnlab import console
 from cnnlab.track.live import Session, session_for
 from cnnlab.track.target import locked, read_state, resolve_target, write_state
 
@@ -105,6 +106,7 @@ def parent_run(
     name: str,
     params: dict[str, Any] | None = None,
     folder: str | Path | None = None,
+    wait: bool = False,
 ) -> Iterator[Parent]:
     """Log a parent run; every ``fit`` started inside the block becomes its child.
 
@@ -115,6 +117,9 @@ def parent_run(
         params: the parent's params (nested dicts are flattened).
         folder: the study's or tune's own folder; its ``track.json`` keeps the parent's
             identity, so a resumed study continues the same parent run.
+        wait: when the block ends (not by Ctrl-C), wait until the tracker has logged
+            everything (at most ``WAIT_S``), so that a failure is reported before the command
+            returns. Studies and tunes wait: their runs are logged once they have all trained.
 
     Example:
         >>> with parent_run(cfg, "study", "lr-sweep", {"vary": "train.lr"}) as parent:
@@ -143,6 +148,19 @@ def parent_run(
         _CURRENT.reset(token)
         _restore_env(inherited)
         session.send("parent", parent=info, end=status)
+    if wait:
+        _wait_for(session)
+
+
+WAIT_S = 900.0  # seconds a study or tune waits at its end for its tracker, at most
+
+
+def _wait_for(session: Session) -> None:
+    if not session.pending():
+        return
+    console.info("tracking: logging the runs before returning (Ctrl-C leaves it to the background)")
+    if not session.flush(WAIT_S):
+        console.info("tracking: still logging in the background; the runs appear in the store soon")
 
 
 def _restore_env(value: str | None) -> None:

@@ -2,7 +2,8 @@
 
 The trials' runs live in ``DIR/trials``, so their default store (``DIR/trials/mlflow.db``) holds
 the parent too, as for any run; the tune folder's ``track.json`` keeps the parent's identity,
-so a resumed tune (or another worker's invocation) continues the same parent run.
+so a resumed tune (or another worker's invocation) continues the same parent run. The command
+waits for its tracker at the end.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def parent_run(folder: Path, settings: Settings) -> AbstractContextManager[Paren
     values = settings.load_space().config_values({}, settings.values)
     cfg = make_config(settings.data, values={**values, "runs_dir": str(folder / TRIALS)})
     params = {k: v for k, v in asdict(settings).items() if k not in ("command", "storage")}
-    return track.parent_run(cfg, "tune", folder.resolve().name, params, folder)
+    return track.parent_run(cfg, "tune", folder.resolve().name, params, folder, wait=True)
 
 
 def track_outputs(parent: Parent, tuning: Tuning) -> None:
