@@ -269,9 +269,12 @@ def _run_and_report(folder: Path, plan: Plan, storage: str | None, workers: int)
 
 
 def _track_outputs(parent: Any, folder: Path, out: Any) -> None:
-    """The best cell's runs are tagged best; the study's tables and report go to the parent."""
+    """Every run is made complete in the store (one that ended in an invocation killed before
+    its tracker logged it is sent again); the best cell's runs are tagged best; the study's
+    tables and report go to the parent."""
     from cnnlab.studies.compare import reference
 
+    parent.log_runs(record.path for record in out.records)
     best, _ = reference(out.table)
     for record in out.records:
         if best is not None and record.cell.id == best["cell"] and record.status == "done":

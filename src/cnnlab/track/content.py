@@ -188,6 +188,14 @@ def _files(run_dir: Path) -> list[tuple[Path, str]]:
     return files
 
 
+def end_status(run_dir: Path, state: dict[str, Any]) -> str:
+    """How a run ended: as its ``track.json`` recorded it when it ended in a tracked process,
+    else FINISHED for a complete ``summary.json`` and KILLED for anything less."""
+    if state.get("end"):
+        return str(state["end"])
+    return "FINISHED" if _read(Path(run_dir) / runs.SUMMARY).get("complete") else "KILLED"
+
+
 def read_run(run_dir: str | Path) -> RunContent:
     """Read a run folder (finished or still training) into what a tracker logs."""
     from cnnlab.errors import RunError

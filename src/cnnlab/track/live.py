@@ -68,6 +68,7 @@ class Session:
         self.proc: subprocess.Popen | None = None
         self.queued: list[str] = []  # commands sent before the process started
         self.first_sent: float | None = None  # monotonic time of the first command
+        self.ended_runs: set[str] = set()  # run folders whose end this session was sent
 
     def start(self) -> None:
         """Start the tracking process (once) and hand it the queued commands."""
@@ -125,6 +126,8 @@ class Session:
             if self.closed:
                 return 0
             self.seq += 1
+            if op == "sync" and fields.get("end"):
+                self.ended_runs.add(str(Path(fields["run_dir"]).resolve()))
             line = json.dumps({"seq": self.seq, "op": op, **fields}) + "\n"
             if self.first_sent is None:
                 self.first_sent = time.monotonic()
@@ -297,6 +300,8 @@ class TrackingObserver:
             state.setdefault("git_commit", _git_commit())
             if (parent := current_parent()) is not None and parent.info is not None:
                 state["parent"] = parent.info
+            for key in ("end", "logged"):  # a resumed run trains again: it ends anew
+                state.pop(key, None)
             write_state(run_dir, state)
         self.sessions[run_dir] = session = session_for(target, str(run_dir))
         session.send("sync", run_dir=str(run_dir))
@@ -314,6 +319,10 @@ class TrackingObserver:
 
         session = self.sessions.pop(run_dir)
         live_after = self.track.live_after
+        with locked(run_dir):  # how it ended outlives this process (a study killed later)
+            state = read_state(run_dir)
+            state["end"] = status
+            write_state(run_dir, state)
 
         def end() -> None:
             session.send("sync", run_dir=str(run_dir), end=status)

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnnlab import console
+from cnnlab.track.content import end_status
 from cnnlab.track.live import Session, session_for
-from cnnlab.track.target import locked, read_state, resolve_target, write_state
+from cnnlab.track.target import locked, logged_key, read_state, resolve_target, write_state
 
 if TYPE_CHECKING:
     from cnnlab.config import Config
@@ -37,6 +38,28 @@ class Parent:
             state["best"] = True  # so a later `cnnlab track log` tags it again
             write_state(run_dir, state)
         self.session.send("best", parent=self.info, run_dir=str(run_dir))
+
+    def log_runs(self, run_dirs: Iterable[str | Path]) -> None:
+        """Make sure each run folder is in the store, complete, with how it ended.
+
+        A run that ended in an earlier invocation killed before its tracker logged it (a
+        study's events wait in memory until the study ends) is sent again; a run this
+        process has ended, or that its ``track.json`` says is logged already, is not.
+        """
+        if self.info is None or self.session is None:
+            return
+        key = logged_key(self.session.target)
+        for run_dir in dict.fromkeys(Path(d).resolve() for d in run_dirs):  # once each
+            if str(run_dir) in self.session.ended_runs or not (run_dir / "config.yaml").is_file():
+                continue
+            with locked(run_dir):
+                state = read_state(run_dir)
+                end = end_status(run_dir, state)
+                if (state.get("logged") or {}).get(key) == end:
+                    continue
+                state.setdefault("parent", self.info)  # trained while tracking was off
+                write_state(run_dir, state)
+            self.session.send("sync", run_dir=str(run_dir), end=end)
 
     def tag_member(self, run_dir: str | Path, label: str) -> None:
         """Tag a finished run as a member of this parent (an ensemble's members).

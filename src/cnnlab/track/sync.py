@@ -13,13 +13,14 @@ from typing import Any
 
 from cnnlab.errors import CnnlabError, RunError
 from cnnlab.runs import CONFIG
-from cnnlab.track.content import SyncReport, read_run, tracker_key
+from cnnlab.track.content import SyncReport, end_status, read_run, tracker_key
 from cnnlab.track.mlflow_store import MEMBER_TAG, PARENT_TAG, MlflowStore
 from cnnlab.track.target import (
     STATE,
     Target,
     TrackingError,
     locked,
+    logged_key,
     one_line,
     open_store,
     read_state,
@@ -55,15 +56,23 @@ def sync_run(store: MlflowStore, run_dir: Path, end: str | None = None) -> SyncR
         if end is not None:
             report.files = store.log_files(run_id, content.files)
             report.status = end if store.finish(run_id, end) else None
-        if not (run_dir / STATE).is_file():
+            # a study resumed after a kill need not send this run again
+            state.setdefault("logged", {})[logged_key(store.target)] = end
+            write_state(run_dir, state)
+        elif not (run_dir / STATE).is_file():
             write_state(run_dir, state)  # the uid must outlive this process
     return report
 
 
 def tag_best(store: MlflowStore, parent: dict, run_dir: Path) -> None:
-    """Tag ``run_dir``'s MLflow run as the best child of ``parent``."""
-    report = sync_run(store, run_dir)
-    store.tag_best(store.parent(parent), report.run_id, Path(run_dir).name)
+    """Tag ``run_dir``'s MLflow run as the best child of ``parent``.
+
+    A run the store lacks is logged whole first, with how it ended: tagging never leaves a
+    run RUNNING, nor reopens one.
+    """
+    run_dir = Path(run_dir)
+    report = sync_run(store, run_dir, end_status(run_dir, read_state(run_dir)))
+    store.tag_best(store.parent(parent), report.run_id, run_dir.name)
 
 
 def member_tag(parent_name: str) -> str:
@@ -77,10 +86,10 @@ def member_tag(parent_name: str) -> str:
 
 
 def tag_member(store: MlflowStore, parent: dict, run_dir: Path, label: str) -> None:
-    """Tag ``run_dir``'s MLflow run as a member of ``parent``; a finished member the store
-    lacks (trained with tracking off, or into another store) is logged whole first."""
-    end = "FINISHED" if read_run(run_dir).complete else None
-    report = sync_run(store, Path(run_dir), end)
+    """Tag ``run_dir``'s MLflow run as a member of ``parent``; a member the store lacks
+    (trained with tracking off, or into another store) is logged whole first."""
+    run_dir = Path(run_dir)
+    report = sync_run(store, run_dir, end_status(run_dir, read_state(run_dir)))
     store.client.set_tag(report.run_id, member_tag(parent["name"]), label)
 
 
@@ -103,8 +112,9 @@ def log_runs(
     """``cnnlab track log``: log finished (or interrupted) run folders, idempotently.
 
     Each run goes where its config's ``track`` section says (``track.*`` overrides win): MLflow,
-    or W&B when that is the backend named; a folder without a complete ``summary.json`` is
-    logged as KILLED with what it has. Yields each run as it is logged.
+    or W&B when that is the backend named; it ends as it ended when trained (FINISHED, FAILED,
+    KILLED), or, for a folder trained without tracking, FINISHED with a complete
+    ``summary.json`` and KILLED with anything less. Yields each run as it is logged.
 
     Raises:
         TrackingError: the store cannot be reached or refuses the run (one line, naming it).
@@ -116,8 +126,7 @@ def log_runs(
             if target not in stores:
                 require_server(target.uri)  # seconds, not minutes of retries
                 stores[target] = open_store(target)
-            end = "FINISHED" if read_run(run_dir).complete else "KILLED"
-            report = stores[target].sync(run_dir, end)
+            report = stores[target].sync(run_dir, end_status(run_dir, read_state(run_dir)))
         except CnnlabError:
             raise
         except Exception as exc:  # MLflow's own, or the HTTP stack's below it

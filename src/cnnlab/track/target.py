@@ -100,6 +100,11 @@ def resolve_target(track: TrackConfig, runs_dir: str | Path) -> Target | None:
     return Target(backend, uri, track.experiment, artifacts)
 
 
+def logged_key(target: Target) -> str:
+    """How a run folder's ``track.json`` names ``target`` when noting what was logged there."""
+    return f"{target.backend} {target.uri} {target.experiment}"
+
+
 def unreachable(uri: str, timeout: float = CONNECT_S) -> str | None:
     """Why an ``http(s)://`` tracking server cannot be reached (None when it accepts a
     connection, or when ``uri`` names no server). Costs one TCP connection, no MLflow import.

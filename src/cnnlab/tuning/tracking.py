@@ -2,8 +2,9 @@
 
 The trials' runs live in ``DIR/trials``, so their default store (``DIR/trials/mlflow.db``) holds
 the parent too, as for any run; the tune folder's ``track.json`` keeps the parent's identity,
-so a resumed tune (or another worker's invocation) continues the same parent run. The command
-waits for its tracker at the end.
+so a resumed tune (or another worker's invocation) continues the same parent run. At its end
+every trial's run is made complete in the store (a trial that ended in an invocation killed
+before its tracker logged it is sent again), and the command waits for its tracker.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ def parent_run(folder: Path, settings: Settings) -> AbstractContextManager[Paren
 
 
 def track_outputs(parent: Parent, tuning: Tuning) -> None:
-    """Tag the best trial's run best; attach the tune's tables and report to the parent."""
+    """Log every trial's run that the store may lack; tag the best trial's run best; attach
+    the tune's tables and report to the parent."""
+    parent.log_runs(tuning.path / t["run_dir"] for t in tuning.trials if t.get("run_dir"))
     best = tuning.best
     if best is not None:
         parent.tag_best(tuning.path / best["run_dir"])

@@ -1,0 +1,126 @@
+"""A study or tune killed with SIGKILL and resumed: the store ends up holding every run,
+complete, with how it ended."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tests.conftest import write_folder
+from tests.track.track_helpers import artifact_paths, history, runs_of
+
+from cnnlab.config import load_config
+from cnnlab.engine.fit import fit
+from cnnlab.track import flush, parent_run
+from cnnlab.track.target import default_uri
+
+pytestmark = pytest.mark.slow
+TINY = ["data.img_size=16", "eval.worst_mistakes=0", "eval.explain=false"]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "CNNLAB_TRACK"}
+    return subprocess.run(
+        [sys.executable, "-m", "cnnlab", *args],
+        capture_output=True, text=True, timeout=900, env={**env, "COLUMNS": "200"},
+    )  # fmt: skip
+
+
+def _kill_when(args: list[str], ready, what: str) -> None:
+    """Start ``cnnlab ARGS``, SIGKILL it once ``ready()`` holds."""
+    env = {k: v for k, v in os.environ.items() if k != "CNNLAB_TRACK"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab", *args],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 600
+    try:
+        while not ready():
+            assert proc.poll() is None, f"ended before {what}: {proc.stderr.read()[-2000:]}"
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+def _complete(uri: str, runs: list) -> None:
+    """Every run FINISHED, with its report and weights; a run tagged best is one of them."""
+    for run in runs:
+        assert run.info.status == "FINISHED", run.info.run_name
+        files = artifact_paths(uri, run.info.run_id)
+        assert {"report.html", "model.safetensors", "summary.json"} <= files, run.info.run_name
+        assert history(uri, run.info.run_id, "val/loss"), run.info.run_name
+
+
+def test_a_killed_study_resumed_has_every_run_in_the_store(tmp_path: Path) -> None:
+    data = write_folder(tmp_path / "data", classes=3, per_class=10, size=16)
+    out = tmp_path / "study"
+    runs = out / "runs"
+
+    def second_training() -> bool:  # one run finished (its events wait in memory), one going
+        done = [p for p in runs.glob("*") if (p / "summary.json").is_file()]
+        going = [p for p in runs.glob("*/checkpoints/last.ckpt") if p.parents[1] not in done]
+        return len(done) == 1 and bool(going)
+
+    _kill_when(["study", str(data), "--vary", "train.lr=1e-2,5e-2", "--seeds", "1",
+                "--out", str(out), "train.epochs=5", *TINY], second_training,
+               "the second run's first checkpoint")  # fmt: skip
+    resumed = _cli("study", "--resume", str(out))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "warning" not in resumed.stderr.lower(), resumed.stderr
+    uri = default_uri(runs)  # the command waited for its tracker: no flush here
+    logged = runs_of(uri)
+    [top] = [r for r in logged if r.data.tags["cnnlab.kind"] == "study"]
+    children = [r for r in logged if r is not top]
+    assert sorted(r.info.run_name for r in children) == ["c1-seed42", "c2-seed42"]
+    _complete(uri, children)
+    assert top.info.status == "FINISHED"
+    best = [r for r in children if r.data.tags.get("cnnlab.best") == "true"]
+    assert [r.info.run_name for r in best] == [f"{top.data.tags['cnnlab.best_cell']}-seed42"]
+    assert top.data.tags["cnnlab.best_run_id"] == best[0].info.run_id
+
+
+def test_a_killed_tune_resumed_has_every_trial_in_the_store(tmp_path: Path) -> None:
+    data = write_folder(tmp_path / "data", classes=3, per_class=10, size=16)
+    out = tmp_path / "tune"
+    args = ["tune", str(data), "--space", "train", "--trials", "2", "--epochs", "3",
+            "--pruner", "none", "--out", str(out), *TINY]  # fmt: skip
+    second = out / "trials" / "trial-0001" / "checkpoints" / "last.ckpt"
+    _kill_when(args, second.exists, "the second trial's first checkpoint")
+    again = _cli(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    uri = default_uri(out / "trials")
+    logged = runs_of(uri)
+    [top] = [r for r in logged if r.data.tags["cnnlab.kind"] == "tune"]
+    trials = [r for r in logged if r is not top]
+    assert sorted(r.info.run_name for r in trials) == ["trial-0000", "trial-0001"]
+    assert top.info.status == "FINISHED"
+    _complete(uri, trials)
+    assert [r.data.tags.get("cnnlab.best") for r in trials].count("true") == 1
+
+
+def _cfg(data: Path, runs: Path, **values: object):
+    base = {"data.root": str(data), "runs_dir": str(runs), "train.epochs": 1,
+            "data.img_size": 16, "eval.worst_mistakes": 0, "track.backend": "mlflow"}  # fmt: skip
+    return load_config(values={**base, **values})
+
+
+def test_tagging_best_a_run_the_store_lacks_logs_it_finished(tmp_path: Path) -> None:
+    """Tagging must not leave a RUNNING run with no files (it did for a run trained before a
+    kill): the run is logged whole first, as it ended."""
+    data = write_folder(tmp_path / "data", classes=3, per_class=8, size=16)
+    runs = tmp_path / "runs"
+    untracked = fit(_cfg(data, runs, **{"track.backend": "none"}))
+    with parent_run(_cfg(data, runs), "study", "late") as parent:
+        parent.tag_best(untracked.path)
+    assert flush(600)
+    uri = default_uri(runs)
+    [run] = [r for r in runs_of(uri) if r.info.run_name == untracked.path.name]
+    assert run.data.tags["cnnlab.best"] == "true"
+    _complete(uri, [run])
