@@ -1,5 +1,5 @@
-"""A study or tune killed with SIGKILL and resumed: the store ends up holding every run,
-complete, with how it ended."""
+"""A study or tune killed with SIGKILL and resumed, and a run extended with --resume: the store
+ends up holding every run, complete, with how it ended, and what the folder holds now."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import write_folder
 from tests.track.track_helpers import artifact_paths, history, runs_of
 
+from cnnlab.api import resume_run
 from cnnlab.config import load_config
 from cnnlab.engine.fit import fit
 from cnnlab.track import flush, parent_run
@@ -124,3 +125,19 @@ def test_tagging_best_a_run_the_store_lacks_logs_it_finished(tmp_path: Path) -> 
     [run] = [r for r in runs_of(uri) if r.info.run_name == untracked.path.name]
     assert run.data.tags["cnnlab.best"] == "true"
     _complete(uri, [run])
+
+
+def test_an_extended_run_keeps_its_params_and_tags_what_changed(tmp_path: Path) -> None:
+    """MLflow params are immutable: train.epochs stays as logged, resumed.train.epochs says 2."""
+    data = write_folder(tmp_path / "data", classes=3, per_class=8, size=16)
+    run = fit(_cfg(data, tmp_path / "runs"))
+    assert flush(600)
+    resume_run(run.path, values={"train.epochs": 2})
+    assert flush(600)
+    uri = default_uri(tmp_path / "runs")
+    [logged] = runs_of(uri)
+    assert logged.info.status == "FINISHED"
+    assert logged.data.params["train.epochs"] == "1"
+    assert logged.data.tags["resumed.train.epochs"] == "2"
+    assert "resumed.train.lr" not in logged.data.tags  # only what changed
+    assert [s for s, _ in history(uri, logged.info.run_id, "val/loss")] == [1, 2]

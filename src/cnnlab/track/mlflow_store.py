@@ -16,12 +16,13 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from cnnlab.track.content import RunContent, SyncReport, flatten
+from cnnlab.track.content import RunContent, SyncReport, flatten, tracker_key
 from cnnlab.track.target import Target, local_db, locked
 
 UID_TAG = "cnnlab.uid"
 PARENT_TAG = "mlflow.parentRunId"
 MEMBER_TAG = "cnnlab.member_of."  # + the parent's name: a run is a member of that ensemble
+RESUMED_TAG = "resumed."  # + a param's name: its value now, changed since it was logged
 BATCH_METRICS, BATCH_PARAMS, BATCH_TAGS = 800, 100, 100  # log_batch allows 1000 / 100 / 100
 
 
@@ -33,6 +34,7 @@ class _Known:
     latest: dict[str, float]
     steps: dict[str, set[int]] = field(default_factory=dict)
     status: str = "RUNNING"
+    resumed: set[str] = field(default_factory=set)  # params whose value now is a tag
 
 
 class MlflowStore:
@@ -81,8 +83,9 @@ class MlflowStore:
             return None
         run = hits[0]
         self.run_ids[uid] = run.info.run_id
+        resumed = {k[len(RESUMED_TAG) :] for k in run.data.tags if k.startswith(RESUMED_TAG)}
         self.known[run.info.run_id] = _Known(
-            dict(run.data.params), dict(run.data.metrics), status=run.info.status
+            dict(run.data.params), dict(run.data.metrics), status=run.info.status, resumed=resumed
         )
         return run.info.run_id
 
@@ -129,11 +132,23 @@ class MlflowStore:
             params, tags = params[BATCH_PARAMS:], tags[BATCH_TAGS:]
 
     def log_values(self, run_id: str, content: RunContent, tags: dict[str, str]) -> SyncReport:
-        """Params, epoch metrics and final metrics the store lacks, and the current tags."""
+        """Params, epoch metrics and final metrics the store lacks, and the current tags.
+
+        MLflow params are immutable: a value changed since it was logged (a run extended with
+        ``--resume --epochs N``) keeps its param and gets the tag ``resumed.<param>`` with the
+        value the run folder holds now.
+        """
         import time
 
         known, now = self.known[run_id], int(time.time() * 1000)
         params = [Param(k, v) for k, v in content.params.items() if k not in known.params]
+        changed = {
+            k: v
+            for k, v in content.params.items()
+            if k in known.params and (known.params[k] != v or k in known.resumed)
+        }
+        tags = {**tags, **{tracker_key(RESUMED_TAG + k): v for k, v in changed.items()}}
+        known.resumed |= set(changed)
         metrics = []
         for key, series in content.history.items():
             done = self._steps(run_id, key)
