@@ -1,4 +1,4 @@
-"""What the tracking commands say: a server that is down, a store that fails after return."""
+"""What the tracking commands say: a server down, a store failing after return, registering."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import write_folder
-from tests.track.track_helpers import free_port
+from tests.track.track_helpers import client, free_port
 
 from cnnlab.config import load_config
 from cnnlab.engine.fit import fit
-from cnnlab.runs import Run
+from cnnlab.runs import Run, weights_digest
+from cnnlab.track.target import default_uri
 
 pytestmark = pytest.mark.slow
 
@@ -76,6 +77,22 @@ def test_track_log_to_a_server_that_is_down_fails_in_seconds(data: Path, tmp_pat
         f"error: cannot reach the tracking server {uri} (connection refused); start it, or "
         "name another with track.uri=..."
     ]
+
+
+def test_register_twice_is_one_version_new_weights_another(data: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    first, second = _untracked_run(data, runs), _untracked_run(data, runs, seed=7)
+    assert weights_digest(first.path) != weights_digest(second.path)
+    outs = [_cli("track", "register", str(run.path), "--name", "shapes")
+            for run in (first, first, second)]  # fmt: skip
+    for out in outs:
+        assert out.returncode == 0, out.stderr[-3000:]
+    assert "registered shapes version 1" in outs[0].stdout
+    assert "already registered (the same weights): shapes version 1" in outs[1].stdout
+    assert "registered shapes version 2" in outs[2].stdout
+    versions = client(default_uri(runs)).search_model_versions("name = 'shapes'")
+    digests = {str(v.version): v.tags["cnnlab.weights_sha256"] for v in versions}
+    assert digests == {"1": weights_digest(first.path), "2": weights_digest(second.path)}
 
 
 def _in_terminal(argv: list[str], timeout: float = 600) -> str:

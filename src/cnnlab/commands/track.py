@@ -63,8 +63,9 @@ def register_command(
     from cnnlab.console import result
     from cnnlab.track.pyfunc import register_run
 
-    version, uri = register_run(run, name, overrides or [])
-    result(f"registered {name} version {version}: load it with mlflow.pyfunc.load_model('{uri}')")
+    version, uri, created = register_run(run, name, overrides or [])
+    what = "registered" if created else "already registered (the same weights):"
+    result(f"{what} {name} version {version}: load it with mlflow.pyfunc.load_model('{uri}')")
 
 
 def ui_command(

@@ -7,7 +7,7 @@ same labels as ``cnnlab predict``. The model is saved as code (``pyfunc_model.py
 a pickle.
 
 Example:
-    >>> version = register_run("runs/cnn-scratch", "flowers")          # doctest: +SKIP
+    >>> version, uri, created = register_run("runs/cnn-scratch", "flowers")  # doctest: +SKIP
     >>> model = mlflow.pyfunc.load_model("models:/flowers/1")         # doctest: +SKIP
     >>> model.predict(pandas.DataFrame({"path": ["rose.jpg"]}))       # doctest: +SKIP
 """
@@ -28,6 +28,7 @@ from cnnlab.errors import CnnlabError
 
 MODEL_FILES = (runs.MODEL_CARD, runs.WEIGHTS, runs.CLASSES)  # what Predictor reads
 OUTPUT_COLUMNS = ("path", "label", "prob", "error")
+DIGEST_TAG = "cnnlab.weights_sha256"  # on a model version: the sha256 of its model.safetensors
 
 
 class CnnlabModel(mlflow.pyfunc.PythonModel):
@@ -76,50 +77,76 @@ def _signature(tta: bool) -> Any:
 
 def register_run(
     run_dir: str | Path, name: str, overrides: list[str] | None = None
-) -> tuple[str, str]:
+) -> tuple[str, str, bool]:
     """Log a finished run (if not yet) and register its model under ``name``.
 
+    Idempotent for the same weights: a version of ``name`` whose ``cnnlab.weights_sha256``
+    tag is the sha256 of this run's ``model.safetensors`` is reported, not registered again;
+    a new version is made only for other weights.
+
     Returns:
-        ``(version, model_uri)``, e.g. ``("1", "models:/flowers/1")``.
+        ``(version, model_uri, created)``, e.g. ``("1", "models:/flowers/1", True)``.
     """
-    from cnnlab.track.target import TrackingError, one_line, require_server, run_target
+    from mlflow.tracking import MlflowClient
+
+    from cnnlab.track.content import end_status
+    from cnnlab.track.mlflow_store import MlflowStore
+    from cnnlab.track.sync import sync_run
+    from cnnlab.track.target import (
+        TrackingError,
+        one_line,
+        read_state,
+        require_server,
+        run_target,
+    )
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line, no bars
     run = runs.load_run(run_dir)  # a clear error for a folder that is not a finished run
     target = run_target(run.path, overrides)
     require_server(target.uri)
+    digest = runs.weights_digest(run.path)
     try:
-        return _register(target, run, name)
+        end = end_status(run.path, read_state(run.path))
+        report = sync_run(MlflowStore(target), run.path, end)
+        found = _version_with(MlflowClient(tracking_uri=target.uri), name, digest)
+        if found is not None:
+            return found, f"models:/{name}/{found}", False
+        version = _register(target.uri, run, report.run_id, name, digest)
     except CnnlabError:
         raise
     except Exception as exc:  # MLflow's own, or the HTTP stack's below it
         raise TrackingError(f"{run.path}: not registered in {target.uri}: {one_line(exc)}") from exc
+    return version, f"models:/{name}/{version}", True
 
 
-def _register(target: Any, run: runs.Run, name: str) -> tuple[str, str]:
+def _version_with(client: Any, name: str, digest: str) -> str | None:
+    """The newest version of ``name`` registered from these weights, if any (the name is
+    compared here, not in the query: a name may hold any character)."""
+    found = client.search_model_versions(f"tags.`{DIGEST_TAG}` = '{digest}'")
+    versions = [int(v.version) for v in found if v.name == name]
+    return str(max(versions)) if versions else None
+
+
+def _register(uri: str, run: runs.Run, run_id: str, name: str, digest: str) -> str:
     from cnnlab import __version__
-    from cnnlab.track.mlflow_store import MlflowStore
-    from cnnlab.track.sync import sync_run
 
-    report = sync_run(MlflowStore(target), run.path, "FINISHED")
     previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(target.uri)
+    mlflow.set_tracking_uri(uri)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             files = Path(tmp) / "run"
             files.mkdir()
             for file in MODEL_FILES:
                 shutil.copy2(run.path / file, files / file)
-            with mlflow.start_run(run_id=report.run_id):
+            with mlflow.start_run(run_id=run_id):
                 info = mlflow.pyfunc.log_model(
                     name="model",
                     python_model=str(Path(__file__).with_name("pyfunc_model.py")),
                     artifacts={"run": str(files)},
-                    registered_model_name=name,
                     signature=_signature(run.model_card.get("tta") is not None),
                     pip_requirements=[f"cnnlab=={__version__}"],
                 )
+            version = mlflow.register_model(info.model_uri, name, tags={DIGEST_TAG: digest})
     finally:
         mlflow.set_tracking_uri(previous)
-    version = str(info.registered_model_version)
-    return version, f"models:/{name}/{version}"
+    return str(version.version)
