@@ -1,4 +1,5 @@
-"""What the tracking commands say: a server down, a store failing after return, registering."""
+"""What the tracking commands say: a server down, a store failing after return, registering,
+and no library chatter."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from cnnlab.runs import Run, weights_digest
 from cnnlab.track.target import default_uri
 
 pytestmark = pytest.mark.slow
+CHATTER = ("Warning", "INFO", "Creating initial", "Successfully registered", "Created version")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -77,16 +79,21 @@ def test_track_log_to_a_server_that_is_down_fails_in_seconds(data: Path, tmp_pat
         f"error: cannot reach the tracking server {uri} (connection refused); start it, or "
         "name another with track.uri=..."
     ]
+    register = _cli("track", "register", str(run.path), "--name", "m", f"track.uri={uri}")
+    assert register.returncode == 2 and len(register.stderr.strip().splitlines()) == 1
 
 
 def test_register_twice_is_one_version_new_weights_another(data: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     first, second = _untracked_run(data, runs), _untracked_run(data, runs, seed=7)
     assert weights_digest(first.path) != weights_digest(second.path)
+    logged = _cli("track", "log", str(first.path))  # a new store: MLflow creates its tables
+    assert logged.returncode == 0 and logged.stderr == "", logged.stderr
     outs = [_cli("track", "register", str(run.path), "--name", "shapes")
             for run in (first, first, second)]  # fmt: skip
     for out in outs:
         assert out.returncode == 0, out.stderr[-3000:]
+        assert not any(word in out.stderr for word in CHATTER), out.stderr
     assert "registered shapes version 1" in outs[0].stdout
     assert "already registered (the same weights): shapes version 1" in outs[1].stdout
     assert "registered shapes version 2" in outs[2].stdout

@@ -123,7 +123,7 @@ def test_ui_serves_the_local_store(default_run: tuple[Path, Path, dict]) -> None
     proc = subprocess.Popen(
         [sys.executable, "-m", "cnnlab", "ui", "--runs-dir", str(run_dir.parent),
          "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         first = proc.stdout.readline()  # type: ignore[union-attr]
@@ -134,7 +134,10 @@ def test_ui_serves_the_local_store(default_run: tuple[Path, Path, dict]) -> None
             assert json.loads(resp.read())["experiment"]["name"] == "cnnlab"
     finally:
         proc.terminate()
-        proc.wait(timeout=60)
+        rest, err = proc.communicate(timeout=60)
+    # no library chatter: deprecations, a line per request, MLflow's notes on its defaults
+    for noise in ("Warning", "INFO", "GET /", "Registry store URI"):
+        assert noise not in rest + err, rest + err
     # the server and its workers went with the command: soon nothing answers on the port
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -14,6 +14,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import tempfile
@@ -133,7 +135,8 @@ def _register(uri: str, run: runs.Run, run_id: str, name: str, digest: str) -> s
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stderr(io.StringIO()):
+            # (MLflow prints "Successfully registered model ..." itself; cnnlab says it once)
             files = Path(tmp) / "run"
             files.mkdir()
             for file in MODEL_FILES:

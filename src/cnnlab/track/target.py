@@ -145,14 +145,20 @@ def one_line(exc: BaseException, limit: int = 200) -> str:
 
 
 def quiet_libraries() -> None:
-    """Keep MLflow's chatter (table migrations, retries, deprecations) off the console, and
-    make it give up on a server in seconds. Call before importing MLflow; cnnlab's
+    """Keep MLflow's chatter (table migrations, retries, deprecations, progress bars) off the
+    console, and make it give up on a server in seconds. Call before importing MLflow; cnnlab's
     own messages do not go through ``warnings`` or ``logging``, so they still print."""
     warnings.simplefilter("ignore")
+    warnings.showwarning = _drop  # MLflow turns some back on around its own calls
     logging.disable(logging.WARNING)
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
+
+
+def _drop(*args: Any, **kwargs: Any) -> None:
+    """A ``warnings.showwarning`` that shows nothing."""
 
 
 def require_wandb() -> None:

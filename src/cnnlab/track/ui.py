@@ -39,11 +39,13 @@ def ui_command_line(runs_dir: str | Path, port: int) -> list[str]:
             f"{runs_dir / DB_NAME}: no tracking store yet; train a run first "
             "(tracking is on by default), or pass --runs-dir"
         )
+    store = default_uri(runs_dir)
     return [
         sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", default_uri(runs_dir),
+        "--backend-store-uri", store, "--registry-store-uri", store,
         "--default-artifact-root", (runs_dir / ARTIFACTS_NAME).as_uri(),
         "--host", HOST, "--port", str(port), "--workers", "1",
+        "--uvicorn-opts", "--log-level warning",  # no line per request, no startup banner
     ]  # fmt: skip
 
 
@@ -65,7 +67,9 @@ def serve_ui(runs_dir: str | Path = "runs", port: int = 5000) -> int:
 
     store = ui_command_line(runs_dir, port)[5]  # no store: an error before anything starts
     # MLflow's job runner serves GenAI jobs, not this UI: it would add a dozen processes.
-    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    # Python warnings of the server's libraries (a Starlette deprecation) tell a user nothing.
+    quiet = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "PYTHONWARNINGS": "ignore"}
+    env = {**quiet, **os.environ}
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a kill while it starts, too
     try:
         with FileLock(str(cache_dir("locks") / "ui-port.lock"), timeout=2 * STARTUP_S):
