@@ -100,7 +100,11 @@ def train_command(
     resume: Path = typer.Option(
         None, "--resume", help="Continue a killed run (or extend one with --epochs N)."
     ),
-    track: str = typer.Option(None, "--track", help="mlflow | wandb | none [default: mlflow]"),
+    track: str = typer.Option(
+        None,
+        "--track",
+        help="auto | mlflow | wandb | none [default: auto: mlflow, or $CNNLAB_TRACK if set]",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only results and errors."),
 ) -> None:
     """Train a model on a folder of images and write a run folder with a report.

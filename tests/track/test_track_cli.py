@@ -1,5 +1,4 @@
-"""What the tracking commands say: a server down, a store failing after return, registering,
-and no library chatter."""
+"""What the tracking commands say: a server down, a failure after return, registering, help."""
 
 from __future__ import annotations
 
@@ -100,6 +99,11 @@ def test_register_twice_is_one_version_new_weights_another(data: Path, tmp_path:
     versions = client(default_uri(runs)).search_model_versions("name = 'shapes'")
     digests = {str(v.version): v.tags["cnnlab.weights_sha256"] for v in versions}
     assert digests == {"1": weights_digest(first.path), "2": weights_digest(second.path)}
+
+
+def test_train_help_tells_the_default_backend() -> None:
+    out = _cli("train", "--help")
+    assert "default: auto" in out.stdout and "default: mlflow]" not in out.stdout
 
 
 def _in_terminal(argv: list[str], timeout: float = 600) -> str:
