@@ -6,6 +6,10 @@ one-line message and a non-zero exit instead of a traceback.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
+
 
 class CnnlabError(Exception):
     """Base class for errors caused by input, configuration or files (not by bugs)."""
@@ -78,3 +82,13 @@ class Interrupted(KeyboardInterrupt):
         if self.resume:
             text += f"; continue with: {self.resume}"
         return text
+
+
+@contextlib.contextmanager
+def interrupted_as(kept: str, resume: str) -> Iterator[None]:
+    """Ctrl-C (or SIGTERM) inside becomes the :class:`Interrupted` of the work around it: a
+    study or tune, not the run it was training, is what the user continues."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        raise Interrupted(getattr(exc, "signum", signal.SIGINT), kept, resume) from None

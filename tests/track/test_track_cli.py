@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import write_folder
-from tests.track.track_helpers import client, free_port
+from tests.track.track_helpers import client, cnnlab_cli, free_port
 
 from cnnlab.config import load_config
 from cnnlab.engine.fit import fit
@@ -19,14 +19,6 @@ from cnnlab.track.target import default_uri
 
 pytestmark = pytest.mark.slow
 CHATTER = ("Warning", "INFO", "Creating initial", "Successfully registered", "Created version")
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "CNNLAB_TRACK"}
-    return subprocess.run(
-        [sys.executable, "-m", "cnnlab", *args],
-        capture_output=True, text=True, timeout=900, env={**env, "COLUMNS": "200"},
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +48,7 @@ def _agents_for(uri: str) -> list[str]:
 
 def test_train_against_a_server_that_is_down_says_so_once(data: Path, tmp_path: Path) -> None:
     uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    proc = _cli("train", str(data), "--epochs", "1", "--img-size", "16", "--runs-dir",
+    proc = cnnlab_cli("train", str(data), "--epochs", "1", "--img-size", "16", "--runs-dir",
                 str(tmp_path / "runs"), "--name", "down", f"track.uri={uri}")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     warnings = [line for line in proc.stderr.splitlines() if "warning:" in line]
@@ -71,14 +63,14 @@ def test_track_log_to_a_server_that_is_down_fails_in_seconds(data: Path, tmp_pat
     run = _untracked_run(data, tmp_path / "runs")
     uri = f"http://127.0.0.1:{free_port()}"
     start = time.monotonic()
-    proc = _cli("track", "log", str(run.path), f"track.uri={uri}")
+    proc = cnnlab_cli("track", "log", str(run.path), f"track.uri={uri}")
     assert time.monotonic() - start < 60  # MLflow's own retries took four minutes
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"error: cannot reach the tracking server {uri} (connection refused); start it, or "
         "name another with track.uri=..."
     ]
-    register = _cli("track", "register", str(run.path), "--name", "m", f"track.uri={uri}")
+    register = cnnlab_cli("track", "register", str(run.path), "--name", "m", f"track.uri={uri}")
     assert register.returncode == 2 and len(register.stderr.strip().splitlines()) == 1
 
 
@@ -86,9 +78,9 @@ def test_register_twice_is_one_version_new_weights_another(data: Path, tmp_path:
     runs = tmp_path / "runs"
     first, second = _untracked_run(data, runs), _untracked_run(data, runs, seed=7)
     assert weights_digest(first.path) != weights_digest(second.path)
-    logged = _cli("track", "log", str(first.path))  # a new store: MLflow creates its tables
+    logged = cnnlab_cli("track", "log", str(first.path))  # a new store: MLflow creates its tables
     assert logged.returncode == 0 and logged.stderr == "", logged.stderr
-    outs = [_cli("track", "register", str(run.path), "--name", "shapes")
+    outs = [cnnlab_cli("track", "register", str(run.path), "--name", "shapes")
             for run in (first, first, second)]  # fmt: skip
     for out in outs:
         assert out.returncode == 0, out.stderr[-3000:]
@@ -102,7 +94,7 @@ def test_register_twice_is_one_version_new_weights_another(data: Path, tmp_path:
 
 
 def test_train_help_tells_the_default_backend() -> None:
-    out = _cli("train", "--help")
+    out = cnnlab_cli("train", "--help")
     assert "default: auto" in out.stdout and "default: mlflow]" not in out.stdout
 
 

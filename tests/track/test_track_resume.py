@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import write_folder
-from tests.track.track_helpers import artifact_paths, history, runs_of
+from tests.track.track_helpers import artifact_paths, cnnlab_cli, history, runs_of
 
 from cnnlab.api import resume_run
 from cnnlab.config import load_config
@@ -22,14 +22,6 @@ from cnnlab.track.target import default_uri
 
 pytestmark = pytest.mark.slow
 TINY = ["data.img_size=16", "eval.worst_mistakes=0", "eval.explain=false"]
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "CNNLAB_TRACK"}
-    return subprocess.run(
-        [sys.executable, "-m", "cnnlab", *args],
-        capture_output=True, text=True, timeout=900, env={**env, "COLUMNS": "200"},
-    )  # fmt: skip
 
 
 def _kill_when(args: list[str], ready, what: str) -> None:
@@ -72,7 +64,7 @@ def test_a_killed_study_resumed_has_every_run_in_the_store(tmp_path: Path) -> No
     _kill_when(["study", str(data), "--vary", "train.lr=1e-2,5e-2", "--seeds", "1",
                 "--out", str(out), "train.epochs=5", *TINY], second_training,
                "the second run's first checkpoint")  # fmt: skip
-    resumed = _cli("study", "--resume", str(out))
+    resumed = cnnlab_cli("study", "--resume", str(out))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "warning" not in resumed.stderr.lower(), resumed.stderr
     uri = default_uri(runs)  # the command waited for its tracker: no flush here
@@ -94,7 +86,7 @@ def test_a_killed_tune_resumed_has_every_trial_in_the_store(tmp_path: Path) -> N
             "--pruner", "none", "--out", str(out), *TINY]  # fmt: skip
     second = out / "trials" / "trial-0001" / "checkpoints" / "last.ckpt"
     _kill_when(args, second.exists, "the second trial's first checkpoint")
-    again = _cli(*args)
+    again = cnnlab_cli(*args)
     assert again.returncode == 0, again.stderr[-3000:]
     uri = default_uri(out / "trials")
     logged = runs_of(uri)

@@ -19,6 +19,15 @@ import pytest
 SERVER_START_S = 300  # an MLflow server takes ~10 s idle, far more on a busy 2-core machine
 
 
+def cnnlab_cli(*args: str) -> subprocess.CompletedProcess:
+    """``cnnlab ARGS`` in a fresh process, with tracking at its default (no ``CNNLAB_TRACK``)."""
+    env = {k: v for k, v in os.environ.items() if k != "CNNLAB_TRACK"}
+    return subprocess.run(
+        [sys.executable, "-m", "cnnlab", *args],
+        capture_output=True, text=True, timeout=900, env={**env, "COLUMNS": "200"},
+    )  # fmt: skip
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -9,12 +9,11 @@ Example:
 from __future__ import annotations
 
 import csv
-import signal
 from pathlib import Path
 from typing import Any
 
 from cnnlab.console import info
-from cnnlab.errors import ConfigError, Interrupted
+from cnnlab.errors import ConfigError, interrupted_as
 from cnnlab.studies.folder import (
     COMPARISONS,
     HTML,
@@ -256,14 +255,11 @@ def _run_and_report(folder: Path, plan: Plan, storage: str | None, workers: int)
     )
     name = folder.resolve().name
     with track.parent_run(cfg, "study", name, plan.to_dict(), folder, wait=True) as parent:
-        try:
+        with interrupted_as(
+            f"{folder} keeps its finished runs and the stopped run's complete epochs",
+            f"cnnlab study --resume {folder}",
+        ):
             run_jobs(folder, plan, storage, workers)
-        except KeyboardInterrupt as exc:  # Ctrl-C: the study, not its run, is what goes on
-            raise Interrupted(
-                getattr(exc, "signum", signal.SIGINT),
-                f"{folder} keeps its finished runs and the stopped run's complete epochs",
-                f"cnnlab study --resume {folder}",
-            ) from None
         _track_outputs(parent, folder, _report(folder))
     return Study(folder)
 

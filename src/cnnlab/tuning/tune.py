@@ -9,12 +9,11 @@ Example:
 from __future__ import annotations
 
 import csv
-import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnnlab.console import info, result, warn
-from cnnlab.errors import ConfigError, Interrupted
+from cnnlab.errors import ConfigError, interrupted_as
 from cnnlab.tuning.folder import (
     BEST_YAML,
     HTML,
@@ -190,14 +189,11 @@ def run_tune(
     open_tune(folder, settings, storage, pooled=False)  # tables and study before workers
     info(f"tune folder: {folder} ({settings.trials} trials of {settings.epochs} epochs)")
     with parent_run(folder, settings) as parent:  # every trial is nested under the tune
-        try:
+        with interrupted_as(
+            f"{folder} keeps its finished trials; the stopped trial is queued again",
+            settings.command or f"the same cnnlab tune command with --out {folder}",
+        ):
             _run_workers(folder, settings, storage, workers)
-        except KeyboardInterrupt as exc:  # Ctrl-C: the tune, not its trial, is what goes on
-            raise Interrupted(
-                getattr(exc, "signum", signal.SIGINT),
-                f"{folder} keeps its finished trials; the stopped trial is queued again",
-                settings.command or f"the same cnnlab tune command with --out {folder}",
-            ) from None
         tuning = report_tune(folder, storage)
         track_outputs(parent, tuning)
     return tuning
