@@ -61,8 +61,11 @@ def running_app(runs: Path, *folders: Path, log: Path) -> Iterator[str]:
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_healthy(proc, url)
-        printed = re.search(r"cnnlab app: (http://\S+)", log.read_text())
-        assert printed and printed.group(1) == url, log.read_text()
+        deadline = time.monotonic() + 30  # announced once served: a moment after it answers
+        while not (printed := re.search(r"cnnlab app: (http://\S+)", log.read_text())):
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+            time.sleep(0.1)
+        assert printed.group(1) == url, log.read_text()
         yield url
     finally:
         proc.send_signal(signal.SIGTERM)  # cnnlab app stops its server's process group

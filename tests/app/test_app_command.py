@@ -60,3 +60,51 @@ def test_a_missing_data_folder_is_a_one_line_error(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "not a folder" in proc.stderr
+
+
+@pytest.mark.slow
+def test_two_apps_at_once_each_serve_the_port_they_announce(tmp_path: Path) -> None:
+    """Both used to check that the port was free and announce it; the second server then
+    died with "address already in use" while its command kept saying where to browse."""
+    import os
+    import re
+    import time
+    import urllib.request
+
+    from tests.track.track_helpers import free_port
+
+    port = free_port()
+    (tmp_path / "runs").mkdir()
+    env = dict(os.environ, CNNLAB_CACHE=str(tmp_path / "cache"))
+    argv = [sys.executable, "-m", "cnnlab", "app", "--runs-dir", str(tmp_path / "runs"),
+            "--port", str(port)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        announced = []
+        for proc in procs:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            found = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+            assert found, f"no address announced: {line!r} (exit {proc.poll()})"
+            announced.append(int(found.group(1)))
+        assert port in announced and len(set(announced)) == 2, announced
+        time.sleep(2)  # a server that lost its port would have died by now
+        for proc, at in zip(procs, announced, strict=True):
+            assert proc.poll() is None, f"the app on {at} exited with {proc.returncode}"
+            url = f"http://127.0.0.1:{at}/_stcore/health"
+            with urllib.request.urlopen(url, timeout=30) as resp:
+                assert resp.status == 200
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=60)

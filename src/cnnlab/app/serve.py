@@ -51,14 +51,19 @@ def serve_app(
     port: int = 8501,
     max_upload_mb: int = 10,
 ) -> int:
-    """Run the app in the foreground until Ctrl-C; prints its address; returns the exit code."""
-    from cnnlab.track.ui import free_port, run_foreground
+    """Run the app in the foreground until Ctrl-C; prints its address once it is served
+    (:func:`~cnnlab.track.ui.serve_when_listening`); returns the exit code."""
+    from cnnlab.track.ui import serve_when_listening
 
     if max_upload_mb < 1:
         raise CnnlabError("--max-upload-mb must be at least 1")
     settings = check_folders(runs_dir, list(folders or []))
     settings = AppSettings(settings.runs_dir, settings.folders, max_upload_mb)
-    port = free_port(port, host)
-    result(f"cnnlab app: http://{host}:{port}  (runs {settings.runs_dir}; Ctrl-C to stop)")
-    env = {**os.environ, **settings.to_env()}
-    return run_foreground(app_command_line(host, port, max_upload_mb), env)
+    runs = settings.runs_dir
+    return serve_when_listening(
+        lambda p: app_command_line(host, p, max_upload_mb),
+        port,
+        {**os.environ, **settings.to_env()},
+        lambda p: result(f"cnnlab app: http://{host}:{p}  (runs {runs}; Ctrl-C to stop)"),
+        host,
+    )

@@ -61,20 +61,42 @@ def serve_ui(runs_dir: str | Path = "runs", port: int = 5000) -> int:
     second server died), so the UIs of this machine choose and bind one at a time, and a
     server that could not bind is started again on another port.
     """
-    from filelock import FileLock
-
-    from cnnlab.paths import cache_dir
-
     store = ui_command_line(runs_dir, port)[5]  # no store: an error before anything starts
     # MLflow's job runner serves GenAI jobs, not this UI: it would add a dozen processes.
     # Python warnings of the server's libraries (a Starlette deprecation) tell a user nothing.
     quiet = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "PYTHONWARNINGS": "ignore"}
-    env = {**quiet, **os.environ}
+    return serve_when_listening(
+        lambda p: ui_command_line(runs_dir, p),
+        port,
+        {**quiet, **os.environ},
+        lambda p: result(f"MLflow UI: http://{HOST}:{p}  (store {store}; Ctrl-C to stop)"),
+    )
+
+
+def serve_when_listening(
+    argv_for: Callable[[int], list[str]],
+    port: int,
+    env: dict[str, str],
+    announce: Callable[[int], None],
+    host: str = HOST,
+) -> int:
+    """Start a server on ``port`` (or another free one), ``announce`` the port it listens on,
+    and run it in the foreground until it exits, Ctrl-C or SIGTERM; returns its exit status.
+
+    ``cnnlab ui`` and ``cnnlab app`` use it: a port free when checked can be taken before the
+    server binds it (two servers started at once both chose the same port, and the second
+    died while its command kept saying where to browse), so the servers of this machine
+    choose and bind one at a time, and one that could not bind is started on another port.
+    """
+    from filelock import FileLock
+
+    from cnnlab.paths import cache_dir
+
     previous = signal.signal(signal.SIGTERM, _interrupt)  # a kill while it starts, too
     try:
-        with FileLock(str(cache_dir("locks") / "ui-port.lock"), timeout=2 * STARTUP_S):
-            proc, port = _start_listening(lambda p: ui_command_line(runs_dir, p), port, env)
-        result(f"MLflow UI: http://{HOST}:{port}  (store {store}; Ctrl-C to stop)")
+        with FileLock(str(cache_dir("locks") / "server-port.lock"), timeout=2 * STARTUP_S):
+            proc, port = _start_listening(argv_for, port, env, host)
+        announce(port)
         return _wait_foreground(proc)
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -84,27 +106,27 @@ STARTUP_S = 300.0  # an MLflow server listens after ~10 s idle, far later on a b
 
 
 def _start_listening(
-    argv_for: Callable[[int], list[str]], port: int, env: dict[str, str]
+    argv_for: Callable[[int], list[str]], port: int, env: dict[str, str], host: str
 ) -> tuple[subprocess.Popen, int]:
     """A server started on ``port`` (or another free one) once it accepts connections."""
-    port = free_port(port)
+    port = free_port(port, host)
     for _ in range(5):
         # its output to stderr: stdout's first line is the address, once it is served
         proc = subprocess.Popen(argv_for(port), env=env, start_new_session=True, stdout=2)
         try:
-            if _listens(proc, port):
+            if _listens(proc, host, port):
                 return proc, port
         except BaseException:  # Ctrl-C while it starts: no server left behind
             _stop_group(proc)
             raise
         _stop_group(proc)
-        taken, port = port, free_port(port)
+        taken, port = port, free_port(port, host)
         if port == taken:  # the port is free: the server failed for another reason (above)
-            raise CnnlabError(f"the UI server stopped while starting (exit {proc.returncode})")
-    raise CnnlabError("the UI server found no free port to listen on")
+            raise CnnlabError(f"the server stopped while starting (exit {proc.returncode})")
+    raise CnnlabError("the server found no free port to listen on")
 
 
-def _listens(proc: subprocess.Popen, port: int) -> bool:
+def _listens(proc: subprocess.Popen, host: str, port: int) -> bool:
     """True once ``port`` accepts connections (after ``STARTUP_S``, if it is still alive);
     False if the server exits first."""
     deadline = time.monotonic() + STARTUP_S
@@ -113,19 +135,10 @@ def _listens(proc: subprocess.Popen, port: int) -> bool:
             return False
         with socket.socket() as sock:
             sock.settimeout(1.0)
-            if sock.connect_ex((HOST, port)) == 0:
+            if sock.connect_ex((host, port)) == 0:
                 return proc.poll() is None
         time.sleep(0.2)
     return proc.poll() is None
-
-
-def run_foreground(argv: list[str], env: dict[str, str]) -> int:
-    """Run a server command until it exits, Ctrl-C or SIGTERM; returns its exit status.
-
-    The server runs in its own process group, stopped whole on the way out: servers start
-    worker processes that would otherwise outlive this command.
-    """
-    return _wait_foreground(subprocess.Popen(argv, env=env, start_new_session=True))
 
 
 def _wait_foreground(proc: subprocess.Popen) -> int:
