@@ -67,11 +67,8 @@ def test_two_apps_at_once_each_serve_the_port_they_announce(tmp_path: Path) -> N
     """Both used to check that the port was free and announce it; the second server then
     died with "address already in use" while its command kept saying where to browse."""
     import os
-    import re
-    import time
-    import urllib.request
 
-    from tests.track.track_helpers import free_port
+    from tests.track.track_helpers import assert_each_serves_what_it_announced, free_port
 
     port = free_port()
     (tmp_path / "runs").mkdir()
@@ -90,19 +87,7 @@ def test_two_apps_at_once_each_serve_the_port_they_announce(tmp_path: Path) -> N
         for _ in range(2)
     ]
     try:
-        announced = []
-        for proc in procs:
-            line = proc.stdout.readline()  # type: ignore[union-attr]
-            found = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-            assert found, f"no address announced: {line!r} (exit {proc.poll()})"
-            announced.append(int(found.group(1)))
-        assert port in announced and len(set(announced)) == 2, announced
-        time.sleep(2)  # a server that lost its port would have died by now
-        for proc, at in zip(procs, announced, strict=True):
-            assert proc.poll() is None, f"the app on {at} exited with {proc.returncode}"
-            url = f"http://127.0.0.1:{at}/_stcore/health"
-            with urllib.request.urlopen(url, timeout=30) as resp:
-                assert resp.status == 200
+        assert_each_serves_what_it_announced(procs, port, "/_stcore/health")
     finally:
         for proc in procs:
             proc.terminate()

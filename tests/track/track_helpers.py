@@ -28,6 +28,28 @@ def cnnlab_cli(*args: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+def assert_each_serves_what_it_announced(
+    procs: list[subprocess.Popen], port: int, health: str
+) -> None:
+    """Servers started at once on ``port``: each printed a different address first, one of
+    them ``port``, and each still answers ``health`` there a moment later (a server that
+    lost its port would have died by then)."""
+    import re
+
+    announced = []
+    for proc in procs:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        found = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        assert found, f"no address announced: {line!r} (exit {proc.poll()})"
+        announced.append(int(found.group(1)))
+    assert port in announced and len(set(announced)) == len(procs), announced
+    time.sleep(2)
+    for proc, at in zip(procs, announced, strict=True):
+        assert proc.poll() is None, f"the server on {at} exited with {proc.returncode}"
+        with urllib.request.urlopen(f"http://127.0.0.1:{at}{health}", timeout=30) as resp:
+            assert resp.status == 200
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
