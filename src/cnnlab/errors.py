@@ -84,6 +84,19 @@ class Interrupted(KeyboardInterrupt):
         return text
 
 
+def brief(text: str, limit: int = 200) -> str:
+    """A library's message as one line of at most ``limit`` characters, cut at a word (never
+    mid-word) with `` …``: MLflow's and torch's messages span many lines.
+
+    >>> brief("bad\\n  value"), brief("one two three", 9)
+    ('bad value', 'one two …')
+    """
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1].rsplit(" ", 1)[0] + " …"
+
+
 @contextlib.contextmanager
 def interrupted_as(kept: str, resume: str) -> Iterator[None]:
     """Ctrl-C (or SIGTERM) inside becomes the :class:`Interrupted` of the work around it: a

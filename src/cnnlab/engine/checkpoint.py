@@ -29,7 +29,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from cnnlab.atomic import atomic_path
 from cnnlab.console import warn
-from cnnlab.errors import CheckpointError
+from cnnlab.errors import CheckpointError, brief
 
 LAST = "last.ckpt"
 LAST_PREV = "last-prev.ckpt"
@@ -131,11 +131,7 @@ def safe_load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[st
 
 def _short(text: str, limit: int = 160) -> str:
     """The first sentence of a library's message, cut at a word (never mid-word) to ``limit``."""
-    text = " ".join(text.split())
-    first = text.split(". ", 1)[0].rstrip(".")
-    if len(first) <= limit:
-        return first
-    return first[:limit].rsplit(" ", 1)[0] + " …"
+    return brief(" ".join(text.split()).split(". ", 1)[0].rstrip("."), limit)
 
 
 # What Lightning needs to continue a fit where a checkpoint left it; best.ckpt holds all of it

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.errors import CnnlabError, ConfigError, brief
 
 if TYPE_CHECKING:
     from cnnlab.config import TrackConfig
@@ -135,13 +135,12 @@ def require_server(uri: str) -> None:
 
 
 def one_line(exc: BaseException, limit: int = 200) -> str:
-    """An exception as one short line (MLflow's messages span many).
+    """An exception as one short line (MLflow's messages span many; :func:`~cnnlab.errors.brief`).
 
     >>> one_line(ValueError("bad\\n  value"))
     'bad value'
     """
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return brief(str(exc), limit) or type(exc).__name__
 
 
 def quiet_libraries() -> None:
