@@ -121,15 +121,22 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(
     moved = tmp_path / "elsewhere" / "k-copy"
     shutil.copytree(run, moved)
 
-    # In place, with the newest checkpoint cut in half: falls back to last-prev.ckpt.
+    # In place, with the newest checkpoint cut in half: falls back to the later of last-prev
+    # and best (best is the newer one when the kill came right after a best epoch's save).
     last = run / "checkpoints" / "last.ckpt"
     if not last.is_file():  # the kill fell between a save's two renames: damage a copy
         shutil.copyfile(last.with_name("last-prev.ckpt"), last)
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    epochs = {
+        name: safe_load_checkpoint(last.with_name(name))["epoch"]
+        for name in ("last-prev.ckpt", "best.ckpt")
+        if last.with_name(name).is_file()
+    }
+    expected = max(epochs, key=lambda name: epochs[name])  # the first of equals: last-prev
     out = cli(env, "train", "--resume", str(run), "--quiet")
     assert out.returncode == 0, out.stdout + out.stderr
     message = " ".join(out.stderr.split())  # rich may wrap the warning
-    assert "checkpoint incomplete" in message and "last-prev.ckpt" in message
+    assert "checkpoint incomplete" in message and f"{expected} (epoch" in message
     summary = assert_complete(run, 6)
     assert summary["epochs_run"] == 6
     assert_same_weights(run / "model.safetensors", reference / "model.safetensors")
