@@ -45,11 +45,24 @@ class _EpochClock(Callback):
         self.epoch_start = 0.0
         self.train_end = 0.0
         self.images = 0
+        self.validated = False  # this epoch had a validation pass (TimeBudget may skip it)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.epoch_start = time.perf_counter()
         self.train_end = 0.0
         self.images = 0
+        self.validated = False
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.validated = self.validated or not trainer.sanity_checking
+
+    def metric(self, trainer: L.Trainer, key: str) -> float | None:
+        """This epoch's value of ``key``; none for val metrics when no pass ran this epoch
+        (Lightning keeps the last epoch's values, which would read as this one's)."""
+        if key.startswith("val/") and not self.validated:
+            return None
+        value = trainer.callback_metrics.get(key)
+        return None if value is None else float(value)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, idx: int
@@ -60,11 +73,6 @@ class _EpochClock(Callback):
     def images_per_s(self) -> float:
         elapsed = (self.train_end or time.perf_counter()) - self.epoch_start
         return self.images / elapsed if elapsed > 0 else 0.0
-
-
-def _metric(trainer: L.Trainer, key: str) -> float | None:
-    value = trainer.callback_metrics.get(key)
-    return None if value is None else float(value)
 
 
 class MetricsCSV(_EpochClock):
@@ -93,7 +101,7 @@ class MetricsCSV(_EpochClock):
             return
         row: dict[str, str] = {"epoch": str(trainer.current_epoch + 1)}
         for key in COLUMNS[1:8]:
-            value = _metric(trainer, key)
+            value = self.metric(trainer, key)
             row[key] = "" if value is None else f"{value:.6g}"
         row["epoch_time_s"] = f"{time.perf_counter() - self.epoch_start:.3f}"
         row["images_per_s"] = f"{self.images_per_s():.1f}"
@@ -167,7 +175,7 @@ class RichProgress(_EpochClock):
         self.bar.remove_task(self.task)
         parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"]
         for key in ("train/loss", "val/loss", "val/accuracy", "val/macro_f1"):
-            value = _metric(trainer, key)
+            value = self.metric(trainer, key)
             if value is not None:
                 parts.append(f"{key} {value:.4f}")
         parts.append(f"{self.images_per_s():.0f} img/s · {elapsed:.1f}s")

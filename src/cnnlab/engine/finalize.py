@@ -160,6 +160,7 @@ def finalize(
         "epochs_run": outcome.epochs_run,
         "stopped_early": outcome.stopped_early,
         "stopped_by_time_budget": outcome.interrupted_by_time,
+        "validation_skipped_by_time_budget": outcome.validation_skipped,
         "train_time_s": round(train_time, 2),
         "model": mb.name,
         "mode": mb.mode,

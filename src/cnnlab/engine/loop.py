@@ -30,6 +30,7 @@ class Outcome:
     lr: float
     best_epoch: int | None = None  # decided once, by train.monitor (None: no validation)
     prior_time_s: float = 0.0  # training time of earlier segments of a resumed run
+    validation_skipped: bool = False  # the budget was shorter than the last validation pass
 
 
 class StagedUnfreeze(L.Callback):
@@ -93,10 +94,12 @@ def _fit_module(
     from cnnlab.engine.interrupt import InterruptWatch, fit_or_raise
     from cnnlab.engine.trainer import build_trainer, quiet_lightning_warnings
 
+    guard = None
     if train.max_time is not None:
         from cnnlab.engine.budget import TimeBudget
 
-        callbacks = (*callbacks, TimeBudget(len(loaders[1].dataset)))
+        guard = TimeBudget(len(loaders[1].dataset))
+        callbacks = (*callbacks, guard)
     watch = InterruptWatch()
     trainer = build_trainer(
         train, run_dir, max_epochs=train.epochs, callbacks_extra=(*callbacks, watch)
@@ -125,6 +128,7 @@ def _fit_module(
         float(train.lr or 0.0),
         best_epoch=restore.best_epoch if restore is not None else None,
         prior_time_s=_callback(trainer, TrainClock).prior_s,
+        validation_skipped=guard is not None and guard.skipped_validation,
     )
 
 

@@ -55,6 +55,14 @@ class RunCheckpoint(ModelCheckpoint):
         # the plain ModelCheckpoint's key, so checkpoints written before this class still match
         return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)
 
+    def save_unvalidated_epoch(self) -> None:
+        """Save at this training epoch's end, as validation will not run (``TimeBudget``).
+
+        Only the monitor-free ``last`` saves then; ``best`` keeps the best validated epoch
+        (left to itself it would try to save, find no val metric, and fail).
+        """
+        self._save_on_train_epoch_end = self.monitor is None
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         old, new = state_dict.get("dirpath"), self.dirpath
         if old and new and old != new:

@@ -73,6 +73,7 @@ def _summary(members: list[Member], weights: np.ndarray, method: str, metrics: d
         "epochs_run": None,
         "stopped_early": False,
         "stopped_by_time_budget": False,
+        "validation_skipped_by_time_budget": False,
         "train_time_s": round(sum(float(m.summary.get("train_time_s") or 0) for m in used), 2),
         "model": "ensemble",
         "mode": method,
