@@ -73,6 +73,27 @@ def test_bootstrap_accuracy_matches_scipy_on_per_image_difference():
     assert got.ci_low <= got.diff <= got.ci_high
 
 
+# Seeds (of 3) that A and B got right on each of 49 test images, from a real study (explore_b
+# sK, lr=1e-3 vs 3e-3). Summing float fractions (2/3 - 1/3, ...) gave a CI bound of -6.8e-18.
+_RIGHT_A_B = (
+    "11 10 10 11 11 11 33 33 33 33 33 33 33 33 33 33 01 01 00 00 11 01 00 00 10 01 01 11 10 10 "
+    "11 11 00 10 00 01 11 00 11 10 11 13 13 23 13 11 13 13 23"
+)
+
+
+def test_bootstrap_bound_that_touches_zero_is_exactly_zero():
+    counts = [(int(pair[0]), int(pair[1])) for pair in _RIGHT_A_B.split()]
+    y = np.zeros(len(counts), dtype=np.int64)
+    a = np.array([[int(s < ra) ^ 1 for ra, _ in counts] for s in range(3)])  # 0 = right
+    b = np.array([[int(s < rb) ^ 1 for _, rb in counts] for s in range(3)])
+    # Shuffle which seed got an image right, so the fractions come from several seed rows.
+    a, b = np.roll(a, 1, axis=0), np.roll(b, 2, axis=0)
+    got = stats.paired_bootstrap(y, a, b, seed=0)
+    assert got.ci_high == 0.0  # a resample with equal counts differs by exactly nothing
+    assert got.diff == pytest.approx(-11 / 147)
+    assert stats.verdict(got.ci_low, got.ci_high, 0.001) == "not distinguishable"
+
+
 def test_bootstrap_macro_f1_matches_scipy_paired_resampling_with_sklearn():
     y, a, b, k = _paired_case(3, seeds=2, n=50)
     got = stats.paired_bootstrap(y, a, b, metric="macro_f1", num_classes=k, n_resamples=150)

@@ -142,12 +142,17 @@ def paired_bootstrap(
 
     y, a, b = _as_seeds(y_true, preds_a, preds_b)
     if metric == "accuracy":
-        # Accuracy is a mean over images, so the per-image seed-averaged difference suffices.
-        per_image = (a == y).mean(axis=0) - (b == y).mean(axis=0)
+        # Accuracy is a mean over images, so per-image differences suffice. They are kept as
+        # integer counts (seeds A got right minus seeds B got right) and divided once at the
+        # end: differences of float fractions such as 2/3 - 1/3 do not cancel exactly, and a
+        # resample whose difference is truly 0 came out as -6.8e-18, an interval that
+        # "excluded" 0 by rounding alone.
+        per_image = (a == y).sum(axis=0) - (b == y).sum(axis=0)
         data: tuple = (per_image,)
+        seeds = a.shape[0]
 
         def statistic(d: np.ndarray, axis: int = -1) -> np.ndarray:
-            return d.mean(axis=axis)
+            return d.sum(axis=axis) / (d.shape[axis] * seeds)  # an exact sum of integers
 
     elif metric == "macro_f1":
         k = num_classes or int(max(y.max(), a.max(), b.max())) + 1
