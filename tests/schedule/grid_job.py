@@ -34,3 +34,10 @@ def grid_worker(
         return float(job)
 
     run_worker(study, objective, has_work=lambda s: grid_has_work(s, "job", points))
+
+
+def stopped_worker(signum: int) -> None:
+    """A worker whose run is stopped by a signal, as training raises it (with a run's advice)."""
+    from cnnlab.errors import Interrupted
+
+    raise Interrupted(signum, "runs/c1-seed42 keeps epoch 1", "cnnlab train --resume runs/c1")

@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-from tests.schedule.grid_job import grid_worker
+from tests.schedule.grid_job import grid_worker, stopped_worker
 
 from cnnlab.errors import ConfigError
 from cnnlab.schedule.pool import run_pool
@@ -99,6 +99,16 @@ def test_storage_urls_and_errors(tmp_path):
     assert storage_url("postgresql://u@h/db", tmp_path) == "postgresql+psycopg2://u@h/db"
     with pytest.raises(ConfigError, match="cannot connect"):
         open_storage(storage_url("postgresql://nobody@127.0.0.1:9/none", tmp_path))
+
+
+def test_a_worker_stopped_by_a_signal_exits_quietly_with_its_code(capfd) -> None:
+    """The parent, stopped by the same Ctrl-C, says how to continue the study or tune; a
+    worker's traceback ending in `cnnlab train --resume RUN` was wrong advice there."""
+    codes = run_pool(2, stopped_worker, (signal.SIGINT,))
+    assert codes == [130, 130]
+    assert run_pool(1, stopped_worker, (signal.SIGTERM,)) == [143]
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "--resume" not in err, err
 
 
 def test_a_pool_without_a_terminal_prints_a_line_as_work_finishes() -> None:

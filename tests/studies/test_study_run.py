@@ -168,6 +168,38 @@ def test_sigkill_mid_run_then_resume_keeps_finished_runs_and_continues_the_kille
     assert sorted(p.name for p in runs.iterdir()) == ["c1-seed42", "c2-seed42"]
 
 
+def _ctrl_c_group() -> None:
+    # A group of its own, as a terminal gives a command, with Ctrl-C's default action (a shell
+    # without job control starts its children ignoring SIGINT).
+    os.setpgrp()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_a_study_with_workers_gives_only_the_studys_advice(tmp_path):
+    data = write_folder(tmp_path / "data", classes=3, per_class=14)
+    out = tmp_path / "study"
+    args = [sys.executable, "-m", "cnnlab", "study", str(data), "--vary",
+            "model.name=tiny_cnn,basenet", "--seeds", "1", "--out", str(out), "--workers", "2",
+            *TINY, "train.epochs=30"]  # fmt: skip
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, preexec_fn=_ctrl_c_group)  # fmt: skip
+    try:
+        _wait(lambda: any(_epochs(p) >= 1 for p in out.glob("runs/*")), proc, "an epoch")
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the parent and its workers
+        text, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, text[-3000:]
+    assert "Traceback" not in text and "cnnlab train --resume" not in text, text[-3000:]
+    assert text.strip().splitlines()[-1] == (
+        f"interrupted: {out} keeps its finished runs and the stopped run's complete epochs; "
+        f"continue with: cnnlab study --resume {out}"
+    )
+
+
 @pytest.mark.slow
 def test_two_workers_share_one_study_through_a_postgresql_storage(tmp_path, postgres_url):
     import optuna

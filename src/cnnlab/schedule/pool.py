@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -41,7 +42,12 @@ def _child(target: Callable[..., Any], args: tuple, threads: int) -> None:
     from cnnlab.console import set_quiet
 
     set_quiet(True)  # the parent draws the progress bar
-    target(*args)
+    try:
+        target(*args)
+    except KeyboardInterrupt as exc:
+        # Ctrl-C reaches the parent too, which says how to continue the study or tune; this
+        # worker's own advice (a traceback ending in `cnnlab train --resume RUN`) is wrong there.
+        raise SystemExit(128 + getattr(exc, "signum", signal.SIGINT)) from None
 
 
 def run_pool(
