@@ -22,6 +22,7 @@ T = TypeVar("T")
 
 console = Console(stderr=False, highlight=False)
 _state = {"quiet": False}
+LINE_EVERY_S = 10.0  # without a terminal: a plain progress line at most this often (seconds)
 Observer = Callable[[str, int, int], None]
 # Who else wants to see long work advance (the web app's progress bars): per thread and task,
 # so two app sessions each see only their own work; told even under --quiet.
@@ -159,6 +160,57 @@ def progress_bar(transient: bool = False, out: Console | None = None) -> Progres
     )
 
 
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+class StageProgress:
+    """Long work as text: which stage runs, how far it is, the time it has taken and an
+    estimate of what is left (from its own pace so far). The web app's progress bars show it,
+    and so does :func:`counting` as plain lines where no bar can be drawn (a log file, CI).
+
+    Called as an observer (:func:`observe_progress`); ``show(fraction, text)`` is called at
+    most every ``every`` seconds, and at each stage's end. ``lazy``: a stage says nothing
+    until it has run ``every`` seconds, so quick work prints no line at all.
+
+    Example:
+        >>> seen, times = [], iter([0.0, 10.0])
+        >>> bar = StageProgress(lambda *shown: seen.append(shown), clock=lambda: next(times))
+        >>> bar("computing features (view 1/1)", 0, 400)
+        >>> bar("computing features (view 1/1)", 100, 400)
+        >>> seen[-1]
+        (0.25, 'computing features (view 1/1): 100/400, 0:10 so far, about 0:30 left')
+    """
+
+    def __init__(
+        self, show: Callable, every: float = 0.25, clock: Callable | None = None, lazy: bool = False
+    ) -> None:
+        import time
+
+        self.show, self.every, self.lazy = show, every, lazy
+        self.clock = clock or time.monotonic
+        self.stage: str | None = None
+        self.start = self.last = 0.0
+        self.shown = False
+
+    def __call__(self, description: str, done: int, total: int) -> None:
+        now = self.clock()
+        if description != self.stage:
+            self.stage, self.start, self.shown = description, now, False
+            self.last = now if self.lazy else now - self.every
+        ended = 0 < total <= done  # an unknown total (0) never ends early
+        if now - self.last < self.every and not (ended and (self.shown or not self.lazy)):
+            return
+        self.last, self.shown = now, True
+        elapsed = now - self.start
+        text = f"{description}: {done}/{total}" if total else f"{description}: {done}"
+        text += f", {_clock(elapsed)} so far"
+        if 0 < done < total:
+            text += f", about {_clock(elapsed * (total - done) / done)} left"
+        self.show(min(1.0, done / total) if total else 0.0, text)
+
+
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
     """Iterate with a progress bar (silent under ``--quiet``)."""
     with counting(description, total) as advance:
@@ -174,6 +226,10 @@ def counting(
     """A transient bar over ``total`` units (None: unknown); yields ``advance(n)``. Observers
     (:func:`observe_progress`) are told either way (an unknown total as 0); ``show=False``
     draws nothing.
+
+    Without a terminal (a log file, CI) a bar shows nothing, so work that runs longer than
+    :data:`LINE_EVERY_S` prints a plain :class:`StageProgress` line that often instead
+    (``computing features (view 1/1): 640/1836, 0:35 so far, about 1:05 left``).
 
     Example:
         >>> seen = []
@@ -191,6 +247,15 @@ def counting(
     notify(description, 0, told_total)
     if not show:
         yield tell
+        return
+    if not console.is_terminal:  # where a bar draws nothing (but a blank line at its end)
+        lines = StageProgress(lambda _, text: info(text), every=LINE_EVERY_S, lazy=True)
+
+        def step(n: int) -> None:
+            tell(n)
+            lines(description, done[0], told_total)
+
+        yield step
         return
     with progress_bar(transient=True) as bar:
         task = bar.add_task(description, total=total, extra="")

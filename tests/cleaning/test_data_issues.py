@@ -61,6 +61,7 @@ def issues_run(tmp_path_factory: pytest.TempPathFactory) -> IssuesRun:
     base = tmp_path_factory.mktemp("issues")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CNNLAB_CACHE", str(base / "cache"))
+        mp.setattr("cnnlab.console.LINE_EVERY_S", 0.0)  # a progress line at every step
         moved = write_noisy_folder(base / "ds", seed=0)
         before = folder_digest(base / "ds")
         result = _cli("data", "issues", str(base / "ds"), "--out", str(base / "out"))
@@ -102,6 +103,21 @@ def test_outputs_are_ranked_suggested_and_self_contained(issues_run: IssuesRun) 
     assert {r["path"] for r in clean} == {
         p.relative_to(issues_run.root).as_posix() for p in issues_run.root.glob("*/*.png")
     } - {r["path"] for r in labels}
+
+
+@pytest.mark.slow
+def test_a_log_file_shows_each_stage_advance(issues_run: IssuesRun) -> None:
+    """Output to a file (no terminal, no bar): the feature pass was silent for 100 s on a
+    1,836-image folder; each stage now prints plain progress lines with the time left."""
+    lines = issues_run.output.splitlines()
+    # (100 images: the features are one batch, so that stage has only its final line)
+    for stage in ("computing features (view 1/1)", "cross-validating", "hashing images"):
+        steps = [ln for ln in lines if ln.startswith(f"{stage}: ")]
+        assert steps and " so far" in steps[-1], (stage, issues_run.output[-3000:])
+        assert all(", about " in ln and " left" in ln for ln in steps[:-1]), steps
+        done, total = steps[-1].split(": ")[1].split(",")[0].split("/")
+        assert done == total, steps[-1]
+    assert sum(ln.startswith("hashing images: ") for ln in lines) > 1  # one line per step
 
 
 @pytest.mark.slow

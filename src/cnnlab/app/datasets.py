@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.app.settings import AppSettings
+from cnnlab.console import StageProgress  # noqa: F401  (the Data page's bar; the CLI's too)
 
 
 def dataset_choices(settings: AppSettings) -> dict[str, Path]:
@@ -61,49 +62,6 @@ def group_rows(groups: list[list[dict[str, Any]]]) -> list[dict[str, str]]:
                                              for m in g)}
         for g in groups
     ]  # fmt: skip
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds + 0.5), 60)
-    return f"{minutes}:{secs:02d}"
-
-
-class StageProgress:
-    """The Data page's progress bar for ``data issues``: which stage runs, how far it is, the
-    time it has taken and an estimate of what is left (from its own pace so far).
-
-    Each stage (scanning, computing features, cross-validating, hashing) fills the bar again;
-    ``show(fraction, text)`` is called at most every ``every`` seconds, and at each stage's end.
-
-    Example:
-        >>> seen, times = [], iter([0.0, 10.0])
-        >>> bar = StageProgress(lambda *shown: seen.append(shown), clock=lambda: next(times))
-        >>> bar("computing features (view 1/1)", 0, 400)
-        >>> bar("computing features (view 1/1)", 100, 400)
-        >>> seen[-1]
-        (0.25, 'computing features (view 1/1): 100/400, 0:10 so far, about 0:30 left')
-    """
-
-    def __init__(self, show: Any, every: float = 0.25, clock: Any = None) -> None:
-        import time
-
-        self.show, self.every = show, every
-        self.clock = clock or time.monotonic
-        self.stage: str | None = None
-        self.start = self.last = 0.0
-
-    def __call__(self, description: str, done: int, total: int) -> None:
-        now = self.clock()
-        if description != self.stage:
-            self.stage, self.start, self.last = description, now, now - self.every
-        if now - self.last < self.every and done < total:
-            return
-        self.last = now
-        elapsed = now - self.start
-        text = f"{description}: {done}/{total}, {_clock(elapsed)} so far"
-        if 0 < done < total:
-            text += f", about {_clock(elapsed * (total - done) / done)} left"
-        self.show(min(1.0, done / total) if total else 0.0, text)
 
 
 def find_label_issues(root: Path, progress: Any = None) -> dict[str, Any]:
