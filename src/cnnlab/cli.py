@@ -24,6 +24,7 @@ from cnnlab.commands.evaluate import eval_command, export_command, predict_comma
 from cnnlab.commands.explain import explain_command
 from cnnlab.commands.lr_find import lr_find_command
 from cnnlab.commands.models import models_command
+from cnnlab.commands.options import track_option
 from cnnlab.commands.study import study_command
 from cnnlab.commands.track import app as track_app
 from cnnlab.commands.track import ui_command
@@ -100,11 +101,7 @@ def train_command(
     resume: Path = typer.Option(
         None, "--resume", help="Continue a killed run (or extend one with --epochs N)."
     ),
-    track: str = typer.Option(
-        None,
-        "--track",
-        help="auto | mlflow | wandb | none [default: auto: mlflow, or $CNNLAB_TRACK if set]",
-    ),
+    track: str = track_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only results and errors."),
 ) -> None:
     """Train a model on a folder of images and write a run folder with a report.

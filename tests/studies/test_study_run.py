@@ -168,6 +168,29 @@ def test_sigkill_mid_run_then_resume_keeps_finished_runs_and_continues_the_kille
     assert sorted(p.name for p in runs.iterdir()) == ["c1-seed42", "c2-seed42"]
 
 
+@pytest.mark.slow
+def test_track_none_turns_tracking_off_as_in_train(tmp_path):
+    """README: `--track none` turns tracking off; `cnnlab study` answered "No such option"."""
+    data = write_folder(tmp_path / "data", classes=2, per_class=8)
+    out = tmp_path / "study"
+    env = dict(os.environ, CNNLAB_TRACK="mlflow", COLUMNS="200", NO_COLOR="1")  # auto: MLflow
+    study = [sys.executable, "-m", "cnnlab", "study"]
+    done = subprocess.run(
+        [*study, str(data), "--vary", "train.lr=0.05", "--seeds", "1", "--out", str(out),
+         "--track", "none", *TINY],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert yaml.safe_load((out / "study.yaml").read_text())["set"]["track.backend"] == "none"
+    assert not list(out.rglob("mlflow.db")) and not list(out.rglob("mlartifacts"))
+    again = subprocess.run([*study, "--resume", str(out), "--track", "mlflow"],
+                           capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    assert again.returncode == 2 and "--track is chosen when a study starts" in again.stderr
+    bad = subprocess.run([*study, str(data), "--vary", "train.lr=0.05", "--track", "nope"],
+                         capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    assert bad.returncode == 2 and "track.backend" in bad.stderr, bad.stderr
+
+
 def _ctrl_c_group() -> None:
     # A group of its own, as a terminal gives a command, with Ctrl-C's default action (a shell
     # without job control starts its children ignoring SIGINT).

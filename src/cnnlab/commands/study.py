@@ -8,7 +8,8 @@ from pathlib import Path
 
 import typer
 
-from cnnlab.errors import CnnlabError
+from cnnlab.commands.options import track_option
+from cnnlab.errors import CnnlabError, ConfigError
 
 
 def study_command(
@@ -32,6 +33,7 @@ def study_command(
     storage: str = typer.Option(
         None, "--storage", help="Optuna storage shared by machines, e.g. postgresql://..."
     ),
+    track: str = track_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only results and errors."),
 ) -> None:
     """Compare settings over several seeds on one split; say which differences are real.
@@ -51,6 +53,11 @@ def study_command(
 
     if quiet:
         set_quiet(True)
+    if track is not None and (resume is not None or data == "report"):
+        raise ConfigError(
+            "--track is chosen when a study starts (study.yaml keeps it); "
+            "--resume and report go on as it began"
+        )
     if data == "report":  # `cnnlab study report DIR` (a dataset named report: ./report)
         if not overrides or len(overrides) != 1:
             raise CnnlabError("usage: cnnlab study report STUDY_FOLDER")
@@ -62,7 +69,8 @@ def study_command(
     if data is None:
         raise CnnlabError("study needs a DATA folder (or --resume DIR, or report DIR)")
     command = "cnnlab " + " ".join(shlex.quote(a) for a in _without_secrets(sys.argv[1:]))
-    spec = make_plan(data, vary, seeds, recipe, plan, overrides, command)
+    sets = [f"track.backend={track}"] if track is not None else []  # KEY=VALUE wins, as in train
+    spec = make_plan(data, vary, seeds, recipe, plan, [*sets, *(overrides or [])], command)
     run_study(spec, out, workers, storage)
 
 

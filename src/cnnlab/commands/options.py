@@ -1,0 +1,14 @@
+"""Options that several commands share, defined once so their names and help agree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+TRACK_HELP = "auto | mlflow | wandb | none [default: auto: mlflow, or $CNNLAB_TRACK if set]"
+
+
+def track_option() -> Any:
+    """``--track``: where the runs are logged (``track.backend``); ``none`` turns it off."""
+    return typer.Option(None, "--track", help=TRACK_HELP)
