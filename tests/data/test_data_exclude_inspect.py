@@ -130,6 +130,31 @@ def test_inspect_lists_the_groups_and_points_at_audit_html_for_the_rest(tmp_path
     assert str(root) not in text.replace(str(out), "")  # paths are relative to the root
 
 
+def test_inspect_counts_near_duplicates_and_says_where_they_are_listed(tmp_path: Path) -> None:
+    """inspect found 88 near-duplicate pairs (5 across classes) and printed nothing of them."""
+    from PIL import Image
+
+    root = write_folder(tmp_path / "ds", classes=3, per_class=8)
+    with Image.open(root / "class_0" / "img_003.png") as img:  # re-encoded: similar, not equal
+        img.convert("RGB").save(root / "class_1" / "copie é 3.jpg", quality=70)
+    before = folder_digest(root)
+    out = tmp_path / "audit"
+    result = _run("data", "inspect", str(root), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    audit = _report(out)["audit"]
+    pair = {"class_0/img_003.png", "class_1/copie é 3.jpg"}
+    assert any({p["a"], p["b"]} == pair and not p["same_label"] for p in audit["near_pairs"])
+    total, across = audit["near_duplicates"], audit["near_across_classes"]
+    assert across == sum(not p["same_label"] for p in audit["near_pairs"]) >= 1
+    assert (
+        f"{total} pair(s) of near-duplicate images ({across} across classes), "
+        f"listed in {out / 'audit.html'}"
+    ) in _text(result)
+    assert folder_digest(root) == before
+    quiet = _run("data", "inspect", str(root), "--out", str(out), "--no-near")
+    assert "near-duplicate" not in quiet.output
+
+
 def test_training_warning_points_at_inspect_with_the_same_settings(tmp_path: Path, capsys) -> None:
     root = tmp_path / "ds"
     _leaky_folder(root, leaks=1)

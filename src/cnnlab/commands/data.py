@@ -69,6 +69,7 @@ def inspect(
         info(f"  ... {len(check.scan.skipped) - 50} more in data_report.json")
     doc = read_json(html.parent / "data_report.json")
     _print_groups(doc["audit"], html)
+    _print_near(doc["audit"], html)
     _print_label_issues(doc.get("label_issues"), html)
     info(f"audit written to {html} (and data_report.json beside it)")
     _print_problems(check.problems)
@@ -150,6 +151,27 @@ def _print_group_list(groups: list, total: int, tag: str | None, html: Path) -> 
         info("  " + " = ".join(names[:_MEMBERS]) + more)
     if total > _GROUPS:
         info(f"  ... and {total - _GROUPS} more in {html}")
+
+
+def _print_near(audit: dict, html: Path) -> None:
+    """How many near-duplicate pairs (similar, not identical, pictures) were found and where
+    they are listed: too many to print (88 pairs in a 1,836-image folder), yet those across
+    classes are label conflicts a reader should look at."""
+    from cnnlab.console import info
+    from cnnlab.data.audit import NEAR_MAX_IMAGES
+
+    if "near_pairs" not in audit:  # --no-near
+        return
+    if not audit["near_checked"]:
+        info(f"near duplicates not looked for: more than {NEAR_MAX_IMAGES:,} images")
+        return
+    total, listed = audit["near_duplicates"], len(audit["near_pairs"])
+    if total:
+        where = "listed" if listed == total else f"the first {listed} listed"
+        info(
+            f"{total} pair(s) of near-duplicate images "
+            f"({audit['near_across_classes']} across classes), {where} in {html}"
+        )
 
 
 def _print_label_issues(found: dict | None, html: Path) -> None:

@@ -155,6 +155,7 @@ def _thumb_pass(scan: ScanResult, progress: bool) -> dict[str, Any]:
         "channel_mean": [round(float(v), 4) for v in mean],
         "channel_std": [round(float(v), 4) for v in std],
         "near_duplicates": len(near),
+        "near_across_classes": sum(not pair["same_label"] for pair in near),
         "near_pairs": near[:MAX_LISTED],
         "near_checked": len(ok) <= NEAR_MAX_IMAGES,
     }
