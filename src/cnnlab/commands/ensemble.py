@@ -13,7 +13,13 @@ def ensemble_command(
     out: Path = typer.Option(
         None, "--out", "-o", help="Ensemble folder [default: runs/ensemble-*]"
     ),
-    runs_dir: str = typer.Option("runs", "--runs-dir", help="Where the default folder goes."),
+    runs_dir: Path = typer.Option(
+        None,
+        "--runs-dir",
+        help="Where the default folder goes [default: runs; beside the dataset when run from"
+        " inside it].",
+        show_default=False,
+    ),
     from_study: Path = typer.Option(None, "--from-study", help="Take members from a study folder."),
     top: int = typer.Option(3, "--top", help="With --from-study: the K best cells (by val)."),
 ) -> None:

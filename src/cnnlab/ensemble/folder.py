@@ -91,7 +91,39 @@ def _summary(members: list[Member], weights: np.ndarray, method: str, metrics: d
     }
 
 
-def _make_folder(out: str | Path | None, runs_dir: str | Path, name: str) -> Path:
+def _outside_datasets(
+    members: list[Member], out: str | Path | None, runs_dir: str | Path | None
+) -> Path:
+    """Refuse an ``out`` or ``runs_dir`` inside a member's dataset folder, the way ``train``
+    refuses its ``runs_dir`` there; the default ``runs`` moves beside the dataset when the
+    working folder is inside it. Returns the runs folder to use.
+
+    Raises:
+        ConfigError: ``out`` or ``runs_dir`` is inside a member's dataset folder.
+    """
+    from cnnlab.paths import dataset_folder, outside_dataset
+
+    where = Path(runs_dir or "runs")
+    for root in dict.fromkeys(_data_root(m) for m in members):
+        if not root:
+            continue
+        dataset = dataset_folder(root)
+        if out is not None:
+            outside_dataset(Path(out), Path(out), dataset, "--out")
+        else:
+            given = Path(runs_dir) if runs_dir is not None else None
+            where = outside_dataset(given, where, dataset, "--runs-dir")
+    if runs_dir is None and out is None and where != Path("runs"):
+        info(f"ensemble folders go to {where}: 'runs' here would be inside the dataset")
+    return where
+
+
+def _data_root(member: Member) -> str | None:
+    data = (member.run.config or {}).get("data")
+    return (data or {}).get("root")
+
+
+def _make_folder(out: str | Path | None, runs_dir: Path, name: str) -> Path:
     """``out`` (new or empty), else a fresh ``runs_dir/name`` that never overwrites."""
     if out is not None:
         path = Path(out)
@@ -126,7 +158,7 @@ def build_ensemble(
     run_dirs: list[str | Path],
     method: str = "soft",
     out: str | Path | None = None,
-    runs_dir: str | Path = "runs",
+    runs_dir: str | Path | None = None,
     name: str | None = None,
 ) -> runs.Run:
     """Combine finished runs into an ensemble folder; weights are fitted on val only.
@@ -136,20 +168,27 @@ def build_ensemble(
         method: ``soft``, ``hard``, ``weighted`` or ``greedy``.
         out: the ensemble folder (must not exist or be empty); default
             ``runs_dir/ensemble-<method>`` with a suffix if taken.
-        runs_dir: where the default folder goes.
+        runs_dir: where the default folder goes (default ``runs``, moved beside the dataset
+            when the working folder is inside it).
         name: folder name under ``runs_dir`` instead of ``ensemble-<method>``.
 
     Returns:
         The ensemble folder as a :class:`~cnnlab.runs.Run`.
+
+    Raises:
+        RunError: a member cannot be used (not a finished run, other classes or split).
+        ConfigError: ``out`` or ``runs_dir`` lies inside a member's dataset folder (cnnlab
+            never writes into the data).
     """
     from cnnlab.ensemble.report import evaluate_splits, gain_over_best, write_ensemble_report
     from cnnlab.ensemble.tracking import track_ensemble
 
     members = [load_member(r) for r in run_dirs]
     check_members(members)
+    where = _outside_datasets(members, out, runs_dir)  # before anything is written
     val = stacked(members, "val")
     weights = fit(method, len(members), *(() if val is None else (val[0], val[1].labels)))
-    path = _make_folder(out, runs_dir, name or f"ensemble-{method}")
+    path = _make_folder(out, where, name or f"ensemble-{method}")
     card = _card(members, weights, method, path)
     _write_inputs(path, members, card)
     results, gain = {}, None
