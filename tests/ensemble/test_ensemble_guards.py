@@ -3,13 +3,18 @@ members that could not predict, and being exported as one file."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from tests.conftest import folder_digest
+
+from cnnlab.ensemble.folder import build_ensemble
+from cnnlab.errors import RunError
 
 from .conftest import ODD_CLASS
 
@@ -46,3 +51,48 @@ def test_out_and_runs_dir_inside_a_members_dataset_are_refused(members, tmp_path
     assert made.parent == data.parent / "runs" and (made / "ensemble.json").is_file()
     shutil.rmtree(made)  # the package's member runs live beside it: remove only this one
     assert folder_digest(data) == before  # nothing written, not even an empty folder
+
+
+def test_a_member_that_could_not_predict_is_refused_at_build(members, tmp_path) -> None:
+    broken = _copy(members, "b", tmp_path)
+    card = broken / "model.json"
+    card.write_text(card.read_text(encoding="utf-8")[:100], encoding="utf-8")  # cut mid-file
+    out = tmp_path / "ens"
+    done = cli("ensemble", members["a"], broken, "--out", out)
+    assert done.returncode == 2
+    assert "model.json: not valid JSON" in done.stderr and "must be able to predict" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not out.exists()
+
+    card.write_text(json.dumps({"format": "cnnlab-model/1"}), encoding="utf-8")
+    with pytest.raises(RunError, match=r"no input\.img_size.*create_kwargs\.name"):
+        build_ensemble([members["a"], broken], out=out)
+    shutil.copy(members["b"] / "model.json", card)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])  # truncated
+    with pytest.raises(RunError, match=r"model\.safetensors: unreadable"):
+        build_ensemble([members["a"], broken], out=out)
+    assert not out.exists()
+
+
+def test_missing_predictions_name_the_run_that_lacks_them(members, tmp_path) -> None:
+    lacking = _copy(members, "b", tmp_path)
+    (lacking / "predictions" / "val.csv").unlink()
+    for order in ((members["a"], lacking), (lacking, members["a"])):
+        with pytest.raises(RunError, match=r"^b copy has no val predictions .* but a has"):
+            build_ensemble(list(order), out=tmp_path / "never")
+
+
+def test_title_counts_members_and_says_what_they_were_chosen_from(members, tmp_path) -> None:
+    from cnnlab.ensemble.report import title
+
+    def card(*weights: float) -> dict:
+        return {"method": "greedy", "members": [{"weight": w} for w in weights]}
+
+    assert title(card(0.5, 0.5, 0.0)) == "greedy ensemble of 2 runs (chosen from 3 candidates)"
+    assert title(card(0.5, 0.5)) == "greedy ensemble of 2 runs"
+    out = tmp_path / "ens"
+    done = cli("ensemble", members["a"], members["b"], "--method", "greedy", "--out", out)
+    assert done.returncode == 0, done.stderr
+    said = title(json.loads((out / "ensemble.json").read_text(encoding="utf-8")))
+    assert f"{out}: {said}" in done.stdout  # the command line and the report say the same
+    assert (out / "report.md").read_text(encoding="utf-8").startswith(f"# ens: {said}")

@@ -30,8 +30,10 @@ def ensemble_command(
         cnnlab ensemble runs/cnn runs/effnet runs/resnet18 --method greedy
     """
     from cnnlab.console import result
-    from cnnlab.ensemble.folder import build_ensemble
+    from cnnlab.ensemble.folder import ENSEMBLE_CARD, build_ensemble
+    from cnnlab.ensemble.report import title
     from cnnlab.errors import CnnlabError
+    from cnnlab.runs import read_json
 
     members = list(runs or [])
     if from_study is not None:
@@ -44,7 +46,7 @@ def ensemble_command(
     summary = run.summary
     test = (summary["metrics"].get("test") or {}).get("accuracy")
     gain = summary.get("gain_over_best_member") or {}
-    line = f"{run.path}: {method} ensemble of {len(summary['members'])} runs"
+    line = f"{run.path}: {title(read_json(run.path / ENSEMBLE_CARD))}"
     if test is not None:
         line += f", test accuracy {test:.4f}"
     if gain:

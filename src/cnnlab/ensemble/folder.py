@@ -176,11 +176,17 @@ def build_ensemble(
         The ensemble folder as a :class:`~cnnlab.runs.Run`.
 
     Raises:
-        RunError: a member cannot be used (not a finished run, other classes or split).
+        RunError: a member cannot be used (not a finished run, unreadable model card, other
+            classes or split).
         ConfigError: ``out`` or ``runs_dir`` lies inside a member's dataset folder (cnnlab
             never writes into the data).
     """
-    from cnnlab.ensemble.report import evaluate_splits, gain_over_best, write_ensemble_report
+    from cnnlab.ensemble.report import (
+        evaluate_splits,
+        gain_over_best,
+        title,
+        write_ensemble_report,
+    )
     from cnnlab.ensemble.tracking import track_ensemble
 
     members = [load_member(r) for r in run_dirs]
@@ -204,6 +210,6 @@ def build_ensemble(
     summary["gain_over_best_member"] = gain
     runs.write_json(path / runs.SUMMARY, summary)
     report = write_ensemble_report(path, card, summary, results, members, gain)
-    info(f"ensemble ({method}) of {len(members)} runs: {report}")
+    info(f"{title(card)}: {report}")
     track_ensemble(runs.Run(path), members, weights.tolist())
     return runs.Run(path)

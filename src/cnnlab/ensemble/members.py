@@ -5,7 +5,9 @@ same images: same classes in the same order, and the same split. The split is co
 digest of ``split.csv``'s rows (sorted, so row order and line endings do not matter); a
 mismatch is an error naming the runs that differ. Each member's val and test probabilities
 come from ``predictions/{split}_probs.npy``, written when the run finished: nothing is
-predicted again.
+predicted again. A member must still be able to predict later (``cnnlab predict`` on the
+ensemble), so its model card and the header of its weights file are checked when it is opened:
+a damaged one is refused at build time, not at the first prediction.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from typing import Any
 import numpy as np
 
 from cnnlab.errors import RunError
-from cnnlab.runs import PREDICTIONS, SPLIT, Run, load_run, probs_file
+from cnnlab.runs import MODEL_CARD, PREDICTIONS, SPLIT, WEIGHTS, Run, load_run, probs_file
 
 SPLITS = ("val", "test")
+_CARD_INPUT = ("img_size", "resize", "channels", "mean", "std")  # what a Predictor reads
 
 
 def split_digest(path: str | Path) -> str:
@@ -92,9 +95,45 @@ def _read_scores(run: Run, split: str, classes: list[str]) -> Scores | None:
     return Scores([r["path"] for r in rows], labels, probs.astype(np.float64))
 
 
+def check_can_predict(run: Run) -> None:
+    """Refuse a run whose model card or weights file could not be loaded to predict.
+
+    Building an ensemble loads no model, so without this a damaged ``model.json`` surfaced
+    only at the ensemble's first prediction. Reads the card and the safetensors header only.
+
+    Raises:
+        RunError: naming the file and what is wrong with it.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    fix = "an ensemble member must be able to predict: train it again or restore the file"
+    try:
+        card = run.model_card
+    except RunError as exc:
+        raise RunError(f"{exc}; {fix}") from None
+    inp = card.get("input") if isinstance(card, dict) else None
+    kwargs = card.get("create_kwargs") if isinstance(card, dict) else None
+    lacking = [f"input.{k}" for k in _CARD_INPUT if not isinstance(inp, dict) or k not in inp]
+    if not isinstance(kwargs, dict) or not kwargs.get("name"):
+        lacking.append("create_kwargs.name")
+    if lacking:
+        raise RunError(f"{run.path / MODEL_CARD}: no {', '.join(lacking)}; {fix}")
+    try:
+        with safe_open(run.path / WEIGHTS, framework="numpy") as fh:
+            fh.keys()
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise RunError(f"{run.path / WEIGHTS}: unreadable ({exc}); {fix}") from None
+
+
 def load_member(run_dir: str | Path) -> Member:
-    """Open a finished run with its saved val/test scores."""
+    """Open a finished run with its saved val/test scores.
+
+    Raises:
+        RunError: not a finished run, no split, a damaged model card or weights file, or
+            saved scores that do not fit its classes.
+    """
     run = load_run(run_dir)
+    check_can_predict(run)
     if not (run.path / SPLIT).is_file():
         raise RunError(f"{run.path / SPLIT}: missing; an ensemble member needs its split")
     classes = run.classes
@@ -149,7 +188,12 @@ def check_members(members: list[Member]) -> None:
             )
         for split in SPLITS:
             if (split in m.scores) != (split in first.scores):
-                raise RunError(f"{m.name} and {first.name}: only one has {split} predictions")
+                has, lacks = (m, first) if split in m.scores else (first, m)
+                raise RunError(
+                    f"{lacks.name} has no {split} predictions ({lacks.run.path / PREDICTIONS}/"
+                    f"{split}.csv missing) but {has.name} has: members must be scored on the "
+                    "same splits"
+                )
             if split in m.scores:
                 m.scores[split] = _align(first.scores[split], m.scores[split], m.name, split)
 

@@ -137,6 +137,16 @@ def members_section(
     return Section("members", "Ensemble vs members", blocks)
 
 
+def title(card: dict[str, Any]) -> str:
+    """``greedy ensemble of 2 runs (chosen from 3 candidates)``: the members that predict
+    (weight > 0) and, when selection dropped some, how many it chose from. The report and
+    the command line both say this, so they agree."""
+    candidates = len(card["members"])
+    used = sum(1 for m in card["members"] if m["weight"] > 0)
+    text = f"{card['method']} ensemble of {used} runs"
+    return text if used == candidates else f"{text} (chosen from {candidates} candidates)"
+
+
 def write_ensemble_report(
     path: Path,
     card: dict[str, Any],
@@ -162,7 +172,7 @@ def write_ensemble_report(
     )
     sections = [s for s in sections if s.id != "diagnosis"]  # no epochs: nothing to diagnose
     sections.insert(0, members_section(card, summary, members, gain))
-    title = f"{path.name}: {card['method']} ensemble of {len(members)} runs"
-    runs.atomic_write_text(path / runs.REPORT_HTML, render_html(title, sections))
-    runs.atomic_write_text(path / runs.REPORT_MD, render_markdown(title, sections, path))
+    head = f"{path.name}: {title(card)}"
+    runs.atomic_write_text(path / runs.REPORT_HTML, render_html(head, sections))
+    runs.atomic_write_text(path / runs.REPORT_MD, render_markdown(head, sections, path))
     return path / runs.REPORT_HTML
