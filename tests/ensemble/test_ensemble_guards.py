@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from tests.conftest import folder_digest
 
+import cnnlab
 from cnnlab.ensemble.folder import build_ensemble
+from cnnlab.ensemble.predictor import evaluate_ensemble
 from cnnlab.errors import RunError
 
 from .conftest import ODD_CLASS
@@ -34,6 +36,16 @@ def _copy(members: dict[str, Path], key: str, tmp_path: Path) -> Path:
     return Path(shutil.copytree(members[key], tmp_path / f"{key} copy"))
 
 
+def _train_on(run: Path) -> None:
+    """What a resume that found a better epoch does to the run: other weights, same layout."""
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(run / "model.safetensors")
+    bias = next(k for k in tensors if k.endswith("bias"))
+    tensors[bias] = tensors[bias] + 0.5
+    save_file(tensors, run / "model.safetensors")
+
+
 def test_out_and_runs_dir_inside_a_members_dataset_are_refused(members, tmp_path) -> None:
     data = members["data"]
     before = folder_digest(data)
@@ -51,6 +63,41 @@ def test_out_and_runs_dir_inside_a_members_dataset_are_refused(members, tmp_path
     assert made.parent == data.parent / "runs" and (made / "ensemble.json").is_file()
     shutil.rmtree(made)  # the package's member runs live beside it: remove only this one
     assert folder_digest(data) == before  # nothing written, not even an empty folder
+
+
+def test_a_member_trained_on_since_is_refused_until_rebuilt(members, tmp_path) -> None:
+    """The report said one accuracy; predict/eval would silently give another's."""
+    changed = _copy(members, "b", tmp_path)
+    ens = build_ensemble([members["a"], changed], method="soft", out=tmp_path / "ens").path
+    card = json.loads((ens / "ensemble.json").read_text(encoding="utf-8"))
+    assert all(len(m["weights_sha256"]) == 64 for m in card["members"])
+    image = next((members["data"] / ODD_CLASS).glob("*.png"))
+    before = cnnlab.load(str(ens)).predict([image])[0]["prob"]
+
+    _train_on(changed)
+    with pytest.raises(RunError, match=r"member b copy .* has changed since the ensemble was"):
+        cnnlab.load(str(ens))
+    with pytest.raises(RunError, match="build the ensemble again: cnnlab ensemble"):
+        evaluate_ensemble(ens)
+    done = cli("eval", ens)
+    assert (
+        done.returncode == 2
+        and "b copy" in done.stderr
+        and "build the ensemble again" in (done.stderr)
+    )
+    assert not (ens / "eval-test").exists()
+    rebuilt = build_ensemble([members["a"], changed], method="soft", out=tmp_path / "ens2")
+    assert cnnlab.load(str(rebuilt.path)).predict([image])[0]["prob"] != before
+
+    # an ensemble built before digests were recorded still loads, with a warning
+    old = Path(shutil.copytree(rebuilt.path, tmp_path / "old"))
+    card = json.loads((old / "ensemble.json").read_text(encoding="utf-8"))
+    for m in card["members"]:
+        del m["weights_sha256"]
+    (old / "ensemble.json").write_text(json.dumps(card), encoding="utf-8")
+    shown = cli("predict", old, image)
+    assert shown.returncode == 0, shown.stderr
+    assert "without its members' weight digests" in shown.stderr and image.name in shown.stdout
 
 
 def test_a_member_that_could_not_predict_is_refused_at_build(members, tmp_path) -> None:

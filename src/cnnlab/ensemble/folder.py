@@ -2,8 +2,9 @@
 
 Layout (beside the run-folder contract in :mod:`cnnlab.runs`)::
 
-    ensemble.json        the ensemble card: method, members (paths relative to this folder),
-                         weights, classes, split digest, what the weights were fitted on
+    ensemble.json        the ensemble card: method, members (paths relative to this folder,
+                         weights, SHA-256 of each member's model.safetensors), classes, split
+                         digest, what the weights were fitted on
     config.yaml          data.root (for `cnnlab eval`) and the ensemble's settings
     classes.json, split.csv          the members' (identical) classes and split
     summary.json         same schema as a run's (model "ensemble", mode = method)
@@ -54,6 +55,9 @@ def _card(members: list[Member], weights: np.ndarray, method: str, out: Path) ->
                 "model": m.summary.get("model"),
                 "mode": m.summary.get("mode"),
                 "weight": round(float(w), 6),
+                # the weights the saved scores (and so the fitted weights, summary and report)
+                # came from: a member trained on since is refused when the ensemble is loaded
+                "weights_sha256": runs.weights_digest(m.run.path),
             }
             for m, w in zip(members, weights, strict=True)
         ],

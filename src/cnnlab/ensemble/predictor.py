@@ -4,10 +4,18 @@
 member decodes and preprocesses an image its own way (input size, crop, normalisation), then
 combines the members' probabilities with the weights fitted when the ensemble was built.
 Members with weight 0 (greedy selection may drop some) are not loaded.
+
+A member trained on after the ensemble was built (``cnnlab train --resume``) has other weights
+than the ones its weights, summary and report were made from: the ensemble would predict and
+score differently from its report without a word. The card records each member's
+``model.safetensors`` SHA-256, and a member whose weights differ is refused (rebuild the
+ensemble). Ensembles built before the digests were recorded still load, with a warning.
 """
 
 from __future__ import annotations
 
+import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +24,27 @@ import numpy as np
 from cnnlab.ensemble.combine import combine
 from cnnlab.ensemble.members import LazyImages
 from cnnlab.errors import RunError
-from cnnlab.runs import read_json
+from cnnlab.runs import WEIGHTS, read_json, weights_digest
+
+
+def check_unchanged(ensemble: Path, card: dict[str, Any], entry: dict[str, Any]) -> None:
+    """Refuse a member whose weights are not the ones recorded when the ensemble was built.
+
+    Raises:
+        RunError: naming the member and the command that builds the ensemble again.
+    """
+    recorded = entry.get("weights_sha256")
+    member = ensemble / entry["run"]
+    if recorded is None or not (member / WEIGHTS).is_file():
+        return  # an older card; a missing file is the Predictor's error to name
+    if weights_digest(member) != recorded:
+        runs = " ".join(shlex.quote(os.path.normpath(ensemble / m["run"])) for m in card["members"])
+        raise RunError(
+            f"{ensemble}: member {entry['name']} ({os.path.normpath(member)}) has changed since "
+            f"the ensemble was built: its {WEIGHTS} is not the one recorded (resumed or trained "
+            "again), so the ensemble's weights, summary and report describe a model that is "
+            f"gone; build the ensemble again: cnnlab ensemble {runs} --method {card['method']}"
+        )
 
 
 class EnsemblePredictor:
@@ -31,6 +59,16 @@ class EnsemblePredictor:
         self.classes: list[str] = list(self.card["classes"])
         self.method: str = self.card["method"]
         used = [m for m in self.card["members"] if m["weight"] > 0]
+        if any("weights_sha256" not in m for m in used):
+            from cnnlab.console import warn
+
+            warn(
+                f"{self.run_dir}: built by an older cnnlab, without its members' weight "
+                "digests: a member trained on since would go unnoticed; build the ensemble "
+                "again to have that checked"
+            )
+        for m in used:
+            check_unchanged(self.run_dir, self.card, m)
         self.weights = np.array([m["weight"] for m in used], dtype=np.float64)
         self.members: list[Predictor] = []
         for m in used:
