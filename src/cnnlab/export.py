@@ -13,6 +13,10 @@ needs ``onnxscript``, which is not a dependency. Parity is measured on real imag
 run's own test (else val, else train) split when the dataset is still readable, otherwise on
 random pixels pushed through the same preprocessing; the source is recorded.
 
+An ensemble folder is refused: its members each have their own preprocessing and the
+combination happens outside any one network, so there is no single file to write; its
+member runs export one by one.
+
 Example:
     >>> export_run("runs/cnn-scratch", format="onnx")["max_abs_diff"]  # doctest: +SKIP
     3.1e-06
@@ -30,7 +34,7 @@ import numpy as np
 import torch
 
 from cnnlab import __version__
-from cnnlab.errors import CnnlabError, ConfigError, ParityError
+from cnnlab.errors import CnnlabError, ConfigError, ParityError, RunError
 from cnnlab.predict import ONNX_FILE, Predictor
 from cnnlab.runs import CONFIG, MODEL_CARD, SPLIT, read_json, weights_digest, write_json
 
@@ -77,6 +81,55 @@ def parity_inputs(predictor: Predictor, limit: int = _PARITY_IMAGES) -> tuple[to
     u8 = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     with torch.no_grad():  # not inference_mode: the exporter's tracer refuses those tensors
         return predictor.transform(u8).float().contiguous(), source
+
+
+def onnx_opsets() -> range | None:
+    """The ONNX opsets the installed PyTorch's exporter can write (None if it does not say).
+
+    PyTorch keeps the range in a private module; without it the exporter's own error stands.
+    """
+    try:
+        from torch.onnx import _constants
+    except ImportError:
+        return None
+    low, high = (
+        getattr(_constants, "ONNX_MIN_OPSET", None),
+        getattr(_constants, "ONNX_MAX_OPSET", None),
+    )
+    return range(low, high + 1) if isinstance(low, int) and isinstance(high, int) else None
+
+
+def check_opset(opset: int) -> None:
+    """Refuse, before any work, an opset the exporter cannot write (it would fail after
+    tracing, with a traceback and a dump of the whole graph).
+
+    Raises:
+        ConfigError: naming the supported range.
+    """
+    supported = onnx_opsets()
+    if supported is not None and opset not in supported:
+        raise ConfigError(
+            f"--opset {opset}: this PyTorch ({torch.__version__}) exports ONNX opsets "
+            f"{supported.start} to {supported.stop - 1}; pick one in that range (default 17)"
+        )
+
+
+def check_not_ensemble(run_dir: str | Path) -> None:
+    """Refuse an ensemble folder with what to do instead (it has no model.json to export).
+
+    Raises:
+        RunError: ``run_dir`` is an ensemble folder.
+    """
+    from cnnlab.ensemble.folder import ENSEMBLE_CARD, is_ensemble
+
+    if is_ensemble(run_dir):
+        raise RunError(
+            f"{run_dir} is an ensemble: it cannot be exported as one file (each member has "
+            "its own preprocessing and the members' probabilities are combined outside any "
+            f"network); export its member runs (listed with their weights in {ENSEMBLE_CARD}) "
+            "one by one, or predict with the ensemble folder itself (`cnnlab predict`, "
+            "`cnnlab.load`)"
+        )
 
 
 def _export_onnx(model: torch.nn.Module, x: torch.Tensor, path: Path, opset: int) -> Any:
@@ -157,7 +210,8 @@ def export_run(
         format: ``onnx`` or ``torchscript``.
         out: output file; default ``model.onnx`` / ``model.torchscript.pt`` in the run folder
             (the ONNX backend of :class:`~cnnlab.predict.Predictor` finds it there).
-        opset: ONNX opset version.
+        opset: ONNX opset version, within what the installed PyTorch exports
+            (:func:`onnx_opsets`).
         tolerance: largest max |logit difference| accepted.
 
     Returns:
@@ -166,6 +220,9 @@ def export_run(
         ``weights_sha256`` (of the ``model.safetensors`` exported).
 
     Raises:
+        ConfigError: unknown format, negative tolerance, or an ONNX opset the installed
+            PyTorch cannot export (checked before any work).
+        RunError: ``run_dir`` is not a finished run, or is an ensemble folder.
         ParityError: the export's logits differ by more than ``tolerance``. The file and its
             record (``parity_ok: false``) are kept for inspection; the ONNX backend of the
             Predictor refuses such an export.
@@ -174,6 +231,9 @@ def export_run(
         raise ConfigError(f"unknown export format '{format}'; use one of {', '.join(FORMATS)}")
     if not tolerance >= 0:
         raise ConfigError(f"export tolerance must be >= 0, got {tolerance}")
+    if format == "onnx":
+        check_opset(opset)
+    check_not_ensemble(run_dir)
     predictor = Predictor(run_dir, backend="torch", device="cpu")
     digest = weights_digest(predictor.run_dir)  # of the weights the Predictor just loaded
     model = predictor.model

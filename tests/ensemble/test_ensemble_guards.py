@@ -16,7 +16,8 @@ from tests.conftest import folder_digest
 import cnnlab
 from cnnlab.ensemble.folder import build_ensemble
 from cnnlab.ensemble.predictor import evaluate_ensemble
-from cnnlab.errors import RunError
+from cnnlab.errors import ConfigError, RunError
+from cnnlab.export import export_run
 
 from .conftest import ODD_CLASS
 
@@ -143,3 +144,15 @@ def test_title_counts_members_and_says_what_they_were_chosen_from(members, tmp_p
     said = title(json.loads((out / "ensemble.json").read_text(encoding="utf-8")))
     assert f"{out}: {said}" in done.stdout  # the command line and the report say the same
     assert (out / "report.md").read_text(encoding="utf-8").startswith(f"# ens: {said}")
+
+
+def test_export_refuses_an_ensemble_and_says_what_to_do(members, tmp_path) -> None:
+    ens = build_ensemble([members["a"], members["b"]], out=tmp_path / "ens").path
+    with pytest.raises(RunError, match="is an ensemble: it cannot be exported as one file"):
+        export_run(ens)
+    done = cli("export", ens, "--format", "torchscript")
+    assert done.returncode == 2 and "export its member runs" in done.stderr
+    assert "missing model.json" not in done.stderr
+    assert not list(ens.glob("model.*")) and not (ens / "export.json").exists()
+    with pytest.raises(ConfigError, match="opsets 7 to"):
+        export_run(ens, opset=99)  # argument checks come first

@@ -189,3 +189,23 @@ def test_export_steps_reproduce_predict(tmp_path, resize, tta):
         ) / 2
     expected = predictor.predict([image])[0]
     assert float(probs.max()) == pytest.approx(expected["prob"], abs=1e-5)
+
+
+def test_opset_outside_the_exporters_range_is_one_error_line(tmp_path):
+    """It used to fail after tracing: a RuntimeError traceback and the whole Torch IR graph."""
+    from cnnlab.errors import ConfigError
+    from cnnlab.export import onnx_opsets
+
+    run = build_run(tmp_path)
+    supported = onnx_opsets()
+    assert supported is not None and 17 in supported
+    res = _main("export", str(run), "--opset", "30")
+    assert res.returncode == 2, res.stdout + res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --opset 30"), res.stderr
+    assert f"opsets {supported.start} to {supported.stop - 1}" in lines[0]
+    for opset in (0, supported.start - 1, supported.stop):
+        with pytest.raises(ConfigError, match=f"--opset {opset}:"):
+            export_run(run, format="onnx", opset=opset)
+    assert not (run / "model.onnx").exists() and not (run / "export.json").exists()
+    assert export_run(run, format="torchscript", opset=30)["opset"] is None  # ONNX only
