@@ -2,7 +2,8 @@
 
 The exported graph takes the *preprocessed* input: float32 ``(B, C, img_size, img_size)``,
 normalised with the card's mean/std, batch size dynamic; it returns logits. The preprocessing
-that leads there (decode, shorter side to ``resize``, centre crop, normalise) is written to
+that leads there (decode, centre square resized to ``resize`` exactly as Pillow's
+``resize(box=...)`` does it, centre crop, normalise; see :func:`preprocessing`) is written to
 ``export.json`` beside the file and to the model card's ``exports`` entry, because a model
 fed differently prepared pixels fails silently. Both records carry the SHA-256 of the
 ``model.safetensors`` the file was made from: the ONNX backend of the Predictor refuses an
@@ -175,18 +176,40 @@ def _max_abs_diff(model: torch.nn.Module, run: Any, x: torch.Tensor) -> float:
 
 def preprocessing(card: dict[str, Any]) -> dict[str, Any]:
     """How to turn an image file into the exported model's input (for any runtime), and
-    its output into the probabilities the run's report and ``cnnlab predict`` give."""
+    its output into the probabilities the run's report and ``cnnlab predict`` give.
+
+    The steps say what :func:`cnnlab.data.image.load_image` and ``to_array`` do, to the
+    pixel: the square is resized with Pillow's ``resize(box=...)``, whose filter reads
+    pixels just outside the square, so cropping the square first and then resizing differs
+    at the borders (up to ~14 grey levels on a small image). That is how every run was
+    trained and scored, so it is described here rather than changed.
+    """
     inp = card["input"]
+    r, size = inp["resize"], inp["img_size"]
     steps = [
-        "decode; apply EXIF orientation; composite transparency on white; "
-        + ("convert to RGB" if inp["channels"] == 3 else "convert to greyscale"),
-        f"centre-crop the largest square, resize it to {inp['resize']}x{inp['resize']} px "
-        "(bilinear, antialiased)",
-        "scale to 0..1, subtract mean, divide by std (per channel)",
+        f"decode the first frame; a JPEG is decoded by libjpeg at reduced scale as Pillow's "
+        f"draft(None, ({r}, {r})) does: by n, the largest of 8, 4, 2 with n <= min(width // "
+        f"{r}, height // {r}) (if any), each side becoming ceil(side / n); apply EXIF "
+        "orientation; 16-bit greyscale to 8 bits (value / 257, rounded); composite "
+        "transparency on white; "
+        + (
+            "convert to RGB"
+            if inp["channels"] == 3
+            else "convert to greyscale (Pillow convert('L'): L = R*299/1000 + G*587/1000 "
+            "+ B*114/1000)"
+        ),
+        f"resize the centred largest square to {r}x{r} in one pass, exactly as Pillow's "
+        f"img.resize(({r}, {r}), Image.BILINEAR, box=(left, top, left + s, top + s)) with "
+        "s = min(width, height), left = (width - s) / 2, top = (height - s) / 2 (halves "
+        "kept): bilinear, widened by s / "
+        f"{r} when shrinking (antialiased); at the square's edges the filter also reads the "
+        "image's pixels just outside it (clipped at the image's edge, not the square's), so "
+        "do not crop the square out first",
+        "scale to 0..1 (divide by 255), subtract mean, divide by std (per channel)",
         "layout NCHW float32; output: logits (apply softmax for probabilities)",
     ]
-    if inp["img_size"] != inp["resize"]:  # else the crop would repeat the previous step
-        steps.insert(2, f"centre-crop {inp['img_size']}x{inp['img_size']}")
+    if size != r:  # else the crop would repeat the previous step
+        steps.insert(2, f"centre-crop {size}x{size}: rows and columns from ({r} - {size}) // 2")
     if card.get("tta") == "hflip":  # the report's numbers are those of the averaged pair
         steps.append(
             "test-time augmentation (model.json tta: hflip): also run the input flipped "

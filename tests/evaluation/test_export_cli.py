@@ -209,3 +209,42 @@ def test_opset_outside_the_exporters_range_is_one_error_line(tmp_path):
             export_run(run, format="onnx", opset=opset)
     assert not (run / "model.onnx").exists() and not (run / "export.json").exists()
     assert export_run(run, format="torchscript", opset=30)["opset"] is None  # ONNX only
+
+
+def test_export_steps_describe_the_resize_to_the_pixel(tmp_path):
+    """export.json's resize step, done as written, gives `predict`'s pixels exactly; the
+    crop-then-resize the old text described does not (the filter reads past the square)."""
+    from PIL import Image
+
+    run = build_run(tmp_path, resize=36)
+    export_run(run, format="torchscript")
+    record = json.loads((run / "export.json").read_text(encoding="utf-8"))["torchscript"]
+    prep = record["preprocessing"]
+    step = next(s for s in prep["steps"] if s.startswith("resize the centred largest square"))
+    assert "box=(left, top, left + s, top + s)" in step and "do not crop the square" in step
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (40, 91, 3), dtype=np.uint8))  # odd margin
+    predictor = Predictor(run)
+    w, h = image.size
+    s, left, top = min(w, h), (w - min(w, h)) / 2, (h - min(w, h)) / 2
+    box = (left, top, left + s, top + s)
+    as_written = image.resize((36, 36), Image.Resampling.BILINEAR, box=box)
+    assert np.array_equal(np.asarray(as_written), predictor.load(image))
+    cropped = image.crop((int(left), int(top), int(left) + s, int(top) + s))
+    crop_first = cropped.resize((36, 36), Image.Resampling.BILINEAR)
+    assert not np.array_equal(np.asarray(crop_first), predictor.load(image))
+
+    # a large JPEG is decoded at reduced scale, by the n the first step gives
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)).save(photo)
+    assert "n <= min(width // 36, height // 36)" in prep["steps"][0]
+    n = max(k for k in (1, 2, 4, 8) if k <= min(300 // 36, 200 // 36))
+    with Image.open(photo) as img:
+        img.draft(None, (36, 36))
+        img = img.convert("RGB")
+        assert img.size == (-(-300 // n), -(-200 // n)) == (75, 50)
+        side = min(img.size)
+        corner = ((img.width - side) / 2, (img.height - side) / 2)
+        box = (*corner, corner[0] + side, corner[1] + side)
+        drafted = img.resize((36, 36), Image.Resampling.BILINEAR, box=box)
+    assert np.array_equal(np.asarray(drafted), predictor.load(photo))
