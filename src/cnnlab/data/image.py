@@ -262,7 +262,10 @@ def inspect_files(
 
 
 def to_array(img: Image.Image, side: int) -> np.ndarray:
-    """Resize the shorter side to ``side`` (antialiased bilinear), centre-crop a square.
+    """Resize the centred largest square to ``side`` in one pass (antialiased bilinear).
+
+    One ``resize(box=...)``, not a crop then a resize: the filter reads the pixels just outside
+    the square, as export.json tells a reimplementation to do.
 
     Returns:
         uint8 array ``(side, side, C)`` with C = 3 for RGB, 1 for L.
