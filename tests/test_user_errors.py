@@ -154,8 +154,10 @@ def test_predict_fails_when_nothing_was_predicted(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_predict_and_eval_never_write_into_the_dataset(tmp_path: Path) -> None:
-    """RELIABILITY.md: the run's dataset (and eval's --data) is read-only to cnnlab."""
+def test_commands_on_a_run_never_write_into_the_dataset(tmp_path: Path) -> None:
+    """RELIABILITY.md: the run's dataset (and eval's --data) is read-only to cnnlab; export
+    and explain wrote model.onnx or heatmaps into a class folder, which the next scan counted
+    as images of that class."""
     from tests.conftest import write_folder
 
     run = build_run(tmp_path)
@@ -167,6 +169,9 @@ def test_predict_and_eval_never_write_into_the_dataset(tmp_path: Path) -> None:
         ("predict", str(run), image, "--out", str(data / "class_0" / "p.csv")),
         ("eval", str(run), "--out", str(data / "ev")),
         ("eval", str(run), "--data", str(other), "--out", str(other / "ev")),
+        ("export", str(run), "--out", str(data / "class_0" / "model.onnx")),
+        ("explain", str(run), image, "--out", str(data / "expl")),
     ):
         assert "inside the dataset folder" in one_error_line(cli(*command)), command
     assert {folder: folder_digest(folder) for folder in (data, other)} == before
+    assert not (run / "model.onnx").exists() and not (run / "explain").exists()

@@ -63,6 +63,39 @@ def outside_dataset(given: Path | None, default: Path, dataset: Path, what: str)
     return default
 
 
+def run_dataset_root(run: str | os.PathLike[str]) -> str | None:
+    """The dataset root in a run's (or an ensemble's) ``config.yaml``; None if unreadable."""
+    import yaml
+
+    from cnnlab.errors import CnnlabError
+    from cnnlab.runs import Run
+
+    try:
+        cfg = Run(Path(run)).config
+    except (CnnlabError, OSError, yaml.YAMLError):
+        return None  # the command that loads the run names what is wrong with the folder
+    data = cfg.get("data") if isinstance(cfg, dict) else None
+    return data.get("root") if isinstance(data, dict) else None
+
+
+def check_outside_run_data(
+    out: str | os.PathLike[str],
+    run: str | os.PathLike[str],
+    data: str | os.PathLike[str] | None = None,
+    what: str = "--out",
+) -> None:
+    """Refuse an output of a command on a finished run (predict, eval, export, explain) inside
+    the run's dataset folder, or inside ``data`` (eval's ``--data``): the same rule
+    :func:`outside_dataset` applies to ``runs_dir`` when training, before any work.
+
+    Raises:
+        ConfigError: ``out`` is inside one of those folders.
+    """
+    for root in (run_dataset_root(run), data):
+        if root:
+            outside_dataset(Path(out), Path(out), dataset_folder(root), what)
+
+
 def check_cache_outside(dataset: Path) -> None:
     """Refuse a cache folder inside the dataset (the scan would see cnnlab's own files).
 

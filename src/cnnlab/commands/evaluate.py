@@ -16,31 +16,6 @@ import typer
 PREDICT_COLUMNS = ["path", "label", "prob", "top_k_labels", "top_k_probs", "error"]
 
 
-def _data_root(run: Path) -> str | None:
-    """The dataset root in the run's config.yaml (an ensemble's holds its members' one)."""
-    import yaml
-
-    from cnnlab.errors import CnnlabError
-    from cnnlab.runs import Run
-
-    try:
-        cfg = Run(run).config
-    except (CnnlabError, OSError, yaml.YAMLError):
-        return None  # the predictor names what is wrong with the folder
-    data = cfg.get("data") if isinstance(cfg, dict) else None
-    return (data or {}).get("root")
-
-
-def check_out_outside_data(out: Path, run: Path, data: Path | None = None) -> None:
-    """Refuse an ``--out`` inside the run's dataset (or ``--data``): the user's data is
-    read-only to cnnlab, and the next scan would find what was written there."""
-    from cnnlab.paths import dataset_folder, outside_dataset
-
-    for root in (_data_root(run), data):
-        if root:
-            outside_dataset(out, out, dataset_folder(root), "--out")
-
-
 def eval_command(
     run: Path = typer.Argument(..., help="Run folder to evaluate."),
     data: Path = typer.Option(
@@ -57,10 +32,10 @@ def eval_command(
     """
     from cnnlab.ensemble.folder import is_ensemble
     from cnnlab.evaluation.evaluate import evaluate_run, print_evaluation
-    from cnnlab.paths import check_writable_dir
+    from cnnlab.paths import check_outside_run_data, check_writable_dir
 
     if out is not None:
-        check_out_outside_data(out, run, data)
+        check_outside_run_data(out, run, data)
         check_writable_dir(out, "--out")
     if is_ensemble(run):
         from cnnlab.ensemble.predictor import evaluate_ensemble
@@ -141,11 +116,11 @@ def predict_command(
         cnnlab predict runs/cnn-scratch photos/ cat.jpg --top-k 3 --out predictions.csv
     """
     from cnnlab.errors import DataError
-    from cnnlab.paths import check_writable_file
+    from cnnlab.paths import check_outside_run_data, check_writable_file
     from cnnlab.predict import load_predictor
 
     if out is not None:
-        check_out_outside_data(out, run)
+        check_outside_run_data(out, run)
         check_writable_file(out, "--out")
     predictor = load_predictor(run, backend=backend)
     rows = _rows(predictor.predict(paths, top_k=top_k, tta=tta))
@@ -183,9 +158,10 @@ def export_command(
     from cnnlab.console import error
     from cnnlab.errors import ParityError
     from cnnlab.export import export_run
-    from cnnlab.paths import check_writable_file
+    from cnnlab.paths import check_outside_run_data, check_writable_file
 
     if out is not None:
+        check_outside_run_data(out, run)
         check_writable_file(out, "--out")
     try:
         record = export_run(run, format=format, out=out, opset=opset, tolerance=tolerance)

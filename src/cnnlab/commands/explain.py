@@ -43,12 +43,15 @@ def explain_command(
     """
     from cnnlab.console import info, result
     from cnnlab.errors import CnnlabError
+    from cnnlab.paths import check_outside_run_data
 
     if layers:
         _print_layers(run)
         return
     if not paths and not filters:
         raise CnnlabError("explain needs image files or folders (or --filters, or --layers)")
+    if out is not None:
+        check_outside_run_data(out, run)
     from cnnlab.explain.run import explain_run
 
     done = explain_run(
