@@ -153,6 +153,14 @@ def test_predict_fails_when_nothing_was_predicted(tmp_path: Path) -> None:
     assert "1 of 2 files could not be read" in out.stderr
 
 
+def test_eval_split_is_checked_before_any_work(tmp_path: Path) -> None:
+    """``--split tset`` evaluated every image of a split folder lacking it; now one line."""
+    run = build_run(tmp_path)
+    line = one_error_line(cli("eval", str(run), "--split", "tset"))
+    assert "unknown split 'tset'; use one of test, val, train" in line
+    assert not list(run.glob("eval-*"))
+
+
 @pytest.mark.slow
 def test_commands_on_a_run_never_write_into_the_dataset(tmp_path: Path) -> None:
     """RELIABILITY.md: the run's dataset (and eval's --data) is read-only to cnnlab; export

@@ -155,6 +155,34 @@ def test_evaluate_run_on_missing_split(tiny_run):
         evaluate_run(tiny_run)
 
 
+def test_split_of_a_folder_is_checked_never_a_silent_fallback(tiny_run, tmp_path):
+    """A split-layout folder without val/ scored its train and test images together for
+    ``--split val`` (and for ``--split bogus``); a flat folder ignored ``--split``."""
+    from tests.conftest import write_folder
+
+    layout = tmp_path / "layout"
+    write_folder(layout / "train", classes=3, per_class=4, seed=1)
+    write_folder(layout / "test", classes=2, per_class=3, seed=2)
+    before = folder_digest(layout)
+    test = evaluate_run(tiny_run, data=layout, out_dir=tmp_path / "ev-test")
+    assert test["images"] == 6  # test/ only, the default
+    train = evaluate_run(tiny_run, data=layout, split="train", out_dir=tmp_path / "t")
+    assert train["images"] == 12
+    with pytest.raises(DataError, match=r"no images in a 'val' split folder; it has test, train"):
+        evaluate_run(tiny_run, data=layout, split="val")
+    for split in ("bogus", "tset", "validation"):
+        with pytest.raises(ConfigError, match=rf"unknown split '{split}'; use one of test, val"):
+            evaluate_run(tiny_run, data=layout, split=split)
+        with pytest.raises(ConfigError, match="unknown split"):
+            evaluate_run(tiny_run, split=split)  # the run's own split.csv, too
+    flat = tiny_run.parent.parent / "data"
+    assert evaluate_run(tiny_run, data=flat, out_dir=tmp_path / "flat")["images"] == 24
+    with pytest.raises(ConfigError, match=r"has no split folders.*leave out --split"):
+        evaluate_run(tiny_run, data=flat, split="test")
+    assert folder_digest(layout) == before
+    assert not (tiny_run / "eval-val").exists()
+
+
 def test_evaluate_predictions_with_prefix_and_gallery(tmp_path):
     rng = np.random.default_rng(0)
     y = torch.tensor([0, 1, 2, 0, 1, 2])

@@ -19,9 +19,18 @@ PREDICT_COLUMNS = ["path", "label", "prob", "top_k_labels", "top_k_probs", "erro
 def eval_command(
     run: Path = typer.Argument(..., help="Run folder to evaluate."),
     data: Path = typer.Option(
-        None, "--data", "-d", help="Labelled folder (ROOT/CLASS/*); default: the run's split."
+        None,
+        "--data",
+        "-d",
+        help="Labelled folder (ROOT/CLASS/* or ROOT/{train,val,test}/CLASS/*); default: the "
+        "run's split.",
     ),
-    split: str = typer.Option("test", help="Split of the run (or of a split folder): val|test."),
+    split: str = typer.Option(
+        None,
+        help="test | val | train: the run's split, or a split folder of --data [default: test;"
+        " a flat --data folder has no splits: all of its images].",
+        show_default=False,
+    ),
     out: Path = typer.Option(None, "--out", "-o", help="Evaluation folder [default: RUN/eval-*]"),
 ) -> None:
     """Evaluate a run on its test split or another labelled folder; writes metrics and a report.
@@ -31,9 +40,10 @@ def eval_command(
         cnnlab eval runs/cnn-scratch --data photos/new_batch
     """
     from cnnlab.ensemble.folder import is_ensemble
-    from cnnlab.evaluation.evaluate import evaluate_run, print_evaluation
+    from cnnlab.evaluation.evaluate import check_split, evaluate_run, print_evaluation
     from cnnlab.paths import check_outside_run_data, check_writable_dir
 
+    check_split(split)
     if out is not None:
         check_outside_run_data(out, run, data)
         check_writable_dir(out, "--out")

@@ -150,7 +150,7 @@ def _score(
 def evaluate_ensemble(
     path: str | Path,
     data: str | Path | None = None,
-    split: str = "test",
+    split: str | None = None,
     out_dir: str | Path | None = None,
     tta: bool | None = None,
 ) -> dict[str, Any]:
@@ -169,6 +169,7 @@ def evaluate_ensemble(
     ens = EnsemblePredictor(run.path)
     left_out: dict[str, int] = {}
     if data is None:
+        split = split or "test"
         root, samples = E.split_samples(run, split)
         source = f"split '{split}' of {root}"
     else:

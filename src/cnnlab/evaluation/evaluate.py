@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from cnnlab.console import info, warn
-from cnnlab.errors import DataError
+from cnnlab.errors import ConfigError, DataError
 from cnnlab.evaluation import plots as P
 from cnnlab.evaluation.metrics import compute_metrics
 from cnnlab.evaluation.plotjobs import PlotJobs
@@ -160,11 +160,29 @@ def _unique_dir(path: Path) -> Path:
     raise DataError(f"{path}: too many evaluation folders with this name; pass --out")
 
 
+EVAL_SPLITS = ("test", "val", "train")  # a run's split.csv and a split folder's names
+
+
+def check_split(split: str | None) -> None:
+    """Refuse a split name other than ``test``, ``val`` or ``train`` (None: the default).
+
+    Raises:
+        ConfigError: naming the split and the allowed ones.
+    """
+    if split is not None and split not in EVAL_SPLITS:
+        raise ConfigError(f"unknown split '{split}'; use one of {', '.join(EVAL_SPLITS)}")
+
+
 def split_samples(run: Any, split: str) -> tuple[Path, list[tuple[str, str]]]:
     """(dataset root, [(relative path, class name)]) of the run's own ``split``.
 
     Public: ``cnnlab eval``, ensembles and the app's sample images all read a run's split here.
+
+    Raises:
+        ConfigError: ``split`` is not test, val or train.
+        DataError: the dataset or split.csv is gone, or the split has no samples.
     """
+    check_split(split)
     data_root = (run.config.get("data") or {}).get("root")
     if not data_root:
         raise DataError(f"{run.path / 'config.yaml'}: no data.root; pass --data FOLDER")
@@ -185,8 +203,29 @@ def split_samples(run: Any, split: str) -> tuple[Path, list[tuple[str, str]]]:
 LEFT_OUT = "left out: classes the model does not know"  # the report's data section
 
 
+def _split_candidates(folder: Path, found: Any, split: str | None) -> list[Any]:
+    """The candidates of the evaluated split: ``split`` (default test) of a split-layout
+    folder, every image of a flat one (where a ``split`` is refused: it has none)."""
+    if found.layout != "split":
+        if split is not None:
+            raise ConfigError(
+                f"--split {split}: {folder} has no split folders (train/, val/, test/), so "
+                "every image in its class folders is evaluated; leave out --split"
+            )
+        return list(found.candidates)
+    want = split or "test"
+    chosen = [c for c in found.candidates if c.split == want]
+    if not chosen:
+        have = sorted({c.split for c in found.candidates if c.split})
+        raise DataError(
+            f"{folder}: no images in a '{want}' split folder; it has {', '.join(have)}: "
+            f"choose one with --split"
+        )
+    return chosen
+
+
 def folder_samples(
-    folder: Path, split: str, classes: Sequence[str]
+    folder: Path, split: str | None, classes: Sequence[str]
 ) -> tuple[list[tuple[str, str]], dict[str, int]]:
     """[(relative path, class name)] of a labelled folder's classes the model knows, and the
     images per class folder it does not know (left out, with a warning).
@@ -194,16 +233,17 @@ def folder_samples(
     A new batch of photos often holds a class the model never saw; its images cannot be
     scored against a label the model cannot output, and the folder is the user's (read-only
     to us), so they are counted and named instead of refusing the whole folder. Only a folder
-    with no known class at all is an error.
+    with no known class at all is an error. A split-layout folder is evaluated on ``split``
+    alone (default test); a split it lacks is an error, never a silent fall back to every
+    image (its training images included).
     """
     from cnnlab.data.walk import walk_folder
 
+    check_split(split)
     if not folder.is_dir():
         raise DataError(f"{folder}: labelled folder not found; expected ROOT/<class>/*.jpg")
     found = walk_folder(folder)
-    cands = found.candidates
-    if found.layout == "split" and any(c.split == split for c in cands):
-        cands = [c for c in cands if c.split == split]
+    cands = _split_candidates(folder, found, split)
     known = set(classes)
     unknown = dict(sorted(Counter(c.label for c in cands if c.label not in known).items()))
     samples = [(c.rel, c.label) for c in cands if c.label in known]
@@ -223,7 +263,7 @@ def folder_samples(
 def evaluate_run(
     run_dir: str | Path,
     data: str | Path | None = None,
-    split: str = "test",
+    split: str | None = None,
     out_dir: str | Path | None = None,
     tta: bool | None = None,
 ) -> dict[str, Any]:
@@ -233,7 +273,9 @@ def evaluate_run(
         run_dir: the run folder.
         data: a labelled folder (``ROOT/<class>/*`` or ``ROOT/{train,val,test}/<class>/*``);
             None evaluates the run's own ``split`` from ``split.csv`` and ``data.root``.
-        split: which split of the run (or of a split-layout folder) to use.
+        split: ``test``, ``val`` or ``train``: the run's split, or the split folder of a
+            split-layout ``data``; None: test, or every image of a flat ``data`` folder
+            (which has no splits, so naming one is an error).
         out_dir: evaluation folder; default ``RUN/eval-<split or folder name>``. A suffix is
             added if it exists.
         tta: flip test-time augmentation; None uses the model card's setting.
@@ -247,11 +289,13 @@ def evaluate_run(
     from cnnlab.evaluation.stream import FileImages, predict_stream
     from cnnlab.predict import Predictor
 
+    check_split(split)  # before the model loads
     run = load_run(run_dir)
     predictor = Predictor(run.path)
     classes = predictor.classes
     left_out: dict[str, int] = {}
     if data is None:
+        split = split or "test"
         root, samples = split_samples(run, split)
         source = f"split '{split}' of {root.name}"  # names only: reports get shared
     else:
