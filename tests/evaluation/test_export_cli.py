@@ -248,3 +248,17 @@ def test_export_steps_describe_the_resize_to_the_pixel(tmp_path):
         box = (*corner, corner[0] + side, corner[1] + side)
         drafted = img.resize((36, 36), Image.Resampling.BILINEAR, box=box)
     assert np.array_equal(np.asarray(drafted), predictor.load(photo))
+
+
+def test_quiet_keeps_the_results_of_eval_and_predict(tiny_run, tmp_path):
+    """README: ``-q`` prints only results and errors; eval's line and predict's table were
+    silenced with the chatter."""
+    image = str(tiny_run.parent.parent / "data" / "class_0" / "img_000.png")
+    res = _main("-q", "eval", str(tiny_run), "--out", str(tmp_path / "ev"))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("accuracy ") and "on 9 images" in res.stdout
+    assert "report: " in res.stdout and len(res.stdout.strip().splitlines()) == 1
+    res = _main("-q", "predict", str(tiny_run), image, "--top-k", "2")
+    assert res.returncode == 0, res.stderr
+    assert "img_000.png" in res.stdout and "class_" in res.stdout and "top-k" in res.stdout
+    assert res.stderr == ""

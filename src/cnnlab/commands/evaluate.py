@@ -84,7 +84,7 @@ def _print_table(rows: list[dict[str, str]]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from cnnlab.console import console
+    from cnnlab.console import result
 
     table = Table("path", "label", "prob", "top-k", show_lines=False)
     for r in rows:
@@ -98,7 +98,7 @@ def _print_table(rows: list[dict[str, str]]) -> None:
             )
         )
         table.add_row(escape(r["path"]), escape(r["label"]), f"{float(r['prob']):.3f}", top)
-    console.print(table)
+    result(table)  # a result: printed under --quiet too
 
 
 def predict_command(

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnlab.console import info, warn
+from cnnlab.console import result as print_result
+from cnnlab.console import warn
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.evaluation import plots as P
 from cnnlab.evaluation.metrics import compute_metrics
@@ -365,7 +366,8 @@ def write_predictions(
 
 
 def print_evaluation(result: dict[str, Any]) -> None:
-    """The one line ``cnnlab eval`` prints for a run or an ensemble: the numbers and the report.
+    """The one line ``cnnlab eval`` prints for a run or an ensemble: the numbers and the report
+    (a result: ``--quiet`` keeps it).
 
     Macro F1 averages over every class the model knows, so a folder holding only some of them
     scores low however right the predictions are; the line says how many classes had no image.
@@ -376,8 +378,10 @@ def print_evaluation(result: dict[str, Any]) -> None:
         if absent
         else ""
     )
-    info(
+    from rich.markup import escape
+
+    print_result(escape(  # a result, printed under --quiet too; never markup (paths hold [ ])
         f"accuracy {result['accuracy']:.4f}  macro F1 {result['macro_f1']:.4f}{note}  "
         f"on {result['images']} images ({len(result['skipped'])} skipped); "
         f"report: {result['report']}"
-    )
+    ))  # fmt: skip
