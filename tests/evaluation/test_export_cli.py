@@ -262,3 +262,24 @@ def test_quiet_keeps_the_results_of_eval_and_predict(tiny_run, tmp_path):
     assert res.returncode == 0, res.stderr
     assert "img_000.png" in res.stdout and "class_" in res.stdout and "top-k" in res.stdout
     assert res.stderr == ""
+
+
+def _eval_probs(folder: Path) -> dict[str, float]:
+    with (folder / "predictions.csv").open(newline="", encoding="utf-8") as fh:
+        return {r["path"]: float(r["prob"]) for r in csv.DictReader(fh)}
+
+
+def test_eval_tta_flags_override_the_runs_choice(tiny_run, tmp_path):
+    """docs/evaluation.md: the run's TTA is eval's default and ``--tta/--no-tta`` override it
+    (the option was missing: ``No such option: --no-tta``)."""
+    data = tiny_run.parent.parent / "data"
+    outs = {flag: tmp_path / f"ev{flag}" for flag in ("", "--tta", "--no-tta")}
+    for flag, out in outs.items():
+        res = _main("eval", str(tiny_run), "--out", str(out), *([flag] if flag else []))
+        assert res.returncode == 0, res.stderr
+    probs = {flag: _eval_probs(out) for flag, out in outs.items()}
+    predictor = Predictor(tiny_run)  # model.json's tta is hflip, as the run's report used
+    for flag, tta in (("--tta", True), ("--no-tta", False)):
+        want = predictor.predict([str(data / p) for p in probs[flag]], tta=tta)
+        assert [round(r["prob"], 6) for r in want] == list(probs[flag].values()), flag
+    assert probs[""] == probs["--tta"] != probs["--no-tta"]

@@ -32,6 +32,13 @@ def eval_command(
         show_default=False,
     ),
     out: Path = typer.Option(None, "--out", "-o", help="Evaluation folder [default: RUN/eval-*]"),
+    tta: bool = typer.Option(
+        None,
+        "--tta/--no-tta",
+        help="Average with the horizontally flipped image [default: as the run was evaluated,"
+        " model.json's tta].",
+        show_default=False,
+    ),
 ) -> None:
     """Evaluate a run on its test split or another labelled folder; writes metrics and a report.
 
@@ -50,9 +57,9 @@ def eval_command(
     if is_ensemble(run):
         from cnnlab.ensemble.predictor import evaluate_ensemble
 
-        result = evaluate_ensemble(run, data=data, split=split, out_dir=out)
+        result = evaluate_ensemble(run, data=data, split=split, out_dir=out, tta=tta)
     else:
-        result = evaluate_run(run, data=data, split=split, out_dir=out)
+        result = evaluate_run(run, data=data, split=split, out_dir=out, tta=tta)
     for item in result["skipped"]:
         typer.echo(f"skipped {item['path']}: {item['reason']}", err=True)
     print_evaluation(result)
