@@ -183,6 +183,25 @@ def test_split_of_a_folder_is_checked_never_a_silent_fallback(tiny_run, tmp_path
     assert not (tiny_run / "eval-val").exists()
 
 
+def test_files_outside_class_folders_are_listed_as_skipped(tiny_run, tmp_path):
+    """``data inspect`` reports a loose image in the root as not in a class folder; eval
+    left it out without a word."""
+    from tests.conftest import write_folder
+
+    flat = write_folder(tmp_path / "flat", classes=3, per_class=2)
+    make_class_image(0, np.random.default_rng(0)).save(flat / "stray photo.png")
+    result = evaluate_run(tiny_run, data=flat, out_dir=tmp_path / "ev")
+    assert result["skipped"] == [{"path": "stray photo.png", "reason": "not in a class folder"}]
+    assert result["images"] == 6 and result["skipped_files"] == 1
+    layout = tmp_path / "layout"
+    write_folder(layout / "train", classes=3, per_class=2)
+    write_folder(layout / "test", classes=3, per_class=2)
+    for loose in (layout / "loose.png", layout / "train" / "t.png", layout / "test" / "x.png"):
+        make_class_image(1, np.random.default_rng(1)).save(loose)
+    result = evaluate_run(tiny_run, data=layout, out_dir=tmp_path / "ev-layout")
+    assert sorted(s["path"] for s in result["skipped"]) == ["loose.png", "test/x.png"]
+
+
 def test_evaluate_predictions_with_prefix_and_gallery(tmp_path):
     rng = np.random.default_rng(0)
     y = torch.tensor([0, 1, 2, 0, 1, 2])

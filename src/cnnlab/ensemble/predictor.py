@@ -168,15 +168,17 @@ def evaluate_ensemble(
     run = Run(Path(path))
     ens = EnsemblePredictor(run.path)
     left_out: dict[str, int] = {}
+    unplaced: list[dict[str, str]] = []  # files the folder walk skipped
     if data is None:
         split = split or "test"
         root, samples = E.split_samples(run, split)
         source = f"split '{split}' of {root}"
     else:
         root = Path(data).expanduser()
-        samples, left_out = E.folder_samples(root, split, ens.classes)
+        samples, left_out, unplaced = E.folder_samples(root, split, ens.classes)
         source = str(root)
     paths, labels, probs, skipped = _score(ens, root, samples, tta)
+    skipped = unplaced + skipped
     out = E._unique_dir(
         Path(out_dir) if out_dir is not None
         else run.path / (f"eval-{split}" if data is None else f"eval-{root.resolve().name}")

@@ -204,6 +204,18 @@ def split_samples(run: Any, split: str) -> tuple[Path, list[tuple[str, str]]]:
 LEFT_OUT = "left out: classes the model does not know"  # the report's data section
 
 
+def _walk_skipped(found: Any, split: str) -> list[dict[str, str]]:
+    """What the walk left out (a loose file in the root, a link out of it) and why; of a
+    split-layout folder, only what lies in the evaluated split's folder or in the root."""
+    from cnnlab.data.walk import SPLIT_NAMES
+
+    def evaluated(rel: str) -> bool:
+        top, _, below = rel.partition("/")
+        return found.layout != "split" or not below or SPLIT_NAMES.get(top.lower()) == split
+
+    return [{"path": rel, "reason": why} for rel, why in found.skipped if evaluated(rel)]
+
+
 def _split_candidates(folder: Path, found: Any, split: str | None) -> list[Any]:
     """The candidates of the evaluated split: ``split`` (default test) of a split-layout
     folder, every image of a flat one (where a ``split`` is refused: it has none)."""
@@ -227,9 +239,11 @@ def _split_candidates(folder: Path, found: Any, split: str | None) -> list[Any]:
 
 def folder_samples(
     folder: Path, split: str | None, classes: Sequence[str]
-) -> tuple[list[tuple[str, str]], dict[str, int]]:
-    """[(relative path, class name)] of a labelled folder's classes the model knows, and the
-    images per class folder it does not know (left out, with a warning).
+) -> tuple[list[tuple[str, str]], dict[str, int], list[dict[str, str]]]:
+    """[(relative path, class name)] of a labelled folder's classes the model knows, the
+    images per class folder it does not know (left out, with a warning), and the files the
+    walk skipped (``{"path", "reason"}``: loose files in the root, links out of it), which
+    eval lists with the unreadable ones, as ``cnnlab data inspect`` does.
 
     A new batch of photos often holds a class the model never saw; its images cannot be
     scored against a label the model cannot output, and the folder is the user's (read-only
@@ -258,7 +272,7 @@ def folder_samples(
         listed = ", ".join(f"{name} ({n})" for name, n in unknown.items())
         warn(f"{folder}: {sum(unknown.values())} images in class folders the model does not "
              f"know are left out: {listed}; {knows}")  # fmt: skip
-    return samples, unknown
+    return samples, unknown, _walk_skipped(found, split or "test")
 
 
 def evaluate_run(
@@ -295,17 +309,19 @@ def evaluate_run(
     predictor = Predictor(run.path)
     classes = predictor.classes
     left_out: dict[str, int] = {}
+    unplaced: list[dict[str, str]] = []  # files the folder walk skipped
     if data is None:
         split = split or "test"
         root, samples = split_samples(run, split)
         source = f"split '{split}' of {root.name}"  # names only: reports get shared
     else:
         root = Path(data).expanduser()
-        samples, left_out = folder_samples(root, split, classes)
+        samples, left_out, unplaced = folder_samples(root, split, classes)
         source = root.resolve().name
     start = time.perf_counter()
     use_tta = predictor.tta if tta is None else tta
     probs, labels, paths, skipped = predict_stream(predictor, root, samples, classes, use_tta)
+    skipped = unplaced + skipped
     if not paths:
         raise DataError(f"{root}: none of the {len(samples)} images could be read")
     images = FileImages(predictor, root, paths)
