@@ -50,3 +50,19 @@ def test_same_stems_get_suffixes_and_bad_layers_fail_early(tmp_path) -> None:
     assert not (tmp_path / "x").exists()
     with pytest.raises(ConfigError, match="unknown CAM method"):
         explain_run(run, [str(images[0])], method="cam")
+
+
+def test_class_named_in_nfd_is_the_nfc_class(tmp_path) -> None:
+    """data.md: a name in NFC and in NFD is one class; ``--class`` refused the NFD spelling
+    with a message naming a visually identical class."""
+    import json
+    import unicodedata
+
+    run = build_run(tmp_path)
+    classes = ["class_0", unicodedata.normalize("NFC", "ñandú.2"), "class_2"]
+    (run / "classes.json").write_text(json.dumps(classes), encoding="utf-8")
+    image = run.parent.parent / "data" / "class_0" / "img_000.png"
+    nfd = unicodedata.normalize("NFD", classes[1])
+    assert nfd != classes[1]
+    done = explain_run(run, [str(image)], target=nfd, out_dir=tmp_path / "out")
+    assert done["rows"][0]["target"] == classes[1]

@@ -119,10 +119,16 @@ class Explainer:
         self.pixels = build_eval_transform(self.predictor.img_size, [0.0], [1 / 255])
 
     def class_index(self, label: str) -> int:
-        """Index of a class name; an unknown name lists the classes."""
-        if label not in self.classes:
+        """Index of a class name; an unknown name lists the classes.
+
+        The name is NFC-normalised as the data scan normalises class folders, so a name
+        typed or pasted in NFD (macOS file names) is the same class.
+        """
+        from cnnlab.data.walk import nfc
+
+        if nfc(label) not in self.classes:
             raise ConfigError(f"unknown class '{label}'; the model knows {', '.join(self.classes)}")
-        return self.classes.index(label)
+        return self.classes.index(nfc(label))
 
     def cams(
         self, images_u8: torch.Tensor, targets: Sequence[int] | None = None
