@@ -66,3 +66,28 @@ def test_class_named_in_nfd_is_the_nfc_class(tmp_path) -> None:
     assert nfd != classes[1]
     done = explain_run(run, [str(image)], target=nfd, out_dir=tmp_path / "out")
     assert done["rows"][0]["target"] == classes[1]
+
+
+def test_all_zero_maps_are_flagged_and_warned_once(tmp_path) -> None:
+    """A 1x1 layer (listed by --layers, accepted by --layer) gives maps that are all 0.0: they
+    were written like real heatmaps without a word. Now explain.csv flags each and the
+    command warns once with the count; the maps themselves stay as computed."""
+    import csv
+
+    run = build_run(tmp_path)
+    data = run.parent.parent / "data"
+    images = [data / "class_0" / "img_000.png", data / "class_1" / "img_001.png"]
+    out = tmp_path / "flat"
+    res = cli("explain", run, *images, "--layer", "backbone.neck.0", "--out", out)
+    assert res.returncode == 0, res.stderr
+    warning = [line for line in res.stderr.splitlines() if "all zero" in line]
+    assert len(warning) == 1 and "2 of 2 maps are all zero" in warning[0], res.stderr
+    with (out / "explain.csv").open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["all_zero"] for r in rows] == ["yes", "yes"]
+    assert all(not np.load(out / r["npy"]).any() for r in rows)
+    assert res.stdout.count("(all zero)") == 2
+    res = cli("explain", run, *images, "--out", tmp_path / "auto")  # the 8x8 auto layer
+    assert res.returncode == 0 and "all zero" not in res.stdout + res.stderr, res.stderr
+    with (tmp_path / "auto" / "explain.csv").open(newline="", encoding="utf-8") as fh:
+        assert [r["all_zero"] for r in csv.DictReader(fh)] == ["no", "no"]

@@ -62,6 +62,7 @@ def explain_command(
         info(
             f"{row['path']}: {row['label']} ({float(row['prob']):.3f}); "
             f"map of '{row['target']}' -> {row['cam']}"
+            + (" (all zero)" if row["all_zero"] == "yes" else "")
         )
     for item in done["skipped"]:
         typer.echo(f"skipped {item['path']}: {item['reason']}", err=True)

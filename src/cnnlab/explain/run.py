@@ -7,7 +7,10 @@ gets ``-2``, ``-3``...):
 - ``<stem>.cam.npy``: the raw map, float32 ``(img_size, img_size)`` in ``[0, 1]``;
 - ``<stem>.features.png``: with ``feature_maps``, a grid of the layer's activations;
 - ``filters.png``: with ``filters``, the first convolution's filters;
-- ``explain.csv``: one row per image (prediction, explained class, files).
+- ``explain.csv``: one row per image (prediction, explained class, files, ``all_zero``).
+
+An all-zero map is written as it is (never invented) but flagged in ``all_zero`` and counted
+in one warning: the layer found no evidence for the class that varies over the image.
 """
 
 from __future__ import annotations
@@ -15,12 +18,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from cnnlab.console import warn
 from cnnlab.explain.cam import Explainer, Explanation, save_side_by_side
 from cnnlab.explain.layers import AUTO, LayerInfo, auto_layer, resolve_layer, trace_layers
 from cnnlab.runs import write_csv, write_npy
 
 DISPLAY_SIDE = 256  # px per panel of an overlay PNG (a 32-px image is unreadable at 1:1)
-CSV_COLUMNS = ["path", "label", "prob", "target", "target_prob", "layer", "method", "cam", "npy"]
+CSV_COLUMNS = [
+    "path", "label", "prob", "target", "target_prob", "layer", "method", "cam", "npy", "all_zero"
+]  # fmt: skip
 
 
 def list_layers(run_dir: str | Path) -> tuple[list[LayerInfo], str]:
@@ -57,10 +65,24 @@ def _write_cams(
             "target": item.target, "target_prob": f"{item.target_prob:.6f}",
             "layer": layer, "method": method,
             "cam": f"{stem}.cam.png", "npy": f"{stem}.cam.npy",
+            "all_zero": "yes" if not np.any(item.cam) else "no",
         })  # fmt: skip
     if rows:
         write_csv(out / "explain.csv", rows, CSV_COLUMNS)
     return rows
+
+
+def _warn_zero_maps(rows: list[dict[str, Any]], layer: str, method: str) -> None:
+    """One warning per call when maps came out all zero: such a map looks like a real heatmap
+    of "no evidence here" (a 1x1 layer gives nothing but these; so does gradcam for a class
+    with no positive evidence, often one the model did not predict)."""
+    zero = sum(1 for r in rows if r["all_zero"] == "yes")
+    if zero:
+        warn(
+            f"{zero} of {len(rows)} maps are all zero ({method}, layer {layer}): the layer "
+            "shows no evidence for the class that varies over the image (a 1x1 layer never "
+            "can; see --layers); explain.csv marks them in all_zero"
+        )
 
 
 def _feature_maps(
@@ -122,6 +144,7 @@ def explain_run(
     found, skipped = ex.explain(inputs or [], target) if inputs else ([], [])
     stems = _stems([e.key for e in found])
     rows = _write_cams(found, stems, out, ex.layer, method)
+    _warn_zero_maps(rows, ex.layer, method)
     if fm_layer is not None:
         _feature_maps(ex, fm_layer, found, stems, out)
     filters_png = None
