@@ -29,3 +29,57 @@ def lr_space(tmp_path: Path) -> Path:
         encoding="utf-8",
     )
     return file
+
+
+class Server:
+    """A PostgreSQL server of one test's own, which the test may stop and start again."""
+
+    def __init__(self, folder: Path) -> None:
+        import os
+        import subprocess
+
+        from tests.conftest import _free_port, _pg_bin
+
+        self.prefix: list[str] = []
+        if os.geteuid() == 0:  # initdb refuses root
+            import pwd
+
+            user = pwd.getpwnam("postgres")
+            os.chown(folder, user.pw_uid, user.pw_gid)
+            self.prefix = ["runuser", "-u", "postgres", "--"]
+        bin_dir, data, port = _pg_bin(), folder / "data", _free_port()
+        subprocess.run(
+            [*self.prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
+             "--auth=trust"], check=True, capture_output=True,
+        )  # fmt: skip
+        self.ctl = [*self.prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-w"]
+        self.options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+        self.log = folder / "log"
+        self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+    def start(self) -> None:
+        import subprocess
+
+        subprocess.run([*self.ctl, "-o", self.options, "-l", str(self.log), "start"],
+                       check=True, capture_output=True)  # fmt: skip
+
+    def stop(self) -> None:
+        import subprocess
+
+        subprocess.run([*self.ctl, "-m", "fast", "stop"], check=False, capture_output=True)
+
+
+@pytest.fixture
+def own_postgres():
+    """A running PostgreSQL server for this test alone (stopped and removed at its end)."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="cnnlab-pg-own-"))
+    server = Server(folder)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -5,6 +5,14 @@ using every core (a convolution on a 32-px batch does not keep many threads busy
 ``--workers K`` starts K processes that each run :func:`~cnnlab.schedule.worker.run_worker`
 on the same storage with ``cores // K`` threads. The parent only shows progress, read from
 the storage, and waits.
+
+Ctrl-C and SIGTERM: the parent does not let a ``KeyboardInterrupt`` land wherever it is (it
+could land inside a SQLAlchemy weakref callback, where Python prints "Exception ignored" and
+drops it, and the pool went on). While it waits, it only notes the signal
+(:class:`_Signals`), then stops the workers, waits for them and raises ``KeyboardInterrupt``
+itself, with the signal's number as ``signum``. The workers, in the same process group, get a
+Ctrl-C from the terminal themselves; a worker still running ``FORWARD_AFTER_S`` later (the
+signal went to the parent alone) is sent it; a second signal kills the workers at once.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -21,6 +31,11 @@ from typing import Any
 from cnnlab.console import progress_bar
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Seconds the workers get to stop by themselves after a signal (a Ctrl-C reaches them too)
+# before the parent sends it on: a worker stops its trial and queues it again in well under
+# this, and a second signal in the middle of that would break it.
+FORWARD_AFTER_S = 10.0
 
 
 def cpu_cores() -> int:
@@ -44,10 +59,14 @@ def _child(target: Callable[..., Any], args: tuple, threads: int) -> None:
     set_quiet(True)  # the parent draws the progress bar
     try:
         target(*args)
-    except KeyboardInterrupt as exc:
-        # Ctrl-C reaches the parent too, which says how to continue the study or tune; this
-        # worker's own advice (a traceback ending in `cnnlab train --resume RUN`) is wrong there.
-        raise SystemExit(128 + getattr(exc, "signum", signal.SIGINT)) from None
+    except KeyboardInterrupt as exc:  # the parent says what was kept and how to go on
+        sys.exit(128 + int(getattr(exc, "signum", signal.SIGINT)))
+    except Exception as exc:
+        from cnnlab.schedule.storage import STORAGE_LOST_EXIT, storage_error
+
+        if storage_error(exc) is None:
+            raise
+        sys.exit(STORAGE_LOST_EXIT)  # the parent says it in one line
 
 
 def run_pool(
@@ -68,6 +87,10 @@ def run_pool(
 
     Returns:
         The exit code of each process (0 when it ended normally).
+
+    Raises:
+        KeyboardInterrupt: SIGINT or SIGTERM came (its ``signum`` says which); the workers
+            have stopped.
     """
     ctx = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
     threads = threads_per_worker(workers)
@@ -78,26 +101,108 @@ def run_pool(
     for proc in procs:
         proc.start()
     try:
-        with progress_bar() as bar:
-            task = bar.add_task(description, total=None, extra=f"{workers} workers")
-            lines = _Lines(bar, description)
-            while alive := [p for p in procs if p.is_alive()]:
-                if progress is not None:
-                    done, total = progress()
-                    bar.update(task, completed=done, total=total)
-                    lines.update(done, total)
-                wait([p.sentinel for p in alive], timeout=1.0)
-            if progress is not None:
-                done, total = progress()
-                bar.update(task, completed=done, total=total)
-    except KeyboardInterrupt:
+        with _Signals() as signals:
+            _wait(procs, workers, progress, description, signals)
+            if signals.got:
+                _stop(procs, signals)
+                interrupt = KeyboardInterrupt()
+                interrupt.signum = signals.got[0]  # type: ignore[attr-defined]
+                raise interrupt
+    except BaseException:
         for proc in procs:
-            proc.terminate()
+            if proc.is_alive():
+                proc.terminate()
         raise
     finally:
         for proc in procs:
             proc.join()
     return [int(p.exitcode or 0) for p in procs]
+
+
+def _wait(
+    procs: list[Any],
+    workers: int,
+    progress: Callable[[], tuple[int, int]] | None,
+    description: str,
+    signals: _Signals,
+) -> None:
+    """Show progress until every worker has ended or a stop signal came."""
+    with progress_bar() as bar:
+        task = bar.add_task(description, total=None, extra=f"{workers} workers")
+        lines = _Lines(bar, description)
+        polled = _Poll(progress)
+        while not signals.got and (alive := [p for p in procs if p.is_alive()]):
+            if (counts := polled()) is not None:
+                bar.update(task, completed=counts[0], total=counts[1])
+                lines.update(*counts)
+            wait([p.sentinel for p in alive], timeout=1.0)
+        if not signals.got and (counts := polled()) is not None:
+            bar.update(task, completed=counts[0], total=counts[1])
+
+
+class _Poll:
+    """``progress()``, tolerating a storage that does not answer for a while: the workers
+    decide whether the work can go on (they end with ``STORAGE_LOST_EXIT`` when not)."""
+
+    def __init__(self, progress: Callable[[], tuple[int, int]] | None) -> None:
+        self.progress, self.warned = progress, False
+
+    def __call__(self) -> tuple[int, int] | None:
+        from cnnlab.console import warn
+        from cnnlab.errors import brief
+        from cnnlab.schedule.storage import storage_error
+
+        if self.progress is None:
+            return None
+        try:
+            return self.progress()
+        except Exception as exc:
+            cause = storage_error(exc)
+            if cause is None:
+                raise
+            if not self.warned:
+                warn(f"the storage does not answer ({brief(str(cause), 120)}); workers go on")
+                self.warned = True
+            return None
+
+
+def _stop(procs: list[Any], signals: _Signals) -> None:
+    """Wait for the workers to stop after a signal: send it on to any still running after
+    ``FORWARD_AFTER_S``, kill them all at a second signal."""
+    first, deadline, forwarded = len(signals.got), time.monotonic() + FORWARD_AFTER_S, False
+    while alive := [p for p in procs if p.is_alive()]:
+        if len(signals.got) > first:
+            for proc in alive:
+                proc.kill()
+        elif not forwarded and time.monotonic() >= deadline:
+            for proc in alive:
+                os.kill(proc.pid, signals.got[0])
+            forwarded = True
+        wait([p.sentinel for p in alive], timeout=0.2)
+
+
+class _Signals:
+    """Notes SIGINT and SIGTERM instead of raising where they land (main thread only; a
+    signal the process ignores stays ignored)."""
+
+    def __init__(self) -> None:
+        self.got: list[int] = []
+        self.before: dict[int, Any] = {}
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for signum in _STOP_SIGNALS:
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                self.before[signum] = signal.signal(signum, self._note)
+        return self
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.got.append(signum)
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.before.items():
+            signal.signal(signum, handler)
 
 
 class Pace:

@@ -7,14 +7,16 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import CnnlabError, ConfigError
 
 if TYPE_CHECKING:
     import optuna
@@ -137,3 +139,69 @@ def open_study(
     return optuna.create_study(
         study_name=name, storage=storage, sampler=sampler, load_if_exists=True, **many
     )
+
+
+# A worker's exit status when it lost its storage (BSD's EX_TEMPFAIL: try again later).
+STORAGE_LOST_EXIT = 75
+
+
+class StorageLost(CnnlabError):
+    """The storage stopped answering during the work: finished trials and runs are kept."""
+
+
+def storage_error(exc: BaseException) -> BaseException | None:
+    """The database error behind ``exc`` (its causes and contexts included), or None.
+
+    A lost server surfaces as SQLAlchemy's ``OperationalError`` (or a closed connection's
+    ``InterfaceError``), often wrapped in Optuna's ``StorageInternalError`` and then hidden
+    behind an error Optuna raises while cleaning up (an ``UnboundLocalError`` in its
+    ``_tell``).
+    """
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+
+    found: BaseException | None = None
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, OperationalError | InterfaceError | DisconnectionError):
+            return item  # the most telling: the driver's own words
+        if isinstance(item, StorageInternalError | StorageLost):
+            found = found or item
+        todo += [e for e in (item.__cause__, item.__context__) if e is not None]
+    return found
+
+
+def lost_storage(url: str, exc: BaseException) -> StorageLost:
+    """The one-line error for a storage that stopped answering."""
+    from cnnlab.errors import brief
+
+    cause = storage_error(exc) or exc
+    reason = str(getattr(cause, "orig", None) or cause).strip()
+    return StorageLost(
+        f"storage {redact(url)}: lost the connection ({brief(reason, 160)}); the finished "
+        "trials are kept: once the database answers again, run the same command to continue"
+    )
+
+
+@contextlib.contextmanager
+def quiet_storage_threads() -> Iterator[None]:
+    """Optuna's heartbeat thread raises when the database goes away, and Python prints its
+    traceback; the main thread meets the same error and reports it once."""
+    import threading
+
+    before = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is None or storage_error(args.exc_value) is None:
+            before(args)
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = before

@@ -21,7 +21,13 @@ from cnnlab.console import quietly, warnings_once
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.runs import Run
 from cnnlab.schedule.runs import train_in_folder
-from cnnlab.schedule.storage import open_storage, open_study, storage_url
+from cnnlab.schedule.storage import (
+    open_storage,
+    open_study,
+    quiet_storage_threads,
+    storage_error,
+    storage_url,
+)
 from cnnlab.schedule.worker import ERROR_ATTR, RunFailed, run_worker
 from cnnlab.tuning.folder import PARAMS, SPLIT, TRIALS, Settings, read_settings
 
@@ -140,6 +146,7 @@ class Pruning:
     def __init__(self, trial: Any, metric: str, epochs: int) -> None:
         self.trial, self.metric, self.epochs = trial, metric, epochs
         self.stopped: tuple[int, float] | None = None
+        self.lost = False  # the storage stopped answering: no more reports
 
     def run_started(self, run_dir: Path) -> None:
         pass
@@ -151,8 +158,17 @@ class Pruning:
         value = float(raw) if raw else math.nan
         if not math.isfinite(value):
             return  # a diverged run is failed after training, with its reason
-        self.trial.report(value, epoch)
-        if epoch < self.epochs and self.trial.should_prune():
+        if self.lost:
+            return
+        try:
+            self.trial.report(value, epoch)
+            prune = epoch < self.epochs and self.trial.should_prune()
+        except Exception as exc:  # the storage went away: train on, the run is kept
+            if storage_error(exc) is None:
+                raise
+            self.lost = True  # the trial's end meets it and stops the tune, in one line
+            return
+        if prune:
             self.stopped = (epoch, value)
             raise StopRun
 
@@ -234,7 +250,8 @@ def work(
     settings = read_settings(folder)
     study = open_tune(folder, settings, url, pooled)
     deadline = None if deadline_s is None else time.monotonic() + deadline_s
-    with deferred_figures(), warnings_once():  # the trials share one dataset's warnings
+    # the trials share one dataset's warnings; a lost storage is said once, not per thread
+    with deferred_figures(), warnings_once(), quiet_storage_threads():
         run_worker(
             study,
             make_objective(folder, settings, study),

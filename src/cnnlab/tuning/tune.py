@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -174,9 +175,12 @@ def run_tune(
     storage: str | None = None,
     workers: int = 1,
 ) -> Tuning:
-    """Create (or continue) the tune folder, run trials until the budget is used, report."""
-    from cnnlab.schedule.storage import redact
-    from cnnlab.tuning.search import open_tune
+    """Create (or continue) the tune folder, run trials until the budget is used, report.
+
+    Raises:
+        StorageLost: the storage stopped answering; running the same command again goes on.
+    """
+    from cnnlab.schedule.storage import lost_storage, redact, storage_error, storage_url
     from cnnlab.tuning.tracking import parent_run, track_outputs
 
     if workers < 1:
@@ -184,19 +188,77 @@ def run_tune(
     folder = Path(out) if out else default_folder(settings.space_name)
     storage = storage or _recorded_storage(folder)
     settings.storage = redact(storage) if storage else None
-    settings = join_or_create(folder, settings)
-    make_split(folder, settings)
-    open_tune(folder, settings, storage, pooled=False)  # tables and study before workers
+    settings = _set_up(folder, settings, storage)
     info(f"tune folder: {folder} ({settings.trials} trials of {settings.epochs} epochs)")
-    with parent_run(folder, settings) as parent:  # every trial is nested under the tune
-        with interrupted_as(
-            f"{folder} keeps its finished trials; the stopped trial is queued again",
-            settings.command or f"the same cnnlab tune command with --out {folder}",
-        ):
-            _run_workers(folder, settings, storage, workers)
-        tuning = report_tune(folder, storage)
-        track_outputs(parent, tuning)
+    try:
+        with parent_run(folder, settings) as parent:  # every trial is nested under the tune
+            with interrupted_as(
+                f"{folder} keeps its finished trials; the stopped trial is queued again",
+                _resume_command(settings, folder),
+            ):
+                _run_workers(folder, settings, storage, workers)
+            tuning = report_tune(folder, storage)
+            track_outputs(parent, tuning)
+    except Exception as exc:
+        if storage_error(exc) is None:
+            raise
+        raise lost_storage(storage or storage_url(None, folder), exc) from None
     return tuning
+
+
+def _set_up(folder: Path, settings: Settings, storage: str | None) -> Settings:
+    """Check the storage, then make the folder, its split and the study in the storage.
+
+    The storage is checked first (a wrong password or port is the commonest mistake), and a
+    folder this call made is removed again when any step fails, so the next attempt starts
+    clean instead of meeting a ``tune.yaml`` that records the wrong storage.
+    """
+    from cnnlab.schedule.storage import open_storage, storage_url
+    from cnnlab.tuning.search import open_tune
+
+    if storage:
+        open_storage(storage_url(storage, folder)).engine.dispose()
+    made = _new_files(folder)
+    try:
+        settings = join_or_create(folder, settings)
+        make_split(folder, settings)
+        open_tune(folder, settings, storage, pooled=False)  # tables and study before workers
+    except BaseException:
+        made()
+        raise
+    return settings
+
+
+def _new_files(folder: Path) -> Callable[[], None]:
+    """A function that removes what was added to ``folder`` since now, if it held no tune
+    (nothing, when it did: a continued tune keeps everything)."""
+    import shutil
+
+    if (folder / "tune.yaml").is_file():
+        return lambda: None
+    existed = folder.is_dir()
+    before = set(folder.iterdir()) if existed else set()
+
+    def remove() -> None:
+        if not existed:
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+        for path in set(folder.iterdir()) - before:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+    return remove
+
+
+def _resume_command(settings: Settings, folder: Path) -> str:
+    """The command that continues the tune; tune.yaml keeps no password, so say to put it
+    back where ``***`` stands (without printing it)."""
+    command = settings.command or f"the same cnnlab tune command with --out {folder}"
+    if settings.storage and "***" in settings.storage:
+        command += " (with the --storage password in place of ***)"
+    return command
 
 
 def _recorded_storage(folder: Path) -> str | None:
@@ -215,6 +277,7 @@ def _recorded_storage(folder: Path) -> str | None:
 
 def _run_workers(folder: Path, settings: Settings, url: str | None, workers: int) -> None:
     from cnnlab.schedule.pool import run_pool
+    from cnnlab.schedule.storage import STORAGE_LOST_EXIT, StorageLost
     from cnnlab.tuning.search import work
 
     timeout = settings.timeout_s
@@ -229,6 +292,9 @@ def _run_workers(folder: Path, settings: Settings, url: str | None, workers: int
             progress=lambda: (budget_counts(study)[0], settings.trials),
             description="tune",
         )
+        if STORAGE_LOST_EXIT in codes:  # the workers said nothing: ask the storage why
+            budget_counts(study)  # raises the driver's error while the server is down
+            raise StorageLost("it stopped answering for a while")
         if any(codes):
             warn(f"{sum(c != 0 for c in codes)} worker process(es) ended with an error")
     _work_with_progress(folder, settings, url, timeout)  # also picks up a dead worker's trial
@@ -237,12 +303,20 @@ def _run_workers(folder: Path, settings: Settings, url: str | None, workers: int
 def _work_with_progress(
     folder: Path, settings: Settings, url: str | None, timeout: float | None
 ) -> None:
+    """Run trials in this process, a line per trial; after workers, only what they left (a
+    dead worker's trial), without a second bar starting at 0 when nothing is left."""
     from cnnlab.console import is_quiet, progress_bar
     from cnnlab.schedule.pool import Pace
-    from cnnlab.tuning.search import budget_counts, work
+    from cnnlab.schedule.worker import reclaim_dead_trials
+    from cnnlab.tuning.search import budget_counts, has_work, open_tune, work
 
+    study = open_tune(folder, settings, url, pooled=True)
+    reclaim_dead_trials(study)  # what work() does first, so has_work sees the retries
+    if not has_work(study, settings.trials, None):
+        return
     with progress_bar() as bar:
-        task = bar.add_task("tune", total=settings.trials, extra="")
+        done = budget_counts(study)[0]
+        task = bar.add_task("tune", total=settings.trials, completed=done, extra="")
         pace = Pace()
 
         def on_trial(study: optuna.Study, trial: Any) -> None:
