@@ -70,10 +70,18 @@ def _top_table(rows: list[dict[str, Any]], settings: Settings) -> Block:
     headers = ["trial", *settings.objectives, *params, "epochs", "run"]
     table = []
     for r in done[:TOP]:
-        run = Link("report", f"{r['run_dir']}/report.html") if r["run_dir"] else ""
+        run = _run_link(r["run_dir"])
         table.append([r["number"], *(r[o] for o in settings.objectives),
                       *(r.get(p, "") for p in params), r["epochs"], run])  # fmt: skip
     return Block("table", headers=headers, rows=table)
+
+
+def _run_link(run_dir: str) -> Link | str:
+    """A link to the trial's report: relative in this folder, absolute in another one on
+    this machine; text only on another machine (``host:/path``)."""
+    if not run_dir or ":" in Path(run_dir).parts[0]:
+        return run_dir
+    return Link("report", f"{run_dir}/report.html")
 
 
 def _states_table(rows: list[dict[str, Any]]) -> Block:

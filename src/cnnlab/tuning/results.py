@@ -2,12 +2,21 @@
 
 Only complete trials can be best: pruned, failed (diverged, NaN, crashed) and running trials
 are listed in ``trials.csv`` with their state and reason, never chosen.
+
+Processes sharing one study (machines with one PostgreSQL storage) each train into their own
+tune folder, and each one's results list every trial of the study. A trial trained in this
+folder has its ``run_dir`` relative to it (``trials/trial-0003``); one trained elsewhere has
+the other folder's absolute path, prefixed with its host when that is another machine
+(``gpu2:/home/me/tunes/cnn/trials/trial-0003``). When the best trial was trained elsewhere,
+``best.yaml`` is read from its run folder when this machine can, and otherwise rebuilt from
+its sampled values (the same configuration the trial trained).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,9 +24,9 @@ import yaml
 
 from cnnlab.atomic import atomic_write_text
 from cnnlab.runs import read_json, write_json
-from cnnlab.schedule.worker import ERROR_ATTR
-from cnnlab.tuning.folder import BEST_YAML, PARETO_CSV, TRIALS_CSV, Settings
-from cnnlab.tuning.search import EPOCHS, REASON, RUN_DIR, SURPLUS, TRIAL_ONLY
+from cnnlab.schedule.worker import ERROR_ATTR, WORKER_ATTR
+from cnnlab.tuning.folder import BEST_YAML, PARETO_CSV, SPLIT, TRIALS_CSV, Settings
+from cnnlab.tuning.search import EPOCHS, REASON, RUN_DIR, SURPLUS, TRIAL_ONLY, TUNE_DIR
 
 if TYPE_CHECKING:
     import optuna
@@ -41,7 +50,32 @@ def _reason(trial: optuna.trial.FrozenTrial) -> str:
     return ""
 
 
-def trial_rows(study: optuna.Study, settings: Settings) -> list[dict[str, Any]]:
+def run_location(folder: Path, trial: optuna.trial.FrozenTrial) -> tuple[str, Path | None]:
+    """Where a trial's run folder is: its ``run_dir`` text, and its path when this machine
+    can read it (None: on another machine, or not made yet)."""
+    rel = str(trial.user_attrs.get(RUN_DIR) or "")
+    if not rel:
+        return "", None
+    if (folder / rel).is_dir():  # trial numbers are unique in a study: it is this trial's
+        return rel, folder / rel
+    trained_in = trial.user_attrs.get(TUNE_DIR)
+    if not trained_in or Path(trained_in) == folder.resolve():
+        return rel, None  # not started yet (or from before tune_dir was recorded)
+    host = str(trial.user_attrs.get(WORKER_ATTR, "")).rpartition(":")[0]
+    other = Path(trained_in) / rel
+    if host and host != socket.gethostname():
+        return f"{host}:{other}", None
+    return str(other), other if other.is_dir() else None
+
+
+def local_run(folder: Path, run_dir: str) -> Path | None:
+    """The run folder a ``run_dir`` text names when it was trained in this tune folder."""
+    if not run_dir or Path(run_dir).is_absolute() or ":" in Path(run_dir).parts[0]:
+        return None
+    return folder / run_dir if (folder / run_dir).is_dir() else None
+
+
+def trial_rows(folder: Path, study: optuna.Study, settings: Settings) -> list[dict[str, Any]]:
     """One row per trial of the budget (surplus trials, dropped at once, are left out)."""
     from optuna.trial import TrialState
 
@@ -58,7 +92,7 @@ def trial_rows(study: optuna.Study, settings: Settings) -> list[dict[str, Any]]:
             reason=_reason(trial),
             epochs=trial.user_attrs.get(EPOCHS, ""),
             duration_s=round(duration, 2) if duration != "" else "",
-            run_dir=trial.user_attrs.get(RUN_DIR, ""),
+            run_dir=run_location(folder, trial)[0],
         )
         row.update(trial.params)
         rows.append(row)
@@ -120,15 +154,20 @@ def _restore_defaults(config: dict[str, Any], chosen: dict[str, Any]) -> None:
 def write_best(folder: Path, trial: optuna.trial.FrozenTrial, settings: Settings) -> None:
     """``best.yaml`` (the trial's resolved config, trainable with ``cnnlab train --config``)
     and ``best.json`` (its number, values and sampled parameters)."""
-    run_dir = folder / trial.user_attrs[RUN_DIR]
-    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    where, run_dir = run_location(folder, trial)
+    if run_dir is not None and (run_dir / "config.yaml").is_file():
+        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        came = ""
+    else:  # trained by another machine sharing the study
+        config = trial_config(folder, trial, settings)
+        came = f"# Its run folder, {where}, is not readable here: rebuilt from its values.\n"
     config["name"] = None  # `cnnlab train` names the new run itself
     config["runs_dir"] = "runs"
     _restore_defaults(config, {**settings.load_space().fixed, **settings.values})
     values = dict(zip(settings.objectives, trial.values, strict=True))
     shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
     header = (
-        f"# Best trial {trial.number} of the tune in {folder} ({shown}).\n"
+        f"# Best trial {trial.number} of the tune in {folder} ({shown}).\n{came}"
         f"# Train it again, e.g. with more epochs:\n"
         f"#   cnnlab train --config {folder / BEST_YAML} --epochs 30\n"
     )
@@ -140,10 +179,24 @@ def write_best(folder: Path, trial: optuna.trial.FrozenTrial, settings: Settings
             "trial": trial.number,
             "values": values,
             "params": dict(trial.params),
-            "run_dir": trial.user_attrs[RUN_DIR],
+            "run_dir": where,
             "target": settings.target,
         },
     )
+
+
+def trial_config(
+    folder: Path, trial: optuna.trial.FrozenTrial, settings: Settings
+) -> dict[str, Any]:
+    """The configuration a trial trained, made again from its sampled values (as the
+    objective made it, on this folder's split: the same data and seed give the same one)."""
+    from cnnlab.api import make_config
+
+    space = settings.load_space()
+    values = space.config_values(dict(trial.params), settings.values)
+    values.update({"train.epochs": settings.epochs, "train.seed": settings.seed})
+    values["data.split_file"] = str((folder / SPLIT).resolve())
+    return make_config(settings.data, values=values).model_dump(mode="json")
 
 
 def read_best(folder: Path) -> dict[str, Any] | None:
@@ -157,13 +210,13 @@ def write_pareto(folder: Path, study: optuna.Study, settings: Settings) -> None:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["number", *settings.objectives, "run_dir"])
     for t in front:
-        writer.writerow([t.number, *t.values, t.user_attrs.get(RUN_DIR, "")])
+        writer.writerow([t.number, *t.values, run_location(folder, t)[0]])
     atomic_write_text(folder / PARETO_CSV, buffer.getvalue())
 
 
 def write_outputs(folder: Path, study: optuna.Study, settings: Settings) -> list[dict[str, Any]]:
     """Write every result file from the storage; returns the trial rows."""
-    rows = trial_rows(study, settings)
+    rows = trial_rows(folder, study, settings)
     write_trials_csv(folder, rows, settings)
     best = chosen_trial(study, settings)
     if best is not None:

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 SURPLUS = "surplus"  # user attribute: a trial over the budget, dropped at once
 REASON = "reason"  # user attribute: why a trial was pruned
 RUN_DIR = "run_dir"  # user attribute: the trial's run folder, relative to the tune folder
+TUNE_DIR = "tune_dir"  # user attribute: the absolute tune folder it was trained in (machines
+# sharing a study each train into their own folder)
 EPOCHS = "epochs"  # user attribute: epochs the trial trained
 # A trial's report leaves out the Grad-CAM galleries and the embedding (backbone passes that
 # cost more than a head trial's training); a user's KEY=VALUE or the space's `set:` wins, and
@@ -207,6 +209,7 @@ def make_objective(folder: Path, settings: Settings, study: optuna.Study) -> Any
         take_place(study, trial, settings.trials)
         rel = trial.user_attrs.get(RUN_DIR) or f"{TRIALS}/trial-{trial.number:04d}"
         trial.set_user_attr(RUN_DIR, rel)
+        trial.set_user_attr(TUNE_DIR, str(folder.resolve()))  # a retry may run elsewhere
         values = {**TRIAL_ONLY, **space.config_values(space.suggest(trial), settings.values)}
         values.update({"train.epochs": settings.epochs, "train.seed": settings.seed})
         values["data.split_file"] = str((folder / SPLIT).resolve())

@@ -46,11 +46,16 @@ def parent_run(folder: Path, settings: Settings) -> AbstractContextManager[Paren
 
 def track_outputs(parent: Parent, tuning: Tuning) -> None:
     """Log every trial's run that the store may lack; tag the best trial's run best; attach
-    the tune's tables and report to the parent."""
-    parent.log_runs(tuning.path / t["run_dir"] for t in tuning.trials if t.get("run_dir"))
+    the tune's tables and report to the parent. Only runs trained in this tune folder."""
+    from cnnlab.tuning.results import local_run
+
+    # runs another process sharing the study trained belong to its own tune's parent run
+    here = [local_run(tuning.path, t.get("run_dir", "")) for t in tuning.trials]
+    parent.log_runs(run for run in here if run is not None)
     best = tuning.best
-    if best is not None:
-        parent.tag_best(tuning.path / best["run_dir"])
+    best_run = local_run(tuning.path, best["run_dir"]) if best is not None else None
+    if best_run is not None:
+        parent.tag_best(best_run)
     names = (TUNE_YAML, TRIALS_CSV, BEST_YAML, PARETO_CSV, HTML)
     tags = {"cnnlab.best_trial": str(best["trial"])} if best is not None else None
     parent.log([tuning.path / name for name in names], tags)

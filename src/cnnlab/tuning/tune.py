@@ -361,33 +361,70 @@ def _best_text(study: optuna.Study, settings: Settings) -> str:
 
 
 def report_tune(folder: str | Path, storage: str | None = None) -> Tuning:
-    """Rebuild trials.csv, best.yaml, pareto.csv and tune.html from the storage."""
+    """Rebuild trials.csv, best.yaml, pareto.csv and tune.html from the storage.
+
+    Without ``storage``, the one the tune was made with (``tune.yaml``) is used.
+
+    Raises:
+        ConfigError: the storage is unknown (a password to give again), holds no such study,
+            or holds no trial while ``trials.csv`` lists some: the results are left as they
+            are rather than replaced by an empty table.
+    """
     from cnnlab.tuning.html import write_html
     from cnnlab.tuning.results import write_outputs
-    from cnnlab.tuning.search import open_tune
 
     folder = Path(folder)
     settings = read_settings(folder)
-    study = open_tune(folder, settings, storage, pooled=True)
+    storage = storage or _recorded_storage(folder)
+    study = _load_tune(folder, settings, storage)
     rows = write_outputs(folder, study, settings)
     write_html(folder, study, settings, rows)
     _print_result(folder, settings, rows)
     return Tuning(folder)
 
 
+def _load_tune(folder: Path, settings: Settings, url: str | None) -> optuna.Study:
+    """The tune's study, only if the storage really holds it (a report creates nothing)."""
+    import optuna
+
+    from cnnlab.schedule.storage import DEFAULT_DB, open_storage, redact, storage_url
+    from cnnlab.tuning.search import open_tune
+
+    where = redact(url) if url else str(folder / DEFAULT_DB)
+    if url is None and not (folder / DEFAULT_DB).is_file():
+        raise ConfigError(f"{folder}: no {DEFAULT_DB}; pass the tune's storage with --storage")
+    names = optuna.get_all_study_names(open_storage(storage_url(url, folder)))
+    if settings.study not in names:
+        raise ConfigError(f"storage {where} holds no study {settings.study!r} (see --storage)")
+    study = open_tune(folder, settings, url, pooled=True)
+    if not study.get_trials(deepcopy=False) and Tuning(folder).trials:
+        raise ConfigError(
+            f"storage {where} holds no trial of {settings.study!r}, but {folder / TRIALS_CSV} "
+            "lists some: left as it is (is this the storage the tune used?)"
+        )
+    return study
+
+
 def _print_result(folder: Path, settings: Settings, rows: list[dict[str, Any]]) -> None:
     from collections import Counter
 
-    from cnnlab.tuning.results import read_best
+    from cnnlab.tuning.results import local_run, read_best
 
     states = Counter(r["state"] for r in rows)
     result(f"tune: {folder}: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())))
+    if states["RUNNING"]:
+        result(
+            f"{states['RUNNING']} trial(s) still running in other processes sharing the study; "
+            f"when they end, `cnnlab tune report {folder}` brings the results up to date"
+        )
     best = read_best(folder)
     if best is None:
         result("no trial completed, so there is no best configuration")
         return
     shown = ", ".join(f"{k}={v:.4g}" for k, v in best["values"].items())
     result(f"best: trial {best['trial']} ({shown}): {best['params']}")
+    if local_run(folder, best["run_dir"]) is None:  # another process sharing the study
+        result(f"its run folder: {best['run_dir']} (trained by another process of the study)")
     if settings.multi and settings.target is not None:
         reached = best["values"][settings.objectives[0]] >= settings.target
         if not reached:
