@@ -8,7 +8,8 @@ from pathlib import Path
 
 import typer
 
-from cnnlab.errors import CnnlabError
+from cnnlab.commands.options import track_option
+from cnnlab.errors import CnnlabError, ConfigError
 
 
 def tune_command(
@@ -40,6 +41,7 @@ def tune_command(
         False, "--retrain-best", help="Then train the best config over --seeds seeds (a study)."
     ),
     seeds: int = typer.Option(3, "--seeds", help="Seeds for --retrain-best."),
+    track: str = track_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only results and errors."),
 ) -> None:
     """Search hyperparameters with Optuna; run the same command again to continue.
@@ -63,6 +65,10 @@ def tune_command(
     if quiet:
         set_quiet(True)
     if data == "report":
+        if track is not None:
+            raise ConfigError(
+                "--track is chosen when a tune starts (tune.yaml keeps it); report uses it"
+            )
         if not overrides or len(overrides) != 1:
             raise CnnlabError("usage: cnnlab tune report TUNE_FOLDER")
         report_tune(Path(overrides[0]), storage)
@@ -70,9 +76,10 @@ def tune_command(
     if data is None:
         raise CnnlabError("tune needs a DATA folder (or report DIR)")
     command = "cnnlab " + " ".join(shlex.quote(a) for a in _without_secrets(sys.argv[1:]))
+    sets = [f"track.backend={track}"] if track is not None else []  # KEY=VALUE wins, as in train
     settings = make_settings(
         data, space, trials, epochs, objective, sampler, pruner,
-        short_values(parse_sets(overrides or [])),
+        short_values(parse_sets([*sets, *(overrides or [])])),
         study=study or "", timeout_s=timeout, target=target, command=command,
     )  # fmt: skip
     tuning = run_tune(settings, out, storage, workers)
