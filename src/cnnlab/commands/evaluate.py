@@ -13,6 +13,8 @@ from typing import Any
 
 import typer
 
+from cnnlab.commands.options import tta_option
+
 PREDICT_COLUMNS = ["path", "label", "prob", "top_k_labels", "top_k_probs", "error"]
 
 
@@ -32,13 +34,7 @@ def eval_command(
         show_default=False,
     ),
     out: Path = typer.Option(None, "--out", "-o", help="Evaluation folder [default: RUN/eval-*]"),
-    tta: bool = typer.Option(
-        None,
-        "--tta/--no-tta",
-        help="Average with the horizontally flipped image [default: as the run was evaluated,"
-        " model.json's tta].",
-        show_default=False,
-    ),
+    tta: bool = tta_option(),
 ) -> None:
     """Evaluate a run on its test split or another labelled folder; writes metrics and a report.
 
@@ -114,13 +110,7 @@ def predict_command(
     top_k: int = typer.Option(
         5, "--top-k", "-k", min=1, help="How many classes to list per image (all if more)."
     ),
-    tta: bool = typer.Option(
-        None,
-        "--tta/--no-tta",
-        help="Average with the horizontally flipped image [default: as the run was evaluated,"
-        " model.json's tta].",
-        show_default=False,
-    ),
+    tta: bool = tta_option(),
     out: Path = typer.Option(None, "--out", "-o", help="Also write the predictions as CSV."),
     backend: str = typer.Option("torch", help="torch | onnx (after `cnnlab export`)."),
 ) -> None:

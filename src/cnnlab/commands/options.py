@@ -12,3 +12,14 @@ TRACK_HELP = "auto | mlflow | wandb | none [default: auto: mlflow, or $CNNLAB_TR
 def track_option() -> Any:
     """``--track``: where the runs are logged (``track.backend``); ``none`` turns it off."""
     return typer.Option(None, "--track", help=TRACK_HELP)
+
+
+def tta_option() -> Any:
+    """``--tta/--no-tta`` for eval and predict: the run's own choice unless given."""
+    return typer.Option(
+        None,
+        "--tta/--no-tta",
+        help="Average with the horizontally flipped image [default: as the run was evaluated,"
+        " model.json's tta].",
+        show_default=False,
+    )
