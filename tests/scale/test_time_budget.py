@@ -12,16 +12,23 @@ import cnnlab
 from cnnlab.engine import budget
 from cnnlab.engine.budget import TimeBudget, allowed_overrun, validation_estimate
 from cnnlab.engine.checkpoint import safe_load_checkpoint
+from cnnlab.runs import Run
+
+
+def _budget_run(root: Path, runs: Path, max_time: float) -> Run:
+    """50 epochs of batch 2 under ``max_time`` seconds: the budget always ends the run."""
+    run = cnnlab.train(
+        root, runs_dir=str(runs), epochs=50, batch_size=2, train__min_steps=0,
+        train__max_time=max_time, track__backend="none", eval__explain=False,
+    )  # fmt: skip
+    assert run is not None
+    return run
 
 
 def test_a_tiny_budget_stops_mid_epoch_and_the_run_still_evaluates(tmp_path: Path) -> None:
     root = write_folder(tmp_path / "data", classes=3, per_class=40, size=16)
     before = folder_digest(root)
-    run = cnnlab.train(
-        root, runs_dir=str(tmp_path / "runs"), epochs=50, batch_size=2, train__min_steps=0,
-        train__max_time=0.5, track__backend="none", eval__explain=False,
-    )  # fmt: skip
-    assert run is not None
+    run = _budget_run(root, tmp_path / "runs", 0.5)
     summary = run.summary
     assert summary["complete"] and summary["stopped_by_time_budget"] is True
     assert summary["epochs_run"] == 1
@@ -71,11 +78,7 @@ def test_a_run_whose_validation_cannot_fit_keeps_the_budget_and_reports(
     monkeypatch.setattr(budget, "validation_estimate", lambda *_: 10_000.0)
     root = write_folder(tmp_path / "data", classes=3, per_class=40, size=16)
     before = folder_digest(root)
-    run = cnnlab.train(
-        root, runs_dir=str(tmp_path / "runs"), epochs=50, batch_size=2, train__min_steps=0,
-        train__max_time=3600, track__backend="none", eval__explain=False,
-    )  # fmt: skip
-    assert run is not None
+    run = _budget_run(root, tmp_path / "runs", 3600)
     summary = run.summary
     assert summary["complete"] and summary["stopped_by_time_budget"] is True
     assert summary["validation_skipped_by_time_budget"] is True
@@ -108,11 +111,7 @@ def test_after_validated_epochs_the_best_of_them_is_restored(tmp_path: Path, mon
 
     monkeypatch.setattr(budget, "validation_estimate", estimate)
     root = write_folder(tmp_path / "data", classes=3, per_class=40, size=16)
-    run = cnnlab.train(
-        root, runs_dir=str(tmp_path / "runs"), epochs=50, batch_size=2, train__min_steps=0,
-        train__max_time=3600, track__backend="none", eval__explain=False,
-    )  # fmt: skip
-    assert run is not None
+    run = _budget_run(root, tmp_path / "runs", 3600)
     summary = run.summary
     assert summary["validation_skipped_by_time_budget"] is True
     assert summary["epochs_run"] == 2 and summary["best_epoch"] == 1
