@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -174,42 +176,70 @@ def _pg_bin() -> Path:
     return found[-1].parent
 
 
-@pytest.fixture(scope="session")
-def postgres_server():
-    """A real PostgreSQL server on a free loopback port in a temp folder; its base URL.
+class PostgresServer:
+    """A PostgreSQL server on a free loopback port in ``folder``, which a test may stop and
+    start again. As root it runs as the `postgres` user (initdb refuses root)."""
 
-    As root the server runs as the `postgres` user (initdb refuses root). Stopped at the end.
-    """
+    def __init__(self, folder: Path) -> None:
+        import subprocess
+
+        self.prefix: list[str] = []
+        if os.geteuid() == 0:
+            import pwd
+
+            user = pwd.getpwnam("postgres")
+            os.chown(folder, user.pw_uid, user.pw_gid)
+            self.prefix = ["runuser", "-u", "postgres", "--"]
+        bin_dir, data, port = _pg_bin(), folder / "data", _free_port()
+        subprocess.run(
+            [*self.prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
+             "--auth=trust"], check=True, capture_output=True,
+        )  # fmt: skip
+        self.ctl = [*self.prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-w"]
+        self.options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+        self.log = folder / "log"
+        self.base = f"postgresql://postgres@127.0.0.1:{port}"  # no database
+        self.url = f"{self.base}/postgres"
+
+    def start(self) -> None:
+        import subprocess
+
+        subprocess.run([*self.ctl, "-o", self.options, "-l", str(self.log), "start"],
+                       check=True, capture_output=True)  # fmt: skip
+
+    def stop(self) -> None:
+        import subprocess
+
+        subprocess.run([*self.ctl, "-m", "fast", "stop"], check=False, capture_output=True)
+
+
+@contextlib.contextmanager
+def _running_server(prefix: str) -> Iterator[PostgresServer]:
     import shutil
-    import subprocess
     import tempfile
 
-    bin_dir = _pg_bin()
-    folder = Path(tempfile.mkdtemp(prefix="cnnlab-pg-"))
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        import pwd
-
-        user = pwd.getpwnam("postgres")
-        os.chown(folder, user.pw_uid, user.pw_gid)
-        prefix = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
-    data = folder / "data"
-    subprocess.run(
-        [*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
-        check=True,
-        capture_output=True,
-    )
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
-    ctl = [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-w"]
-    subprocess.run(
-        [*ctl, "-o", options, "-l", str(folder / "log"), "start"], check=True, capture_output=True
-    )
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    server = PostgresServer(folder)
+    server.start()
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}"
+        yield server
     finally:
-        subprocess.run([*ctl, "-m", "fast", "stop"], check=False, capture_output=True)
+        server.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server shared by the session; its base URL (no database)."""
+    with _running_server("cnnlab-pg-") as server:
+        yield server.base
+
+
+@pytest.fixture
+def own_postgres():
+    """A running PostgreSQL server for this test alone (stopped and removed at its end)."""
+    with _running_server("cnnlab-pg-own-") as server:
+        yield server
 
 
 @pytest.fixture

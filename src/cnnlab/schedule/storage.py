@@ -176,15 +176,18 @@ def storage_error(exc: BaseException) -> BaseException | None:
     return found
 
 
-def lost_storage(url: str, exc: BaseException) -> StorageLost:
-    """The one-line error for a storage that stopped answering."""
+def lost_storage(
+    url: str, exc: BaseException, kept: str = "trials", again: str = "run the same command"
+) -> StorageLost:
+    """The one-line error for a storage that stopped answering: what is kept (a tune's
+    ``trials``, a study's ``runs``) and how to go on once it answers."""
     from cnnlab.errors import brief
 
     cause = storage_error(exc) or exc
     reason = str(getattr(cause, "orig", None) or cause).strip()
     return StorageLost(
         f"storage {redact(url)}: lost the connection ({brief(reason, 160)}); the finished "
-        "trials are kept: once the database answers again, run the same command to continue"
+        f"{kept} are kept: once the database answers again, {again} to continue"
     )
 
 

@@ -78,8 +78,10 @@ def work(folder: str | Path, url: str | None = None, show_progress: bool = False
     (:func:`~cnnlab.evaluation.background.deferred_figures`); all exist when this returns.
     """
     from cnnlab.evaluation.background import deferred_figures
+    from cnnlab.schedule.storage import quiet_storage_threads
 
-    with deferred_figures(), warnings_once():  # the runs share one dataset's warnings
+    # the runs share one dataset's warnings; a lost storage is said once, not per thread
+    with deferred_figures(), warnings_once(), quiet_storage_threads():
         _work(Path(folder), url, show_progress)
 
 
@@ -150,6 +152,7 @@ def run_jobs(folder: Path, plan: Plan, url: str | None, workers: int) -> None:
     """Train every job: in this process, or in ``workers`` processes sharing the storage."""
     from cnnlab.console import warn
     from cnnlab.schedule.pool import run_pool
+    from cnnlab.schedule.storage import STORAGE_LOST_EXIT, StorageLost
 
     study = open_grid(folder, plan, url)  # creates tables and study before workers start
     if workers <= 1:
@@ -163,6 +166,9 @@ def run_jobs(folder: Path, plan: Plan, url: str | None, workers: int) -> None:
         progress=lambda: progress_counts(study, total),
         description="study",
     )
+    if STORAGE_LOST_EXIT in codes:  # the workers said nothing: ask the storage why
+        progress_counts(study, total)  # raises the driver's error while the server is down
+        raise StorageLost("it stopped answering for a while")
     if any(codes):
         warn(f"{sum(c != 0 for c in codes)} worker process(es) ended with an error")
     work(folder, url, show_progress=True)  # picks up what a dead worker left behind

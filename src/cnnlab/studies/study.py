@@ -245,6 +245,7 @@ def _report(folder: Path) -> Any:
 
 def _run_and_report(folder: Path, plan: Plan, storage: str | None, workers: int) -> Study:
     from cnnlab import track
+    from cnnlab.schedule.storage import lost_storage, redact, storage_error, storage_url
     from cnnlab.studies.runner import run_jobs
 
     if workers < 1:
@@ -254,13 +255,21 @@ def _run_and_report(folder: Path, plan: Plan, storage: str | None, workers: int)
         update={"runs_dir": str(folder / RUNS)}
     )
     name = folder.resolve().name
-    with track.parent_run(cfg, "study", name, plan.to_dict(), folder, wait=True) as parent:
-        with interrupted_as(
-            f"{folder} keeps its finished runs and the stopped run's complete epochs",
-            f"cnnlab study --resume {folder}",
-        ):
-            run_jobs(folder, plan, storage, workers)
-        _track_outputs(parent, folder, _report(folder))
+    resume = f"cnnlab study --resume {folder}"
+    try:
+        with track.parent_run(cfg, "study", name, plan.to_dict(), folder, wait=True) as parent:
+            with interrupted_as(
+                f"{folder} keeps its finished runs and the stopped run's complete epochs", resume
+            ):
+                run_jobs(folder, plan, storage, workers)
+            _track_outputs(parent, folder, _report(folder))
+    except Exception as exc:
+        if storage_error(exc) is None:
+            raise
+        url = storage or storage_url(None, folder)  # as the user wrote it
+        # study.yaml keeps no password: then --resume needs --storage again
+        again = f"run `{resume}`" + (" with --storage" if "***" in redact(url) else "")
+        raise lost_storage(url, exc, kept="runs", again=again) from None
     return Study(folder)
 
 
