@@ -16,9 +16,9 @@ from cnnlab.engine.setup import ModelBundle
 MIN_AUTO_BATCH = 8  # the automatic batch choice never goes below this many images
 # A fine-tune shorter than this many optimizer steps keeps the pretrained batch-norm
 # statistics (train.freeze_bn_stats=auto): with momentum 0.1 the running statistics need
-# ~30 steps to follow the weights (0.9**30 = 4% left). Measured in bench/bench_small_data.py:
-# fixing them rescues a 3-step run (0.18 -> 0.94 test accuracy) but made one seed of a
-# 42-step run diverge (1.00 -> 0.09), where updating them was right.
+# ~30 steps to follow the weights (0.9**30 = 4% left). (A measurement once cited here, from a
+# bench/bench_small_data.py that was never committed, cannot be re-run: the threshold rests on
+# that arithmetic alone.)
 FEW_STEPS = 30
 
 
