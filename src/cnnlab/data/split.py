@@ -1,8 +1,9 @@
-"""Train/val/test splits that are stratified, seeded, stable, and saved once per study.
+"""Train/val/test splits made per class, seeded, stable, and saved once per study.
 
 Each file's split is decided by a keyed hash of (``data.split_seed``, class, path) compared
 against the fractions, so adding images to a folder never moves an existing image to another
-split (a rank- or shuffle-based split would). A small fix-up then makes sure every class has
+split (a rank- or shuffle-based split would). The fractions hold per class on average, not
+exactly (each file is its own draw). A small fix-up then makes sure every class has
 at least one image in each requested split; where it moves a file, that decision is remembered
 in the split ledger (:mod:`cnnlab.data.ledger`), so the fix-up never undoes itself when more
 images arrive. The training seed plays no part: a seed sweep compares models on one test set.
@@ -147,7 +148,7 @@ def make_split(
     drop_small_classes: bool = False,
     strict: bool = True,
 ) -> Split:
-    """Assign every record of ``scan`` to train, val or test, stratified per class.
+    """Assign every record of ``scan`` to train, val or test, per class (fractions on average).
 
     Explicit splits (split folders, a CSV split column) are kept; when there is no val split,
     val is carved out of train the same hashed way (test too when there is no test split).
