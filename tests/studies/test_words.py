@@ -10,10 +10,11 @@ def _row(cell: str, n: int = 3) -> dict:
     return {"cell": cell, "label": f"setting {cell}", "n": n}
 
 
-def _comp(cell: str, verdict: str, diff: float = -0.05) -> dict:
+def _comp(cell: str, verdict: str, diff: float = -0.05, p_holm: float = 0.01) -> dict:
     return {
         "cell": cell, "label": f"setting {cell}", "verdict": verdict, "diff_accuracy": diff,
         "diff_accuracy_ci_low": diff - 0.02, "diff_accuracy_ci_high": diff + 0.02,
+        "p_holm": p_holm, "reference_cell": f"c{int(cell[1:]) - 1}",
     }  # fmt: skip
 
 
@@ -49,6 +50,21 @@ def test_ladder_gives_each_steps_gain_with_its_interval():
     text = " ".join(summary_sentences(_plan("previous"), table, comps, None, "", [], 0))
     assert "real gain over the previous step at 95%: setting c2 (+8.0 pts, 95% CI" in text
     assert "not distinguishable from the previous one at 95%: setting c3" in text
+    assert "(+8.0 pts, 95% CI +6.0 pts to +10.0 pts; McNemar p=0.01 after Holm)" in text
+
+
+def test_a_step_whose_interval_excludes_0_but_mcnemar_does_not_says_which_test_decided():
+    table = [_row("c1"), _row("c2"), _row("c3")]
+    comps = [
+        _comp("c2", "not distinguishable", 0.154, p_holm=0.453),  # CI +13.4 to +17.4 pts
+        _comp("c3", "not distinguishable", 0.01, p_holm=1.0),  # CI -1.0 to +3.0 pts
+    ]
+    text = " ".join(summary_sentences(_plan("previous"), table, comps, None, "", [], 0))
+    assert (
+        "setting c2 (+15.4 pts, 95% CI +13.4 pts to +17.4 pts; McNemar p=0.45 after Holm is not "
+        "below 0.05, so not distinguishable although the bootstrap interval excludes 0)"
+    ) in text
+    assert "setting c3 (+1.0 pts, 95% CI -1.0 pts to +3.0 pts; McNemar p=1 after Holm)" in text
 
 
 def test_a_cell_at_the_no_skill_baseline_is_said_not_to_have_learned():

@@ -37,6 +37,25 @@ def _gain(c: dict[str, Any]) -> str:
     return f"{_pct(c.get('diff_accuracy'))}, 95% CI {_pct(low)} to {_pct(high)}"
 
 
+def _p(c: dict[str, Any]) -> str:
+    p = c.get("p_holm")
+    return "n/a" if p is None or math.isnan(p) else f"{p:.2g}"
+
+
+def _test(c: dict[str, Any]) -> str:
+    """The McNemar p-value behind a row's verdict; for a ``not distinguishable`` row whose
+    bootstrap interval excludes 0, that the test (the verdict needs both) decided."""
+    low, high = c.get("diff_accuracy_ci_low"), c.get("diff_accuracy_ci_high")
+    said = f"McNemar p={_p(c)} after Holm"
+    excludes_0 = low is not None and not math.isnan(low) and (low > 0 or high < 0)
+    if c["verdict"] == "not distinguishable" and excludes_0:
+        return (
+            f"{said} is not below 0.05, so not distinguishable although the bootstrap "
+            "interval excludes 0"
+        )
+    return said
+
+
 def best_sentences(ref: dict[str, Any], chosen_on: str, comps: list[dict]) -> list[str]:
     """The reference (highest mean validation accuracy) against every other cell."""
     by = {v: [c for c in comps if c["verdict"] == v] for v in VERDICT_WORDS}
@@ -80,7 +99,7 @@ def ladder_sentences(comps: list[dict]) -> list[str]:
     ):
         hits = [c for c in comps if c["verdict"] == verdict]
         if hits:
-            gains = "; ".join(f"{c['label']} ({_gain(c)})" for c in hits)
+            gains = "; ".join(f"{c['label']} ({_gain(c)}; {_test(c)})" for c in hits)
             out.append(f"{words}: {gains}.")
     return out
 
