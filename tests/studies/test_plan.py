@@ -127,6 +127,17 @@ def test_ladder_is_cumulative_and_compares_each_step_with_the_previous(tiny_fold
     assert first["data.normalize"] is False and last["data.normalize"] is True
     assert last["model.cnn.batch_norm"] is True and last["train.early_stopping"] is True
     assert last["train.epochs"] == 8 and "train.epochs" not in first
+    # the labels name everything a step sets: the base's regularised SGD, the augment
+    # preset's colour jitter, and the epochs the early-stopping step doubles
+    labels = [c.label for c in plan.cells]
+    assert labels[0] == (
+        "base (BaseNet, raw pixels; SGD lr 0.01, Nesterov momentum 0.9, weight decay 0.0005, "
+        "label smoothing 0.1)"
+    )
+    assert labels[2] == (
+        "+ augment standard (flip, shift 0.1, zoom 0.25, brightness/contrast/saturation 0.2)"
+    )
+    assert labels[-1] == "+ early stopping (patience 5), up to 2x epochs (8)"
     with pytest.raises(ConfigError, match=r"steps set data\.augment"):
         make_plan(tiny_folder, recipe="ladder", sets=["data.augment=strong"])
 

@@ -48,3 +48,7 @@ def test_every_recipe_runs_at_tiny_size(recipe, tmp_path):
     if recipe == "ladder":
         pairs = [(c["cell"], c["reference_cell"]) for c in study.comparisons]
         assert pairs == [(f"c{i}", f"c{i - 1}") for i in range(2, 8)]
+        # 2 epochs with patience 5: early stopping cannot fire, and the report says so
+        assert study.table[-1]["stopped_early"] == "0"
+        assert "up to 2x epochs (2) (c7), so its difference from" in html
+        assert "comes from the longer training (up to 2 epochs, not 1)" in html

@@ -67,6 +67,30 @@ def test_a_step_whose_interval_excludes_0_but_mcnemar_does_not_says_which_test_d
     assert "setting c3 (+1.0 pts, 95% CI -1.0 pts to +3.0 pts; McNemar p=1 after Holm)" in text
 
 
+def test_early_stopping_that_never_fired_is_not_credited_with_the_longer_training():
+    def row(cell: str, early: bool, epochs: int, stopped: int | None) -> dict:
+        return {**_row(cell, n=2), "train.early_stopping": early, "train.epochs": epochs,
+                "stopped_early": stopped}  # fmt: skip
+
+    comps = [_comp("c2", "better", 0.19)]
+    plan = _plan("previous")
+    never = [row("c1", False, 5, 0), row("c2", True, 10, 0)]
+    text = " ".join(summary_sentences(plan, never, comps, None, "", [], 0))
+    assert (
+        "Early stopping never fired in any of the 2 run(s) of setting c2 (c2), so its "
+        "difference from setting c1 (c1) comes from the longer training (up to 10 epochs, not 5)."
+    ) in text
+    same_epochs = [row("c1", False, 5, 0), row("c2", True, 5, 0)]
+    text = " ".join(summary_sentences(plan, same_epochs, comps, None, "", [], 0))
+    assert "(c1) does not come from early stopping." in text
+    for table in (
+        [row("c1", False, 5, 0), row("c2", True, 10, 1)],  # it fired in one run
+        [row("c1", False, 5, 0), row("c2", True, 10, None)],  # runs from before the field
+        [row("c1", True, 5, 0), row("c2", True, 10, 0)],  # on in both: not the step's change
+    ):
+        assert "never fired" not in " ".join(summary_sentences(plan, table, comps, None, "", [], 0))
+
+
 def test_a_cell_at_the_no_skill_baseline_is_said_not_to_have_learned():
     def row(cell: str, mean: float) -> dict:
         return {**_row(cell), "test_accuracy_mean": mean, "test_majority_accuracy": 0.126,

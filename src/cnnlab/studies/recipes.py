@@ -99,14 +99,56 @@ def _transfer(base: dict[str, Any], axes: dict[str, list[Any]]) -> Recipe:
     return Recipe(cells, base={"model.name": name})
 
 
-def ladder_steps(epochs: int) -> list[tuple[str, dict[str, Any]]]:
-    """Seed 004's cumulative ladder: each step adds one change to everything before it."""
+LADDER_AUGMENT = "standard"  # the preset of the ladder's augment step
+LADDER_PATIENCE = 5  # epochs without improvement before the last step stops a run
+
+
+def _num(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _base_label(settings: dict[str, Any]) -> str:
+    """The base step's label, naming every training setting it starts from: the config's
+    defaults (momentum, weight decay, label smoothing) are not seed 004's plain SGD."""
+    opt = str(settings["train.optimizer"])
+    words = [f"{'SGD' if opt == 'sgd' else opt} lr {_num(settings['train.lr'])}"]
+    if opt == "sgd":
+        nesterov = "Nesterov " if settings["train.nesterov"] else ""
+        words.append(f"{nesterov}momentum {_num(settings['train.momentum'])}")
+    words.append(f"weight decay {_num(settings['train.weight_decay'])}")
+    words.append(f"label smoothing {_num(settings['train.label_smoothing'])}")
+    return f"base (BaseNet, raw pixels; {', '.join(words)})"
+
+
+def _augment_label() -> str:
+    """``+ augment standard (flip, shift 0.1, ...)``: every knob the preset turns on."""
+    from cnnlab.data.transforms import PRESETS
+
+    spec = PRESETS[LADDER_AUGMENT]
+    knobs = ["flip"] if spec.hflip else []
+    knobs += [f"{k} {_num(getattr(spec, k))}" for k in ("shift", "zoom") if getattr(spec, k)]
+    jitter = [k for k in ("brightness", "contrast", "saturation") if getattr(spec, k)]
+    strengths = {getattr(spec, k) for k in jitter}
+    if len(strengths) == 1:  # the presets jitter all three by one amount
+        knobs.append(f"{'/'.join(jitter)} {_num(strengths.pop())}")
+    else:
+        knobs += [f"{k} {_num(getattr(spec, k))}" for k in jitter]
+    return f"+ augment {LADDER_AUGMENT} ({', '.join(knobs)})"
+
+
+def ladder_steps(epochs: int, settings: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Seed 004's cumulative ladder: each step adds its changes to everything before it.
+
+    ``settings`` are the base step's training settings (for its label). The last step also
+    doubles ``train.epochs``, so its label says so: early stopping alone can only shorten
+    training (every step already keeps its best epoch), and the report says when it never fired.
+    """
     return [
-        ("base (BaseNet, raw pixels)", {}),
+        (_base_label(settings), {}),
         ("+ normalise inputs", {"data.normalize": True}),
-        ("+ augment (flip, shift, zoom)", {"data.augment": "standard"}),
+        (_augment_label(), {"data.augment": LADDER_AUGMENT}),
         (
-            "+ deeper (3 blocks of 2 convs)",
+            "+ deeper (3 blocks of 2 3x3 convs, 32-64-128 filters)",
             {
                 "model.cnn.filters": [32, 64, 128],
                 "model.cnn.kernel_size": 3,
@@ -114,10 +156,17 @@ def ladder_steps(epochs: int) -> list[tuple[str, dict[str, Any]]]:
             },
         ),
         ("+ batch norm", {"model.cnn.batch_norm": True}),
-        ("+ dropout 0.25", {"model.cnn.dropout": 0.25, "model.head_dropout": 0.25}),
         (
-            f"+ early stopping ({2 * epochs} epochs max)",
-            {"train.early_stopping": True, "train.epochs": 2 * epochs, "train.patience": 5},
+            "+ dropout 0.25 (convs and head)",
+            {"model.cnn.dropout": 0.25, "model.head_dropout": 0.25},
+        ),
+        (
+            f"+ early stopping (patience {LADDER_PATIENCE}), up to 2x epochs ({2 * epochs})",
+            {
+                "train.early_stopping": True,
+                "train.epochs": 2 * epochs,
+                "train.patience": LADDER_PATIENCE,
+            },
         ),
     ]
 
@@ -125,8 +174,9 @@ def ladder_steps(epochs: int) -> list[tuple[str, dict[str, Any]]]:
 def _ladder(base: dict[str, Any], axes: dict[str, list[Any]]) -> Recipe:
     from cnnlab.config import TrainConfig
 
-    epochs = int(base.get("train.epochs", TrainConfig.model_fields["epochs"].default))
-    steps = ladder_steps(epochs)
+    defaults = {f"train.{k}": f.default for k, f in TrainConfig.model_fields.items()}
+    settings = {**defaults, **BASENET, **base}
+    steps = ladder_steps(int(settings["train.epochs"]), settings)
     fixed = sorted({k for _, change in steps for k in change} & set(base) - {"train.epochs"})
     if fixed:
         raise ConfigError(

@@ -30,7 +30,7 @@ class Outputs:
 
 def table_columns(plan: Plan) -> list[str]:
     spreads = [f"{m}_{k}" for m in ("test_accuracy", "test_macro_f1") for k in results.SPREAD]
-    extra = ["val_accuracy_mean", "params", "train_time_s_mean", "init", "failed"]
+    extra = ["val_accuracy_mean", "params", "train_time_s_mean", "init", "stopped_early", "failed"]
     return ["cell", "label", *plan.varied, "n", *spreads, *extra]
 
 

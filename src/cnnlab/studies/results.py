@@ -120,6 +120,14 @@ def initialisation(records: list[RunRecord]) -> str:
     return ""
 
 
+def stopped_early(runs: list[RunRecord]) -> int | None:
+    """How many of the runs early stopping ended (None when a summary predates the field):
+    words.py warns when a cell that turned it on never stopped."""
+    if not runs or any("stopped_early" not in r.summary for r in runs):
+        return None
+    return sum(bool(r.summary["stopped_early"]) for r in runs)
+
+
 def table_rows(plan: Plan, records: list[RunRecord]) -> list[dict[str, Any]]:
     """One row per cell: test accuracy and macro F1 as mean, std and 95% CI over seeds."""
     settings = cell_settings(plan)
@@ -146,6 +154,7 @@ def table_rows(plan: Plan, records: list[RunRecord]) -> list[dict[str, Any]]:
         times = [float(r.summary.get("train_time_s", math.nan)) for r in done]
         row["train_time_s_mean"] = float(np.mean(times)) if times else math.nan
         row["init"] = initialisation(done)
+        row["stopped_early"] = stopped_early(done)
         row["failed"] = sum(r.status == "failed" for r in mine)
         rows.append(row)
     return rows

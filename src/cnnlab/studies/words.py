@@ -104,6 +104,35 @@ def ladder_sentences(comps: list[dict]) -> list[str]:
     return out
 
 
+def _early_stopping(row: dict[str, Any]) -> bool:
+    return row.get("train.early_stopping") is True
+
+
+def early_stopping_sentences(table: list[dict[str, Any]], comps: list[dict]) -> list[str]:
+    """A compared cell that turned early stopping on whose runs it never stopped: what
+    differs is the rest of the step (a ladder's last step also doubles the epochs)."""
+    rows = {r["cell"]: r for r in table}
+    out = []
+    for c in comps:
+        pair = [rows.get(c["cell"]), rows.get(c.get("reference_cell", ""))]
+        if c["verdict"] == "not compared" or None in pair:
+            continue
+        on = [r for r in pair if _early_stopping(r)]
+        if len(on) != 1 or on[0].get("stopped_early") != 0:
+            continue  # both or neither stop early, it fired, or the runs predate the field
+        mine, other = on[0], next(r for r in pair if r is not on[0])
+        epochs, before = mine.get("train.epochs"), other.get("train.epochs")
+        cause = "does not come from early stopping"
+        if isinstance(epochs, int) and isinstance(before, int) and epochs > before:
+            cause = f"comes from the longer training (up to {epochs} epochs, not {before})"
+        out.append(
+            f"Early stopping never fired in any of the {mine['n']} run(s) of {mine['label']} "
+            f"({mine['cell']}), so its difference from {other['label']} ({other['cell']}) "
+            f"{cause}."
+        )
+    return out
+
+
 def no_skill_sentences(rows: list[dict[str, Any]]) -> list[str]:
     """Cells whose mean test accuracy is not above always answering the most frequent class."""
     from cnnlab.evaluation.intervals import beats_majority
@@ -143,6 +172,7 @@ def summary_sentences(
         out = ladder_sentences(comps)
     else:
         out = best_sentences(ref or ran[0], chosen_on, comps)
+    out.extend(early_stopping_sentences(table, comps))
     out.extend(no_skill_sentences(ran))
     one_seed = [r for r in ran if r["n"] == 1]
     if one_seed:
