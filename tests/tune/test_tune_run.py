@@ -26,9 +26,9 @@ def test_pruned_and_diverged_trials_are_never_best_and_the_best_retrains(
 ):
     before = folder_digest(small_folder)
     out = tmp_path / "tune"
-    # trials train 3 epochs (--epochs); train.epochs=1 is the "full" length a retrain uses
+    # trials train 3 epochs (--epochs); train.epochs is the "full" length a retrain uses
     t = cnnlab.tune(small_folder, space=str(lr_space(tmp_path)), sampler="grid", trials=10,
-                    epochs=3, out=str(out), train__epochs=1, **TINY)  # fmt: skip
+                    epochs=3, out=str(out), train__epochs=5, **TINY)  # fmt: skip
     assert folder_digest(small_folder) == before  # the user's data is read-only to us
     rows = {int(r["number"]): r for r in t.trials}
     assert len(rows) == 3  # the grid has three points, so --trials 10 becomes 3
@@ -53,6 +53,11 @@ def test_pruned_and_diverged_trials_are_never_best_and_the_best_retrains(
     assert "Plotly.newPlot" in html and "cnnlab tune " in html
     cfg = yaml.safe_load((out / "best.yaml").read_text(encoding="utf-8"))
     assert cfg["train"]["lr"] == 0.002 and cfg["data"]["split_file"] == str(out / "split.csv")
+    # the retrain length decided after the search: the same command, another train.epochs
+    trials_csv = (out / "trials.csv").read_bytes()
+    cnnlab.tune(small_folder, space=str(lr_space(tmp_path)), sampler="grid", trials=10,
+                epochs=3, out=str(out), train__epochs=1, **TINY)  # fmt: skip
+    assert (out / "trials.csv").read_bytes() == trials_csv  # no trial trained again
     _best_trains_and_retrains(t, tmp_path / "runs")
 
 

@@ -39,6 +39,11 @@ SAMPLERS = ("tpe", "random", "cmaes", "nsga2", "grid")
 PRUNERS = ("median", "hyperband", "none")
 # Fields that must match when a command is run again on an existing tune folder.
 _SAME = ("data", "space_name", "space", "objectives", "epochs", "values", "sampler", "pruner")
+# Shared values no trial reads (trials train --epochs): train.epochs is the length of
+# --retrain-best, so it may be chosen after the search; left out again, the saved one stays.
+RETRAIN_ONLY = ("train.epochs",)
+_OPTION = {"space_name": "--space", "epochs": "--epochs", "sampler": "--sampler",
+           "pruner": "--pruner"}  # fmt: skip
 
 
 @dataclass
@@ -120,16 +125,21 @@ def join_or_create(folder: Path, settings: Settings) -> Settings:
     """Create the tune folder, or continue the tune already in it when it is the same one.
 
     Running the same command again continues until ``trials`` have finished (a larger
-    ``--trials`` extends the tune); any other difference is refused, naming the field.
+    ``--trials`` extends the tune), and may give another ``train.epochs`` (the length of
+    ``--retrain-best``, never read by a trial); any other difference is refused, naming
+    each one with its saved and its new value.
     """
     if (folder / TUNE_YAML).is_file():
         saved = read_settings(folder)
-        for name in _SAME:
-            if getattr(saved, name) != getattr(settings, name):
-                raise ConfigError(
-                    f"{folder} holds a tune with another {name} ({getattr(saved, name)!r}); "
-                    "run the same command to continue it, or choose another --out"
-                )
+        for key in RETRAIN_ONLY:
+            if key in saved.values and key not in settings.values:
+                settings.values[key] = saved.values[key]
+        changed = [text for name in _SAME for text in differences(name, saved, settings)]
+        if changed:
+            raise ConfigError(
+                f"{folder} was made with {'; '.join(changed)}; run the same command to "
+                "continue that tune, or choose another --out"
+            )
         settings.study = saved.study
         write_settings(folder, settings)
         return settings
@@ -139,6 +149,39 @@ def join_or_create(folder: Path, settings: Settings) -> Settings:
     settings.study = settings.study or f"cnnlab-tune-{folder.resolve().name}"
     write_settings(folder, settings)
     return settings
+
+
+def differences(name: str, saved: Settings, given: Settings) -> list[str]:
+    """How field ``name`` of the saved settings differs from the given ones, as the user
+    types it: ``--epochs 4 (now 6)``, ``track.backend=none (not given now)``."""
+    old, new = getattr(saved, name), getattr(given, name)
+    if old == new or (name == "space" and saved.space_name != given.space_name):
+        return []  # another --space is said once, by its name
+    if name == "values":
+        return _value_differences(old, new)
+    if name == "space":
+        entries = {**old.get("set", {}), **old.get("params", {})}
+        now = {**new.get("set", {}), **new.get("params", {})}
+        keys = sorted(k for k in {*entries, *now} if entries.get(k) != now.get(k))
+        return [f"another version of the space {saved.space_name} (entries changed since: "
+                f"{', '.join(keys)})"]  # fmt: skip
+    if name == "objectives":
+        return [f"--objective {','.join(old)} (now {','.join(new)})"]
+    if name == "data":
+        return [f"the data {old} (now {new})"]
+    return [f"{_OPTION.get(name, name)} {old} (now {new})"]
+
+
+def _value_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    out = []
+    for key in sorted({*old, *new} - set(RETRAIN_ONLY)):
+        if key not in new:
+            out.append(f"{key}={old[key]} (not given now)")
+        elif key not in old:
+            out.append(f"no {key} (now {key}={new[key]})")
+        elif old[key] != new[key]:
+            out.append(f"{key}={old[key]} (now {key}={new[key]})")
+    return out
 
 
 def make_split(folder: Path, settings: Settings) -> Path:
