@@ -160,6 +160,7 @@ def tune_figures(folder: Path, settings: Any) -> dict[str, Any]:
     from optuna import visualization as vis
 
     from cnnlab.schedule.storage import DEFAULT_DB
+    from cnnlab.tuning.html import importance_note
     from cnnlab.tuning.search import open_tune
 
     if settings.storage or not (folder / DEFAULT_DB).is_file():
@@ -171,11 +172,9 @@ def tune_figures(folder: Path, settings: Any) -> dict[str, Any]:
         else {}
     )
     figures: dict[str, Any] = {}
-    scored = _scored_trials(study)
-    if scored < 2:  # Optuna's evaluators give every parameter the same share below 2
-        figures["importances"] = (
-            f"Parameter importances need at least 2 complete trials; this tune has {scored}."
-        )
+    note = importance_note(study)  # too few complete trials: the same sentence as tune.html
+    if note is not None:
+        figures["importances"] = note
     for name, draw in (
         ("history", vis.plot_optimization_history),
         ("importances", vis.plot_param_importances),
@@ -189,11 +188,3 @@ def tune_figures(folder: Path, settings: Any) -> dict[str, Any]:
         except Exception as exc:  # too few complete trials, one-valued parameters, ...
             figures[name] = f"not drawn: {exc}"
     return figures
-
-
-def _scored_trials(study: Any) -> int:
-    """Complete trials with a finite (first) objective: what Optuna's importances learn from."""
-    from optuna.trial import TrialState
-
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return sum(1 for t in trials if t.values and math.isfinite(t.values[0]))

@@ -1,12 +1,14 @@
 """``tune.html``: Optuna's own plots (plotly) and the top trials, in one self-contained file.
 
 The plotly library is written inline once in ``<head>``; every figure is a ``<div>`` that
-uses it, so the file opens offline. A plot Optuna cannot draw yet (parameter importances
-need two complete trials, for example) is replaced by a sentence saying why.
+uses it, so the file opens offline. A plot Optuna cannot draw yet, or would draw without
+meaning (parameter importances from fewer than two complete trials: Optuna gives every
+parameter the same share), is replaced by a sentence saying why.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,28 @@ if TYPE_CHECKING:
     import optuna
 
 TOP = 20  # trials in the table of the best
+# Below this many complete trials Optuna's evaluators give every parameter the same share.
+IMPORTANCE_MIN_TRIALS = 2
+
+
+def scored_trials(study: optuna.Study) -> int:
+    """Complete trials with a finite (first) objective: what Optuna's importances learn from."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return sum(1 for t in trials if t.values and math.isfinite(t.values[0]))
+
+
+def importance_note(study: optuna.Study) -> str | None:
+    """Why the importances are not drawn (too few complete trials), or None to draw them;
+    tune.html and the app's tune page say the same."""
+    scored = scored_trials(study)
+    if scored >= IMPORTANCE_MIN_TRIALS:
+        return None
+    return (
+        f"Parameter importances need at least {IMPORTANCE_MIN_TRIALS} complete trials; "
+        f"this tune has {scored}."
+    )
 
 
 def _figures(study: optuna.Study, settings: Settings) -> list[tuple[str, str, Any]]:
@@ -28,11 +52,7 @@ def _figures(study: optuna.Study, settings: Settings) -> list[tuple[str, str, An
     target = {"target": lambda t: t.values[0], "target_name": first} if settings.multi else {}
     plots = [
         ("history", "Optimisation history", lambda: vis.plot_optimization_history(study, **target)),
-        (
-            "importance",
-            "Parameter importances",
-            lambda: vis.plot_param_importances(study, **target),
-        ),
+        ("importance", "Parameter importances", lambda: _importances(study, target)),
         ("parallel", "Parallel coordinates", lambda: vis.plot_parallel_coordinate(study, **target)),
         ("slices", "Slices", lambda: vis.plot_slice(study, **target)),
     ]
@@ -48,6 +68,14 @@ def _figures(study: optuna.Study, settings: Settings) -> list[tuple[str, str, An
     return plots  # fmt: skip
 
 
+def _importances(study: optuna.Study, target: dict[str, Any]) -> Any:
+    """Optuna's importance plot, or the sentence saying it needs more complete trials."""
+    from optuna import visualization as vis
+
+    note = importance_note(study)
+    return note if note is not None else vis.plot_param_importances(study, **target)
+
+
 def _plot_block(draw: Any) -> Block:
     import warnings
 
@@ -57,6 +85,8 @@ def _plot_block(draw: Any) -> Block:
             fig = draw()
     except Exception as exc:  # too few complete trials, a single-valued parameter, ...
         return Block("p", f"Not drawn: {exc}")
+    if isinstance(fig, str):  # the drawing function said why it draws nothing
+        return Block("p", f"Not drawn: {fig}")
     if not fig.data:
         return Block("p", "Not drawn yet: no complete trial has values for it.")
     return Block("raw", fig.to_html(full_html=False, include_plotlyjs=False))
