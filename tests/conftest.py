@@ -256,3 +256,15 @@ def postgres_url(postgres_server: str) -> str:
         cur.execute(f"CREATE DATABASE {name}")
     conn.close()
     return f"{postgres_server}/{name}"
+
+
+@pytest.fixture
+def ctrl_c_raises():
+    """Python's own Ctrl-C handler, as in a terminal, for tests of cnnlab's Ctrl-C handling: a
+    suite started in the background (``cmd &``, nohup) inherits SIGINT ignored, which cnnlab
+    rightly leaves alone."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)

@@ -26,14 +26,7 @@ from cnnlab.errors import Interrupted
 from cnnlab.schedule.storage import open_storage, storage_url
 from cnnlab.schedule.worker import run_worker
 
-
-@pytest.fixture(autouse=True)
-def ctrl_c_raises():
-    """Python's own Ctrl-C handler, as in a terminal: a suite started in the background
-    (``cmd &``, nohup) inherits SIGINT ignored, which cnnlab rightly leaves alone."""
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, before)
+pytestmark = pytest.mark.usefixtures("ctrl_c_raises")
 
 
 TINY = ("model.cnn.filters=[8,16]", "train.batch_size=4")

@@ -26,6 +26,8 @@ from cnnlab.schedule.storage import open_storage, storage_url
 from cnnlab.schedule.worker import ERROR_ATTR
 from cnnlab.tuning.search import RUN_DIR, budget_counts
 
+pytestmark = pytest.mark.usefixtures("ctrl_c_raises")  # as in a terminal
+
 
 class _Target:
     pass
