@@ -212,6 +212,31 @@ class PostgresServer:
 
         subprocess.run([*self.ctl, "-m", "fast", "stop"], check=False, capture_output=True)
 
+    def stop_while_training(self, args: list[str], runs: Path) -> tuple[int, str, str]:
+        """Run ``cnnlab ARGS``, stop this server once two run folders in ``runs`` have an
+        epoch written, and return the exit code, stdout and stderr."""
+        import subprocess
+        import sys
+        import time
+
+        env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cnnlab", *args], env=env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        deadline = time.monotonic() + 300
+
+        def training() -> int:
+            return sum(len(m.read_text().splitlines()) > 1 for m in runs.glob("*/metrics.csv"))
+
+        while training() < 2:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, f"no two runs training after 300 s: {runs}"
+            time.sleep(0.2)
+        self.stop()
+        stdout, stderr = proc.communicate(timeout=600)
+        return proc.returncode, stdout, stderr
+
 
 @contextlib.contextmanager
 def _running_server(prefix: str) -> Iterator[PostgresServer]:

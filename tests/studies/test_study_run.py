@@ -268,12 +268,6 @@ def test_a_cell_that_leaves_the_batch_size_shows_the_one_it_trained_with(tmp_pat
     assert [r["train.batch_size"] for r in study.table] == ["32", "8"]
 
 
-def _training(runs: Path, count: int) -> bool:
-    """``count`` run folders with an epoch written."""
-    metrics = list(runs.glob("*/metrics.csv"))
-    return len([m for m in metrics if len(m.read_text().splitlines()) > 1]) >= count
-
-
 @pytest.mark.slow
 def test_a_storage_lost_mid_study_is_one_line_and_resume_goes_on(tmp_path, own_postgres):
     """As for a tune: one error line that says what is kept and the exact command to go on."""
@@ -282,19 +276,8 @@ def test_a_storage_lost_mid_study_is_one_line_and_resume_goes_on(tmp_path, own_p
     args = ["study", str(data), "--vary", "model.name=tiny_cnn,basenet", "--seeds", "1",
             "--out", str(out), "--workers", "2", "--storage", own_postgres.url,
             *TINY, "train.epochs=10", "train.batch_size=2"]  # fmt: skip
-    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cnnlab", *args], env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not _training(out / "runs", 2):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no two runs training after 300 s"
-        time.sleep(0.2)
-    own_postgres.stop()
-    stdout, stderr = proc.communicate(timeout=600)
-    assert proc.returncode == 2, stdout + stderr
+    code, stdout, stderr = own_postgres.stop_while_training(args, out / "runs")
+    assert code == 2, stdout + stderr
     assert "Traceback" not in stderr + stdout, stderr
     errors = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
     assert errors == [stderr.strip().splitlines()[-1]], stderr

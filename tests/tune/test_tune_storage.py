@@ -3,12 +3,8 @@ folders finishes in each, a lost server is one line, a bad one leaves no folder 
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -153,12 +149,6 @@ def test_workers_end_the_log_with_the_final_count_not_a_new_bar_at_zero(small_fo
     assert not any(re.search(r"\b0/2\b", ln) for ln in bars), done.stdout
 
 
-def _training(out: Path, runs: int) -> bool:
-    """``runs`` run folders with an epoch written."""
-    metrics = list(out.glob("trials/*/metrics.csv"))
-    return len([m for m in metrics if len(m.read_text().splitlines()) > 1]) >= runs
-
-
 @pytest.mark.slow
 def test_a_storage_lost_mid_tune_is_one_line_and_the_same_command_goes_on(
     small_folder, tmp_path, own_postgres
@@ -167,19 +157,8 @@ def test_a_storage_lost_mid_tune_is_one_line_and_the_same_command_goes_on(
     args = ["tune", str(small_folder), "--space", "train", "--trials", "3", "--epochs", "6",
             "--pruner", "median", "--workers", "2", "--out", str(out),
             "--storage", own_postgres.url, "--study", "down", *TINY_ARGS]  # fmt: skip
-    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cnnlab", *args], env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not _training(out, 2):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no two trials training after 300 s"
-        time.sleep(0.2)
-    own_postgres.stop()
-    stdout, stderr = proc.communicate(timeout=600)
-    assert proc.returncode == 2, stdout + stderr
+    code, stdout, stderr = own_postgres.stop_while_training(args, out / "trials")
+    assert code == 2, stdout + stderr
     assert "Traceback" not in stderr and "Traceback" not in stdout, stderr
     errors = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
     assert errors == [stderr.strip().splitlines()[-1]], stderr
