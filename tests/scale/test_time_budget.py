@@ -15,10 +15,10 @@ from cnnlab.engine.checkpoint import safe_load_checkpoint
 from cnnlab.runs import Run
 
 
-def _budget_run(root: Path, runs: Path, max_time: float) -> Run:
-    """50 epochs of batch 2 under ``max_time`` seconds: the budget always ends the run."""
+def _budget_run(root: Path, runs: Path, max_time: float, epochs: int = 50) -> Run:
+    """``epochs`` of batch 2 under ``max_time`` seconds: the budget always ends the run."""
     run = cnnlab.train(
-        root, runs_dir=str(runs), epochs=50, batch_size=2, train__min_steps=0,
+        root, runs_dir=str(runs), epochs=epochs, batch_size=2, train__min_steps=0,
         train__max_time=max_time, track__backend="none", eval__explain=False,
     )  # fmt: skip
     assert run is not None
@@ -39,6 +39,16 @@ def test_a_tiny_budget_stops_mid_epoch_and_the_run_still_evaluates(tmp_path: Pat
     assert (run.path / "report.html").is_file()
     assert (run.path / "predictions" / "test.csv").is_file()
     assert folder_digest(root) == before
+
+
+def test_a_budget_stop_inside_the_only_epoch_is_reported(tmp_path: Path) -> None:
+    """One epoch cut short by the budget: Lightning still counts the epoch as run, so the
+    summary must learn of the stop from the guard (it said false before)."""
+    root = write_folder(tmp_path / "data", classes=3, per_class=40, size=16)
+    run = _budget_run(root, tmp_path / "runs", 0.5, epochs=1)
+    step = safe_load_checkpoint(run.path / "checkpoints" / "last.ckpt")["global_step"]
+    assert step < run.summary["images"]["train"] // 2  # the epoch was cut short
+    assert run.summary["epochs_run"] == 1 and run.summary["stopped_by_time_budget"] is True
 
 
 def _guarded_fit(cpu_train, monkeypatch, estimate_s: float) -> tuple[L.Trainer, TimeBudget]:

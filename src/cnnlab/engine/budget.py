@@ -56,6 +56,7 @@ class TimeBudget(Callback):
         self._warm_s = 0.0  # the same without this process's first batch (its one-off costs)
         self._warm_images = 0
         self.skipped_validation = False  # the last, partial epoch was not validated
+        self.cut_short = False  # the guard ended training before its last batch
 
     def _timer(self, trainer: L.Trainer) -> Timer | None:
         return next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
@@ -89,6 +90,9 @@ class TimeBudget(Callback):
         if overrun and self.last_val_s is None and not self._warm_images:
             return  # one more batch, for a warm speed before deciding to skip validation
         trainer.should_stop = True  # Lightning validates this partial epoch, then ends
+        epochs = trainer.max_epochs
+        last_epoch = epochs is not None and epochs >= 0 and trainer.current_epoch + 1 >= epochs
+        self.cut_short = i + 1 < trainer.num_training_batches or not last_epoch
         if overrun:
             self._skip_validation(trainer, need, budget)
 

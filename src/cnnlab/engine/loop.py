@@ -118,7 +118,9 @@ def _fit_module(
             run_dir,
         )
     stopped = any(getattr(c, "stopped_epoch", 0) for c in trainer.early_stopping_callbacks)
-    timed_out = train.max_time is not None and trainer.current_epoch < train.epochs
+    # a budget stop inside the last epoch leaves current_epoch == epochs: ask the guard too
+    cut_short = guard is not None and guard.cut_short
+    timed_out = train.max_time is not None and (trainer.current_epoch < train.epochs or cut_short)
     restore = _callback(trainer, RestoreBestWeights)
     return Outcome(
         trainer.current_epoch,
@@ -241,9 +243,11 @@ def train_frozen(
     from cnnlab.data.transforms import build_eval_transform, build_train_transform
     from cnnlab.engine import features as ft
     from cnnlab.engine.module import ClassifierModule
+    from cnnlab.engine.precision import torch_device
 
     eval_tf = build_eval_transform(data.img_size, mb.mean, mb.std)
     views = train.frozen_views
+    device = torch_device(train.accelerator)
     feats = {}
     for split in ("train", "val"):
         x, _ = data.tensor(split)
@@ -260,6 +264,7 @@ def train_frozen(
                 cache_key=feature_key(mb, data, split, views),
                 views=views,
                 train_transform=train_tf,
+                device=device,
             )
             feats[split] = f.reshape(-1, f.shape[-1])
         else:
@@ -269,6 +274,7 @@ def train_frozen(
                 eval_tf,
                 max(train.batch_size, 128),
                 cache_key=feature_key(mb, data, split, 1),
+                device=device,
             )
     y_train = data.subset("train")[1].repeat(views) if views > 1 else data.subset("train")[1]
     y_val = data.subset("val")[1]
