@@ -92,6 +92,7 @@ def features_probs(cfg: Config, data: DataBundle, folds: int) -> OutOfSample:
     from cnnlab.engine.databundle import decode_all
     from cnnlab.engine.features import compute_features, fit_sklearn_head
     from cnnlab.engine.loop import feature_key
+    from cnnlab.engine.precision import torch_device
     from cnnlab.engine.setup import build_model
 
     mb = build_model(cfg.model, len(data.classes), data.channels, data.img_size)
@@ -102,6 +103,7 @@ def features_probs(cfg: Config, data: DataBundle, folds: int) -> OutOfSample:
         transform,
         max(cfg.train.batch_size, 128),
         cache_key=feature_key(mb, data, "all", 1),
+        device=torch_device(cfg.train.accelerator),
     ).numpy()
     seed, x, labels = cfg.train.seed, torch.from_numpy(feats), data.labels
     probs = np.zeros((len(labels), len(data.classes)))

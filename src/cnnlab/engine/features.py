@@ -102,10 +102,9 @@ def _run_backbone(
     transform: Transform,
     batch_size: int,
     precision: str | None,
+    device: torch.device,
     view: str = "view 1/1",
 ) -> torch.Tensor:
-    ref = next(backbone.parameters(), None)
-    device = ref.device if ref is not None else torch.device("cpu")
     total = images.shape[0]
     out = BatchOutput(total)  # one tensor, not per-batch pieces: see cnnlab.batched
     with (
@@ -135,6 +134,7 @@ def compute_features(
     views: int = 1,
     train_transform: Transform | None = None,
     seed: int = 0,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """Backbone features of uint8 images, computed once and cached on disk.
 
@@ -152,6 +152,8 @@ def compute_features(
             training a head on a frozen backbone).
         train_transform: the augmenting transform, required when ``views > 1``.
         seed: seeds the augmentation of the extra views, so a cache entry is reproducible.
+        device: where the pass runs (the backbone is moved there for it and back after);
+            None: the GPU when CUDA has one, else the CPU (see ``precision.torch_device``).
     """
     if views > 1 and train_transform is None:
         raise ModelError("compute_features(views>1) needs a train_transform for the extra views")
@@ -162,16 +164,24 @@ def compute_features(
     if cached is not None:
         info(f"features: {images_u8.shape[0]} images x {views} view(s) loaded from the cache")
         return cached
+    from cnnlab.engine.precision import torch_device
+
+    run_on = torch.device(device) if device is not None else torch_device()
     was_training = backbone.training
     backbone.eval()
     try:
         out = []
-        with torch.random.fork_rng():  # view 1 (the eval transform) draws no random numbers
+        with (
+            on_device(run_on, backbone, transform, train_transform),
+            torch.random.fork_rng(),  # view 1 (the eval transform) draws no random numbers
+        ):
             torch.manual_seed(seed)
             for k in range(1, views + 1):
                 tf = transform if k == 1 else train_transform
                 view = f"view {k}/{views}"
-                out.append(_run_backbone(backbone, images_u8, tf, batch_size, precision, view))
+                out.append(
+                    _run_backbone(backbone, images_u8, tf, batch_size, precision, run_on, view)
+                )
     finally:
         backbone.train(was_training)
     feats = torch.stack(out) if views > 1 else out[0]
@@ -179,6 +189,31 @@ def compute_features(
         _save_cached(file, feats, digest)
         info(f"features: {images_u8.shape[0]} images x {views} view(s) computed and cached")
     return feats
+
+
+@contextlib.contextmanager
+def on_device(device: torch.device, *objects: object) -> Iterator[None]:
+    """Move the ``nn.Module``s among ``objects`` to ``device`` for the block, then back.
+
+    The caller's model stays where it was: a trained model lives on the CPU between passes,
+    and a transform holds its mean and std as buffers that must sit beside the images.
+    """
+    modules = [m for m in objects if isinstance(m, nn.Module)]
+    homes = [_device_of(m) for m in modules]
+    try:
+        for module in modules:
+            module.to(device)
+        yield
+    finally:
+        for module, home in zip(modules, homes, strict=True):
+            module.to(home)
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    """Where a module's first parameter or buffer lives (the CPU for one with neither)."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
 
 
 @contextlib.contextmanager

@@ -96,6 +96,7 @@ def finalize(
 ) -> Run:
     """Write weights and card, evaluate val/test through the Predictor, summary and report."""
     from cnnlab.console import info
+    from cnnlab.engine.precision import resolve_accelerator
     from cnnlab.evaluation.evaluate import evaluate_predictions, write_predictions
     from cnnlab.evaluation.plotjobs import PlotJobs
     from cnnlab.export import drop_stale_exports
@@ -122,7 +123,7 @@ def finalize(
             probs, feats = _choose_tta(predictor(), x, y, data.classes, cfg.train.monitor, card)
             write_json(run_dir / runs.MODEL_CARD, card)  # before anything reads it again
         else:
-            probs, feats = _split_probs(predictor, mb, data, split, x, card["tta"] is not None)
+            probs, feats = _split_probs(predictor, mb, data, split, x, cfg, card["tta"] is not None)
         paths = [data.paths[i] for i in data.index[split].tolist()]
         write_predictions(run_dir / "predictions" / f"{split}.csv", paths, y, probs, data.classes)
         runs.write_npy(runs.probs_file(run_dir, split), probs.numpy().astype("float32"))
@@ -166,6 +167,7 @@ def finalize(
         "mode": mb.mode,
         "num_classes": len(data.classes),
         "precision": outcome.precision,
+        "accelerator": resolve_accelerator(cfg.train.accelerator),  # gpu or cpu, as trained
         "lr": outcome.lr,
         "batch_size": cfg.train.batch_size,  # as trained (train.min_steps may lower it)
         "freeze_bn_stats": cfg.train.freeze_bn_stats == "true",
@@ -204,6 +206,7 @@ def _split_probs(
     data: DataBundle,
     split: str,
     x: torch.Tensor,
+    cfg: Config,
     tta: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Class probabilities of one split, through the saved run's Predictor, and the backbone
@@ -218,14 +221,16 @@ def _split_probs(
     from cnnlab.data.transforms import build_eval_transform
     from cnnlab.engine.features import compute_features
     from cnnlab.engine.loop import feature_key
+    from cnnlab.engine.precision import torch_device
 
     eval_tf = build_eval_transform(data.img_size, mb.mean, mb.std)
     key = feature_key(mb, data, split, 1)
-    feats = compute_features(mb.model.backbone, x, eval_tf, 128, cache_key=key)
+    device = torch_device(cfg.train.accelerator)
+    feats = compute_features(mb.model.backbone, x, eval_tf, 128, cache_key=key, device=device)
     head = mb.model.head.eval()
-    device = next(head.parameters()).device
+    head_device = next(head.parameters()).device
     with torch.no_grad():
-        return torch.softmax(head(feats.to(device)).float(), dim=1).cpu(), feats
+        return torch.softmax(head(feats.to(head_device)).float(), dim=1).cpu(), feats
 
 
 def _choose_tta(

@@ -62,6 +62,18 @@ def resolve_accelerator(accelerator: str) -> str:
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 
+def torch_device(accelerator: str = "auto") -> torch.device:
+    """The device of a one-process pass (frozen features, evaluation) for ``train.accelerator``.
+
+    The GPU when the setting allows one and CUDA has one, else the CPU. Models are built on
+    the CPU and Lightning moves a trained one back there, so a pass that followed the model's
+    own device ran on the CPU of a GPU machine.
+    """
+    if resolve_accelerator(accelerator) in {"gpu", "cuda"} and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
 def resolve_precision(precision: str, accelerator: str, channels_last: bool = True) -> str:
     """Lightning precision string for a setting (``auto`` decided by the hardware).
 

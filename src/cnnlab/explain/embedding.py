@@ -27,7 +27,9 @@ def features(predictor: Any, images_u8: torch.Tensor) -> np.ndarray:
     from cnnlab.engine.features import compute_features
 
     model = predictor.model
-    feats = compute_features(model.backbone, images_u8, predictor.transform, _BATCH)
+    feats = compute_features(
+        model.backbone, images_u8, predictor.transform, _BATCH, device=predictor.device
+    )
     return feats.numpy().astype(np.float64)
 
 
