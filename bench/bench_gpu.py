@@ -77,7 +77,8 @@ def main() -> None:
     parser.add_argument("--accelerators", default="gpu,cpu")
     args = parser.parse_args()
     data = make_jpegs(args.n, args.side)
-    env = dict(os.environ, CNNLAB_TRACK="none", PYTHONPATH=str(REPO_ROOT / "src"))
+    path = os.pathsep.join(p for p in (str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, CNNLAB_TRACK="none", PYTHONPATH=path)
     env.setdefault("CNNLAB_CACHE", str(REPO_ROOT / "bench" / "out" / "cache-gpu"))
     _cnnlab("data", "inspect", str(data), "--out", tempfile.mkdtemp(), env=env)  # warm cache
     results: list[dict[str, Any]] = []
