@@ -232,3 +232,14 @@ def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
     assert float(rows[1]["train/loss"]) < float(rows[0]["train/loss"])
     assert 0.0 <= float(rows[1]["val/macro_f1"]) <= 1.0
     assert safe_load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["epoch"] == 1
+
+
+def test_cudnn_autotuning_is_asked_for_on_gpus_only(tmp_path: Path, cpu_train) -> None:
+    """GPU runs search cuDNN's convolution algorithms once per shape (tests/gpu checks the
+    flag after a real GPU run); a CPU trainer leaves the flag off."""
+    from cnnlab.engine.trainer import cudnn_benchmark
+
+    assert cudnn_benchmark("gpu") and cudnn_benchmark("cuda") and not cudnn_benchmark("cpu")
+    torch.backends.cudnn.benchmark = True  # what an earlier GPU run in this process left
+    build_trainer(cpu_train, tmp_path, 1)
+    assert torch.backends.cudnn.benchmark is False
