@@ -110,10 +110,26 @@ class ModelConfig(_Section):
     pretrained: Literal["auto", "true", "false"] = "auto"  # auto: pretrained unless scratch
     weights: str | None = None  # a .safetensors/.pth file with pretrained weights
     head: Literal["linear", "mlp", "logreg", "svm"] = "linear"  # classifier on the backbone
-    head_hidden: int = Field(256, ge=1)  # hidden units of the mlp head
-    head_activation: Activation = "relu"  # activation of the mlp head
-    head_dropout: float = Field(0.0, ge=0.0, lt=1.0)  # dropout before the classifier
+    head_hidden: int | list[int] = 256  # mlp head's hidden units; a list: one layer each; 0: none
+    head_activation: Activation = "relu"  # activation after each hidden layer of the mlp head
+    head_dropout: float = Field(0.0, ge=0.0, lt=1.0)  # dropout after each hidden layer, before fc
     cnn: CNNSpec = Field(default_factory=CNNSpec)  # architecture of model `cnn`
+
+    @field_validator("head_hidden", mode="before")
+    @classmethod
+    def _check_head_hidden(cls, value: Any) -> Any:
+        # checked here, before pydantic tries int then list[int] and reports both failures
+        number = isinstance(value, int) and not isinstance(value, bool)
+        if number and value >= 0:
+            return value
+        if isinstance(value, list) and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value
+        ):
+            return value
+        raise ValueError(
+            "expected the units of one hidden layer (e.g. 256), a list with the units of each "
+            "(e.g. [512,256]; each a positive whole number), or 0 for no hidden layer"
+        )
 
     @field_validator("mode")
     @classmethod

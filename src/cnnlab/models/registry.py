@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,7 +154,7 @@ def create_model(
     pretrained: bool = False,
     weights: str | None = None,
     head: str = "linear",
-    head_hidden: int = 256,
+    head_hidden: int | Sequence[int] = 256,
     head_activation: str = "relu",
     head_dropout: float = 0.0,
     cnn_spec: Any = None,
@@ -170,7 +171,9 @@ def create_model(
         weights: a ``.safetensors``/``.pth`` file; loaded whenever given.
         head: ``linear``, ``mlp``, ``logreg`` or ``svm`` (the last two are linear heads
             that scikit-learn fills in).
-        head_hidden, head_activation, head_dropout: the mlp head's shape.
+        head_hidden, head_activation, head_dropout: the mlp head's shape: the units of its
+            hidden layer, or a list with those of each (``[512, 256]``; 0 or ``[]``: none),
+            the activation and dropout after each hidden layer.
         cnn_spec: a ``CNNSpec`` or dict for model ``cnn``.
         img_size: input side the model is built for (our flatten-pooled CNNs size their dense
             layer from it); None: the model's default.
