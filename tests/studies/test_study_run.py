@@ -56,7 +56,7 @@ def test_study_writes_the_contract_records_a_diverging_cell_and_compares(tmp_pat
     assert columns == [
         "cell", "label", "model.name", "train.lr", "seed", "run_dir", "status",
         "val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1", "params",
-        "train_time_s", "best_epoch", "reason",
+        "trainable_params", "train_time_s", "best_epoch", "reason",
     ]  # fmt: skip
     assert len(results) == 6
     failed = [r for r in results if r["status"] == "failed"]

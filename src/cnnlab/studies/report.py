@@ -30,12 +30,13 @@ class Outputs:
 
 def table_columns(plan: Plan) -> list[str]:
     spreads = [f"{m}_{k}" for m in ("test_accuracy", "test_macro_f1") for k in results.SPREAD]
-    extra = ["val_accuracy_mean", "params", "train_time_s_mean", "init", "stopped_early", "failed"]
+    extra = ["val_accuracy_mean", "params", "trainable_params", "train_time_s_mean", "init",
+             "stopped_early", "failed"]  # fmt: skip
     return ["cell", "label", *plan.varied, "n", *spreads, *extra]
 
 
 def results_columns(plan: Plan) -> list[str]:
-    tail = ["params", "train_time_s", "best_epoch", "reason"]
+    tail = ["params", "trainable_params", "train_time_s", "best_epoch", "reason"]
     return ["cell", "label", *plan.varied, "seed", "run_dir", "status", *results.METRICS, *tail]
 
 
@@ -108,6 +109,10 @@ def _spread(row: dict[str, Any], metric: str) -> tuple[str, str]:
     return main, ci
 
 
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
 def display_rows(out: Outputs) -> list[list[Any]]:
     """The table as text cells, best first: shared by study.html and the console."""
     rows = []
@@ -118,7 +123,7 @@ def display_rows(out: Outputs) -> list[list[Any]]:
         rows.append(
             [
                 row["cell"], row["label"], row["init"], row["n"], acc, acc_ci, f1, f1_ci,
-                f"{row['params']:,}" if isinstance(row["params"], int) else row["params"],
+                _count(row["params"]), _count(row["trainable_params"]),
                 "" if math.isnan(t) else f"{t:.1f}", verdict_of(out, row["cell"]),
             ]
         )  # fmt: skip
@@ -127,7 +132,7 @@ def display_rows(out: Outputs) -> list[list[Any]]:
 
 DISPLAY_HEADERS = [
     "cell", "label", "init", "seeds", "test acc (mean ± std)", "95% CI", "macro F1 (mean ± std)",
-    "95% CI", "params", "train s", "verdict",
+    "95% CI", "params", "trained params", "train s", "verdict",
 ]  # fmt: skip
 
 
@@ -174,10 +179,10 @@ def _plots(folder: Path, out: Outputs, classes: list[str]) -> list[tuple[str, Pa
         for row in ran
     }
     shown.append(("learning curves", plots.plot_cell_curves(curves, target / "curves.png")))
-    for key, label, log in (
-        ("params", "parameters", True),
-        ("train_time_s_mean", "train s", False),
-    ):
+    costs = [("params", "parameters", True)]
+    if any(r["trainable_params"] != r["params"] for r in ran):  # a frozen or partial cell
+        costs.append(("trainable_params", "trained parameters", True))
+    for key, label, log in [*costs, ("train_time_s_mean", "train s", False)]:
         file = plots.plot_tradeoff(ran, key, target / f"accuracy_vs_{key}.png", label, log)
         shown.append((f"test accuracy vs {label}", file))
     f1, names, cm = _per_class(out, len(classes))

@@ -102,13 +102,25 @@ def results_rows(folder: Path, plan: Plan, records: list[RunRecord]) -> list[dic
                 "run_dir": r.path.relative_to(folder).as_posix(),
                 "status": r.status,
                 **{m: r.metric(m) for m in METRICS},
-                "params": (s.get("params") or {}).get("total", ""),
+                "params": param_count(s, "total"),
+                "trainable_params": param_count(s, "trainable"),
                 "train_time_s": s.get("train_time_s", ""),
                 "best_epoch": s.get("best_epoch", ""),
                 "reason": r.reason,
             }
         )
     return rows
+
+
+def param_count(summary: dict[str, Any], kind: str) -> int | str:
+    """The run's ``total`` or ``trainable`` parameter count, ``""`` when not recorded.
+
+    A frozen backbone's run has as many parameters as its fine-tuned twin but trains only
+    its head: the trainable count is what makes the two comparable.
+    """
+    params = summary.get("params")
+    value = params.get(kind) if isinstance(params, dict) else None
+    return value if isinstance(value, int) else ""
 
 
 def initialisation(records: list[RunRecord]) -> str:
@@ -149,8 +161,9 @@ def table_rows(plan: Plan, records: list[RunRecord]) -> list[dict[str, Any]]:
         row["test_majority_accuracy"] = max((r.metric("test_majority_accuracy") for r in done),
                                             default=math.nan)  # fmt: skip
         row["test_images"] = max((r.metric("test_num_samples") for r in done), default=math.nan)
-        params = [(r.summary.get("params") or {}).get("total") for r in done]
-        row["params"] = next((p for p in params if p), "")
+        for column, kind in (("params", "total"), ("trainable_params", "trainable")):
+            counts = [param_count(r.summary, kind) for r in done]
+            row[column] = next((c for c in counts if c != ""), "")
         times = [float(r.summary.get("train_time_s", math.nan)) for r in done]
         row["train_time_s_mean"] = float(np.mean(times)) if times else math.nan
         row["init"] = initialisation(done)
