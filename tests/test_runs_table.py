@@ -112,3 +112,44 @@ def test_a_killed_run_shows_what_is_known_and_how_to_resume(runs: Path, tmp_path
     assert listed["complete"] is False and listed["val_accuracy"] is None  # final metrics only
     assert (listed["epochs_run"], listed["epochs_planned"]) == (1, 5)
     assert listed["last_val_accuracy"] == pytest.approx(val_acc)
+
+
+@pytest.mark.slow
+def test_wide_shows_losses_and_parameter_counts_and_dashes_what_old_runs_lack(
+    runs: Path, tmp_path: Path
+) -> None:
+    """Seed report 003 compares runs by parameter count and by train/val/test loss."""
+    folder = tmp_path / "runs"
+    frozen = Path(shutil.copytree(runs / next(iter(NAMES)), folder / "frozen"))
+    summary = json.loads((frozen / "summary.json").read_text(encoding="utf-8"))
+    summary["params"]["trainable"] = 51  # as a frozen backbone's head-only run records it
+    summary["metrics"]["test"]["log_loss"] = 0.25
+    (frozen / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    old = Path(shutil.copytree(frozen, folder / "old"))
+    legacy = dict(summary, metrics={s: {k: v for k, v in m.items() if k != "log_loss"}
+                                    for s, m in summary["metrics"].items()})  # fmt: skip
+    del legacy["params"]  # a summary written before these were recorded
+    (old / "summary.json").write_text(json.dumps(legacy), encoding="utf-8")
+
+    wide = cli("runs", "--runs-dir", str(folder), "--wide")
+    assert wide.returncode == 0, wide.stderr
+    header = " ".join(wide.stdout.splitlines()[2:4])
+    assert all(word in header for word in ("loss", "params", "trained")), header
+    [row] = [ln.split() for ln in wide.stdout.splitlines() if ln.startswith(" frozen ")]
+    val_loss = summary["metrics"]["val"]["log_loss"]
+    total = summary["params"]["total"]
+    assert row[13:17] == [f"{val_loss:.4f}", "0.2500", f"{total:,}", "51"], row
+    [row] = [ln.split() for ln in wide.stdout.splitlines() if ln.startswith(" old ")]
+    assert row[13:17] == ["-", "-", "-", "-"], row
+    narrow = cli("runs", "--runs-dir", str(folder)).stdout.splitlines()
+    top = next(i for i, ln in enumerate(narrow) if "time" in ln.split())  # header's first line
+    header = " ".join(narrow[top : top + 2])
+    assert "(s)" in header and "loss" not in header and "params" not in header  # unchanged
+
+    listed = json.loads(cli("runs", "--runs-dir", str(folder), "--json").stdout)
+    by_name = {r["name"]: r for r in listed}
+    assert by_name["frozen"]["trainable_params"] == 51 and by_name["frozen"]["params"] == total
+    assert by_name["frozen"]["val_log_loss"] == pytest.approx(val_loss)
+    assert by_name["old"]["params"] is None and by_name["old"]["test_log_loss"] is None
+    order = cli("runs", "--runs-dir", str(folder), "--sort", "test_log_loss", "--json").stdout
+    assert [r["name"] for r in json.loads(order)] == ["frozen", "old"]  # lowest first

@@ -152,10 +152,14 @@ def runs_command(
         "created",
         "--sort",
         help="created | name | epochs | train_time_s | val_accuracy | val_macro_f1 | "
-        "test_accuracy | test_macro_f1 (metrics: best first).",
+        "test_accuracy | test_macro_f1 (metrics: best first) | val_log_loss | test_log_loss "
+        "| params | trainable_params (lowest first).",
     ),
     wide: bool = typer.Option(
-        False, "--wide", help="Full names, plus dataset, lr, batch size, best epoch, created."
+        False,
+        "--wide",
+        help="Full names, plus dataset, lr, batch size, best epoch, val and test loss, "
+        "parameters (total, trained), created.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON (full names)."),
 ) -> None:

@@ -38,6 +38,10 @@ SORT_KEYS = {
         for split in ("val", "test")
         for metric in ("accuracy", "macro_f1")
     },
+    "val_log_loss": (lambda r: r["val_log_loss"], False),
+    "test_log_loss": (lambda r: r["test_log_loss"], False),
+    "params": (lambda r: r["params"], False),
+    "trainable_params": (lambda r: r["trainable_params"], False),
 }
 
 
@@ -49,8 +53,9 @@ def _created(run: Run) -> str:
 def run_rows(runs_dir: str | Path = "runs", sort: str = "created") -> list[dict[str, Any]]:
     """One flat dict per run under ``runs_dir`` (name, model, metrics...), sorted by ``sort``.
 
-    Metrics sort best first, ``train_time_s`` fastest first, ``created`` oldest first; runs
-    without the value (unfinished) come last.
+    Accuracy and F1 sort best first, losses lowest first, ``train_time_s`` fastest first,
+    parameter counts smallest first, ``created`` oldest first; runs without the value
+    (unfinished, or saved before it was recorded) come last.
     """
     if sort not in SORT_KEYS:
         close = difflib.get_close_matches(sort, list(SORT_KEYS), n=1)
@@ -66,7 +71,11 @@ def run_rows(runs_dir: str | Path = "runs", sort: str = "created") -> list[dict[
 def _row(run: Run) -> dict[str, Any]:
     """One run's row. A run without a finished summary (stopped, or still training) has what
     its config.yaml and metrics.csv know: model, mode ("auto" when cnnlab picks it), epochs
-    so far, and its last epoch's val metrics (``last_val_*``; ``val_*`` are final ones)."""
+    so far, and its last epoch's val metrics (``last_val_*``; ``val_*`` are final ones).
+
+    ``val_log_loss`` / ``test_log_loss`` are the final evaluation's cross-entropy (no label
+    smoothing) of the restored best epoch's weights; ``params`` / ``trainable_params`` the
+    model card's counts (a frozen backbone trains only its head). None when not recorded."""
     try:
         summary = run.summary
     except CnnlabError:
@@ -94,8 +103,12 @@ def _row(run: Run) -> dict[str, Any]:
         "dataset": Path(str(data.get("root") or "")).name or None,
     }
     for split in ("val", "test"):
-        for metric in ("accuracy", "macro_f1"):
+        for metric in ("accuracy", "macro_f1", "log_loss"):
             row[f"{split}_{metric}"] = _split_metric(summary, split, metric)
+    params = summary.get("params")
+    for key, kind in (("params", "total"), ("trainable_params", "trainable")):
+        count = params.get(kind) if isinstance(params, dict) else None
+        row[key] = count if isinstance(count, int) else None
     if not complete:
         last = rows[-1] if rows else {}
         for metric in ("accuracy", "macro_f1"):
@@ -137,7 +150,10 @@ def shorten(text: str, width: int) -> str:
 
 
 # --wide adds these columns after the others
-_WIDE_HEADERS = ("data", "lr", "batch", "best\nep", "created")
+_WIDE_HEADERS = (
+    "data", "lr", "batch", "best\nep", "val\nloss", "test\nloss", "params", "trained\nparams",
+    "created",
+)  # fmt: skip
 
 
 def _cells(r: dict[str, Any], wide: bool = False) -> list[str]:
@@ -154,8 +170,16 @@ def _cells(r: dict[str, Any], wide: bool = False) -> list[str]:
     if wide:
         lr = "auto" if r["lr"] is None else f"{r['lr']:.3g}"
         best = _fmt(r["best_epoch"])
-        cells += [_fmt(r["dataset"]), lr, _fmt(r["batch_size"]), best, r["created"]]
+        losses = [_fmt(r[f"{split}_log_loss"]) for split in ("val", "test")]
+        counts = [_count(r[key]) for key in ("params", "trainable_params")]
+        cells += [_fmt(r["dataset"]), lr, _fmt(r["batch_size"]), best, *losses, *counts,
+                  r["created"]]  # fmt: skip
     return cells
+
+
+def _count(value: int | None) -> str:
+    """``1,325``: parameter counts as seed report 003's table gives them; ``-`` if unknown."""
+    return "-" if value is None else f"{value:,}"
 
 
 def _table(title: str, cells: list[list[str]]) -> Table:
@@ -186,7 +210,9 @@ def runs_table(runs_dir: str | Path = "runs", sort: str = "created", wide: bool 
 
     Long run and model names are shortened in the middle (…) so each run takes one line of
     the terminal; ``wide`` prints them in full (as ``cnnlab runs --json`` does) and adds the
-    dataset, lr, batch size, best epoch and creation time. Runs that did not finish show
+    dataset, lr, batch size, best epoch, the val and test loss of the final model, the
+    parameter counts (total, trained) and the creation time; a value a run did not record
+    (an older or unfinished run) is ``-``. Runs that did not finish show
     their epochs so far of those planned and their last epoch's val metrics, and a line
     after the table says how to resume each.
     """
