@@ -7,7 +7,7 @@ Layout::
 
     config.yaml          resolved configuration
     classes.json         class names in label order
-    split.csv            path,label,split for every sample (reusable by later runs)
+    split.csv            path,label,split,sha1 for every sample (reusable by later runs)
     data_report.json     what the scan found and skipped
     metrics.csv          one row per epoch, train/... and val/... columns
     summary.json         final metrics, best epoch, timing

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -77,13 +79,23 @@ def test_save_and_load_split(tmp_path: Path) -> None:
     root = write_folder(tmp_path / "ds", classes=2, per_class=10, size=8)
     split = _split(root)
     path = save_split(split, tmp_path / "run" / "split.csv")
-    assert path.read_text().splitlines()[0] == "path,label,split"
+    assert path.read_text().splitlines()[0] == "path,label,split,sha1"
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    # the scan's digest of each file's bytes, so eval can tell an image rewritten in place
+    assert all(r["sha1"] == hashlib.sha1((root / r["path"]).read_bytes()).hexdigest() for r in rows)
     write_folder(tmp_path / "more", classes=1, per_class=2, size=8, seed=3)
     for f in (tmp_path / "more" / "class_0").iterdir():
         f.rename(root / "class_0" / f"new_{f.name}")
     again = load_split(path, scan_dataset(root, progress=False))
     assert again.samples == split.samples and again.classes == split.classes
     assert again.new_files == 2
+    # a split.csv written before the sha1 column is still a split; its samples take the
+    # digests of the scan that reuses it
+    old = tmp_path / "old.csv"
+    lines = ["path,label,split", *(f"{r['path']},{r['label']},{r['split']}" for r in rows)]
+    old.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert load_split(old, scan_dataset(root, progress=False)).samples == split.samples
     (root / "class_1" / "img_000.png").unlink()
     with pytest.raises(DataError, match=r"class_1/img_000\.png"):
         load_split(path, scan_dataset(root, progress=False))

@@ -139,12 +139,10 @@ def _emptied_classes(
 
 def _without_classes(split: Split, names: list[str]) -> Split:
     """``split`` without the classes ``names``: the rest keep their order, labels renumbered."""
-    from cnnlab.data.split import Sample
-
     classes = [c for c in split.classes if c not in names]
     index = {c: i for i, c in enumerate(classes)}
     samples = [
-        Sample(s.path, index[split.classes[s.label]], s.split)
+        dataclasses.replace(s, label=index[split.classes[s.label]])
         for s in split.samples
         if split.classes[s.label] in index
     ]

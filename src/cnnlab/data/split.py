@@ -29,15 +29,20 @@ from cnnlab.data.scan import Record, ScanResult
 from cnnlab.errors import DataError
 
 SPLITS = ("train", "val", "test")
+# split.csv's columns; files written before sha1 existed have only the first three
+SPLIT_COLUMNS = ("path", "label", "split", "sha1")
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One image of the split: path relative to the scan root, class index, split name."""
+    """One image of the split: path relative to the scan root, class index, split name, and
+    the SHA-1 of its bytes when it was scanned (the scan's ``Record.sha1``; empty if unknown),
+    which ``split.csv`` keeps so ``cnnlab eval`` can tell a test image rewritten since."""
 
     path: str
     label: int
     split: str
+    sha1: str = ""
 
 
 @dataclass
@@ -191,7 +196,7 @@ def make_split(
     dropped = sorted(set(by_class) - set(assigned))
     index = {c: i for i, c in enumerate(classes)}
     samples = [
-        Sample(r.path, index[r.label], assigned[r.label][r.path])
+        Sample(r.path, index[r.label], assigned[r.label][r.path], r.sha1)
         for r in scan.records
         if r.label in index
     ]
@@ -243,18 +248,24 @@ def _check_train(classes: list[str], samples: list[Sample]) -> list[Problem]:
 
 
 def save_split(split: Split, path: str | os.PathLike[str]) -> Path:
-    """Write ``split.csv`` (path,label,split with the class NAME, so indices cannot drift)."""
+    """Write ``split.csv``: path,label,split with the class NAME (so indices cannot drift) and
+    sha1, each file's bytes as scanned (so a later eval can tell an image rewritten in place).
+
+    The sha1 is the one the scan computed while decoding: no file is read again here.
+    """
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["path", "label", "split"])
+        writer.writerow(SPLIT_COLUMNS)
         for s in split.samples:
-            writer.writerow([s.path, split.classes[s.label], s.split])
+            writer.writerow([s.path, split.classes[s.label], s.split, s.sha1])
     return path
 
 
 def load_split(path: str | os.PathLike[str], scan: ScanResult) -> Split:
     """Reuse a saved split exactly; files gone from the folder are an error, new ones ignored.
+
+    Each sample takes its sha1 from this scan (the bytes this run trains on), not the file's.
 
     Raises:
         DataError: the file is unreadable, or lists files the scan no longer has as usable,
@@ -269,6 +280,7 @@ def load_split(path: str | os.PathLike[str], scan: ScanResult) -> Split:
     if rows and not {"path", "label", "split"} <= set(rows[0]):
         raise DataError(f"{path}: not a split file; expected columns path,label,split")
     have = {r.path: r.label for r in scan.records}
+    sha = {r.path: r.sha1 for r in scan.records}
     missing = [row["path"] for row in rows if row["path"] not in have]
     if missing:
         shown = ", ".join(missing[:10]) + (
@@ -289,5 +301,7 @@ def load_split(path: str | os.PathLike[str], scan: ScanResult) -> Split:
         raise DataError(f"{path}: unknown split name(s) {sorted(bad)}; use train, val, test")
     classes = sorted({row["label"] for row in rows})
     index = {c: i for i, c in enumerate(classes)}
-    samples = [Sample(row["path"], index[row["label"]], row["split"]) for row in rows]
+    samples = [
+        Sample(row["path"], index[row["label"]], row["split"], sha[row["path"]]) for row in rows
+    ]
     return Split(classes, samples, new_files=len(have) - len(rows))

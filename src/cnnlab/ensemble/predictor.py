@@ -163,15 +163,18 @@ def evaluate_ensemble(
     import torch
 
     from cnnlab.evaluation import evaluate as E
-    from cnnlab.runs import Run
+    from cnnlab.evaluation.changed import CHANGED, check_split_files
+    from cnnlab.runs import SPLIT, Run
 
     run = Run(Path(path))
     ens = EnsemblePredictor(run.path)
     left_out: dict[str, int] = {}
     unplaced: list[dict[str, str]] = []  # files the folder walk skipped
+    changed: dict[str, str] = {}  # files of the members' split rewritten since training
     if data is None:
         split = split or "test"
         root, samples = E.split_samples(run, split)
+        changed = check_split_files(root, run.path / SPLIT, split)
         source = f"split '{split}' of {root}"
     else:
         root = Path(data).expanduser()
@@ -190,13 +193,15 @@ def evaluate_ensemble(
         out / "predictions.csv", paths, labels, torch.from_numpy(probs), ens.classes
     )
     summary = {"source": source, "images": len(paths), "skipped_files": len(skipped),
-               "left_out_images": sum(left_out.values())}  # fmt: skip
+               "left_out_images": sum(left_out.values()),
+               "changed_files": len(changed)}  # fmt: skip
     report = {"source": source, "images": len(samples), "evaluated": len(paths),
-              **({E.LEFT_OUT: left_out} if left_out else {}), "skipped": skipped}  # fmt: skip
+              **({E.LEFT_OUT: left_out} if left_out else {}),
+              **({CHANGED: changed} if changed else {}), "skipped": skipped}  # fmt: skip
     html, _ = E.write_report(
         out, title=f"{run.name}: ensemble evaluation on {source}", summary=summary,
         metrics=metrics, config=run.config, model_card=ens.card, data_report=report,
         plots={k: Path(v) for k, v in metrics["plots"].items()}, mistakes=metrics["worst_mistakes"],
     )  # fmt: skip
     return {**metrics, **summary, "out_dir": str(out), "report": str(html), "skipped": skipped,
-            "left_out": left_out}  # fmt: skip
+            "left_out": left_out, "changed": changed}  # fmt: skip

@@ -23,6 +23,7 @@ from cnnlab.console import result as print_result
 from cnnlab.console import warn
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.evaluation import plots as P
+from cnnlab.evaluation.changed import CHANGED, check_split_files
 from cnnlab.evaluation.metrics import compute_metrics
 from cnnlab.evaluation.plotjobs import PlotJobs
 from cnnlab.evaluation.report import write_report
@@ -287,7 +288,9 @@ def evaluate_run(
     Args:
         run_dir: the run folder.
         data: a labelled folder (``ROOT/<class>/*`` or ``ROOT/{train,val,test}/<class>/*``);
-            None evaluates the run's own ``split`` from ``split.csv`` and ``data.root``.
+            None evaluates the run's own ``split`` from ``split.csv`` and ``data.root``;
+            files rewritten since training (their sha1 differs from split.csv's) are scored
+            as they are now, with a warning, and listed in the report.
         split: ``test``, ``val`` or ``train``: the run's split, or the split folder of a
             split-layout ``data``; None: test, or every image of a flat ``data`` folder
             (which has no splits, so naming one is an error).
@@ -296,7 +299,8 @@ def evaluate_run(
         tta: flip test-time augmentation; None uses the model card's setting.
 
     Returns:
-        The metrics dict plus ``out_dir``, ``report`` and ``skipped``.
+        The metrics dict plus ``out_dir``, ``report``, ``skipped`` and ``changed``
+        (``{path: "recorded sha1 -> now"}``, 12-digit prefixes).
 
     Example:
         >>> evaluate_run("runs/cnn-1", data="photos/new")["accuracy"]  # doctest: +SKIP
@@ -310,9 +314,11 @@ def evaluate_run(
     classes = predictor.classes
     left_out: dict[str, int] = {}
     unplaced: list[dict[str, str]] = []  # files the folder walk skipped
+    changed: dict[str, str] = {}  # files of the run's split rewritten since training
     if data is None:
         split = split or "test"
         root, samples = split_samples(run, split)
+        changed = check_split_files(root, run.path / SPLIT, split)
         source = f"split '{split}' of {root.name}"  # names only: reports get shared
     else:
         root = Path(data).expanduser()
@@ -335,6 +341,7 @@ def evaluate_run(
         "images": len(paths),
         "skipped_files": len(skipped),
         "left_out_images": sum(left_out.values()),
+        "changed_files": len(changed),
         "tta": use_tta,
         "eval_time_s": round(elapsed, 3),
         "images_per_s": round(len(paths) / max(elapsed, 1e-9), 1),
@@ -354,13 +361,14 @@ def evaluate_run(
             "images": len(samples),
             "evaluated": len(paths),
             **({LEFT_OUT: left_out} if left_out else {}),
+            **({CHANGED: changed} if changed else {}),
             "skipped": skipped,
         },
         plots={k: Path(v) for k, v in metrics["plots"].items()},
         mistakes=metrics["worst_mistakes"],
     )
     return {**metrics, **summary, "out_dir": str(out), "report": str(html), "skipped": skipped,
-            "left_out": left_out}  # fmt: skip
+            "left_out": left_out, "changed": changed}  # fmt: skip
 
 
 def write_predictions(
@@ -396,8 +404,10 @@ def print_evaluation(result: dict[str, Any]) -> None:
     )
     from rich.markup import escape
 
+    n = result.get("changed_files", 0)
+    changed = f", {n} changed since training" if n else ""
     print_result(escape(  # a result, printed under --quiet too; never markup (paths hold [ ])
         f"accuracy {result['accuracy']:.4f}  macro F1 {result['macro_f1']:.4f}{note}  "
-        f"on {result['images']} images ({len(result['skipped'])} skipped); "
+        f"on {result['images']} images ({len(result['skipped'])} skipped{changed}); "
         f"report: {result['report']}"
     ))  # fmt: skip
