@@ -162,3 +162,24 @@ def test_an_existing_study_folder_is_not_overwritten(tmp_path):
     with pytest.raises(ConfigError, match="--resume"):
         create_folder(tmp_path / "s", "lr")
     assert create_folder(tmp_path / "new", "lr") == tmp_path / "new"
+
+
+def test_a_users_split_file_is_saved_with_the_digests_every_run_writes(tiny_folder, tmp_path):
+    """A study given data.split_file saved it as copied (an older one without sha1), while each
+    of its runs writes split.csv with sha1: the study's split and its runs' differed."""
+    from cnnlab.data.scan import scan_dataset
+    from cnnlab.data.split import load_split, make_split, save_split
+    from cnnlab.studies.folder import make_split as study_split
+
+    scan = scan_dataset(tiny_folder, progress=False)
+    mine = save_split(make_split(scan, 0.2, 0.2, 0), tmp_path / "mine.csv")
+    lines = mine.read_text(encoding="utf-8").splitlines()
+    old = [line.rsplit(",", 1)[0] for line in lines]  # as written before the sha1 column
+    mine.write_text("\n".join(old) + "\n", encoding="utf-8")
+    plan = make_plan(tiny_folder, vary=["train.lr=1e-3,1e-2"], sets=[f"data.split_file={mine}"])
+    (tmp_path / "study").mkdir()
+    saved = study_split(tmp_path / "study", plan)
+    assert saved.read_text(encoding="utf-8").splitlines() == lines
+    # what write_run_inputs saves for each of the study's runs (data.split_file=saved)
+    ran = save_split(load_split(saved, scan), tmp_path / "run.csv")
+    assert ran.read_bytes() == saved.read_bytes()

@@ -15,7 +15,6 @@ Layout (a contract: the app, MLflow and the bench read it)::
 from __future__ import annotations
 
 import hashlib
-import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -110,9 +109,9 @@ def make_split(folder: Path, plan: Plan) -> Path:
     data = cfg.data
     scan = scan_dataset(data.root, max_pixels=data.max_pixels, min_side=data.min_image_side)
     print_scan_summary(scan)
-    if data.split_file:  # the user's own split: checked against the folder, then copied
-        load_split(data.split_file, scan)
-        shutil.copyfile(data.split_file, target)
+    if data.split_file:  # the user's own split: checked against the folder, then saved
+        # written anew, not copied: with the sha1 of the bytes scanned now, as every run's
+        save_split(load_split(data.split_file, scan), target)
         return target
     base_seed = int(plan.base.get("train.seed", cfg.train.seed))
     seed = getattr(data, "split_seed", None)  # data.split_seed, where the engine has it
