@@ -155,10 +155,14 @@ def test_predict_eval_and_load_accept_an_ensemble(members, tmp_path) -> None:
 def test_members_must_share_classes_and_split(members, tmp_path) -> None:
     other = tmp_path / "b-other-split"
     shutil.copytree(members["b"], other)
-    rows = (other / "split.csv").read_text(encoding="utf-8").splitlines()
-    moved = next(i for i, r in enumerate(rows) if r.endswith(",test"))
-    rows[moved] = rows[moved].removesuffix(",test") + ",train"
-    (other / "split.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with (other / "split.csv").open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        columns, rows = reader.fieldnames, list(reader)
+    next(r for r in rows if r["split"] == "test")["split"] = "train"
+    with (other / "split.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
     done = cli("ensemble", members["a"], other)
     assert done.returncode == 2
     assert "b-other-split and a were scored on different splits" in done.stderr
