@@ -100,6 +100,45 @@ def test_out_paths_that_cannot_be_written_are_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_an_existing_out_file_is_kept_unless_overwrite_is_given(tmp_path: Path) -> None:
+    """predict --out replaced an earlier predictions file without a word (so did export --out
+    and lr-find's plot); now each refuses, before any work, and --overwrite replaces it."""
+    run = build_run(tmp_path)
+    image = str(next((tmp_path / "data" / "class_0").iterdir()))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    earlier = {name: mine / name for name in ("last week's predictions.csv", "m.onnx", "lr.png")}
+    for path in earlier.values():
+        path.write_text(f"the user's own {path.name}\n", encoding="utf-8")
+    refused = {
+        "predict": (
+            "predict",
+            str(run),
+            image,
+            "--out",
+            str(earlier["last week's predictions.csv"]),
+        ),
+        "export": ("export", str(run), "--out", str(earlier["m.onnx"])),
+        "lr-find": ("lr-find", str(tmp_path / "data"), "--out", str(earlier["lr.png"])),
+    }
+    for name, command in refused.items():
+        out = cli(*command)
+        line = one_error_line(out)
+        assert str(mine) in line and "exists; pass --overwrite" in line, name
+        assert out.stdout == "", name  # before the model loads or the scan starts
+    assert all(p.read_text(encoding="utf-8").startswith("the user's own") for p in earlier.values())
+
+    for name in ("predict", "export"):
+        out = cli(*refused[name], "--overwrite")
+        assert out.returncode == 0, out.stdout + out.stderr
+    table = earlier["last week's predictions.csv"].read_text(encoding="utf-8")
+    assert table.startswith("path,label,prob") and image in table
+    assert earlier["m.onnx"].read_bytes() != b"the user's own m.onnx\n"
+    left = sorted(p.name for p in mine.iterdir())  # no temp file; export.json records m.onnx
+    assert left == sorted([*earlier, "export.json"])
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("size", ["48k", "600k"])  # full at the first files / during training
 def test_a_full_disk_is_one_line_naming_the_file(
     size: str, tiny_folder: Path, tmp_path: Path

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from cnnlab import __version__
+from cnnlab.atomic import atomic_path
 from cnnlab.errors import CnnlabError, ConfigError, ParityError, RunError
 from cnnlab.predict import ONNX_FILE, Predictor
 from cnnlab.runs import CONFIG, MODEL_CARD, SPLIT, read_json, weights_digest, write_json
@@ -262,12 +263,12 @@ def export_run(
     model = predictor.model
     assert model is not None
     path = Path(out) if out is not None else predictor.run_dir / FORMATS[format]
-    path.parent.mkdir(parents=True, exist_ok=True)
     x, source = parity_inputs(predictor)
-    if format == "onnx":
-        runner = _export_onnx(model, x, path, opset)
-    else:
-        runner = _export_torchscript(model, x, path)
+    with atomic_path(path) as tmp:  # a failed export leaves the earlier file, not half a file
+        if format == "onnx":
+            runner = _export_onnx(model, x, tmp, opset)
+        else:
+            runner = _export_torchscript(model, x, tmp)
     diff = _max_abs_diff(model, runner, x)
     record = _record(predictor, format, path, opset, diff, source, len(x), tolerance)
     record["weights_sha256"] = digest

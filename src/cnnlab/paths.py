@@ -147,10 +147,21 @@ def check_writable_dir(path: str | os.PathLike[str], what: str) -> Path:
     return path
 
 
-def check_writable_file(path: str | os.PathLike[str], what: str) -> Path:
-    """Like :func:`check_writable_dir`, for an output file: its folder must be writable."""
+def check_writable_file(path: str | os.PathLike[str], what: str, overwrite: bool = False) -> Path:
+    """Like :func:`check_writable_dir`, for an output file: its folder must be writable, and
+    a file already there is refused unless ``overwrite`` (``--overwrite``), before any work:
+    an earlier predictions file or plot is the user's, and losing it silently is not ours
+    to decide. Writers replace the file atomically (:mod:`cnnlab.atomic`).
+
+    Raises:
+        OutputError: naming the path, the problem and the option to change.
+    """
     path = Path(path).expanduser()
     if path.is_dir():
         raise OutputError(f"{what} {path} is a folder; give a file name")
+    if not overwrite and (path.exists() or path.is_symlink()):
+        raise OutputError(
+            f"{what} {path} exists; pass --overwrite to replace it, or choose another file"
+        )
     check_writable_dir(path.parent, what)
     return path

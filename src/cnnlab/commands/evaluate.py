@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from cnnlab.commands.options import tta_option
+from cnnlab.commands.options import overwrite_option, tta_option
 
 PREDICT_COLUMNS = ["path", "label", "prob", "top_k_labels", "top_k_probs", "error"]
 
@@ -112,6 +112,7 @@ def predict_command(
     ),
     tta: bool = tta_option(),
     out: Path = typer.Option(None, "--out", "-o", help="Also write the predictions as CSV."),
+    overwrite: bool = overwrite_option(),
     backend: str = typer.Option("torch", help="torch | onnx (after `cnnlab export`)."),
 ) -> None:
     """Classify image files or folders with a trained run; unreadable files are listed, not fatal.
@@ -128,7 +129,7 @@ def predict_command(
 
     if out is not None:
         check_outside_run_data(out, run)
-        check_writable_file(out, "--out")
+        check_writable_file(out, "--out", overwrite)
     predictor = load_predictor(run, backend=backend)
     rows = _rows(predictor.predict(paths, top_k=top_k, tta=tta))
     _print_table(rows)
@@ -148,7 +149,13 @@ def predict_command(
 def export_command(
     run: Path = typer.Argument(..., help="Run folder with the trained model."),
     format: str = typer.Option("onnx", "--format", "-f", help="onnx | torchscript"),
-    out: Path = typer.Option(None, "--out", "-o", help="Output file [default: in the run folder]"),
+    out: Path = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Output file [default: in the run folder, where a new export replaces the old].",
+    ),
+    overwrite: bool = overwrite_option(),
     opset: int = typer.Option(17, help="ONNX opset version."),
     tolerance: float = typer.Option(
         1e-4, "--tolerance", min=0.0, help="Largest |logit difference| the parity check accepts."
@@ -169,7 +176,7 @@ def export_command(
 
     if out is not None:
         check_outside_run_data(out, run)
-        check_writable_file(out, "--out")
+        check_writable_file(out, "--out", overwrite)
     try:
         record = export_run(run, format=format, out=out, opset=opset, tolerance=tolerance)
     except ParityError as exc:

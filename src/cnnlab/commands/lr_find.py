@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from cnnlab.commands.options import overwrite_option
+
 
 def lr_find_command(
     data: str = typer.Argument(..., help="Dataset folder or CSV manifest."),
@@ -23,6 +25,7 @@ def lr_find_command(
     max_lr: float = typer.Option(1.0, "--max-lr", help="Largest lr tried."),
     steps: int = typer.Option(100, help="Training steps in the test."),
     out: Path = typer.Option(None, "--out", "-o", help="Where the plot goes [lr_find.png]."),
+    overwrite: bool = overwrite_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only results and errors."),
 ) -> None:
     """Find a good learning rate: train briefly with a rising lr and plot the loss.
@@ -51,7 +54,7 @@ def lr_find_command(
 
     # Never inside the dataset: the next scan would find the plot.
     out = outside_dataset(out, Path("lr_find.png"), dataset_folder(cfg.data.root), "--out")
-    check_writable_file(out, "--out")  # before the search, not after it
+    check_writable_file(out, "--out", overwrite)  # before the search, not after it
     prep = prepare_training(cfg)
     rt.check_images(len(prep.train_loader.dataset))
     lrs, losses, suggestion = rt.lr_find(prep.module, prep.train_loader, min_lr, max_lr, steps)

@@ -23,3 +23,11 @@ def tta_option() -> Any:
         " model.json's tta].",
         show_default=False,
     )
+
+
+def overwrite_option() -> Any:
+    """``--overwrite`` for the commands that write one file to ``--out`` (predict, export,
+    lr-find): an existing file is refused without it (:func:`cnnlab.paths.check_writable_file`)."""
+    return typer.Option(
+        False, "--overwrite", help="Replace the --out file if it exists [default: refuse]."
+    )

@@ -202,14 +202,16 @@ def lr_find(
 def plot_lr_find(
     lrs: list[float], losses: list[float], suggestion: float, path: str | Path
 ) -> Path:
-    """Plot loss against lr (log axis) with the suggestion marked; writes a PNG."""
+    """Plot loss against lr (log axis) with the suggestion marked; writes a PNG atomically
+    (an interrupted save leaves the earlier plot, never half a file)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from cnnlab.atomic import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 4))
     try:
         ax.plot(lrs, losses)
@@ -223,7 +225,8 @@ def plot_lr_find(
         ax.set_ylabel("training loss (smoothed)")
         ax.set_title("learning-rate range test")
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
     finally:
         plt.close(fig)
     return path
