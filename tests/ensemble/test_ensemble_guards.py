@@ -101,6 +101,35 @@ def test_a_member_trained_on_since_is_refused_until_rebuilt(members, tmp_path) -
     assert "without its members' weight digests" in shown.stderr and image.name in shown.stdout
 
 
+def test_a_weight_0_member_is_checked_like_the_others_but_never_loaded(members, tmp_path):
+    """A member greedy selection dropped was not checked: trained on since, it could deserve a
+    weight now, and the report still compared its old numbers, yet the ensemble loaded."""
+    dropped = _copy(members, "b", tmp_path)
+    ens = build_ensemble([members["a"], dropped], method="greedy", out=tmp_path / "ens").path
+    card_file = ens / "ensemble.json"
+    card = json.loads(card_file.read_text(encoding="utf-8"))
+    for m, weight in zip(card["members"], (1.0, 0.0), strict=True):
+        m["weight"] = weight  # what greedy writes when the path never picks the member
+    card_file.write_text(json.dumps(card), encoding="utf-8")
+    image = next((members["data"] / ODD_CLASS).glob("*.png"))
+    loaded = cnnlab.load(str(ens))
+    assert [p.run_dir.name for p in loaded.members] == ["a"]  # weight 0: never loaded
+    before = loaded.predict([image])[0]
+
+    _train_on(dropped)
+    with pytest.raises(RunError, match=r"member b copy .* has changed since the ensemble was"):
+        cnnlab.load(str(ens))
+    done = cli("predict", ens, image)
+    assert (
+        done.returncode == 2
+        and "b copy" in done.stderr
+        and "build the ensemble again" in (done.stderr)
+    )
+    # gone altogether it is not needed: the ensemble predicts exactly as before
+    shutil.rmtree(dropped)
+    assert cnnlab.load(str(ens)).predict([image])[0] == before
+
+
 def test_a_member_that_could_not_predict_is_refused_at_build(members, tmp_path) -> None:
     broken = _copy(members, "b", tmp_path)
     card = broken / "model.json"

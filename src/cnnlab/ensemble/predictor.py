@@ -3,13 +3,17 @@
 :class:`EnsemblePredictor` opens each member as a :class:`cnnlab.predict.Predictor`, so every
 member decodes and preprocesses an image its own way (input size, crop, normalisation), then
 combines the members' probabilities with the weights fitted when the ensemble was built.
-Members with weight 0 (greedy selection may drop some) are not loaded.
+Members with weight 0 (greedy selection may drop some) are not loaded: they do not predict.
 
 A member trained on after the ensemble was built (``cnnlab train --resume``) has other weights
 than the ones its weights, summary and report were made from: the ensemble would predict and
 score differently from its report without a word. The card records each member's
 ``model.safetensors`` SHA-256, and a member whose weights differ is refused (rebuild the
-ensemble). Ensembles built before the digests were recorded still load, with a warning.
+ensemble). Every member is checked, weight 0 included: its zero was fitted on its saved scores
+and the report compares it with the others, so a member trained on since makes both stale (a
+rebuild might pick it now). A weight-0 member whose folder is gone is not needed and not
+refused (a used one is: its Predictor cannot load). Ensembles built before the digests were
+recorded still load, with a warning.
 """
 
 from __future__ import annotations
@@ -58,8 +62,7 @@ class EnsemblePredictor:
         self.card: dict[str, Any] = read_json(self.run_dir / ENSEMBLE_CARD)
         self.classes: list[str] = list(self.card["classes"])
         self.method: str = self.card["method"]
-        used = [m for m in self.card["members"] if m["weight"] > 0]
-        if any("weights_sha256" not in m for m in used):
+        if any("weights_sha256" not in m for m in self.card["members"]):
             from cnnlab.console import warn
 
             warn(
@@ -67,8 +70,9 @@ class EnsemblePredictor:
                 "digests: a member trained on since would go unnoticed; build the ensemble "
                 "again to have that checked"
             )
-        for m in used:
+        for m in self.card["members"]:  # weight 0 too: its zero was fitted on its old scores
             check_unchanged(self.run_dir, self.card, m)
+        used = [m for m in self.card["members"] if m["weight"] > 0]
         self.weights = np.array([m["weight"] for m in used], dtype=np.float64)
         self.members: list[Predictor] = []
         for m in used:
