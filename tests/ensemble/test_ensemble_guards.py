@@ -130,6 +130,30 @@ def test_a_weight_0_member_is_checked_like_the_others_but_never_loaded(members, 
     assert cnnlab.load(str(ens)).predict([image])[0] == before
 
 
+def test_eval_of_an_ensemble_tells_test_images_rewritten_since_training(members, tmp_path):
+    import csv
+
+    import yaml
+    from PIL import Image, ImageOps
+
+    ens = build_ensemble([members["a"], members["b"]], out=tmp_path / "ens").path
+    data = Path(shutil.copytree(members["data"], tmp_path / "data"))  # the package's stays intact
+    config = yaml.safe_load((ens / "config.yaml").read_text(encoding="utf-8"))
+    config["data"]["root"] = str(data)  # the dataset moved with its files
+    (ens / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    with (ens / "split.csv").open(newline="", encoding="utf-8") as fh:
+        test = [r["path"] for r in csv.DictReader(fh) if r["split"] == "test"]
+    assert evaluate_ensemble(ens)["changed"] == {}
+    with Image.open(data / test[-1]) as img:
+        ImageOps.mirror(img.convert("RGB")).save(data / test[-1])  # edited in place
+    before = folder_digest(data)
+    result = evaluate_ensemble(ens)
+    assert list(result["changed"]) == [test[-1]] and result["changed_files"] == 1
+    assert result["num_samples"] == len(test)  # scored as it is now, and said so
+    assert test[-1] in (Path(result["out_dir"]) / "report.md").read_text(encoding="utf-8")
+    assert folder_digest(data) == before
+
+
 def test_a_member_that_could_not_predict_is_refused_at_build(members, tmp_path) -> None:
     broken = _copy(members, "b", tmp_path)
     card = broken / "model.json"
