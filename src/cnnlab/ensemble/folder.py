@@ -83,6 +83,8 @@ def _summary(members: list[Member], weights: np.ndarray, method: str, metrics: d
         "mode": method,
         "num_classes": len(members[0].classes),
         "precision": None,
+        # where the members trained: one name when they agree ("gpu"), else each, sorted
+        "accelerator": "+".join(sorted({m.summary.get("accelerator") or "?" for m in used})),
         "lr": None,
         "batch_size": None,
         "freeze_bn_stats": None,
