@@ -81,6 +81,11 @@ def test_lr_find_plot_never_lands_in_the_dataset(
     result = _cli(*args)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "lr_find.png").is_file()
+    # a second search keeps the first plot: the default name moves on, nothing is refused
+    first = (tmp_path / "lr_find.png").read_bytes()
+    again = _cli(*args)
+    assert again.exit_code == 0 and "lr_find-2.png" in again.output, again.output
+    assert (tmp_path / "lr_find.png").read_bytes() == first
     assert folder_digest(root) == before
 
 

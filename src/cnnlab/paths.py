@@ -147,6 +147,22 @@ def check_writable_dir(path: str | os.PathLike[str], what: str) -> Path:
     return path
 
 
+def free_file_name(path: str | os.PathLike[str]) -> Path:
+    """``path`` if nothing is there, else ``stem-2.ext``, ``stem-3.ext``...: for a default
+    output name the user did not choose, so a second run keeps the first one's file.
+
+    Example:
+        >>> free_file_name("/nonexistent/lr_find.png").name
+        'lr_find.png'
+    """
+    path = Path(path).expanduser()
+    for i in range(1, 10_000):
+        candidate = path if i == 1 else path.with_name(f"{path.stem}-{i}{path.suffix}")
+        if not (candidate.exists() or candidate.is_symlink()):
+            return candidate
+    raise OutputError(f"{path}: too many files with this name; pass --out")
+
+
 def check_writable_file(path: str | os.PathLike[str], what: str, overwrite: bool = False) -> Path:
     """Like :func:`check_writable_dir`, for an output file: its folder must be writable, and
     a file already there is refused unless ``overwrite`` (``--overwrite``), before any work:

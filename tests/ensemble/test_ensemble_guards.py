@@ -191,6 +191,7 @@ def test_title_counts_members_and_says_what_they_were_chosen_from(members, tmp_p
 
     assert title(card(0.5, 0.5, 0.0)) == "greedy ensemble of 2 runs (chosen from 3 candidates)"
     assert title(card(0.5, 0.5)) == "greedy ensemble of 2 runs"
+    assert title(card(1.0, 0.0)) == "greedy ensemble of 1 run (chosen from 2 candidates)"
     out = tmp_path / "ens"
     done = cli("ensemble", members["a"], members["b"], "--method", "greedy", "--out", out)
     assert done.returncode == 0, done.stderr

@@ -24,7 +24,9 @@ def lr_find_command(
     min_lr: float = typer.Option(1e-6, "--min-lr", help="Smallest lr tried."),
     max_lr: float = typer.Option(1.0, "--max-lr", help="Largest lr tried."),
     steps: int = typer.Option(100, help="Training steps in the test."),
-    out: Path = typer.Option(None, "--out", "-o", help="Where the plot goes [lr_find.png]."),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Where the plot goes [lr_find.png, or lr_find-2.png... if taken]."
+    ),
     overwrite: bool = overwrite_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only results and errors."),
 ) -> None:
@@ -50,10 +52,14 @@ def lr_find_command(
     from cnnlab.api import prepare_training
     from cnnlab.console import warn
     from cnnlab.engine import lr_find as rt
-    from cnnlab.paths import dataset_folder, outside_dataset
+    from cnnlab.paths import dataset_folder, free_file_name, outside_dataset
 
-    # Never inside the dataset: the next scan would find the plot.
+    # Never inside the dataset: the next scan would find the plot. The default name moves
+    # to lr_find-2.png... rather than replace an earlier plot; a named --out is refused.
+    chosen = out is not None
     out = outside_dataset(out, Path("lr_find.png"), dataset_folder(cfg.data.root), "--out")
+    if not chosen:
+        out = free_file_name(out)
     check_writable_file(out, "--out", overwrite)  # before the search, not after it
     prep = prepare_training(cfg)
     rt.check_images(len(prep.train_loader.dataset))

@@ -143,7 +143,7 @@ def title(card: dict[str, Any]) -> str:
     the command line both say this, so they agree."""
     candidates = len(card["members"])
     used = sum(1 for m in card["members"] if m["weight"] > 0)
-    text = f"{card['method']} ensemble of {used} runs"
+    text = f"{card['method']} ensemble of {used} run{'' if used == 1 else 's'}"
     return text if used == candidates else f"{text} (chosen from {candidates} candidates)"
 
 
