@@ -183,7 +183,7 @@ def objective_values(run: Run, objectives: list[str]) -> list[float]:
     summary = run.summary
     out: list[float] = []
     for name in objectives:
-        if name == PARAMS:
+        if name == PARAMS:  # the whole network, as shipped: a frozen backbone counts too
             out.append(float(summary.get("params", {}).get("total", math.nan)))
             continue
         value = summary.get("metrics", {}).get("val", {}).get(name.split("/", 1)[1])
