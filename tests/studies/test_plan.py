@@ -160,8 +160,8 @@ def test_an_existing_study_folder_is_not_overwritten(tmp_path):
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "x").write_text("", encoding="utf-8")
     with pytest.raises(ConfigError, match="--resume"):
-        create_folder(tmp_path / "s", "lr")
-    assert create_folder(tmp_path / "new", "lr") == tmp_path / "new"
+        create_folder(tmp_path / "s")
+    assert create_folder(tmp_path / "new") == tmp_path / "new"
 
 
 def test_a_users_split_file_is_saved_with_the_digests_every_run_writes(tiny_folder, tmp_path):

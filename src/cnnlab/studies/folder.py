@@ -35,9 +35,23 @@ COMPARISONS = "comparisons.csv"
 HTML = "study.html"
 
 
-def create_folder(out: str | Path | None, name: str) -> Path:
-    """A new, empty study folder: ``out``, or ``studies/<name>-<time>``."""
-    folder = Path(out) if out else Path("studies") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+def study_folder(out: str | Path | None, name: str, data: str) -> Path:
+    """Where a new study goes: ``out``, or ``studies/<name>-<time>``; refused inside the
+    dataset ``data`` (the next scan would meet study.yaml as a class folder), where the
+    default moves beside the dataset instead, as a run's ``runs_dir`` does.
+
+    Raises:
+        ConfigError: ``out`` is inside the dataset folder (nothing is created).
+    """
+    from cnnlab.paths import dataset_folder, outside_dataset
+
+    default = Path("studies") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+    given = Path(out).expanduser() if out else None
+    return outside_dataset(given, default, dataset_folder(data), "--out")
+
+
+def create_folder(folder: Path) -> Path:
+    """``folder`` made new and empty (from :func:`study_folder`)."""
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise ConfigError(
             f"{folder} already exists and is not empty; continue that study with "

@@ -24,6 +24,7 @@ from cnnlab.studies.folder import (
     create_folder,
     load_plan,
     make_split,
+    study_folder,
     write_plan,
 )
 from cnnlab.studies.plan import (
@@ -201,12 +202,32 @@ def run_study(
 
     if not plan.command:
         plan.command = synthesized_command(plan)
-    folder = create_folder(out, plan.recipe or "study")
-    write_plan(folder, plan, redact(storage) if storage else None)
-    make_split(folder, plan)
+    folder = study_folder(out, plan.recipe or "study", plan.data)  # before anything is made
+    existed = folder.exists()
+    create_folder(folder)
+    try:
+        write_plan(folder, plan, redact(storage) if storage else None)
+        make_split(folder, plan)
+    except BaseException:  # a folder the data refused holds no study: the next try starts clean
+        _empty(folder, remove=not existed)
+        raise
     size = f"{len(plan.cells)} cells x {len(plan.seeds)} seeds = {len(plan.jobs())} runs"
     info(f"study folder: {folder} ({size})")
     return _run_and_report(folder, plan, storage, workers)
+
+
+def _empty(folder: Path, remove: bool) -> None:
+    """Undo a study folder's start: remove it, or (given empty) empty it again."""
+    import shutil
+
+    if remove:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    for path in folder.iterdir():
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def resume_study(folder: str | Path, workers: int = 1, storage: str | None = None) -> Study:

@@ -185,7 +185,7 @@ def run_tune(
 
     if workers < 1:
         raise ConfigError(f"--workers {workers}: need at least 1")
-    folder = Path(out) if out else default_folder(settings.space_name)
+    folder = _tune_folder(out, settings)  # refused inside the dataset before anything is made
     storage = storage or _recorded_storage(folder)
     settings.storage = redact(storage) if storage else None
     settings = _set_up(folder, settings, storage)
@@ -204,6 +204,20 @@ def run_tune(
             raise
         raise lost_storage(storage or storage_url(None, folder), exc) from None
     return tuning
+
+
+def _tune_folder(out: str | Path | None, settings: Settings) -> Path:
+    """``out`` or ``tunes/<space>``: never inside the dataset (its next scan would meet the
+    tune folder as a class), where the default moves beside the dataset, as ``runs_dir``.
+
+    Raises:
+        ConfigError: ``out`` is inside the dataset folder.
+    """
+    from cnnlab.paths import dataset_folder, outside_dataset
+
+    given = Path(out).expanduser() if out else None
+    default = default_folder(settings.space_name)
+    return outside_dataset(given, default, dataset_folder(settings.data), "--out")
 
 
 def _set_up(folder: Path, settings: Settings, storage: str | None) -> Settings:
