@@ -3,7 +3,9 @@ ends up holding every run, complete, with how it ended, and what the folder hold
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -77,6 +79,57 @@ def test_a_killed_study_resumed_has_every_run_in_the_store(tmp_path: Path) -> No
     best = [r for r in children if r.data.tags.get("cnnlab.best") == "true"]
     assert [r.info.run_name for r in best] == [f"{top.data.tags['cnnlab.best_cell']}-seed42"]
     assert top.data.tags["cnnlab.best_run_id"] == best[0].info.run_id
+
+
+def _store_runs(db: Path) -> dict[str, tuple[str, str]]:
+    """Run name -> (run id, status) in an MLflow SQLite file, read as it is being written."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as c:
+            rows = c.execute("SELECT name, run_uuid, status FROM runs").fetchall()
+    except sqlite3.Error:  # not made yet
+        return {}
+    return {name: (run_id, status) for name, run_id, status in rows}
+
+
+def test_a_study_run_killed_before_its_first_checkpoint_continues_its_store_run(
+    tmp_path: Path,
+) -> None:
+    """Explore_d finding E: a run killed before its first checkpoint is trained anew, and its
+    folder (track.json, the uid naming it in the store) went with it: the resumed study left the
+    killed attempt's MLflow run RUNNING forever beside a FINISHED one of the same name, and
+    `track log` called it up to date. Now the new attempt continues the same store run."""
+    data = write_folder(tmp_path / "data", classes=3, per_class=10, size=16)
+    out = tmp_path / "study"
+    runs, db = out / "runs", out / "runs" / "mlflow.db"
+
+    def second_in_store() -> bool:  # one run finished, the other's store run made (live)
+        done = [p for p in runs.glob("*") if (p / "summary.json").is_file()]
+        return len(done) == 1 and len(_store_runs(db)) == 3  # the study and both runs
+
+    _kill_when(["study", str(data), "--vary", "train.lr=1e-2,5e-2", "--seeds", "1",
+                "--out", str(out), "train.epochs=20", "track.live_after=0", *TINY],
+               second_in_store, "the second run in the store")  # fmt: skip
+    [killed] = [p for p in runs.glob("c*") if not (p / "summary.json").is_file()]
+    # As a kill before the first checkpoint leaves it (that moment is too short to hit).
+    shutil.rmtree(killed / "checkpoints", ignore_errors=True)
+    run_id, status = _store_runs(db)[killed.name]
+    assert status == "RUNNING"
+    resumed = cnnlab_cli("study", "--resume", str(out))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    logged = runs_of(default_uri(runs))
+    children = [r for r in logged if r.data.tags["cnnlab.kind"] != "study"]
+    assert sorted(r.info.run_name for r in children) == ["c1-seed42", "c2-seed42"]
+    _complete(default_uri(runs), children)
+    [again] = [r for r in children if r.info.run_name == killed.name]
+    assert again.info.run_id == run_id
+    assert [step for step, _ in history(default_uri(runs), run_id, "val/loss")] == list(
+        range(1, 21)
+    )
+    log = cnnlab_cli("track", "log", str(killed))
+    assert log.returncode == 0, log.stderr[-3000:]
+    assert len(runs_of(default_uri(runs))) == 3
 
 
 def test_a_killed_tune_resumed_has_every_trial_in_the_store(tmp_path: Path) -> None:

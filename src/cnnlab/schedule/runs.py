@@ -11,7 +11,6 @@ raised so the scheduler records it and moves on.
 from __future__ import annotations
 
 import math
-import shutil
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from cnnlab.config import Config
 from cnnlab.errors import CnnlabError
 from cnnlab.runs import CHECKPOINTS, METRICS, Run, read_json, write_json
 from cnnlab.schedule.worker import RunFailed
+from cnnlab.track.target import started_over
 
 FAILED = "failed.json"  # in a run folder: {"reason": ..., "traceback": ...}
 _LOSSES = ("train/loss", "val/loss")
@@ -73,10 +73,11 @@ def _train(cfg: Config, run_dir: Path, observers: Sequence[Any] | None) -> Run:
         return Run(run_dir)
     if any((run_dir / CHECKPOINTS / n).is_file() for n in RESUMABLE_FROM):
         return resume_run(run_dir, observers=observers)
-    if run_dir.exists():  # started, but died before its first checkpoint: start over
-        shutil.rmtree(run_dir)
     cfg = cfg.model_copy(update={"runs_dir": str(run_dir.parent), "name": run_dir.name})
-    return fit_config(cfg, observers=observers)
+    if not run_dir.exists():
+        return fit_config(cfg, observers=observers)
+    with started_over(run_dir):  # died before its first checkpoint: start over, same store run
+        return fit_config(cfg, observers=observers)
 
 
 def train_in_folder(cfg: Config, run_dir: Path, observers: Sequence[Any] | None = None) -> Run:

@@ -36,6 +36,7 @@ from cnnlab.track.target import (
     locked,
     read_state,
     resolve_target,
+    starting_state,
     unreachable,
     write_state,
 )
@@ -296,7 +297,7 @@ class TrackingObserver:
         if target is None:
             return
         with locked(run_dir):
-            state = read_state(run_dir)
+            state = starting_state(run_dir)  # a run started over keeps its store run
             state.setdefault("git_commit", _git_commit())
             if (parent := current_parent()) is not None and parent.info is not None:
                 state["parent"] = parent.info

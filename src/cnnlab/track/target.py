@@ -252,6 +252,43 @@ def read_state(folder: Path) -> dict[str, Any]:
     return state
 
 
+# run folder (resolved) -> the track.json it had before it was started over (started_over)
+_STARTED_OVER: dict[Path, dict[str, Any]] = {}
+
+
+@contextmanager
+def started_over(run_dir: Path) -> Iterator[None]:
+    """Remove ``run_dir`` for a run trained again from its start into the same folder inside
+    the block, keeping its tracking identity: the new run reads :func:`starting_state`.
+
+    A study or tune run killed before its first checkpoint is trained anew, and its folder,
+    ``track.json`` included, went with it; the store's run of the killed attempt stayed
+    RUNNING beside a second run of the same name. With the same uid the store's run is the
+    one continued, and it ends as the new attempt ends (epochs it already holds are trained
+    again identically on CPU, as after ``train --resume``).
+    """
+    import shutil
+
+    key = run_dir.resolve()
+    kept = read_state(run_dir) if (run_dir / STATE).is_file() else None
+    shutil.rmtree(run_dir)
+    if kept is not None:
+        _STARTED_OVER[key] = kept
+    try:
+        yield
+    finally:
+        _STARTED_OVER.pop(key, None)
+
+
+def starting_state(run_dir: Path) -> dict[str, Any]:
+    """The ``track.json`` state a run starts with: :func:`read_state`, or, for a folder just
+    made anew inside :func:`started_over`, the one its earlier attempt had."""
+    kept = _STARTED_OVER.get(run_dir.resolve())
+    if kept is not None and not (run_dir / STATE).is_file():
+        return dict(kept)
+    return read_state(run_dir)
+
+
 def write_state(folder: Path, state: dict[str, Any]) -> None:
     from cnnlab.runs import write_json
 
