@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import pytest
 from tests.conftest import folder_digest, write_folder
-from tests.studies.conftest import TINY, cli
+from tests.studies.conftest import TINY, cli, read_csv
 
 
 def _one_error_line(done) -> str:
@@ -65,3 +71,71 @@ def test_a_study_the_data_refuses_leaves_no_half_made_folder(tmp_path: Path) -> 
         assert "'empty class' has no image files" in line, line
     assert not (tmp_path / "new" / "st").exists()
     assert list((tmp_path / "given").iterdir()) == []
+
+
+PLAN = """
+seeds: 1
+set: {model.name: tiny_cnn, train.scheduler: none, train.optimizer: sgd}
+cells:
+  - {label: slow, set: {train.lr: 0.02}}
+  - {label: fast, set: {train.lr: 0.05}}
+  - {label: exploding, set: {train.lr: 1.0e+6}}
+"""
+
+
+def _statuses(out: Path) -> dict[str, tuple[str, str]]:
+    _, rows = read_csv(out / "results.csv")
+    return {row["run_dir"].split("/")[-1]: (row["status"], row["reason"]) for row in rows}
+
+
+@pytest.mark.slow
+def test_resume_trains_again_a_run_that_failed_on_a_missing_file_once_it_is_back(tmp_path):
+    """Explore_d finding F: a run failed on a file missing from the saved split ("restore them
+    or make a new split"); after restoring it, `--resume` repeated the recorded failure and
+    trained nothing, so the study could never finish. Now `--resume` trains again every failed
+    run but a diverged one (the setting's own result, kept), and the failure says so."""
+    data = write_folder(tmp_path / "data", classes=3, per_class=10, size=16)
+    before = folder_digest(data)
+    (tmp_path / "plan.yaml").write_text(PLAN, encoding="utf-8")
+    out, runs = tmp_path / "study", tmp_path / "study" / "runs"
+    args = ["study", str(data), "--plan", str(tmp_path / "plan.yaml"), "--out", str(out),
+            "--track", "none", *TINY, "train.epochs=10"]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "cnnlab", *args], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        while not any(runs.glob("*/summary.json")):  # one run finished: kill the study
+            assert proc.poll() is None and time.monotonic() < deadline, "no run finished"
+            time.sleep(0.05)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    image = data / "class_1" / "img_000.png"
+    kept = image.read_bytes()
+    image.unlink()
+
+    missing = cli("study", "--resume", str(out))
+    assert missing.returncode == 0, missing.stdout[-3000:] + missing.stderr[-3000:]
+    failed = {n for n, (st, why) in _statuses(out).items() if "class_1/img_000.png" in why}
+    assert failed and all(_statuses(out)[n][0] == "failed" for n in failed)
+    text = " ".join(missing.stdout.split())
+    assert f"(once fixed, `cnnlab study --resume {out}` trains it again)" in text
+    assert "`cnnlab study --resume DIR` trains those runs again" in text
+
+    image.write_bytes(kept)  # the user follows the advice
+    assert folder_digest(data) == before
+    again = cli("study", "--resume", str(out))
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    retried = f"training again {len(failed)} failed run(s): {', '.join(sorted(failed))}"
+    assert retried in again.stdout
+    statuses = _statuses(out)
+    assert statuses["c1-seed42"][0] == statuses["c2-seed42"][0] == "done", statuses
+    assert statuses["c3-seed42"][0] == "failed" and "training diverged" in statuses["c3-seed42"][1]
+    _, table = read_csv(out / "table.csv")
+    assert [row["n"] for row in table] == ["1", "1", "0"]
+
+    diverged = (runs / "c3-seed42" / "failed.json").stat().st_mtime_ns
+    third = cli("study", "--resume", str(out))
+    assert third.returncode == 0 and "training again" not in third.stdout, third.stdout[-3000:]
+    assert (runs / "c3-seed42" / "failed.json").stat().st_mtime_ns == diverged  # kept
+    assert "trains those runs again" not in " ".join(third.stdout.split())
+    assert folder_digest(data) == before

@@ -24,6 +24,7 @@ from cnnlab.track.target import started_over
 
 FAILED = "failed.json"  # in a run folder: {"reason": ..., "traceback": ...}
 _LOSSES = ("train/loss", "val/loss")
+DIVERGED = "training diverged"  # how a diverged run's reason begins
 # A cross-entropy above this means the true class got probability ~e^-1e6: the weights blew up.
 _EXPLODED = 1e6
 # Checkpoints a resume can go on from (engine.checkpoint.find_resume_checkpoint): last.ckpt is
@@ -42,6 +43,19 @@ def read_failure(run_dir: Path) -> str | None:
         return "failed (unreadable failed.json)"
 
 
+def is_divergence(reason: str) -> bool:
+    """Whether a recorded failure is the setting's own result (training diverged): trained
+    again, it diverges again, so a resume keeps it; any other failure (a missing file, no
+    memory, a full disk, a killed worker) may be gone once its cause is fixed."""
+    return reason.startswith(DIVERGED)
+
+
+def clear_failure(run_dir: Path) -> None:
+    """Forget a run's failure so that it is trained again (resumed from a checkpoint it saved,
+    else started over in the same tracking run). The old reason stays in the schedule."""
+    (Path(run_dir) / FAILED).unlink(missing_ok=True)
+
+
 def divergence(run_dir: Path) -> str | None:
     """Why a finished run's training diverged (a loss that is NaN, infinite or above 1e6)."""
     rows = Run(run_dir).metrics()
@@ -53,7 +67,7 @@ def divergence(run_dir: Path) -> str | None:
             value = float(raw)
             if not math.isfinite(value) or value > _EXPLODED:
                 return (
-                    f"training diverged: {key} became {value:.4g} at epoch "
+                    f"{DIVERGED}: {key} became {value:.4g} at epoch "
                     f"{row.get('epoch', '?')} (a lower learning rate or gradient clipping "
                     "usually helps)"
                 )

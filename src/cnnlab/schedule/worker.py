@@ -21,11 +21,13 @@ if TYPE_CHECKING:
     import optuna
 
 WORKER_ATTR = "worker"  # user attribute: "host:pid" of the process running the trial
-ERROR_ATTR = "error"  # user attribute: why a trial failed (RunFailed); never retried
+ERROR_ATTR = "error"  # user attribute: why a trial failed (RunFailed); not retried by itself
+RETRY_ATTR = "retry"  # user attribute: a failed run queued again on purpose (retry_failed)
 
 
 class RunFailed(Exception):
-    """A run that ended without a usable result (diverged, crashed, bad cell): not retried."""
+    """A run that ended without a usable result (diverged, crashed, bad cell): not retried
+    within the same invocation (a study's ``--resume`` queues it again: :func:`queue_retry`)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -105,16 +107,27 @@ def _queue_again(trial: Any) -> None:
     place of a tune's budget); the copy keeps the parameters and does not count as a retry of
     a dead worker (``MAX_RETRIES``): stopping a study is no fault of the run.
     """
+    _queue_copy(trial.study, trial.study._storage.get_trial(trial._trial_id), {})
+
+
+def queue_retry(study: optuna.Study, failed: optuna.trial.FrozenTrial) -> None:
+    """Queue a failed trial's grid point again, once: its cause may be fixed (a restored file,
+    free memory or disk). The copy supersedes the failure (:func:`grid_points`); if it fails
+    again, it stays failed until the next explicit retry."""
+    _queue_copy(study, failed, {RETRY_ATTR: True})
+
+
+def _queue_copy(study: optuna.Study, frozen: Any, extra: dict[str, Any]) -> None:
     import optuna
 
-    frozen = trial.study._storage.get_trial(trial._trial_id)
-    attrs = {k: v for k, v in frozen.user_attrs.items() if k not in (WORKER_ATTR, ERROR_ATTR)}
-    trial.study.add_trial(
+    drop = (WORKER_ATTR, ERROR_ATTR, RETRY_ATTR)
+    attrs = {k: v for k, v in frozen.user_attrs.items() if k not in drop}
+    study.add_trial(
         optuna.trial.create_trial(
             state=optuna.trial.TrialState.WAITING,
             params=frozen.params,
             distributions=frozen.distributions,
-            user_attrs=attrs,
+            user_attrs={**attrs, **extra},
             system_attrs=frozen.system_attrs,
         )
     )
@@ -159,12 +172,13 @@ def grid_points(study: optuna.Study, param: str) -> dict[Any, str]:
     A point counts as taken when a trial finished it (complete, or failed with a reason),
     a worker is running it, or a retry of it is queued. Failed trials without a reason
     (dead workers) and pruned duplicates take nothing: the point is free or queued again.
+    A finished run wins; otherwise the latest trial of the point says (a failure queued
+    again on purpose is queued, then running, then done or failed anew).
     """
     from optuna.trial import TrialState
 
-    rank = {"done": 4, "failed": 3, "running": 2, "queued": 1}
     taken: dict[Any, str] = {}
-    for trial in study.get_trials(deepcopy=False):
+    for trial in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
         if param not in trial.params:
             continue
         if trial.state == TrialState.COMPLETE:
@@ -178,7 +192,7 @@ def grid_points(study: optuna.Study, param: str) -> dict[Any, str]:
         else:
             continue
         point = trial.params[param]
-        if rank[status] > rank.get(taken.get(point, ""), 0):
+        if taken.get(point) != "done":
             taken[point] = status
     return taken
 
@@ -201,12 +215,14 @@ def held_elsewhere(study: optuna.Study, trial: Any, param: str) -> bool:
     from optuna.trial import TrialState
 
     point = trial.params[param]
+    retry = bool(trial.user_attrs.get(RETRY_ATTR))
     for other in study.get_trials(deepcopy=False):
         if other.number == trial.number or other.params.get(param) != point:
             continue
         if other.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING):
             return True
-        if other.state == TrialState.FAIL and other.user_attrs.get(ERROR_ATTR):
+        superseded = retry and other.number < trial.number  # the failure this retries
+        if other.state == TrialState.FAIL and other.user_attrs.get(ERROR_ATTR) and not superseded:
             return True
     return False
 

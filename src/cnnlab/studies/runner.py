@@ -127,6 +127,7 @@ def finished_line(
     """
     from optuna.trial import TrialState
 
+    from cnnlab.schedule.runs import is_divergence
     from cnnlab.schedule.worker import ERROR_ATTR
 
     attrs = trial.user_attrs
@@ -138,6 +139,8 @@ def finished_line(
     took = (trial.datetime_complete - trial.datetime_start).total_seconds()
     if trial.state == TrialState.FAIL:
         reason = attrs.get(ERROR_ATTR) or "stopped (queued again)"
+        if attrs.get(ERROR_ATTR) and not is_divergence(reason):
+            reason += f" (once fixed, `cnnlab study --resume {folder}` trains it again)"
         return f"{head} failed: {what}: {reason}; eta {eta}"
     metrics = Run(folder / attrs["run_dir"]).summary.get("metrics", {})
     scores = [
@@ -146,6 +149,36 @@ def finished_line(
         if "accuracy" in metrics.get(split, {})
     ]
     return f"{head} done: {what}: {', '.join(scores)}, {took:.0f} s; eta {eta}"
+
+
+def retry_failed(folder: Path, plan: Plan, url: str | None) -> list[str]:
+    """Queue again each failed run whose failure was not divergence (``--resume``), once.
+
+    A run that failed on a missing file, a full disk, memory or a killed worker may succeed
+    once the cause is fixed, and following "restore them" must be able to finish the study.
+    A diverged run is the setting's result and is kept. Returns the retried runs' folders.
+    """
+    from optuna.trial import TrialState
+
+    from cnnlab.schedule.runs import clear_failure, is_divergence, read_failure
+    from cnnlab.schedule.worker import ERROR_ATTR, queue_retry
+
+    study = open_grid(folder, plan, url)
+    failed = {p for p, status in grid_points(study, PARAM).items() if status == "failed"}
+    latest: dict[Any, Any] = {}
+    trials = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    for trial in sorted(trials, key=lambda t: t.number):  # the latest failure of each point
+        if trial.params.get(PARAM) in failed and trial.user_attrs.get(ERROR_ATTR):
+            latest[trial.params[PARAM]] = trial
+    jobs, retried = plan.jobs(), []
+    for point, trial in sorted(latest.items()):
+        run_dir = folder / RUNS / plan.run_name(*jobs[point])
+        if is_divergence(read_failure(run_dir) or str(trial.user_attrs[ERROR_ATTR])):
+            continue
+        queue_retry(study, trial)
+        clear_failure(run_dir)
+        retried.append(run_dir.name)
+    return retried
 
 
 def run_jobs(folder: Path, plan: Plan, url: str | None, workers: int) -> None:

@@ -231,7 +231,9 @@ def _empty(folder: Path, remove: bool) -> None:
 
 
 def resume_study(folder: str | Path, workers: int = 1, storage: str | None = None) -> Study:
-    """Continue a study: finished runs are kept, an interrupted run resumes from its checkpoint.
+    """Continue a study: finished runs are kept, an interrupted run resumes from its checkpoint,
+    and a run that failed for any reason but divergence is trained again (its cause, such as
+    a missing file, may be fixed now; a diverged run is the setting's result and is kept).
 
     Also how another machine joins a study whose ``--storage`` is a database server.
     """
@@ -246,7 +248,7 @@ def resume_study(folder: str | Path, workers: int = 1, storage: str | None = Non
             )
         storage = recorded
     info(f"resuming study {folder}")
-    return _run_and_report(folder, plan, storage, workers)
+    return _run_and_report(folder, plan, storage, workers, retry=True)
 
 
 def report_study(folder: str | Path) -> Study:
@@ -264,10 +266,12 @@ def _report(folder: Path) -> Any:
     return out
 
 
-def _run_and_report(folder: Path, plan: Plan, storage: str | None, workers: int) -> Study:
+def _run_and_report(
+    folder: Path, plan: Plan, storage: str | None, workers: int, retry: bool = False
+) -> Study:
     from cnnlab import track
     from cnnlab.schedule.storage import lost_storage, redact, storage_error, storage_url
-    from cnnlab.studies.runner import run_jobs
+    from cnnlab.studies.runner import retry_failed, run_jobs
 
     if workers < 1:
         raise ConfigError(f"--workers {workers}: need at least 1")
@@ -278,6 +282,9 @@ def _run_and_report(folder: Path, plan: Plan, storage: str | None, workers: int)
     name = folder.resolve().name
     resume = f"cnnlab study --resume {folder}"
     try:
+        retried = retry_failed(folder, plan, storage) if retry else []
+        if retried:  # a diverged run is a result and is kept
+            info(f"training again {len(retried)} failed run(s): {', '.join(retried)}")
         with track.parent_run(cfg, "study", name, plan.to_dict(), folder, wait=True) as parent:
             with interrupted_as(
                 f"{folder} keeps its finished runs and the stopped run's complete epochs", resume

@@ -182,8 +182,22 @@ def summary_sentences(
         )
     for cell, seed, reason in failures:
         out.append(f"Run {cell} seed {seed} failed: {reason}")
+    out.extend(_retry_sentence(failures))
     if unfinished:
         out.append(
             f"{unfinished} run(s) have not finished; continue with `cnnlab study --resume DIR`."
         )
     return out
+
+
+def _retry_sentence(failures: list[tuple[str, int, str]]) -> list[str]:
+    """How to train failed runs again: all but diverged ones (a result) once fixed."""
+    from cnnlab.schedule.runs import is_divergence
+
+    if all(is_divergence(reason) for _, _, reason in failures):
+        return []
+    return [
+        "Once the cause of a failure is fixed (a restored file, free memory or disk), "
+        "`cnnlab study --resume DIR` trains those runs again (a diverged run is kept: it is "
+        "the setting's result)."
+    ]
