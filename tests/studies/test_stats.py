@@ -180,3 +180,14 @@ def test_holm_matches_statsmodels_and_a_hand_example():
 def test_verdict_needs_both_the_interval_and_the_test(low, high, p, want):
     assert stats.verdict(low, high, p) == want
     assert want in stats.VERDICTS
+
+
+def test_a_seed_independent_cell_counted_once_per_seed_adds_no_evidence():
+    """A frozen backbone with a deterministic head predicts the same for every seed: the
+    paired tests over its repeated seeds say exactly what one seed pair says (explore_d G)."""
+    y, a, b, k = _paired_case(7, seeds=1)
+    twice = (np.repeat(a, 2, axis=0), np.repeat(b, 2, axis=0))
+    for metric in ("accuracy", "macro_f1"):
+        one = stats.paired_bootstrap(y, a, b, metric=metric, num_classes=k, seed=3)
+        assert stats.paired_bootstrap(y, *twice, metric=metric, num_classes=k, seed=3) == one
+    assert stats.mcnemar(y, *twice).pvalue == stats.mcnemar(y, a, b).pvalue

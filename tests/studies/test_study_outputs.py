@@ -1,4 +1,5 @@
-"""Where a study or a tune writes: never inside the user's dataset (explore_d finding A)."""
+"""A study's outputs as explore_d found them wanting: where a study or a tune writes (never in
+the dataset), retrying failed runs on resume, and what a seed-independent cell is said to show."""
 
 from __future__ import annotations
 
@@ -139,3 +140,36 @@ def test_resume_trains_again_a_run_that_failed_on_a_missing_file_once_it_is_back
     assert (runs / "c3-seed42" / "failed.json").stat().st_mtime_ns == diverged  # kept
     assert "trains those runs again" not in " ".join(third.stdout.split())
     assert folder_digest(data) == before
+
+
+TIED_PLAN = """
+seeds: 2
+set: {data.img_size: 32, train.epochs: 2}
+cells:
+  - {label: cnn, set: {model.name: tiny_cnn}}
+  - {label: frozen logreg, set: {model.name: efficientnet_lite0, model.mode: frozen,
+                                 model.head: logreg}}
+"""
+
+
+@pytest.mark.slow
+def test_a_cell_the_seed_does_not_change_gets_no_zero_width_interval(tmp_path):
+    """Explore_d finding G: frozen backbone + logistic regression predicts the same for every
+    seed; the table showed ``0.463 ± 0.000 [0.463, 0.463]`` as a 95% CI over seeds, no caveat."""
+    data = write_folder(tmp_path / "data", classes=3, per_class=12)
+    (tmp_path / "plan.yaml").write_text(TIED_PLAN, encoding="utf-8")
+    out = tmp_path / "study"
+    done = cli("study", str(data), "--plan", str(tmp_path / "plan.yaml"), "--out", str(out),
+               "--track", "none", "eval.worst_mistakes=0", "eval.explain=false")  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    probs = [(out / f"runs/c2-seed{s}/predictions/test_probs.npy").read_bytes() for s in (42, 43)]
+    assert probs[0] == probs[1]  # the seed changed nothing
+    _, table = read_csv(out / "table.csv")
+    mean = float(table[1]["test_accuracy_mean"])
+    [line] = [ln for ln in done.stdout.splitlines() if ln.strip().startswith("c2 ")]
+    assert "unknown (seeds tied)" in line and f"{mean:.3f} ±" not in line, done.stdout
+    sentence = "frozen logreg (c2): every seed scored the same test accuracy, so the spread"
+    assert sentence in " ".join(done.stdout.split())
+    html = (out / "study.html").read_text(encoding="utf-8")
+    assert sentence in " ".join(html.split()) and "unknown (seeds tied)" in html
+    assert f"[{mean:.3f}, {mean:.3f}]" not in html and f"{mean:.3f} ± 0.000" not in html

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from cnnlab.studies.plan import Cell, Plan
 from cnnlab.studies.words import summary_sentences
 
@@ -104,3 +106,22 @@ def test_a_cell_at_the_no_skill_baseline_is_said_not_to_have_learned():
     assert "setting c3 (c3) did not learn" in text and "setting c1 (c1) did not learn" not in text
     old = [_row("c1"), _row("c2")]  # a study reported before the baseline was recorded
     assert "did not learn" not in " ".join(summary_sentences(_plan(), old, [], old[0], "", [], 0))
+
+
+def test_seeds_that_all_scored_the_same_are_not_given_a_spread():
+    """Explore_d G: a seed-independent cell (frozen backbone + logistic regression) showed
+    ``0.463 ± 0.000 [0.463, 0.463]`` as a 95% CI over seeds and no caveat."""
+    from cnnlab.studies.report import _spread
+    from cnnlab.studies.words import same_score
+
+    tied = {**_row("c1", n=2), "test_accuracy_mean": 0.463, "test_accuracy_std": 0.0,
+            "test_accuracy_ci_low": 0.463, "test_accuracy_ci_high": 0.463}  # fmt: skip
+    varied = {**tied, "cell": "c2", "label": "setting c2", "test_accuracy_std": 0.01}
+    single = {**tied, "cell": "c3", "label": "setting c3", "n": 1, "test_accuracy_std": math.nan}
+    assert _spread(tied, "test_accuracy") == ("0.463", "unknown (seeds tied)")
+    assert [same_score(r) for r in (tied, varied, single)] == [True, False, False]
+    table = [tied, varied, single]
+    comps = [_comp("c2", "worse"), _comp("c3", "worse")]
+    text = " ".join(summary_sentences(_plan(), table, comps, tied, "validation", [], 0))
+    assert "setting c1 (c1): every seed scored the same test accuracy, so the spread" in text
+    assert "setting c2 (c2): every" not in text and "setting c3 (c3): every" not in text

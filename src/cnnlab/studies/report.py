@@ -12,7 +12,7 @@ import numpy as np
 from cnnlab.studies import compare, results
 from cnnlab.studies.folder import COMPARISONS, HTML, RESULTS, TABLE, load_plan
 from cnnlab.studies.plan import Plan
-from cnnlab.studies.words import VERDICT_WORDS, summary_sentences
+from cnnlab.studies.words import VERDICT_WORDS, same_score, summary_sentences
 
 
 @dataclass
@@ -104,6 +104,8 @@ def _spread(row: dict[str, Any], metric: str) -> tuple[str, str]:
     low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
     if math.isnan(mean):
         return "", ""
+    if same_score(row, metric):  # std 0 measures nothing, and [m, m] is no 95% interval
+        return f"{mean:.3f}", "unknown (seeds tied)"
     main = f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
     ci = "unknown (1 seed)" if math.isnan(low) else f"[{low:.3f}, {high:.3f}]"
     return main, ci

@@ -2,7 +2,7 @@
 
 A cell is called "the best" only when every other cell is worse at 95%; overlapping cells are
 "not distinguishable at 95%". One seed per cell is allowed, but then no spread is known and
-the words say so.
+the words say so; the same holds for seeds that all scored the same.
 """
 
 from __future__ import annotations
@@ -54,6 +54,28 @@ def _test(c: dict[str, Any]) -> str:
             "interval excludes 0"
         )
     return said
+
+
+def same_score(row: dict[str, Any], metric: str = "test_accuracy") -> bool:
+    """Whether a cell's seeds (two or more) all scored exactly the same on ``metric``: its
+    std of 0 and zero-width interval measure nothing about what another seed would give."""
+    std = row.get(f"{metric}_std")
+    return row["n"] > 1 and std is not None and std == 0.0
+
+
+def same_score_sentences(ran: list[dict[str, Any]]) -> list[str]:
+    """Cells whose seeds tied: seed-independent (a frozen backbone with a deterministic head
+    gives one result however many seeds run) or a tie; either way no spread is known."""
+    same = [r for r in ran if same_score(r)]
+    if not same:
+        return []
+    return [
+        f"{_names(same)}: every seed scored the same test accuracy, so the spread over seeds "
+        "is unknown (no std or CI over seeds). A setting that does not depend on the seed "
+        "(a frozen backbone with a logistic-regression or SVM head, say) gives one result "
+        "however many seeds run, counted once per seed; the paired comparisons resample test "
+        "images and test each seed pair on its own, so the repeats add no evidence there."
+    ]
 
 
 def best_sentences(ref: dict[str, Any], chosen_on: str, comps: list[dict]) -> list[str]:
@@ -174,6 +196,7 @@ def summary_sentences(
         out = best_sentences(ref or ran[0], chosen_on, comps)
     out.extend(early_stopping_sentences(table, comps))
     out.extend(no_skill_sentences(ran))
+    out.extend(same_score_sentences(ran))
     one_seed = [r for r in ran if r["n"] == 1]
     if one_seed:
         out.append(
