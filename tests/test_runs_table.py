@@ -153,3 +153,38 @@ def test_wide_shows_losses_and_parameter_counts_and_dashes_what_old_runs_lack(
     assert by_name["old"]["params"] is None and by_name["old"]["test_log_loss"] is None
     order = cli("runs", "--runs-dir", str(folder), "--sort", "test_log_loss", "--json").stdout
     assert [r["name"] for r in json.loads(order)] == ["frozen", "old"]  # lowest first
+
+
+@pytest.mark.slow
+def test_damaged_runs_are_named_and_never_sent_to_a_resume_that_refuses(
+    runs: Path, tmp_path: Path
+) -> None:
+    """A truncated summary.json was listed as unfinished with `train --resume` advice, which
+    then failed ("not valid JSON"); a finished run whose weights were deleted was listed as
+    complete. Both are now listed as damaged, with the file, and no resume advice."""
+    folder = tmp_path / "runs"
+    source = runs / next(iter(NAMES))
+    cut = Path(shutil.copytree(source, folder / "cut-summary"))
+    (cut / "summary.json").write_text('{"metrics": {"val": ', encoding="utf-8")
+    gone = Path(shutil.copytree(source, folder / "no-weights"))
+    (gone / "model.safetensors").unlink()
+    (gone / "metrics.csv").unlink()
+    shutil.copytree(source, folder / "fine")
+
+    out = cli("runs", "--runs-dir", str(folder), columns=200)
+    assert out.returncode == 0, out.stderr
+    assert "--resume" not in out.stdout and "did not finish" not in out.stdout
+    lines = out.stdout.splitlines()
+    assert "2 run(s) damaged (neither usable nor resumable; train again):" in lines
+    assert "  cut-summary: summary.json cannot be read" in lines
+    assert "  no-weights: model.safetensors missing" in lines
+    refused = cli("train", "--resume", str(cut))  # what the old advice led to
+    assert refused.returncode != 0 and "not valid JSON" in refused.stderr
+
+    listed = {r["name"]: r for r in json.loads(cli("runs", "--runs-dir", str(folder),
+                                                   "--json").stdout)}  # fmt: skip
+    assert {n: (r["complete"], r["problem"]) for n, r in listed.items()} == {
+        "cut-summary": (False, "summary.json cannot be read"),
+        "no-weights": (False, "model.safetensors missing"),
+        "fine": (True, None),
+    }

@@ -14,7 +14,9 @@ from rich.table import Table
 
 from cnnlab.console import result
 from cnnlab.errors import CnnlabError, ConfigError
-from cnnlab.runs import Run, list_runs
+from cnnlab.runs import MODEL_CARD, SUMMARY, WEIGHTS, Run, list_runs
+
+ENSEMBLE_CARD = "ensemble.json"  # cnnlab.ensemble.folder's (not imported here: it needs numpy)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -76,10 +78,13 @@ def _row(run: Run) -> dict[str, Any]:
     ``val_log_loss`` / ``test_log_loss`` are the final evaluation's cross-entropy (no label
     smoothing) of the restored best epoch's weights; ``params`` / ``trainable_params`` the
     model card's counts (a frozen backbone trains only its head). None when not recorded."""
+    problem = None
     try:
         summary = run.summary
     except CnnlabError:
         summary = {}
+        if (run.path / SUMMARY).is_file():  # none yet: still training, or stopped
+            problem = f"{SUMMARY} cannot be read"
     try:
         cfg = run.config
     except CnnlabError:
@@ -87,10 +92,14 @@ def _row(run: Run) -> dict[str, Any]:
     model, train, data = (cfg.get(k) or {} for k in ("model", "train", "data"))
     rows = run.metrics()
     complete = bool(summary.get("complete"))
+    if complete and not (run.path / ENSEMBLE_CARD).is_file():  # an ensemble has no weights
+        lost = [f for f in (WEIGHTS, MODEL_CARD) if not (run.path / f).is_file()]
+        problem = f"{' and '.join(lost)} missing" if lost else None
     row: dict[str, Any] = {
         "name": run.name,
         "path": str(run.path),
-        "complete": complete,
+        "complete": complete and problem is None,
+        "problem": problem,
         "created": _created(run),
         "model": summary.get("model") or model.get("name"),
         "mode": summary.get("mode") or model.get("mode") or (None if complete else "auto"),
@@ -109,7 +118,7 @@ def _row(run: Run) -> dict[str, Any]:
     for key, kind in (("params", "total"), ("trainable_params", "trainable")):
         count = params.get(kind) if isinstance(params, dict) else None
         row[key] = count if isinstance(count, int) else None
-    if not complete:
+    if not row["complete"]:
         last = rows[-1] if rows else {}
         for metric in ("accuracy", "macro_f1"):
             row[f"last_val_{metric}"] = _number(last.get(f"val/{metric}"))
@@ -228,12 +237,17 @@ def runs_table(runs_dir: str | Path = "runs", sort: str = "created", wide: bool 
         cells = _fit_names(title, cells, console)
     table = _table(title, cells)
     result(table, width=100_000 if wide else None)
-    unfinished = [r for r in rows if not r["complete"]]
+    unfinished = [r for r in rows if not r["complete"] and not r["problem"]]
     if unfinished:
         result(f"{len(unfinished)} run(s) did not finish (stopped, or still training):")
         result("ep = epochs so far/planned, * = val metric of the last epoch; continue with")
         for r in unfinished:
             result(f"  cnnlab train --resume {shlex.quote(r['path'])}")
+    damaged = [r for r in rows if r["problem"]]
+    if damaged:  # neither resumable nor usable: `train --resume` and `predict` refuse them
+        result(f"{len(damaged)} run(s) damaged (neither usable nor resumable; train again):")
+        for r in damaged:
+            result(f"  {r['name']}: {r['problem']}")
     return table
 
 

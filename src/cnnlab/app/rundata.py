@@ -77,6 +77,7 @@ def leaderboard(runs_dir: Path) -> list[dict[str, Any]]:
             "dataset": _dataset(Run(r["path"])),
             "epochs": r["epochs_run"],
             "complete": r["complete"],
+            "problem": r["problem"],  # a damaged file: neither usable nor resumable
         }
         for split in ("val", "test"):
             for key, short in (("accuracy", "acc"), ("macro_f1", "F1")):
