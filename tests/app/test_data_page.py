@@ -87,3 +87,28 @@ def test_issues_button_finds_label_issues_outside_the_dataset(
     from cnnlab.data.issues_index import manifest_root
 
     assert manifest_root(saved) == messy.resolve()
+
+
+def test_folders_of_cnnlab_outputs_are_not_offered_as_datasets(
+    messy: Path, app_runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cnnlab app data studies` (docs/app.md's form) used to list `studies` as a dataset of
+    its plots' PNGs. A runs folder, a folder of studies, a run: named as such, not offered."""
+    from cnnlab.app.datasets import dataset_choices, output_kind
+
+    studies = tmp_path / "studies"
+    (studies / "s1" / "plots").mkdir(parents=True)
+    (studies / "s1" / "study.yaml").write_text("format: cnnlab-study/1\n", encoding="utf-8")
+    shutil.copyfile(messy / "class_0" / "img_000.png", studies / "s1" / "plots" / "acc.png")
+    run = app_runs / "cnn-s0"
+    assert output_kind(messy) is None and output_kind(run) == "run"
+    assert output_kind(app_runs) == "folder of runs"
+    assert output_kind(studies) == "folder of studies"
+    settings = AppSettings(runs_dir=app_runs, folders=(messy, studies, app_runs, run))
+    assert list(dataset_choices(settings)) == ["messy data"]
+
+    for key, value in settings.to_env().items():
+        monkeypatch.setenv(key, value)
+    at = open_page("data")
+    assert at.selectbox[0].options == ["messy data"]
+    assert "studies (folder of studies), runs (folder of runs), cnn-s0 (run)" in page_text(at)

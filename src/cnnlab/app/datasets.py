@@ -21,18 +21,46 @@ from cnnlab.app.settings import AppSettings
 from cnnlab.console import StageProgress  # noqa: F401  (the Data page's bar; the CLI's too)
 
 
-def dataset_choices(settings: AppSettings) -> dict[str, Path]:
-    """Folder name -> folder, for the dataset folders given on the command line (study and
-    tune folders go to their own page)."""
+def output_kind(folder: Path) -> str | None:
+    """``study``, ``tune``, ``ensemble`` or ``run`` when ``folder`` is one of cnnlab's output
+    folders or holds one a level down (a folder of studies, a runs folder), else None. Such
+    a folder is no dataset: its subfolders would pass for classes of its plots' PNGs."""
     from cnnlab.app.studydata import kind_of
+    from cnnlab.ensemble.folder import is_ensemble
+    from cnnlab.runs import CLASSES, CONFIG, SUMMARY
 
+    def kind(path: Path) -> str | None:
+        if (found := kind_of(path)) is not None:
+            return found
+        if is_ensemble(path):
+            return "ensemble"
+        run = (path / CONFIG).is_file() and any((path / f).is_file() for f in (CLASSES, SUMMARY))
+        return "run" if run else None
+
+    if (own := kind(folder)) is not None:
+        return own
+    inside = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    found = next((k for p in inside if (k := kind(p)) is not None), None)
+    return None if found is None else f"folder of {'studies' if found == 'study' else found + 's'}"
+
+
+def dataset_choices(settings: AppSettings) -> dict[str, Path]:
+    """Folder name -> folder, for the dataset folders given on the command line (study, tune,
+    run and ensemble folders, and folders of them, are not datasets: :func:`output_kind`)."""
     out: dict[str, Path] = {}
     for folder in settings.folders:
-        if kind_of(folder) is not None:
+        if output_kind(folder) is not None:
             continue
         name = folder.name or str(len(out))
         out[name if name not in out else f"{name} ({len(out) + 1})"] = folder
     return out
+
+
+def not_datasets(settings: AppSettings) -> dict[str, str]:
+    """Folder name -> what it is, for the folders given that :func:`dataset_choices` leaves
+    out because they are cnnlab's outputs (the page names them)."""
+    kinds = {folder: output_kind(folder) for folder in settings.folders}
+    return {folder.name: kind for folder, kind in kinds.items() if kind is not None}
 
 
 def inspect_folder(root: Path, near: bool = False) -> dict[str, Any]:

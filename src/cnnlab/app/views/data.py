@@ -13,6 +13,7 @@ from cnnlab.app.datasets import (
     find_label_issues,
     group_rows,
     inspect_folder,
+    not_datasets,
 )
 from cnnlab.app.settings import load_settings
 from cnnlab.errors import CnnlabError
@@ -63,6 +64,12 @@ def show_groups(title: str, groups: list) -> None:
 settings = load_settings()
 st.title("Data")
 choices = dataset_choices(settings)
+outputs = not_datasets(settings)
+if outputs:
+    st.caption(
+        "Not datasets, so not listed here (cnnlab's own outputs; studies and tunes are on the "
+        "Studies and tuning page): " + ", ".join(f"{n} ({k})" for n, k in outputs.items())
+    )
 if not choices:
     st.info("Start the app with dataset folders to inspect them: `cnnlab app DATA_FOLDER ...`")
     st.stop()
