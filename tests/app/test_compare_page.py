@@ -198,3 +198,58 @@ def test_finished_ensembles_are_compared_as_one_run_cells(
     assert at.multiselect[0].options == ["tiny-s0", "cnn-s0", "ens"]
     assert len(at.dataframe[0].value) == 3 and len(at.dataframe[1].value) == 2
     assert "No learning curves (no metrics.csv; an ensemble has none): ens" in page_text(at)
+
+
+def _damaged_copy(compare_runs: Path, out: Path) -> Path:
+    """``compare_runs`` copied without split7 (another split), with tiny-s0's test predictions
+    garbled (another table's header, a row longer than it) and cnn-s1's predictions folder
+    deleted."""
+    import shutil
+
+    shutil.copytree(compare_runs, out, ignore=shutil.ignore_patterns("split7"))
+    (out / "tiny-s0" / "predictions" / "test.csv").write_text("path,label\nx,y,z\n")
+    probs = out / "tiny-s0" / "predictions" / "test_probs.npy"
+    probs.write_bytes(probs.read_bytes()[:40])
+    shutil.rmtree(out / "cnn-s1" / "predictions")
+    return out
+
+
+def test_runs_without_readable_test_predictions_are_left_out_with_the_reason(
+    compare_runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A garbled or missing predictions/test.csv: that run is not paired and its row says
+    why in the run's own terms; the other runs are still compared (the page used to stop
+    with KeyError 'true', and to call a missing file "no seed in common")."""
+    runs = _damaged_copy(compare_runs, tmp_path / "runs")
+    groups = cells(list_runs(runs), "same settings")
+    tiny, cnn, fast = (x.replace(" split_seed=42,", "") for x in (TINY, CNN, FAST))
+    garbled = "tiny-s0's test predictions cannot be read: predictions/test.csv has no true, pred"
+    missing = "cnn-s1 has no test predictions: predictions/test.csv is missing"
+
+    rest = _verdict(groups, cnn, fast)  # seed 1's pair is left out, seed 0's compared
+    assert rest["pairs"] == 1 and rest["verdict"] in stats.VERDICTS
+    assert "cnn-s0" in rest["paired runs"] and "cnn-s1" not in rest["paired runs"]
+    assert rest["left out"] == missing
+    lone = _verdict(groups, tiny, cnn)
+    assert (lone["pairs"], lone["verdict"]) == (0, "not compared")
+    assert lone["why"].startswith(garbled)
+    alone = cells(list_runs(runs), "each run")
+    both_seed_1 = _verdict(alone, "cnn-s1", "lr-s1")  # same seed, same split: not "no seed"
+    assert (both_seed_1["pairs"], both_seed_1["why"]) == (0, missing)
+
+    monkeypatch.setenv("CNNLAB_APP_RUNS_DIR", str(runs))
+    at = open_page("compare")
+    assert not at.exception and not at.error
+    assert len(at.dataframe) == 2  # spread table and verdicts, for every run
+    lines = [m.value for m in at.markdown if " vs **" in m.value]
+    assert len(lines) == 2  # the cnn cells, one the reference, and tiny_cnn's cell
+    assert any(line.startswith(f"**{tiny}** vs") and garbled in line for line in lines)
+    assert str(runs) not in page_text(at)  # reasons name runs and files, not server paths
+    at.radio[0].set_value("each run").run()
+    assert not at.exception and not at.error
+    lines = [m.value for m in at.markdown if " vs **" in m.value]
+    assert len(lines) == 4 and "no seed in common" not in "".join(lines)
+    # the reference is a run that can be paired, so the healthy runs are compared with it
+    assert not any(line.endswith(" vs **tiny-s0**") or "vs **cnn-s1**" in line for line in lines)
+    assert sum("of runs, " in line for line in lines) == 2  # cnn-s0, lr-s0, lr-s1 less the ref
+    assert any(line.startswith("**tiny-s0** vs") and garbled in line for line in lines)

@@ -12,7 +12,7 @@ from cnnlab.app.studydata import result_folders
 
 # 1-epoch tiny_cnn runs of 16 px without the report's galleries or tracking: the cheapest
 # real runs (these tests read folders; training quality does not matter here).
-# The module's fixture trains 7 tiny runs (~40 s on a busy 2-core machine).
+# The module's fixture trains 9 tiny runs (~50 s on a busy 2-core machine).
 pytestmark = pytest.mark.slow
 TINY = {"data__img_size": 16, "eval__worst_mistakes": 0, "eval__explain": False,
         "track__backend": "none", "model__name": "tiny_cnn"}  # fmt: skip
@@ -21,14 +21,14 @@ LR = {"params": {"train.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log":
 
 @pytest.fixture(scope="module")
 def results_dir(app_runs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder holding a study (2 cells x 2 seeds) and a tune (3 trials), 1 epoch each."""
+    """A folder holding a study (3 cells x 2 seeds) and a tune (3 trials), 1 epoch each."""
     import cnnlab
 
     data = app_runs.parent / "data"
     base = tmp_path_factory.mktemp("results")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CNNLAB_CACHE", str(base / "cache"))
-        cnnlab.study(str(data), vary={"train.lr": [1e-3, 3e-3]}, seeds=2,
+        cnnlab.study(str(data), vary={"train.lr": [1e-3, 3e-3, 1e-2]}, seeds=2,
                      out=str(base / "sweep"), train__epochs=1, **TINY)  # fmt: skip
         cnnlab.tune(str(data), space=LR, trials=3, epochs=1, out=str(base / "lr"), **TINY)
     return base
@@ -63,7 +63,7 @@ def test_study_table_plots_and_verdicts(results_env: Path) -> None:
         assert row["test acc (mean ± std)"].startswith(f"{mean:.3f} ± ")
         assert row["seeds"] == 2
     comparisons = at.dataframe[1].value
-    assert len(comparisons) == 1 and comparisons["verdict"][0]
+    assert len(comparisons) == 2 and all(comparisons["verdict"])
     assert len(at.get("image")) >= 3  # accuracy bars, curves, trade-offs...
     assert "Download study.html" in [b.label for b in at.get("download_button")]
 
@@ -82,27 +82,75 @@ def test_tune_history_importances_and_best_trials(results_env: Path) -> None:
     assert len(at.get("plotly_chart")) == 2  # history, importances (three trials suffice)
 
 
-def test_compare_finds_a_studys_cells_and_its_verdict(results_dir: Path) -> None:
-    """The Compare page over a study's runs: the study's cells, its comparison's numbers."""
+def test_compare_finds_a_studys_cells_and_its_numbers(results_dir: Path, tmp_path: Path) -> None:
+    """The Compare page over a study's runs: the study's cells and every number of its
+    comparisons, macro-F1 CIs included, whatever order the run folders are listed in (the
+    bootstrap was seeded by a row's place, which differs between the page and the study)."""
     import csv
     import math
+    import os
+    import shutil
 
     from cnnlab.app.compare import cells, spread_rows, verdict_rows
     from cnnlab.runs import list_runs
 
-    groups = cells(list_runs(results_dir / "sweep" / "runs"), "same settings")
+    runs = shutil.copytree(results_dir / "sweep" / "runs", tmp_path / "runs")
+    for i, run in enumerate(sorted(runs.iterdir(), reverse=True)):  # c3 listed first
+        if (run / "config.yaml").is_file():
+            os.utime(run / "config.yaml", (1e9 + i, 1e9 + i))
+    assert list_runs(runs)[0].name.startswith("c3")
+    groups = cells(list_runs(runs), "same settings")
     assert {k: sorted(r.name for r in v) for k, v in groups.items()} == {
-        "tiny_cnn / scratch, lr=0.001": ["c1-seed42", "c1-seed43"],
+        "tiny_cnn / scratch, lr=0.01": ["c3-seed42", "c3-seed43"],
         "tiny_cnn / scratch, lr=0.003": ["c2-seed42", "c2-seed43"],
+        "tiny_cnn / scratch, lr=0.001": ["c1-seed42", "c1-seed43"],
     }
-    (row,) = verdict_rows(groups, spread_rows(groups))
+    rows = {r["cell"]: r for r in verdict_rows(groups, spread_rows(groups))}
     with (results_dir / "sweep" / "comparisons.csv").open(encoding="utf-8") as fh:
-        (written,) = csv.DictReader(fh)
-    assert row["reference"] == f"tiny_cnn / scratch, {written['reference_label']}"
-    assert row["pairs"] == int(written["seeds"]) == 2
-    for key in ("diff_accuracy", "diff_accuracy_ci_low", "diff_accuracy_ci_high", "p_mcnemar"):
-        assert math.isclose(row[key], float(written[key]), abs_tol=1e-12), key
-    assert row["verdict"] == written["verdict"]
+        written = list(csv.DictReader(fh))
+    assert len(rows) == len(written) == 2
+    keys = [
+        f"diff_{m}{end}" for m in ("accuracy", "macro_f1") for end in ("", "_ci_low", "_ci_high")
+    ]
+    for study in written:
+        row = rows[f"tiny_cnn / scratch, {study['label']}"]
+        assert row["reference"] == f"tiny_cnn / scratch, {study['reference_label']}"
+        assert row["pairs"] == int(study["seeds"]) == 2
+        for key in [*keys, "p_mcnemar", "p_holm"]:
+            assert math.isclose(row[key], float(study[key]), abs_tol=1e-12), key
+        assert row["verdict"] == study["verdict"]
+
+
+def test_study_report_leaves_out_runs_whose_test_predictions_are_damaged(
+    results_dir: Path, tmp_path: Path
+) -> None:
+    """`cnnlab study report` died with a 72-line traceback (FileNotFoundError, KeyError
+    'true'); now the run is left out of the paired tests, the report says so in one line."""
+    import shutil
+
+    from tests.studies.conftest import cli, read_csv
+
+    study = shutil.copytree(results_dir / "sweep", tmp_path / "sweep")
+    (study / "runs" / "c1-seed43" / "predictions" / "test.csv").unlink()
+    garbled = study / "runs" / "c2-seed42" / "predictions" / "test.csv"
+    garbled.write_text("path,true,pred\nx,no such class,y\n", encoding="utf-8")
+    out = cli("study", "report", str(study))
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    lines = out.stdout.splitlines()
+    left = [ln for ln in lines if ln.startswith("Left out of the paired comparisons")]
+    assert sorted(left) == [
+        "Left out of the paired comparisons and per-class F1: c1-seed43 has no test "
+        "predictions: predictions/test.csv is missing.",
+        "Left out of the paired comparisons and per-class F1: c2-seed42's test predictions "
+        "cannot be read: predictions/test.csv names classes not in classes.json: "
+        "'no such class', 'y'.",
+    ]
+    _, comps = read_csv(study / "comparisons.csv")
+    _, table = read_csv(study / "table.csv")
+    assert [int(r["n"]) for r in table] == [2, 2, 2]  # their metrics still count
+    assert sorted(int(r["seeds"]) for r in comps) in ([0, 1], [1, 1])  # the rest still paired
+    assert "c1-seed43 has no test predictions" in (study / "study.html").read_text("utf-8")
 
 
 def test_study_and_tune_downloads_name_the_dataset_without_its_path(

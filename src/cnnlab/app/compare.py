@@ -208,21 +208,25 @@ def seed_pairs(a: list[Run], b: list[Run]) -> list[tuple[Run, Run]]:
     return pairs
 
 
-def _scored(run: Run) -> bool:
-    return (run.path / "predictions" / "test.csv").is_file()
+def _unscored(pairs: list[tuple[Run, Run]]) -> dict[str, str]:
+    """Run name -> why its test predictions cannot be paired, for the runs of ``pairs``."""
+    from cnnlab.studies.results import unscored
+
+    found = {run.name: unscored(run.path) for pair in pairs for run in pair}
+    return {name: why for name, why in found.items() if why is not None}
 
 
 def _scored_pairs(a: list[Run], b: list[Run]) -> list[tuple[Run, Run]]:
-    def scored(run: Run) -> bool:
-        return (run.path / "predictions" / "test.csv").is_file()
-
-    return [(x, y) for x, y in seed_pairs(a, b) if scored(x) and scored(y)]
+    pairs = seed_pairs(a, b)
+    bad = _unscored(pairs)
+    return [(x, y) for x, y in pairs if x.name not in bad and y.name not in bad]
 
 
 def paired_arrays(a: list[Run], b: list[Run]) -> tuple[np.ndarray, ...] | None:
     """Labels ``(images,)`` and predictions ``(pairs, images)`` of two cells, or None.
 
-    Runs paired as :func:`seed_pairs` says; the arrays are built by the studies code
+    Runs paired as :func:`seed_pairs` says, less the pairs with a run whose test predictions
+    are missing or damaged; the arrays are built by the studies code
     (:func:`cnnlab.studies.results.paired_predictions`) from each run's test predictions.
     """
     from cnnlab.studies.results import paired_predictions
@@ -230,40 +234,61 @@ def paired_arrays(a: list[Run], b: list[Run]) -> tuple[np.ndarray, ...] | None:
     return paired_predictions([(x.path, y.path) for x, y in _scored_pairs(a, b)])
 
 
-def _compare(a: list[Run], b: list[Run], seed: int) -> dict[str, Any]:
-    """One cell against the reference: the paired difference, or why there is none."""
+def _compare(a: list[Run], b: list[Run]) -> dict[str, Any]:
+    """One cell against the reference: the paired difference, or why there is none. A run
+    whose test predictions cannot be read leaves its pair out, and ``left out`` says why."""
     from cnnlab.studies.compare import paired_difference
 
     def missing(why: str) -> dict[str, Any]:
-        return {"seeds": 0, "images": 0, "p_mcnemar": math.nan, "why": NOT_COMPARED[why]}
+        return {"seeds": 0, "images": 0, "p_mcnemar": math.nan, "why": why}
 
     if not test_set(a[0]) or test_set(a[0]) != test_set(b[0]):
-        return missing("test set")
+        return missing(NOT_COMPARED["test set"])
+    bad = _unscored(seed_pairs(a, b))
+    left_out = "; ".join(bad.values())
     pairs = _scored_pairs(a, b)
     arrays = paired_arrays(a, b) if pairs else None
     if arrays is None:
-        return missing("images" if pairs else "seeds")
-    found = paired_difference(arrays, len(b[0].classes), seed=seed)
-    return {**found, "paired runs": ", ".join(f"{x.name} ~ {y.name}" for x, y in pairs)}
+        return missing(NOT_COMPARED["images"] if pairs else left_out or NOT_COMPARED["seeds"])
+    found = paired_difference(arrays, len(b[0].classes))
+    named = ", ".join(f"{x.name} ~ {y.name}" for x, y in pairs)
+    return {**found, "paired runs": named, **({"left out": left_out} if left_out else {})}
+
+
+def _natural(name: str) -> list[Any]:
+    """``c2-seed42`` before ``c10-seed42``: digits compare as numbers."""
+    import re
+
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name)]
 
 
 def verdict_rows(groups: dict[str, list[Run]], spread: list[dict[str, Any]]) -> list[dict]:
-    """Each cell against the best one (by mean validation accuracy), Holm-adjusted, with the
-    studies' own comparison (:func:`cnnlab.studies.compare.paired_difference`).
+    """Each cell against the best one (by mean validation accuracy, among the cells with a run
+    whose test predictions can be read), Holm-adjusted, with the studies' own comparison
+    (:func:`cnnlab.studies.compare.paired_difference`).
 
-    ``pairs`` is the number of run pairs a row rests on (``paired runs`` names them); a row whose
-    cells cannot be paired has 0 and says why (``why``), and its verdict is ``not compared``.
+    ``pairs`` is the number of run pairs a row rests on (``paired runs`` names them; ``left out``
+    says which runs' test predictions could not be read); a row whose cells cannot be paired
+    has 0 and says why (``why``: another test set, no seed in common, or the runs whose test
+    predictions are missing or damaged), and its verdict is ``not compared``.
     """
     from cnnlab.studies.compare import add_verdicts, reference
 
     if len(spread) < 2:
         return []
+    from cnnlab.studies.results import unscored
+
+    # a cell none of whose runs can be paired cannot be the reference: nothing would be compared
+    able = [r for r in spread if any(unscored(x.path) is None for x in groups[r["cell"]])]
+    # Ties go to the first cell in a study's order (c1, c2, ..., c10: its run names sorted
+    # naturally), not to the first run folder listed, which a copy may reorder.
+    able = sorted(able or spread, key=lambda r: _natural(groups[r["cell"]][0].name))
     table = [{"cell": r["cell"], "n": r["runs"], "val_accuracy_mean": r["val accuracy"],
-              "test_accuracy_mean": r["test accuracy"]} for r in spread]  # fmt: skip
-    best = spread[table.index(reference(table)[0])]  # the study's choice, ties broken alike
+              "test_accuracy_mean": r["test accuracy"]} for r in able]  # fmt: skip
+    best = able[table.index(reference(table)[0])]  # the study's choice, ties broken alike
     rows = []
-    for i, row in enumerate(r for r in spread if r is not best):
-        found = _compare(groups[row["cell"]], groups[best["cell"]], seed=i)
+    for row in (r for r in spread if r is not best):
+        found = _compare(groups[row["cell"]], groups[best["cell"]])
         rows.append({"cell": row["cell"], "reference": best["cell"], **found})
     add_verdicts(rows)
     return [{"cell": r.pop("cell"), "reference": r.pop("reference"), "pairs": r.pop("seeds"), **r}

@@ -37,6 +37,9 @@ COLUMNS = [
     "p_holm",
     "verdict",
 ]
+# Seeds the bootstrap of every comparison, in a study and on the app's Compare page alike:
+# a comparison's interval depends on its two cells only, not on its row's place in a table.
+BOOTSTRAP_SEED = 0
 
 
 def _key(row: dict[str, Any], name: str) -> float:
@@ -64,16 +67,17 @@ def pairs(plan: Plan, table: list[dict[str, Any]]) -> list[tuple[dict, dict]]:
     return [(row, best) for row in ran if best is not None and row is not best]
 
 
-def paired_difference(
-    arrays: tuple[np.ndarray, ...], num_classes: int, seed: int
-) -> dict[str, Any]:
+def paired_difference(arrays: tuple[np.ndarray, ...], num_classes: int) -> dict[str, Any]:
     """Seeds, images, the accuracy and macro-F1 differences (a minus b) with paired bootstrap
     95% CIs, and the exact McNemar p-value, of ``(labels, preds_a, preds_b, ...)`` arrays
-    (:func:`cnnlab.studies.results.paired_predictions`); the app's Compare page uses it too."""
+    (:func:`cnnlab.studies.results.paired_predictions`); the app's Compare page uses it too,
+    so over a study's runs it gives the study's numbers (:data:`BOOTSTRAP_SEED`)."""
     y, a, b = arrays[:3]
     out: dict[str, Any] = {"seeds": len(a), "images": int(y.size)}
     for metric, name in (("accuracy", "diff_accuracy"), ("macro_f1", "diff_macro_f1")):
-        d = stats.paired_bootstrap(y, a, b, metric=metric, num_classes=num_classes, seed=seed)
+        d = stats.paired_bootstrap(
+            y, a, b, metric=metric, num_classes=num_classes, seed=BOOTSTRAP_SEED
+        )
         out.update({name: d.diff, f"{name}_ci_low": d.ci_low, f"{name}_ci_high": d.ci_high})
     out["p_mcnemar"] = stats.mcnemar(y, a, b).pvalue
     return out
@@ -91,9 +95,7 @@ def add_verdicts(rows: list[dict[str, Any]]) -> None:
         r["verdict"] = stats.verdict(r["diff_accuracy_ci_low"], r["diff_accuracy_ci_high"], p)
 
 
-def _one(
-    row: dict, ref: dict, records: list[RunRecord], num_classes: int, seed: int
-) -> dict[str, Any]:
+def _one(row: dict, ref: dict, records: list[RunRecord], num_classes: int) -> dict[str, Any]:
     out: dict[str, Any] = {
         "cell": row["cell"],
         "label": row["label"],
@@ -107,16 +109,13 @@ def _one(
     arrays = paired_arrays(runs[row["cell"]], runs[ref["cell"]]) if ref["n"] > 0 else None
     if arrays is None:  # nothing finished in common: no paired comparison is possible
         return {**out, "seeds": 0, "images": 0, "p_mcnemar": math.nan}
-    return {**out, **paired_difference(arrays, num_classes, seed)}
+    return {**out, **paired_difference(arrays, num_classes)}
 
 
 def comparison_rows(
     plan: Plan, records: list[RunRecord], table: list[dict[str, Any]], num_classes: int
 ) -> list[dict[str, Any]]:
     """Every comparison of the plan, Holm-adjusted together, each with its verdict."""
-    rows = [
-        _one(row, ref, records, num_classes, seed=i)
-        for i, (row, ref) in enumerate(pairs(plan, table))
-    ]
+    rows = [_one(row, ref, records, num_classes) for row, ref in pairs(plan, table)]
     add_verdicts(rows)
     return rows

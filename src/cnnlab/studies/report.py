@@ -41,11 +41,17 @@ def results_columns(plan: Plan) -> list[str]:
 
 
 def _classes(records: list[results.RunRecord]) -> list[str]:
+    """The class names of the first finished run whose ``classes.json`` reads (a study's
+    runs share one split)."""
+    import contextlib
+
+    from cnnlab.errors import CnnlabError
     from cnnlab.runs import CLASSES, read_json
 
     for r in records:
         if r.status == "done":
-            return list(read_json(r.path / CLASSES))
+            with contextlib.suppress(CnnlabError):
+                return list(read_json(r.path / CLASSES))
     return []
 
 
@@ -62,7 +68,18 @@ def read_outputs(folder: str | Path) -> Outputs:
     failures = [(r.cell.id, r.seed, r.reason) for r in records if r.status == "failed"]
     unfinished = sum(r.status in ("pending", "incomplete") for r in records)
     words = summary_sentences(plan, table, comps, ref, chosen_on, failures, unfinished)
-    return Outputs(plan, records, rows, table, comps, ref, words)
+    return Outputs(plan, records, rows, table, comps, ref, words + unscored_sentences(records))
+
+
+def unscored_sentences(records: list[results.RunRecord]) -> list[str]:
+    """One sentence per finished run left out of the paired comparisons because its test
+    predictions are missing or damaged (its metrics still count in the table)."""
+    out = []
+    for r in records:
+        why = results.unscored(r.path) if r.status == "done" else None
+        if why is not None:
+            out.append(f"Left out of the paired comparisons and per-class F1: {why}.")
+    return out
 
 
 def write_outputs(folder: str | Path) -> Outputs:
@@ -145,7 +162,8 @@ def _per_class(out: Outputs, k: int) -> tuple[np.ndarray, list[str], np.ndarray 
     rows, names, cm = [], [], None
     best = out.reference["cell"] if out.reference else None
     for row in ordered(out):
-        done = [r for r in out.records if r.cell.id == row["cell"] and r.status == "done"]
+        done = [r for r in out.records if r.cell.id == row["cell"] and r.status == "done"
+                and results.unscored(r.path) is None]  # fmt: skip
         if not done:
             continue
         f1s, total = [], np.zeros((k, k), dtype=np.int64)

@@ -10,12 +10,14 @@ import csv
 import io
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cnnlab.atomic import atomic_write_text
+from cnnlab.errors import CnnlabError, RunError
 from cnnlab.runs import CLASSES, Run, read_json
 from cnnlab.schedule.runs import read_failure
 from cnnlab.studies import stats
@@ -173,12 +175,68 @@ def table_rows(plan: Plan, records: list[RunRecord]) -> list[dict[str, Any]]:
     return rows
 
 
+TEST_PREDICTIONS = "predictions/test.csv"  # relative to a run folder, as messages name it
+
+
 def predictions(run_dir: Path) -> dict[str, tuple[int, int]]:
-    """``path -> (true, predicted)`` class indices on the test split of one run."""
-    classes = {name: i for i, name in enumerate(read_json(run_dir / CLASSES))}
-    file = run_dir / "predictions" / "test.csv"
-    with file.open(newline="", encoding="utf-8") as fh:
-        return {r["path"]: (classes[r["true"]], classes[r["pred"]]) for r in csv.DictReader(fh)}
+    """``path -> (true, predicted)`` class indices on the test split of one run.
+
+    Raises:
+        RunError: the file is missing or damaged; the message names the run and the file
+            relative to it (the app shows it, and never shows server paths).
+    """
+    files = (run_dir / TEST_PREDICTIONS, run_dir / CLASSES)
+    try:
+        stamp = tuple((f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    except OSError:
+        missing = next(f for f in files if not f.is_file())
+        raise RunError(
+            f"{run_dir.name} has no test predictions: "
+            f"{missing.relative_to(run_dir).as_posix()} is missing"
+        ) from None
+    return _read_predictions(str(run_dir), stamp)
+
+
+@lru_cache(maxsize=8)  # a study reads its reference runs once per comparison
+def _read_predictions(run_dir: str, stamp: tuple) -> dict[str, tuple[int, int]]:
+    folder = Path(run_dir)
+
+    def damaged(why: str) -> RunError:
+        return RunError(f"{folder.name}'s test predictions cannot be read: {why}")
+
+    try:
+        names = read_json(folder / CLASSES)
+    except CnnlabError:
+        raise damaged(f"{CLASSES} is not valid JSON") from None
+    if not isinstance(names, list):
+        raise damaged(f"{CLASSES} is not a list of class names")
+    classes = {str(name): i for i, name in enumerate(names)}
+    try:
+        with (folder / TEST_PREDICTIONS).open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            lacking = [c for c in ("path", "true", "pred") if c not in (reader.fieldnames or [])]
+            if lacking:
+                raise damaged(f"{TEST_PREDICTIONS} has no {', '.join(lacking)} column(s)")
+            rows = [(r["path"], r["true"], r["pred"]) for r in reader]
+            short = next((i for i, row in enumerate(rows, 1) if None in row), None)
+            if short is not None:
+                raise damaged(f"{TEST_PREDICTIONS} row {short} is cut short")
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise damaged(f"{TEST_PREDICTIONS}: {type(exc).__name__}") from None
+    unknown = {c for _, *pair in rows for c in pair if c not in classes}
+    if unknown:
+        shown = ", ".join(repr(c) for c in sorted(unknown)[:3])
+        raise damaged(f"{TEST_PREDICTIONS} names classes not in {CLASSES}: {shown}")
+    return {path: (classes[true], classes[pred]) for path, true, pred in rows}
+
+
+def unscored(run_dir: Path) -> str | None:
+    """Why the run's test predictions cannot be paired (missing or damaged), or None."""
+    try:
+        predictions(run_dir)
+    except RunError as exc:
+        return str(exc)
+    return None
 
 
 def paired_predictions(
@@ -186,7 +244,8 @@ def paired_predictions(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Labels ``(images,)`` and predictions ``(pairs, images)`` of run-folder pairs ``(a, b)``
     on the test images every run has; None without pairs or common images. A study pairs its
-    cells by seed; the app's Compare page pairs the runs it groups the same way."""
+    cells by seed; the app's Compare page pairs the runs it groups the same way. Callers
+    leave out the runs :func:`unscored` names (this raises RunError on them)."""
     if not pairs:
         return None
     preds = [(predictions(a), predictions(b)) for a, b in pairs]
@@ -203,9 +262,12 @@ def paired_predictions(
 def paired_arrays(
     runs_a: list[RunRecord], runs_b: list[RunRecord]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]] | None:
-    """Labels and (seeds, images) predictions of two cells on their common seeds and images."""
+    """Labels and (seeds, images) predictions of two cells on their common seeds and images;
+    a seed whose run in either cell has no readable test predictions is left out
+    (:func:`unscored`: the report says which)."""
     by_seed_b = {r.seed: r for r in runs_b}
     pairs = [(a, by_seed_b[a.seed]) for a in runs_a if a.seed in by_seed_b]
+    pairs = [(a, b) for a, b in pairs if unscored(a.path) is None and unscored(b.path) is None]
     found = paired_predictions([(a.path, b.path) for a, b in pairs])
     return None if found is None else (*found, [a.seed for a, _ in pairs])
 

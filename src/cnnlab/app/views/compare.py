@@ -69,6 +69,8 @@ if verdicts:
         if row["pairs"]:
             pairs = f"{row['pairs']} pair{'s' if row['pairs'] > 1 else ''}"
             why = f"{pairs} of runs, {row['images']} test images"
+            if row.get("left out"):
+                why += f"; left out: {row['left out']}"
         else:
             why = row["why"]
         st.markdown(f"**{row['cell']}** vs **{row['reference']}**: {row['verdict']} ({why})")
