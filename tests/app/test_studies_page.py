@@ -153,6 +153,28 @@ def test_study_report_leaves_out_runs_whose_test_predictions_are_damaged(
     assert "c1-seed43 has no test predictions" in (study / "study.html").read_text("utf-8")
 
 
+def test_failure_reasons_show_no_server_paths(results_dir: Path, tmp_path: Path) -> None:
+    """A run that failed on a file of the study (its saved split) names it by its server path;
+    the page and the study.html download show it relative to the study's folder."""
+    import shutil
+
+    from cnnlab.app.studydata import study_view
+    from cnnlab.schedule.runs import _fail
+
+    study = shutil.copytree(results_dir / "sweep", tmp_path / "sweep")
+    split = study / "split.csv"
+    reason = f"{split}: 1 file(s) of the saved split are missing or unreadable now: a.png"
+    _fail(study / "runs" / "c1-seed42", reason)  # what the runner writes for a failed run
+    from tests.studies.conftest import cli
+
+    assert cli("study", "report", str(study)).returncode == 0
+    assert str(split) in (study / "study.html").read_text("utf-8")  # the command's own file
+    view = study_view(study)
+    shown = "\n".join([*view["sentences"], *(r["reason"] for r in view["runs"])])
+    assert "sweep/split.csv: 1 file(s)" in shown and str(tmp_path) not in shown
+    assert str(tmp_path).encode() not in view["html"] and b"sweep/split.csv" in view["html"]
+
+
 def test_study_and_tune_downloads_name_the_dataset_without_its_path(
     results_dir: Path, app_runs: Path
 ) -> None:

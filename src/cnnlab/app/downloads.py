@@ -21,16 +21,23 @@ def _absolute_forms(folder: str | Path) -> set[str]:
     return {f for f in forms if Path(f).is_absolute() and Path(f).name}
 
 
-def hide_folder(data: bytes, folder: str | Path | None) -> bytes:
-    """UTF-8 text (HTML too) with the full path of ``folder`` replaced by its name: a path
-    inside it becomes relative (``digits/cat/1.png``)."""
-    if not folder or not data:
-        return data
-    text = data.decode("utf-8", errors="surrogateescape")
-    for form in sorted(_absolute_forms(folder), key=len, reverse=True):
+def hide_paths(text: str, *folders: str | Path | None) -> str:
+    """``text`` (HTML too) with the full path of each folder replaced by its name: a path
+    inside one becomes relative to where the folder is (``digits/cat/1.png``,
+    ``my-study/split.csv``)."""
+    forms = {f for folder in folders if folder for f in _absolute_forms(folder)}
+    for form in sorted(forms, key=len, reverse=True):  # a folder inside another: its own name
         name = Path(form).name
         text = text.replace(form, name).replace(html.escape(form), html.escape(name))
-    return text.encode("utf-8", errors="surrogateescape")
+    return text
+
+
+def hide_folder(data: bytes, *folders: str | Path | None) -> bytes:
+    """UTF-8 bytes with the folders' full paths replaced by their names (:func:`hide_paths`)."""
+    if not data or not any(folders):
+        return data
+    text = data.decode("utf-8", errors="surrogateescape")
+    return hide_paths(text, *folders).encode("utf-8", errors="surrogateescape")
 
 
 def clean_csv(data: bytes) -> bytes:

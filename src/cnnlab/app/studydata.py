@@ -21,7 +21,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from cnnlab.app.downloads import hide_folder
+from cnnlab.app.downloads import hide_folder, hide_paths
 from cnnlab.app.settings import AppSettings
 
 STUDY, TUNE = "study", "tune"
@@ -61,16 +61,20 @@ def study_view(folder: Path) -> dict[str, Any]:
 
     out = read_outputs(folder)
     plots = sorted((folder / "plots").glob("*.png")) if (folder / "plots").is_dir() else []
+
+    def hide(text: str) -> str:  # a failed run's reason may name a file by its server path
+        return hide_paths(text, folder, out.plan.data)
+
     return {
-        "sentences": out.sentences,
+        "sentences": [hide(s) for s in out.sentences],
         "table": [_named(DISPLAY_HEADERS, row) for row in display_rows(out)],
         "comparisons": [_named(COMPARISON_HEADERS, comparison_row(c)) for c in out.comparisons],
         "plots": {p.stem.replace("_", " "): p.read_bytes() for p in plots},
         "runs": [
-            {"cell": r.cell.id, "seed": r.seed, "status": r.status, "reason": r.reason}
+            {"cell": r.cell.id, "seed": r.seed, "status": r.status, "reason": hide(r.reason)}
             for r in out.records
         ],
-        "html": hide_folder(_bytes(folder / "study.html"), out.plan.data),
+        "html": hide_folder(_bytes(folder / "study.html"), folder, out.plan.data),
     }
 
 
@@ -136,7 +140,11 @@ def tune_view(folder: Path) -> dict[str, Any]:
     from cnnlab.tuning.results import read_best
 
     settings = read_settings(folder)
-    rows = trials_table(folder, settings.objectives)
+    rows = [  # a failed trial's reason may name a file by its server path
+        {k: hide_paths(v, folder, settings.data) if isinstance(v, str) else v
+         for k, v in row.items()}
+        for row in trials_table(folder, settings.objectives)
+    ]  # fmt: skip
     return {
         "summary": (f"space {settings.space_name}, objective {', '.join(settings.objectives)}, "
                     f"sampler {settings.sampler}, pruner {settings.pruner}, {settings.epochs} "
@@ -145,7 +153,7 @@ def tune_view(folder: Path) -> dict[str, Any]:
         "trials": rows,
         "top": [r for r in rows if r.get("state") == "COMPLETE"][:TOP],
         "figures": tune_figures(folder, settings),
-        "html": hide_folder(_bytes(folder / HTML), settings.data),
+        "html": hide_folder(_bytes(folder / HTML), folder, settings.data),
     }  # fmt: skip
 
 
