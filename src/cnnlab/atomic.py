@@ -91,6 +91,12 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, durable: bool 
 _TEMP = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp$")
 
 
+def temp_target(name: str) -> str | None:
+    """The file name a temp file of :func:`atomic_path` was written for (None: not one)."""
+    found = _TEMP.match(name)
+    return found["target"] if found else None
+
+
 def remove_leftovers(folder: str | os.PathLike[str], targets: Iterable[str] | None = None) -> int:
     """Delete the temp files :func:`atomic_path` left in ``folder`` when its process was killed
     mid-write (SIGKILL skips every cleanup); returns how many.

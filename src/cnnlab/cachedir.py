@@ -5,7 +5,8 @@ split ledgers), so an entry may be deleted at any time; the cost is decoding aga
 large entry is written (:func:`make_room`), cnnlab
 
 1. removes leftovers of killed processes: temporary files (``.NAME.*.tmp``) that no live
-   writer holds a lock on and that are older than a few minutes;
+   writer holds a lock on, and whose entry's builder is gone (:mod:`cnnlab.cachelock`) or
+   that are older than a few minutes;
 2. evicts the least recently used entries until the cache fits its budget
    (``cache.max_gb``; default a quarter of the disk space the cache could use, i.e. of its
    own size plus the free space) and the disk keeps a margin free;
@@ -30,10 +31,11 @@ import fcntl
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cnnlab.atomic import temp_target
+from cnnlab.cachelock import holder_of
 from cnnlab.errors import DataError
 from cnnlab.paths import cache_root
 
@@ -65,6 +67,11 @@ def configure(max_gb: float | None) -> None:
     _budget_gb = max_gb
 
 
+def _bytes(st: os.stat_result) -> int:
+    """Bytes a file occupies on the disk (a sparse or preallocated file: its blocks)."""
+    return st.st_blocks * 512 if hasattr(st, "st_blocks") else st.st_size
+
+
 def _size(path: Path) -> tuple[int, float]:
     """(bytes, newest of mtime/atime) of a file, or of everything below a folder."""
     files = [path] if not path.is_dir() else [p for p in path.rglob("*") if p.is_file()]
@@ -74,7 +81,7 @@ def _size(path: Path) -> tuple[int, float]:
             st = f.stat()
         except OSError:
             continue
-        total += st.st_blocks * 512 if hasattr(st, "st_blocks") else st.st_size
+        total += _bytes(st)
         newest = max(newest, st.st_mtime, st.st_atime)
     return total, newest
 
@@ -111,37 +118,19 @@ def remove(entry: Entry) -> int:
     return entry.bytes
 
 
-@contextlib.contextmanager
-def writer_lock(tmp: Path) -> Iterator[None]:
-    """Hold an exclusive lock on a temporary file while it is written, so a concurrent
-    :func:`clean_leftovers` never takes it for a dead process's leftover."""
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+@dataclass
+class TempFile:
+    """A temporary file under the cache: an entry being written, or a killed writer's leftover."""
 
-
-@contextlib.contextmanager
-def entry_lock(name: str) -> Iterator[None]:
-    """Build one cache entry in one process at a time (the DDP ranks of a node, two runs on
-    the same data): the first builds it, the others wait, then read the finished entry."""
-    folder = cache_root() / "locks"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:  # a read-only cache: nothing will be written to race over
-        yield
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    path: Path
+    bytes: int
+    modified: float  # seconds since the epoch
+    leftover: bool  # its writer is gone: `cache clean` (and the next large write) deletes it
+    writer: str = ""  # who writes it, where known
 
 
 def _unlocked(path: Path) -> bool:
+    """True when no process holds :func:`writer_lock` on the file."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -155,30 +144,64 @@ def _unlocked(path: Path) -> bool:
         os.close(fd)
 
 
-def leftovers(root: Path | None = None, min_age_s: float = LEFTOVER_AGE_S) -> list[Path]:
-    """Temporary files of writers that died: unlocked and older than ``min_age_s``."""
+def _entry_holder(root: Path, tmp: Path) -> tuple[bool, str]:
+    """(nobody builds the entry ``tmp`` belongs to, who does). An entry built under
+    :func:`entry_lock` (decoded images, scans) is built only while its lock names a live
+    holder, so its temporary file is a leftover as soon as the holder is gone; for other
+    entries this cannot be told (False)."""
+    target = temp_target(tmp.name)
+    if target is None:
+        return False, ""
+    lock = root / "locks" / f"{tmp.parent.name}-{target.split('.')[0]}.lock"
+    if not lock.is_file():
+        return False, ""
+    holder = holder_of(lock)
+    if holder is None:
+        return True, ""  # released (a holder empties its lock file when it lets go)
+    alive = holder.alive()
+    if alive is False or (alive and holder.pid == os.getpid()):
+        return True, ""  # gone; or this process, whose own temporary file is locked
+    return False, holder.describe()
+
+
+def temp_files(root: Path | None = None, min_age_s: float = LEFTOVER_AGE_S) -> list[TempFile]:
+    """Every temporary file under the cache. One is a leftover of a killed process when no
+    live writer holds a lock on it and either its entry's builder is gone or it is older than
+    ``min_age_s`` (small files such as JSON are written without a lock, in moments)."""
     root = root or cache_root()
     if not root.is_dir():
         return []
-    now = time.time()
-    found = []
-    for path in root.rglob(".*.tmp"):
+    now, found = time.time(), []
+    for path in sorted(root.rglob(".*.tmp")):
         try:
-            old = now - path.stat().st_mtime >= min_age_s
+            st = path.stat()
         except OSError:
             continue
-        if old and path.is_file() and _unlocked(path):
-            found.append(path)
+        if not path.is_file():
+            continue
+        gone, writer = _entry_holder(root, path)
+        if not _unlocked(path):
+            writer = writer or "a live process"
+            found.append(TempFile(path, _bytes(st), st.st_mtime, False, writer))
+            continue
+        leftover = gone or now - st.st_mtime >= min_age_s
+        found.append(TempFile(path, _bytes(st), st.st_mtime, leftover, writer))
     return found
+
+
+def leftovers(root: Path | None = None, min_age_s: float = LEFTOVER_AGE_S) -> list[Path]:
+    """Temporary files of writers that died (see :func:`temp_files`)."""
+    return [t.path for t in temp_files(root, min_age_s) if t.leftover]
 
 
 def clean_leftovers(root: Path | None = None, min_age_s: float = LEFTOVER_AGE_S) -> int:
     """Delete the leftovers of killed processes; returns the bytes freed."""
     freed = 0
-    for path in leftovers(root, min_age_s):
-        with contextlib.suppress(OSError):
-            freed += path.stat().st_size
-            path.unlink()
+    for temp in temp_files(root, min_age_s):
+        if temp.leftover:
+            with contextlib.suppress(OSError):
+                temp.path.unlink()
+                freed += temp.bytes
     return freed
 
 

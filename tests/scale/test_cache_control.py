@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from tests.conftest import folder_digest, write_folder
 
-from cnnlab import cachedir
+from cnnlab import cachedir, cachelock
 from cnnlab.data.cache import build_cache
 from cnnlab.paths import cache_root
 
@@ -105,7 +105,7 @@ def test_cache_list_and_clean_from_the_command_line(two_folders) -> None:
     live.write_bytes(b"\0" * 1000)
     _age([live], days=1)
     env = {"CNNLAB_CACHE": str(cache_root())}
-    with cachedir.writer_lock(live):
+    with cachelock.writer_lock(live):
         listing = _cli("cache", "list", env=env)
         assert listing.returncode == 0, listing.stderr
         assert old.path.stem in listing.stdout and new.path.stem in listing.stdout

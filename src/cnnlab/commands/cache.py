@@ -16,9 +16,14 @@ def _gb(nbytes: int) -> str:
     return f"{nbytes / 1e9:.3f} GB" if nbytes >= 1e7 else f"{nbytes / 1e6:.2f} MB"
 
 
+def _when(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
+
+
 @app.command("list")
 def list_command() -> None:
-    """Show every cache entry (least recently used first), its size and last use.
+    """Show every cache entry (least recently used first), its size and last use, and the
+    temporary files of entries being written or left by killed processes.
 
     Example:
 
@@ -28,28 +33,38 @@ def list_command() -> None:
 
     from rich.table import Table
 
-    from cnnlab.cachedir import budget_bytes, entries, leftovers
+    from cnnlab.cachedir import budget_bytes, entries, temp_files
     from cnnlab.console import result
     from cnnlab.paths import cache_root
 
     root = cache_root()
-    found = entries(root)
-    table = Table("kind", "entry", "size", "last used")
+    found, temps = entries(root), temp_files(root)
+    table = Table("kind", "entry", "size", "last used", *(["note"] if temps else []))
     for e in found:
-        table.add_row(
-            e.kind,
-            e.key,
-            _gb(e.bytes),
-            time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used)),
-        )
+        table.add_row(e.kind, e.key, _gb(e.bytes), _when(e.last_used))
+    for t in temps:
+        note = "temporary file"
+        if t.leftover:
+            note = "left by a killed process"
+        elif t.writer:
+            note = f"being written by {t.writer}"
+        row = (t.path.parent.name, t.path.name, _gb(t.bytes), _when(t.modified), note)
+        table.add_row(*row)
     result(table)
-    used = sum(e.bytes for e in found)
+    used = sum(e.bytes for e in found) + sum(t.bytes for t in temps)
     free = shutil.disk_usage(root).free if root.is_dir() else 0
-    stale = leftovers(root)
+    stale = [t for t in temps if t.leftover]
     result(
-        f"{root}: {len(found)} entries, {_gb(used)}; {_gb(free)} free on its disk; default "
-        f"budget {_gb(budget_bytes(used, free))} (cache.max_gb sets it)"
-        + (f"; {len(stale)} leftover temporary file(s) of killed processes" if stale else "")
+        f"{root}: {len(found)} entries"
+        + (f" and {len(temps)} temporary file(s)" if temps else "")
+        + f", {_gb(used)}; {_gb(free)} free on its "
+        f"disk; default budget {_gb(budget_bytes(used, free))} (cache.max_gb sets it)"
+        + (
+            f"; {len(stale)} leftover temporary file(s) of killed processes, "
+            f"{_gb(sum(t.bytes for t in stale))} (cnnlab cache clean removes them)"
+            if stale
+            else ""
+        )
     )
 
 
@@ -65,9 +80,11 @@ def clean_command(
 
         cnnlab cache clean --older-than 30
     """
-    from cnnlab.cachedir import clean
+    from cnnlab.cachedir import clean, leftovers
     from cnnlab.console import result
     from cnnlab.paths import cache_root
 
+    stale = len(leftovers())
     removed, freed = clean(older_than)
-    result(f"{cache_root()}: removed {removed} entries, freed {_gb(freed)}")
+    temps = f" and {stale} leftover temporary file(s) of killed processes" if stale else ""
+    result(f"{cache_root()}: removed {removed} entries{temps}, freed {_gb(freed)}")

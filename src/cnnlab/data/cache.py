@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from cnnlab.atomic import atomic_path, atomic_write_text
-from cnnlab.cachedir import CacheSpaceError, entry_lock, make_room, touch, writer_lock
+from cnnlab.cachedir import CacheSpaceError, make_room, touch
+from cnnlab.cachelock import entry_lock, writer_lock
 from cnnlab.data.image import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -190,7 +191,8 @@ def _disk_cache(
     key = _fingerprint(root, paths, hashes, args[1:])
     folder = cache_dir("images")
     npy, meta = folder / f"{key}.npy", folder / f"{key}.json"
-    with entry_lock(f"images-{key}"):  # the ranks of a node decode once, then share it
+    # the ranks of a node (or two runs on the same files) decode once, then share it
+    with entry_lock(f"images-{key}", f"the decoded image cache of {root}"):
         cache = _load_disk(npy, meta)
         if cache is None:
             cache = _write_disk(npy, meta, paths, args, progress)

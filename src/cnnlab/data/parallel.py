@@ -3,12 +3,23 @@
 Decoding images is CPU-bound and Pillow holds the GIL, so processes (not threads) are what
 scale. Workers are forked (as DataLoader workers are) so a user's script is never re-imported;
 the worker functions live in torch-free modules and never touch torch's thread pools.
+
+Workers die with the process that started them. A worker waits for tasks on a pipe whose write
+end its sibling workers hold too, so it never sees end-of-file when its parent is killed
+(``kill -9`` runs no cleanup) and would otherwise live on for good, holding whatever it
+inherited. On Linux the kernel kills it (``prctl(PR_SET_PDEATHSIG)``); elsewhere a thread in
+the worker watches for its parent to go.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
@@ -18,6 +29,8 @@ from cnnlab.console import counting
 T = TypeVar("T")
 R = TypeVar("R")
 MIN_PARALLEL = 200  # files; below this the pool's start-up costs more than it saves
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+WATCH_S = 1.0  # how often a worker without PR_SET_PDEATHSIG checks that its parent lives
 
 
 def default_workers() -> int:
@@ -80,7 +93,13 @@ def _in_pool(
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
     results: list[list[R] | None] = [None] * len(chunks)
-    with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=context) as pool:
+    pool = ProcessPoolExecutor(
+        min(workers, len(chunks)),
+        mp_context=context,
+        initializer=die_with_parent,
+        initargs=(os.getpid(),),
+    )
+    with pool:
         futures = {pool.submit(fn, chunk, *args): i for i, chunk in enumerate(chunks)}
         with counting(description, sum(len(c) for c in chunks), progress) as advance:
             for future in as_completed(futures):
@@ -91,3 +110,28 @@ def _in_pool(
                     sink(i * chunk_size, future.result())
                 advance(len(chunks[i]))
     return [r for part in results for r in (part or [])]
+
+
+def die_with_parent(parent: int) -> None:
+    """Worker initializer: end this process when ``parent`` (the process that forked it) dies."""
+    if not _kill_on_parent_death():
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:  # it died before the request above took effect
+        os._exit(1)
+
+
+def _kill_on_parent_death() -> bool:
+    """Ask Linux to SIGKILL this process when its parent dies; False where that is unknown."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(WATCH_S)
+    os._exit(1)

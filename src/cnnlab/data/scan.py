@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.atomic import atomic_write_text
-from cnnlab.cachedir import entry_lock, touch
+from cnnlab.cachedir import touch
+from cnnlab.cachelock import entry_lock
 from cnnlab.data.image import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -134,7 +135,8 @@ def scan_dataset(
     key = f"{manifest or root}|{max_pixels}|{min_side}|{max_bytes}"
     limits = (max_pixels, min_side, max_bytes)
     warnings: list[str] = []
-    with entry_lock("scan-" + _cache_file(key).stem):  # DDP ranks of a node scan once
+    # DDP ranks of a node scan once
+    with entry_lock("scan-" + _cache_file(key).stem, f"the scan of {manifest or root}"):
         verdicts, from_cache = _verdicts(
             root, key, found.candidates, limits, progress, workers, warnings
         )
