@@ -7,12 +7,13 @@ large entry is written (:func:`make_room`), cnnlab
 1. removes leftovers of killed processes: temporary files (``.NAME.*.tmp``) that no live
    writer holds a lock on, and whose entry's builder is gone (:mod:`cnnlab.cachelock`) or
    that are older than a few minutes;
-2. evicts the least recently used entries until the cache fits its budget
+2. raises a one-line :class:`CacheSpaceError`, before evicting anything, when the entry
+   cannot fit even in an empty cache: it exceeds a ``cache.max_gb`` the user set, or the
+   free disk plus every other entry (keeping a margin free); a memory-mapped write must
+   never hit a full disk (SIGBUS kills the process);
+3. evicts the least recently used entries until the cache fits its budget
    (``cache.max_gb``; default a quarter of the disk space the cache could use, i.e. of its
-   own size plus the free space) and the disk keeps a margin free;
-3. raises a one-line :class:`CacheSpaceError` when the entry still does not fit on the disk
-   (or exceeds a ``cache.max_gb`` the user set), instead of letting a memory-mapped write
-   hit a full disk (SIGBUS kills the process).
+   own size plus the free space) and the disk keeps a margin free.
 
 An entry is a file group with one stem in one kind folder (``images/<key>.npy`` and
 ``images/<key>.json``) or a sub-folder (``datasets/digits``). Its last use is the newest
@@ -205,6 +206,29 @@ def clean_leftovers(root: Path | None = None, min_age_s: float = LEFTOVER_AGE_S)
     return freed
 
 
+def disk_free(path: Path) -> int:
+    """Free bytes on the disk that holds ``path``, or would once it is created (measured at
+    its nearest existing parent)."""
+    for folder in (path, *path.parents):
+        if folder.is_dir():
+            return shutil.disk_usage(folder).free
+    return 0
+
+
+def format_size(nbytes: float, other: float | None = None) -> str:
+    """A size in MB below 1 GB (``6.9 MB``), else in GB; with ``other``, in digits enough to
+    tell the two apart (a need of 6.9 MB against a budget of 5.0 MB, never "0.01 vs 0.01")."""
+    if nbytes == 0 and not other:
+        return "0 MB"
+    big = max(abs(nbytes), abs(other or 0))
+    unit, scale, digits = ("GB", 1e9, 2) if big >= 1e9 else ("MB", 1e6, 1 if big >= 1e6 else 3)
+    while other is not None and digits < 6:
+        if f"{nbytes / scale:.{digits}f}" != f"{other / scale:.{digits}f}":
+            break
+        digits += 1
+    return f"{nbytes / scale:.{digits}f} {unit}"
+
+
 def budget_bytes(used: int, free: int, max_gb: float | None = None) -> int:
     """The cache's size budget: ``max_gb`` (GB = 10**9 bytes), else a fraction of the space
     the cache could use (its own size plus the free disk)."""
@@ -232,19 +256,35 @@ def make_room(nbytes: int, what: str, keep: tuple[Path, ...] = ()) -> None:
     used = sum(e.bytes for e in current)
     free = shutil.disk_usage(root).free
     budget = budget_bytes(used, free)
+    _check_fits(nbytes, what, root, free, used, budget)  # before evicting anything
     for entry in list(current):
         if used + nbytes <= budget and free - nbytes >= FREE_MARGIN:
             break
         freed = remove(entry)
         used -= freed
         free += freed
-    # the default budget is a target (an entry larger than it may still use the free disk);
-    # a budget the user set with cache.max_gb is a limit
-    if free - nbytes < FREE_MARGIN or (_budget_gb is not None and nbytes > budget):
+    if free - nbytes < FREE_MARGIN:  # the disk filled meanwhile (another writer)
+        _check_fits(nbytes, what, root, free, 0, budget)
+
+
+def _check_fits(nbytes: int, what: str, root: Path, free: int, evictable: int, budget: int) -> None:
+    """Raise when ``nbytes`` cannot fit even with every evictable entry gone, so nothing is
+    evicted in vain. The default budget is a target (an entry larger than it may still use the
+    free disk); a budget the user set with ``cache.max_gb`` is a limit."""
+    if _budget_gb is not None and nbytes > budget:
         raise CacheSpaceError(
-            f"{what} needs {nbytes / 1e9:.2f} GB but {root} has {free / 1e9:.2f} GB free "
-            f"(cache budget {budget / 1e9:.2f} GB, cache.max_gb); free disk space, set "
-            "CNNLAB_CACHE to a larger disk, raise cache.max_gb, or use data.cache=off"
+            f"{what} needs {format_size(nbytes, budget)}, more than the cache budget "
+            f"cache.max_gb={_budget_gb:g} ({format_size(budget, nbytes)}); nothing was evicted: "
+            "raise cache.max_gb, or use data.cache=memory or data.cache=off"
+        )
+    room = free + evictable - FREE_MARGIN
+    if nbytes > room:
+        raise CacheSpaceError(
+            f"{what} needs {format_size(nbytes, room)} but {root} has room for "
+            f"{format_size(max(room, 0), nbytes)} at most ({format_size(free)} free on its "
+            f"disk, {format_size(evictable)} in other cache entries, {FREE_MARGIN // 2**20} MB "
+            "kept free); nothing was evicted: free disk space, set CNNLAB_CACHE to a larger "
+            "disk, or use data.cache=off"
         )
 
 

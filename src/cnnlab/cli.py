@@ -208,6 +208,16 @@ _USER_ERRNOS = {
 }  # fmt: skip
 
 
+def _elsewhere(filename: object) -> str:
+    """Which setting moves the failed write: the cache's, or a command's output folder."""
+    from cnnlab.paths import cache_root
+
+    root = cache_root()
+    if isinstance(filename, str | Path) and Path(filename).is_relative_to(root):
+        return f"e.g. set CNNLAB_CACHE, now {root}, to a folder cnnlab can write"
+    return "e.g. another --runs-dir or --out"
+
+
 def main() -> None:
     """Console entry point: user mistakes become one-line errors with exit code 2."""
     from cnnlab.console import error
@@ -223,7 +233,7 @@ def main() -> None:
         where = f": {exc.filename}" if exc.filename else ""
         full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
         hint = "free some space or write elsewhere" if full else "check the path"
-        error(f"{exc.strerror}{where} ({hint}, e.g. another --runs-dir or --out)")
+        error(f"{exc.strerror}{where} ({hint}, {_elsewhere(exc.filename)})")
         sys.exit(2)
     except (KeyboardInterrupt, _Stopped) as caught:
         exc = caught.interrupt if isinstance(caught, _Stopped) else caught

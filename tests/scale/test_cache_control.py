@@ -57,15 +57,61 @@ def test_the_budget_evicts_the_least_recently_used_entry(two_folders) -> None:
     assert int(first.images.sum()) > 0
 
 
-def test_an_entry_larger_than_the_budget_is_a_clear_error(two_folders) -> None:
-    a, _ = two_folders
-    cachedir.configure(1e-6)  # 1 kB
+def test_an_entry_larger_than_the_budget_fails_before_evicting_anything(two_folders) -> None:
+    """Evicting cannot make room for an entry larger than cache.max_gb: the cache is left as
+    it was, and the message shows the need above the budget (MB, not "0.00 GB vs 0.00 GB")."""
+    a, b = two_folders
+    kept = build_cache(a, _paths(a), side=32, channels=3, mode="disk", progress=False)
+    before = sorted(p for e in cachedir.entries() for p in e.paths)
+    cachedir.configure(0.00005)  # 50 kB; the entry needs 20 x 3 x 32 x 32 + 4 kB = 65.5 kB
     try:
-        with pytest.raises(cachedir.CacheSpaceError, match=r"cache\.max_gb"):
-            build_cache(a, _paths(a), side=32, channels=3, mode="disk", progress=False)
+        with pytest.raises(cachedir.CacheSpaceError) as caught:
+            build_cache(b, _paths(b), side=32, channels=3, mode="disk", progress=False)
     finally:
         cachedir.configure(None)
-    assert not list(cache_root().rglob("*.npy"))
+    message = str(caught.value)
+    assert "needs 0.066 MB, more than the cache budget cache.max_gb=5e-05 (0.050 MB)" in message
+    assert "nothing was evicted" in message
+    assert sorted(p for e in cachedir.entries() for p in e.paths) == before
+    assert kept.path.exists() and len(list(cache_root().rglob("*.npy"))) == 1
+
+
+def test_sizes_are_printed_with_digits_enough_to_compare() -> None:
+    assert cachedir.format_size(6_900_000, 5_000_000) == "6.9 MB"
+    assert cachedir.format_size(1_040_000, 1_000_000) == "1.04 MB"
+    assert cachedir.format_size(49.15e9) == "49.15 GB"
+    assert cachedir.format_size(225_000) == "0.225 MB"
+    assert cachedir.format_size(0) == "0 MB"
+
+
+def test_cache_list_of_a_cache_not_created_yet_measures_the_disk_it_will_use(
+    tmp_path: Path,
+) -> None:
+    """CNNLAB_CACHE that does not exist yet: the free space of the disk it will be made on,
+    not "0.00 MB free" (which reads as "caching will fail")."""
+    import re
+
+    root = tmp_path / "not" / "yet"
+    listing = _cli("cache", "list", env={"CNNLAB_CACHE": str(root)})
+    assert listing.returncode == 0, listing.stderr
+    line = " ".join(listing.stdout.split())
+    assert f"{root} (not created yet): 0 entries" in line
+    free = re.search(r"; ([\d.]+) [MG]B free on its disk; default budget ([\d.]+) [MG]B", line)
+    assert free and float(free[1]) > 0 and float(free[2]) > 0, line
+    assert not root.exists()
+
+
+def test_a_cnnlab_cache_that_is_a_file_is_named_in_the_error(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    out = _cli("train", str(tiny_folder), "--runs-dir", str(tmp_path / "runs"), "--track", "none",
+               env={"CNNLAB_CACHE": str(afile)})  # fmt: skip
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    line = " ".join(out.stderr.split())
+    assert f"set CNNLAB_CACHE, now {afile}, to a folder cnnlab can write" in line
+    assert "--runs-dir" not in line and afile.read_text() == "not a folder"
 
 
 @pytest.mark.slow

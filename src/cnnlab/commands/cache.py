@@ -12,10 +12,6 @@ import typer
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 
-def _gb(nbytes: int) -> str:
-    return f"{nbytes / 1e9:.3f} GB" if nbytes >= 1e7 else f"{nbytes / 1e6:.2f} MB"
-
-
 def _when(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
 
@@ -29,11 +25,9 @@ def list_command() -> None:
 
         cnnlab cache list
     """
-    import shutil
-
     from rich.table import Table
 
-    from cnnlab.cachedir import budget_bytes, entries, temp_files
+    from cnnlab.cachedir import budget_bytes, disk_free, entries, format_size, temp_files
     from cnnlab.console import result
     from cnnlab.paths import cache_root
 
@@ -41,27 +35,28 @@ def list_command() -> None:
     found, temps = entries(root), temp_files(root)
     table = Table("kind", "entry", "size", "last used", *(["note"] if temps else []))
     for e in found:
-        table.add_row(e.kind, e.key, _gb(e.bytes), _when(e.last_used))
+        table.add_row(e.kind, e.key, format_size(e.bytes), _when(e.last_used))
     for t in temps:
         note = "temporary file"
         if t.leftover:
             note = "left by a killed process"
         elif t.writer:
             note = f"being written by {t.writer}"
-        row = (t.path.parent.name, t.path.name, _gb(t.bytes), _when(t.modified), note)
+        row = (t.path.parent.name, t.path.name, format_size(t.bytes), _when(t.modified), note)
         table.add_row(*row)
     result(table)
     used = sum(e.bytes for e in found) + sum(t.bytes for t in temps)
-    free = shutil.disk_usage(root).free if root.is_dir() else 0
+    free = disk_free(root)
     stale = [t for t in temps if t.leftover]
+    where = f"{root}" if root.is_dir() else f"{root} (not created yet)"
     result(
-        f"{root}: {len(found)} entries"
+        f"{where}: {len(found)} entries"
         + (f" and {len(temps)} temporary file(s)" if temps else "")
-        + f", {_gb(used)}; {_gb(free)} free on its "
-        f"disk; default budget {_gb(budget_bytes(used, free))} (cache.max_gb sets it)"
+        + f", {format_size(used)}; {format_size(free)} free on its "
+        f"disk; default budget {format_size(budget_bytes(used, free))} (cache.max_gb sets it)"
         + (
             f"; {len(stale)} leftover temporary file(s) of killed processes, "
-            f"{_gb(sum(t.bytes for t in stale))} (cnnlab cache clean removes them)"
+            f"{format_size(sum(t.bytes for t in stale))} (cnnlab cache clean removes them)"
             if stale
             else ""
         )
@@ -80,11 +75,11 @@ def clean_command(
 
         cnnlab cache clean --older-than 30
     """
-    from cnnlab.cachedir import clean, leftovers
+    from cnnlab.cachedir import clean, format_size, leftovers
     from cnnlab.console import result
     from cnnlab.paths import cache_root
 
     stale = len(leftovers())
     removed, freed = clean(older_than)
     temps = f" and {stale} leftover temporary file(s) of killed processes" if stale else ""
-    result(f"{cache_root()}: removed {removed} entries{temps}, freed {_gb(freed)}")
+    result(f"{cache_root()}: removed {removed} entries{temps}, freed {format_size(freed)}")
