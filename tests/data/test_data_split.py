@@ -101,6 +101,22 @@ def test_save_and_load_split(tmp_path: Path) -> None:
         load_split(path, scan_dataset(root, progress=False))
 
 
+def test_a_file_rewritten_since_the_split_was_made_is_named(tmp_path: Path, capsys) -> None:
+    """A study's runs reuse one split.csv; an image rewritten in place between them means the
+    cells were not compared on the same images: the reuse says so, naming the file."""
+    from PIL import Image
+
+    root = write_folder(tmp_path / "ds", classes=2, per_class=10, size=8)
+    path = save_split(_split(root), tmp_path / "run" / "split.csv")
+    load_split(path, scan_dataset(root, progress=False))
+    assert "changed since the split was made" not in capsys.readouterr().err
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(root / "class_0" / "img_003.png")
+    again = load_split(path, scan_dataset(root, progress=False))
+    err = " ".join(capsys.readouterr().err.split())
+    assert "1 file(s) changed since the split was made" in err and "class_0/img_003.png" in err
+    assert len(again.samples) == 20  # still the same split: the rewritten image is used as is
+
+
 def test_fractions_too_large(tmp_path: Path) -> None:
     root = write_folder(tmp_path / "ds", classes=2, per_class=5, size=8)
     with pytest.raises(DataError, match="nothing to train"):

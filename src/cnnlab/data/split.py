@@ -266,6 +266,9 @@ def load_split(path: str | os.PathLike[str], scan: ScanResult) -> Split:
     """Reuse a saved split exactly; files gone from the folder are an error, new ones ignored.
 
     Each sample takes its sha1 from this scan (the bytes this run trains on), not the file's.
+    A file whose bytes differ from the sha1 the split recorded (rewritten in place since the
+    split was made) gets a warning naming how many and a few: runs made before and after it,
+    a study's cells among them, were not trained and tested on the same images.
 
     Raises:
         DataError: the file is unreadable, or lists files the scan no longer has as usable,
@@ -295,6 +298,18 @@ def load_split(path: str | os.PathLike[str], scan: ScanResult) -> Split:
         raise DataError(
             f"{path}: {len(moved)} file(s) changed class since the split was made "
             f"(e.g. {moved[0]}); make a new split"
+        )
+    rewritten = [r["path"] for r in rows if r.get("sha1") and r["sha1"] != sha[r["path"]]]
+    if rewritten:
+        shown = ", ".join(rewritten[:3]) + (
+            f" and {len(rewritten) - 3} more" if len(rewritten) > 3 else ""
+        )
+        from cnnlab.console import warn
+
+        warn(
+            f"{path}: {len(rewritten)} file(s) changed since the split was made (other bytes "
+            f"than its sha1): {shown}; runs made before and after were not trained and tested "
+            "on the same images"
         )
     bad = {row["split"] for row in rows} - set(SPLITS)
     if bad:
