@@ -66,10 +66,11 @@ def _unreadable(run: Run) -> str | None:
 
 
 def finished_runs(runs_dir: Path) -> tuple[list[Run], dict[str, str]]:
-    """The finished runs and ensembles in ``runs_dir``, oldest first (finished as the
-    leaderboard and ``cnnlab runs`` say: the summary's ``complete``), and those left out
-    because a file the page reads is damaged (run name -> file name). A run still training,
-    or killed, has no summary and is not listed."""
+    """The finished runs and ensembles in ``runs_dir``, oldest first (the summary's
+    ``complete``), and those left out because a file the page reads is damaged (run name ->
+    file name). A run still training, or killed, has no summary and is not listed. A run
+    whose weights were deleted stays: its saved predictions are what is compared (the
+    leaderboard marks it damaged because it can no longer predict)."""
     runs, unreadable = [], {}
     for run in list_runs(runs_dir) if runs_dir.is_dir() else []:
         if not (run.path / SUMMARY).is_file():
