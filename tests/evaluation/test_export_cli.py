@@ -283,3 +283,26 @@ def test_eval_tta_flags_override_the_runs_choice(tiny_run, tmp_path):
         want = predictor.predict([str(data / p) for p in probs[flag]], tta=tta)
         assert [round(r["prob"], 6) for r in want] == list(probs[flag].values()), flag
     assert probs[""] == probs["--tta"] != probs["--no-tta"]
+
+
+@pytest.mark.slow
+def test_predict_with_a_separator_in_a_class_name(tiny_run, tmp_path):
+    """A class named ``a;b`` (a folder name a user may have) crashed `cnnlab predict`: the
+    table re-split the CSV cell on ``;``. Now the table comes from the results, and the CSV
+    cell quotes such a name, so csv.reader(delimiter=";") gives the labels back."""
+    odd = ["a;b", 'say "hi"', "plain"]
+    for name in ("classes.json", "model.json"):
+        path = tiny_run / name
+        value = json.loads(path.read_text(encoding="utf-8"))
+        if name == "model.json":
+            value["classes"] = odd
+        path.write_text(json.dumps(odd if name == "classes.json" else value), encoding="utf-8")
+    image = next((tiny_run.parent.parent / "data" / "class_0").iterdir())
+    out_csv = tmp_path / "pred.csv"
+    res = _cli("predict_command", str(tiny_run), str(image), "--out", str(out_csv))
+    assert res.returncode == 0, res.stderr
+    assert "a;b" in res.stdout and "Traceback" not in res.stderr
+    with out_csv.open(newline="", encoding="utf-8") as fh:
+        (row,) = list(csv.DictReader(fh))
+    (labels,) = list(csv.reader([row["top_k_labels"]], delimiter=";"))
+    assert sorted(labels) == sorted(odd) and len(row["top_k_probs"].split(";")) == 3

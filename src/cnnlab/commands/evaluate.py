@@ -8,6 +8,8 @@ prints it as one line.
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,19 @@ def eval_command(
     print_evaluation(result)
 
 
+def join_labels(labels: list[str]) -> str:
+    """Labels in one CSV cell, separated by ``;``; a label holding ``;`` or ``"`` is quoted
+    as CSV quotes a field, so ``csv.reader([cell], delimiter=";")`` reads the list back.
+
+    Example:
+        >>> join_labels(["cat", "a;b"])
+        'cat;"a;b"'
+    """
+    buffer = io.StringIO()
+    csv.writer(buffer, delimiter=";", lineterminator="").writerow(labels)
+    return buffer.getvalue()
+
+
 def _rows(results: list[dict[str, Any]]) -> list[dict[str, str]]:
     rows = []
     for r in results:
@@ -69,7 +84,7 @@ def _rows(results: list[dict[str, Any]]) -> list[dict[str, str]]:
             "path": str(r.get("path", r.get("index", ""))),
             "label": r.get("label", ""),
             "prob": f"{r['prob']:.6f}" if "prob" in r else "",
-            "top_k_labels": ";".join(label for label, _ in top),
+            "top_k_labels": join_labels([label for label, _ in top]),
             "top_k_probs": ";".join(f"{p:.6f}" for _, p in top),
             "error": r.get("error", ""),
         })  # fmt: skip
@@ -83,23 +98,20 @@ def _write_csv(path: Path, rows: list[dict[str, str]]) -> None:
     write_csv(path, rows, PREDICT_COLUMNS)
 
 
-def _print_table(rows: list[dict[str, str]]) -> None:
+def _print_table(results: list[dict[str, Any]], rows: list[dict[str, str]]) -> None:
+    """The predictions as a table, from the results themselves (a class name may hold the
+    CSV cell's separator)."""
     from rich.markup import escape
     from rich.table import Table
 
     from cnnlab.console import result
 
     table = Table("path", "label", "prob", "top-k", show_lines=False)
-    for r in rows:
+    for res, r in zip(results, rows, strict=True):
         if r["error"]:
             table.add_row(escape(r["path"]), "[red]error[/]", "", escape(r["error"]))
             continue
-        top = ", ".join(
-            f"{escape(lab)} {float(p):.2f}"
-            for lab, p in zip(
-                r["top_k_labels"].split(";"), r["top_k_probs"].split(";"), strict=True
-            )
-        )
+        top = ", ".join(f"{escape(lab)} {p:.2f}" for lab, p in res.get("top_k", []))
         table.add_row(escape(r["path"]), escape(r["label"]), f"{float(r['prob']):.3f}", top)
     result(table)  # a result: printed under --quiet too
 
@@ -131,8 +143,9 @@ def predict_command(
         check_outside_run_data(out, run)
         check_writable_file(out, "--out", overwrite)
     predictor = load_predictor(run, backend=backend)
-    rows = _rows(predictor.predict(paths, top_k=top_k, tta=tta))
-    _print_table(rows)
+    results = predictor.predict(paths, top_k=top_k, tta=tta)
+    rows = _rows(results)
+    _print_table(results, rows)
     if out is not None:
         _write_csv(out, rows)
         typer.echo(f"wrote {len(rows)} predictions to {out}")
