@@ -195,3 +195,19 @@ def test_fuzz_only_cnnlab_error(tmp_path: Path, data: bytes, prefix: bytes) -> N
         load_image(path)
     except ImageLoadError as exc:
         assert exc.path == str(path)
+
+
+def test_a_pil_image_is_turned_upright_like_its_file(tmp_path: Path) -> None:
+    """Predictor.predict(Image.open(photo)) ignored the EXIF orientation that the path
+    honours, so the same photo gave two predictions."""
+    arr = np.zeros((8, 16, 3), dtype=np.uint8)
+    arr[:, :4] = 255  # a white band on the left of a landscape picture
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
+    path = tmp_path / "phone.jpg"
+    Image.fromarray(arr).save(path, exif=exif, quality=95)
+    from_file = np.asarray(load_image(path, channels=3))
+    with Image.open(path) as img:
+        from_pil = np.asarray(pil_from_any(img, 3))
+    assert from_file.shape == from_pil.shape == (16, 8, 3)  # upright: portrait
+    assert np.array_equal(from_file, from_pil)

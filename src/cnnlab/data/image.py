@@ -284,10 +284,17 @@ def to_array(img: Image.Image, side: int) -> np.ndarray:
 def pil_from_any(x: Any, channels: int = 3) -> Image.Image:
     """A PIL image or NumPy array (HW/HWC, uint8 or float 0..1) -> RGB or L, same mode rules.
 
+    A PIL image is turned upright by its EXIF orientation, as a file is (an ``Image.open``
+    of a phone photo gives the same pixels as its path). An array has no mode: 4 channels
+    are RGBA, 2-D values are grey levels (convert a CMYK or palette image with Pillow first,
+    or pass the image itself).
+
     Raises:
         ImageLoadError: the object is not something that can be read as an image.
     """
     if isinstance(x, Image.Image):
+        with contextlib.suppress(Exception):  # a broken EXIF block: keep the picture as is
+            x = ImageOps.exif_transpose(x) or x
         return _to_channels(x, channels)
     arr = np.asarray(x)
     if arr.ndim == 3 and arr.shape[-1] == 1:
