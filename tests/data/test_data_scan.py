@@ -240,8 +240,9 @@ def test_folder_link_into_another_class_is_skipped_not_relabelled(tmp_path: Path
 def test_manifest_paths_outside_its_folder_are_refused_unless_allowed(tmp_path: Path) -> None:
     root = write_folder(tmp_path / "ds", classes=2, per_class=3)
     write_bytes(tmp_path / "elsewhere.png", png_bytes(seed=5))
+    write_bytes(tmp_path / "other.png", png_bytes(seed=6))  # two files: one file twice is refused
     rows = ["path,label"] + [f"class_{c}/img_{i:03d}.png,c{c}" for c in range(2) for i in range(3)]
-    rows += ["../elsewhere.png,c0", f"{tmp_path / 'elsewhere.png'},c1"]
+    rows += ["../elsewhere.png,c0", f"{tmp_path / 'other.png'},c1"]
     (root / "m.csv").write_text("\n".join(rows) + "\n")
     scan = _scan(root / "m.csv", strict=False)
     refused = [p for p in scan.problems if p.kind == "outside path"]
@@ -300,3 +301,23 @@ def test_manifest_absolute_paths_inside_its_folder_are_the_same_files(tmp_path: 
     (root / "m.csv").write_text("\n".join([*rows[:-1], "class_0/img_000.png,c1"]) + "\n")
     (twice,) = _scan(root / "m.csv", strict=False).problems
     assert "listed twice (line 2 too as 'c0' and 'c1')" in twice.message
+
+
+def test_manifest_rows_reaching_one_file_by_two_paths_are_refused(tmp_path: Path) -> None:
+    """A link inside the dataset gave one image two rows (two samples, here two labels: it
+    could be in train and in test at once); a row naming a folder was counted as an
+    unsupported file. Both are now manifest-row problems that name the lines."""
+    root = write_folder(tmp_path / "ds", classes=2, per_class=3)
+    os.symlink("class_0", root / "alias")
+    rows = ["path,label", "class_0/img_000.png,a", "alias/img_000.png,b", "class_1,a"]
+    rows += [f"class_{c}/img_{i:03d}.png,{'ab'[c]}" for c in range(2) for i in (1, 2)]
+    (root / "m.csv").write_text("\n".join(rows) + "\n")
+    before = folder_digest(root)
+    scan = _scan(root / "m.csv", strict=False)
+    messages = sorted(p.message for p in scan.problems if p.kind == "manifest row")
+    assert len(messages) == 2, messages
+    assert any("'alias/img_000.png' is the same file as 'class_0/img_000.png' (line 2 as 'a' "
+               "and 'b')" in m for m in messages)  # fmt: skip
+    assert any("line 4: 'class_1' is a folder" in m for m in messages)
+    assert sum(r.path.endswith("img_000.png") for r in scan.records) == 1
+    assert folder_digest(root) == before

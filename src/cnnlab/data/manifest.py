@@ -75,6 +75,7 @@ def read_manifest(path: Path, allow_outside: bool = False, root: Path | None = N
     base = root or path.parent
     root_real = os.path.realpath(base)
     seen: dict[str, tuple[int, str]] = {}  # path -> (line, label) of its first row
+    files: dict[str, tuple[int, str, str]] = {}  # real file -> (line, label, path) of its row
     for n, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue
@@ -110,6 +111,19 @@ def read_manifest(path: Path, allow_outside: bool = False, root: Path | None = N
             found.problems.append(Problem("manifest row", text))
             continue
         seen[rel] = (n, label)
+        real = os.path.realpath(base / rel)
+        if real in files:  # two paths, one file (a link): it would be two samples, or two labels
+            line, first, other = files[real]
+            labels = f" as '{first}' and '{label}'" if nfc(first) != nfc(label) else ""
+            text = f"{where} '{rel}' is the same file as '{other}' (line {line}{labels})"
+            found.problems.append(Problem("manifest row", text + "; keep one row per file"))
+            continue
+        files[real] = (n, label, rel)
+        if os.path.isdir(real):
+            found.problems.append(
+                Problem("manifest row", f"{where} '{rel}' is a folder; list its image files")
+            )
+            continue
         _add(found, base, root_real, rel, nfc(label), split_text, allow_outside)
     _check_split_column(found, path)
     if not found.candidates and not found.problems and not found.skipped:
