@@ -92,6 +92,23 @@ def test_demo_datasets(tmp_path: Path) -> None:
     assert CliRunner().invoke(app, ["demo", "nope", str(tmp_path / "x")]).exit_code != 0
 
 
+def test_demo_refuses_a_folder_holding_other_things(tmp_path: Path) -> None:
+    """`data demo digits DIR` after `data demo shapes DIR` mixed 15 classes and exited 0; an
+    unwritable DIR printed a traceback. The same demo again completes its own folder."""
+    from cnnlab.errors import OutputError
+
+    s3 = tmp_path / "s3"
+    assert CliRunner().invoke(app, ["demo", "shapes", str(s3)]).exit_code == 0
+    digest = folder_digest(s3)
+    assert CliRunner().invoke(app, ["demo", "shapes", str(s3)]).exit_code == 0
+    mixed = CliRunner().invoke(app, ["demo", "digits", str(s3)])
+    assert isinstance(mixed.exception, OutputError), mixed.output
+    assert "already holds circle, cross, square" in str(mixed.exception)
+    assert folder_digest(s3) == digest
+    blocked = CliRunner().invoke(app, ["demo", "digits", "/proc/cnnlab-demo"])
+    assert isinstance(blocked.exception, OutputError), blocked.output
+
+
 def _blocked_folder(root: Path) -> dict[str, str]:
     """A split-layout folder with one of every problem that stops training; kind -> class."""
     write_folder(root / "train", classes=2, per_class=6)

@@ -221,11 +221,28 @@ def demo(
     Example: cnnlab data demo digits data/digits
     """
     from cnnlab.console import info
-    from cnnlab.data.demo import write_digits, write_shapes
+    from cnnlab.data.demo import SHAPES, write_digits, write_shapes
+    from cnnlab.errors import OutputError
+    from cnnlab.paths import check_writable_dir
 
     if kind not in {"digits", "shapes"}:
         raise typer.BadParameter(f"unknown demo {kind!r}; use digits or shapes", param_hint="KIND")
-    root = write_digits(outdir) if kind == "digits" else write_shapes(outdir)
+    check_writable_dir(outdir, "OUTDIR")
+    # the same demo again completes it; anything else there would become classes beside it
+    own = {str(d) for d in range(10)} if kind == "digits" else set(SHAPES)
+    there = {p.name for p in outdir.iterdir() if not p.name.startswith(".")} if (
+        outdir.is_dir()
+    ) else set()  # fmt: skip
+    if there - own:
+        other = ", ".join(sorted(there - own)[:3])
+        raise OutputError(
+            f"OUTDIR {outdir} already holds {other}: the {kind} demo's classes would be mixed "
+            "with them; give a new or empty folder"
+        )
+    try:
+        root = write_digits(outdir) if kind == "digits" else write_shapes(outdir)
+    except OSError as exc:
+        raise OutputError(f"OUTDIR {outdir}: {exc.strerror or exc}") from None
     info(f"demo dataset '{kind}' in {root}")
 
 
