@@ -321,3 +321,15 @@ def test_manifest_rows_reaching_one_file_by_two_paths_are_refused(tmp_path: Path
     assert any("line 4: 'class_1' is a folder" in m for m in messages)
     assert sum(r.path.endswith("img_000.png") for r in scan.records) == 1
     assert folder_digest(root) == before
+
+
+def test_a_manifest_in_the_wrong_encoding_or_separator_says_how_to_fix_it(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "ds", classes=2, per_class=3)
+    latin = root / "latin.csv"
+    latin.write_bytes("path,label\nclass_0/img_000.png,caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"line 2 is not UTF-8 \(byte 0xe9\); save the manifest"):
+        scan_dataset(latin, progress=False)
+    semi = root / "semi.csv"
+    semi.write_text("path;label\nclass_0/img_000.png;a\n", encoding="utf-8")
+    with pytest.raises(DataError, match="separated by ';'"):
+        scan_dataset(semi, progress=False)

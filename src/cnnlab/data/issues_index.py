@@ -15,7 +15,6 @@ cannot make cnnlab read an arbitrary folder this way.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -102,16 +101,14 @@ def manifest_root(manifest: Path, allow_outside: bool = False) -> Path:
         DataError: the rows disagree, the root is not a folder, or it is a folder
             ``data issues`` has not analysed here (unless ``allow_outside``).
     """
-    try:
-        with open(manifest, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            header = [h.strip().lower() for h in next(reader, [])]
-            if ROOT_COLUMN not in header:
-                return manifest.parent
-            col = header.index(ROOT_COLUMN)
-            roots = {row[col].strip() for row in reader if col < len(row) and row[col].strip()}
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{manifest}: cannot read the CSV manifest ({exc})") from None
+    from cnnlab.data.manifest import read_rows
+
+    rows = read_rows(manifest)
+    header = [h.strip().lower() for h in rows[0]] if rows else []
+    if ROOT_COLUMN not in header:
+        return manifest.parent
+    col = header.index(ROOT_COLUMN)
+    roots = {row[col].strip() for row in rows[1:] if col < len(row) and row[col].strip()}
     if not roots:
         return manifest.parent
     if len(roots) > 1:

@@ -24,16 +24,37 @@ from cnnlab.errors import DataError
 _DRIVE = re.compile(r"^[A-Za-z]:/")  # C:/... written in a manifest made on Windows
 
 
-def _header(path: Path) -> tuple[list[list[str]], int, int, int | None]:
-    """All rows plus the column positions of path, label and split."""
+def read_rows(path: Path) -> list[list[str]]:
+    """Every row of a CSV manifest (UTF-8, with or without a BOM).
+
+    Raises:
+        DataError: unreadable, or not UTF-8 (naming the line and how to save it).
+    """
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.reader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            return list(csv.reader(fh))
+    except UnicodeDecodeError as exc:
+        with open(path, "rb") as fh:
+            line = fh.read(exc.start).count(b"\n") + 1
+        raise DataError(
+            f"{path}: line {line} is not UTF-8 (byte 0x{exc.object[exc.start]:02x}); save the "
+            "manifest as UTF-8 (spreadsheets: CSV UTF-8)"
+        ) from None
+    except (OSError, csv.Error) as exc:
         raise DataError(f"{path}: cannot read the CSV manifest ({exc})") from None
+
+
+def _header(path: Path) -> tuple[list[list[str]], int, int, int | None]:
+    """All rows plus the column positions of path, label and split."""
+    rows = read_rows(path)
     header = [h.strip().lower() for h in rows[0]] if rows else []
     if "path" not in header or "label" not in header:
-        raise DataError(f"{path}: the first row must be a header with columns path,label[,split]")
+        hint = ""
+        if rows and len(rows[0]) == 1 and ";" in rows[0][0]:
+            hint = " (this one is separated by ';': a manifest's columns are separated by ',')"
+        raise DataError(
+            f"{path}: the first row must be a header with columns path,label[,split]{hint}"
+        )
     isp = header.index("split") if "split" in header else None
     return rows, header.index("path"), header.index("label"), isp
 
