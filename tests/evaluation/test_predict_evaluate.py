@@ -146,6 +146,10 @@ def test_evaluate_run_on_folder_with_bad_files_and_unknown_class(tiny_run, tmp_p
         evaluate_run(tiny_run, data=only_new)
     with pytest.raises(DataError, match="not found"):
         evaluate_run(tiny_run, data=tmp_path / "nowhere")
+    manifest = tmp_path / "list.csv"  # a file that exists was called "not found"
+    manifest.write_text("path,label\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"takes a labelled folder .* not a file"):
+        evaluate_run(tiny_run, data=manifest)
 
 
 def test_evaluate_run_on_missing_split(tiny_run):

@@ -256,6 +256,11 @@ def folder_samples(
     from cnnlab.data.walk import walk_folder
 
     check_split(split)
+    if folder.is_file():
+        raise DataError(
+            f"{folder}: --data takes a labelled folder (ROOT/<class>/*.jpg), not a file; a CSV "
+            "manifest's own run is evaluated on its test split without --data"
+        )
     if not folder.is_dir():
         raise DataError(f"{folder}: labelled folder not found; expected ROOT/<class>/*.jpg")
     found = walk_folder(folder)
