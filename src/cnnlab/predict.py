@@ -109,8 +109,10 @@ class Predictor:
         self.backend = backend
         # the accelerator when there is one: evaluation and prediction are batched forward
         # passes; ONNX Runtime runs its own (CPU) session, fed from the CPU
-        gpu = backend == "torch" and torch.cuda.is_available()
-        self.device = torch.device(device or ("cuda" if gpu else "cpu"))
+        from cnnlab.engine.precision import torch_device
+
+        default = torch_device() if backend == "torch" else torch.device("cpu")
+        self.device = torch.device(device) if device is not None else default
         self.transform = build_eval_transform(self.img_size, self.mean, self.std).to(self.device)
         self.model: torch.nn.Module | None = None
         self.session: Any = None

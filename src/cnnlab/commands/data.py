@@ -230,9 +230,9 @@ def demo(
     check_writable_dir(outdir, "OUTDIR")
     # the same demo again completes it; anything else there would become classes beside it
     own = {str(d) for d in range(10)} if kind == "digits" else set(SHAPES)
-    there = {p.name for p in outdir.iterdir() if not p.name.startswith(".")} if (
-        outdir.is_dir()
-    ) else set()  # fmt: skip
+    there = set()
+    if outdir.is_dir():
+        there = {p.name for p in outdir.iterdir() if not p.name.startswith(".")}
     if there - own:
         other = ", ".join(sorted(there - own)[:3])
         raise OutputError(

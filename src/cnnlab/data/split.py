@@ -262,6 +262,12 @@ def save_split(split: Split, path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def _some(paths: list[str], shown: int) -> str:
+    """The first ``shown`` paths, and how many more there are."""
+    more = f" and {len(paths) - shown} more" if len(paths) > shown else ""
+    return ", ".join(paths[:shown]) + more
+
+
 def load_split(path: str | os.PathLike[str], scan: ScanResult) -> Split:
     """Reuse a saved split exactly; files gone from the folder are an error, new ones ignored.
 
@@ -286,9 +292,7 @@ def load_split(path: str | os.PathLike[str], scan: ScanResult) -> Split:
     sha = {r.path: r.sha1 for r in scan.records}
     missing = [row["path"] for row in rows if row["path"] not in have]
     if missing:
-        shown = ", ".join(missing[:10]) + (
-            f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-        )
+        shown = _some(missing, 10)
         raise DataError(
             f"{path}: {len(missing)} file(s) of the saved split are missing or "
             f"unreadable now: {shown}; restore them or make a new split"
@@ -301,9 +305,7 @@ def load_split(path: str | os.PathLike[str], scan: ScanResult) -> Split:
         )
     rewritten = [r["path"] for r in rows if r.get("sha1") and r["sha1"] != sha[r["path"]]]
     if rewritten:
-        shown = ", ".join(rewritten[:3]) + (
-            f" and {len(rewritten) - 3} more" if len(rewritten) > 3 else ""
-        )
+        shown = _some(rewritten, 3)
         from cnnlab.console import warn
 
         warn(

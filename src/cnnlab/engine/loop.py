@@ -157,7 +157,7 @@ def prepare_full(
     from cnnlab.data.loaders import make_loader
     from cnnlab.data.transforms import build_eval_transform, build_train_transform
     from cnnlab.engine.module import ClassifierModule
-    from cnnlab.engine.precision import prefers_fp32_training, resolve_channels_last
+    from cnnlab.engine.precision import prefers_fp32_training, resolve_channels_last, torch_device
 
     lr = resolve_lr(train, mb.mode)
     train = train.model_copy(update={"lr": lr})
@@ -175,7 +175,7 @@ def prepare_full(
         drop_last=len(y_train) > train.batch_size,
         num_workers=workers,
     )
-    gpu = train.accelerator != "cpu" and torch.cuda.is_available()
+    gpu = torch_device(train.accelerator).type == "cuda"
     val_loader = make_loader(
         x_val,
         y_val,
