@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import lightning as L
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -57,3 +58,89 @@ def make_module(train: TrainConfig, steps: int, num_classes: int = 3, **kwargs) 
         eval_transform=Normalise(),
         **kwargs,
     )
+
+
+STAGE_KEYS = {
+    "train": ("train/loss", "train/accuracy", "train/macro_f1", "lr"),
+    "val": ("val/loss", "val/accuracy", "val/macro_f1"),
+}
+
+
+class OldLoggingModule(ClassifierModule):
+    """ClassifierModule that also logs every step the way cnnlab did before the epoch tallies
+    (``self.log`` of the loss and lr, torchmetrics objects), under ``old/``: the same run then
+    carries both, computed from the same predictions, for :class:`CompareOldLogging`."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+        super().__init__(*args, **kwargs)
+        self.old = nn.ModuleDict(
+            {
+                f"{stage}_{name}": metric(num_classes=self.num_classes, average=avg)
+                for stage in ("train", "val")
+                for name, metric, avg in (
+                    ("accuracy", MulticlassAccuracy, "micro"),
+                    ("macro_f1", MulticlassF1Score, "macro"),
+                )
+            }
+        )
+        self.logits: torch.Tensor | None = None
+        self.model.register_forward_hook(self._keep_logits)
+
+    def _keep_logits(self, module: nn.Module, inputs: object, output: torch.Tensor) -> None:
+        self.logits = output
+
+    def _old_log(self, stage: str, loss: torch.Tensor, y: torch.Tensor) -> None:
+        batch = y.shape[0]
+        self.log(
+            f"old/{stage}/loss", loss, on_step=False, on_epoch=True, sync_dist=True,
+            batch_size=batch,
+        )  # fmt: skip
+        for name in ("accuracy", "macro_f1"):
+            metric = self.old[f"{stage}_{name}"]
+            metric.update(self.logits.detach(), y)
+            self.log(f"old/{stage}/{name}", metric, on_step=False, on_epoch=True, batch_size=batch)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss = super().training_step(batch, batch_idx)
+        self._old_log("train", loss, batch[1])
+        lr = max(group["lr"] for group in self.optimizers().param_groups)
+        self.log(
+            "old/lr", lr, on_step=False, on_epoch=True, batch_size=batch[1].shape[0],
+            sync_dist=True,
+        )  # fmt: skip
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        super().validation_step(batch, batch_idx)
+        self._old_log("val", self.loss_fn(self.logits, batch[1]), batch[1])
+
+
+class CompareOldLogging(L.Callback):
+    """After every other callback: each epoch value must equal the old path's, bit for bit.
+
+    Keeps the old values per epoch (``history``) and how many epochs it compared; a mismatch
+    raises, which also fails a DDP subprocess run.
+    """
+
+    def __init__(self) -> None:
+        self.history: list[dict[str, float]] = []
+        self.checked = {"train": 0, "val": 0}
+
+    def _compare(self, trainer: L.Trainer, stage: str) -> dict[str, float]:
+        metrics = trainer.callback_metrics
+        old = {}
+        for key in STAGE_KEYS[stage]:
+            new, before = metrics[key], metrics[f"old/{key}"]
+            assert torch.equal(new, before), f"{key}: {new.item()!r} != old {before.item()!r}"
+            old[key] = before.item()
+        self.checked[stage] += 1
+        return old
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.history.append(self._compare(trainer, "val"))
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.history[-1].update(self._compare(trainer, "train"))

@@ -191,9 +191,10 @@ DDP_SCRIPT = """
 import sys
 import torch
 from torch.utils.data import DataLoader, TensorDataset
+sys.path.insert(0, sys.argv[2])
+from engine_helpers import CompareOldLogging, OldLoggingModule
 from cnnlab.config import TrainConfig
 from cnnlab.engine.losses import create_loss
-from cnnlab.engine.module import ClassifierModule
 from cnnlab.engine.trainer import build_trainer, seed_everything
 
 train = TrainConfig(epochs=2, optimizer="adam", lr=5e-2, scheduler="cosine", precision="32",
@@ -203,34 +204,44 @@ y = torch.arange(96) % 3
 x = torch.randint(0, 80, (96, 3, 8, 8), dtype=torch.uint8)
 for c in range(3):
     x[y == c, c] += 150
+yv = y.clone()
+yv[1::4] = (yv[1::4] + 1) % 3  # wrong labels on rank 1's half only (the sampler interleaves)
 net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
                           torch.nn.Flatten(), torch.nn.Linear(8, 3))
-module = ClassifierModule(net, 3, train, 3, create_loss())
-trainer = build_trainer(train, sys.argv[1], 2, enable_progress=False)
+module = OldLoggingModule(net, 3, train, 3, create_loss())  # also logs the old way, to compare
+compare = CompareOldLogging()
+trainer = build_trainer(train, sys.argv[1], 2, enable_progress=False, callbacks_extra=[compare])
 loader = DataLoader(TensorDataset(x, y), batch_size=16)
-trainer.fit(module, loader, loader)
+trainer.fit(module, loader, DataLoader(TensorDataset(x, yv), batch_size=16))
 # one write per line: both ranks share the pipe, and print() writes the newline apart
-sys.stdout.write(f"WORLD {trainer.world_size} {trainer.global_rank}\\n")
+sys.stdout.write(f"WORLD {trainer.world_size} {trainer.global_rank} {compare.checked}\\n")
 sys.stdout.flush()
 """
 
 
 @pytest.mark.slow
 def test_ddp_two_processes_on_cpu(tmp_path: Path) -> None:
-    """Two gloo processes through Lightning's ``ddp`` launcher, as a user's script would run."""
+    """Two gloo processes through Lightning's ``ddp`` launcher, as a user's script would run.
+
+    Each epoch's values are summed over both ranks: equal, on every rank, to what the old
+    per-step logging (Lightning's ``sync_dist``, torchmetrics' sync) gave; rank 1's val half
+    has wrong labels, so a rank's own tally would read differently.
+    """
     script = tmp_path / "ddp_run.py"
     script.write_text(DDP_SCRIPT)
     run_dir = tmp_path / "run"
     done = subprocess.run(
-        [sys.executable, str(script), str(run_dir)],
+        [sys.executable, str(script), str(run_dir), str(Path(__file__).parent)],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "WORLD 2 0" in done.stdout and "WORLD 2 1" in done.stdout
+    checked = "{'train': 2, 'val': 2}"
+    assert f"WORLD 2 0 {checked}" in done.stdout and f"WORLD 2 1 {checked}" in done.stdout
     rows = _rows(run_dir)
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert float(rows[1]["train/loss"]) < float(rows[0]["train/loss"])
     assert 0.0 <= float(rows[1]["val/macro_f1"]) <= 1.0
+    assert 0.5 < float(rows[1]["val/accuracy"]) < 1.0  # both halves counted
     assert safe_load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["epoch"] == 1
 
 

@@ -1,5 +1,5 @@
-"""Lightning callbacks: progress with images/s and ETA, metrics.csv, a throughput probe and
-restoring the best epoch's weights after fit."""
+"""Lightning callbacks: the epoch's training metrics logged in time, progress with images/s and
+ETA, metrics.csv, a throughput probe and restoring the best epoch's weights after fit."""
 
 from __future__ import annotations
 
@@ -36,6 +36,20 @@ def _fmt_time(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class LogTrainEpoch(Callback):
+    """Have the module log its training epoch's values before any other callback reads them.
+
+    Lightning calls callbacks' ``on_train_epoch_end`` before the module's, so values the
+    module logged there would reach metrics.csv, the progress line and run observers one
+    epoch late (or never). Put first in the callback list, this logs them just in time.
+    """
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        log = getattr(pl_module, "log_epoch_metrics", None)
+        if callable(log):
+            log("train")
 
 
 class _EpochClock(Callback):

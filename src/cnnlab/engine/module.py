@@ -13,10 +13,10 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor, nn
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from cnnlab.config import TrainConfig
 from cnnlab.data.transforms import mix_batch
+from cnnlab.engine.epoch_metrics import EpochTally, epoch_values
 from cnnlab.engine.optim import create_optimizer, create_scheduler, default_lr
 from cnnlab.models.transfer import no_decay_groups
 
@@ -67,16 +67,8 @@ class ClassifierModule(L.LightningModule):
         self.param_groups = param_groups
         self.mixup, self.cutmix = mixup, cutmix
         self.channels_last = channels_last
-        self.metrics = nn.ModuleDict(
-            {
-                f"{stage}_{name}": metric(num_classes=num_classes, average=avg)
-                for stage in ("train", "val", "test")
-                for name, metric, avg in (
-                    ("accuracy", MulticlassAccuracy, "micro"),
-                    ("macro_f1", MulticlassF1Score, "macro"),
-                )
-            }
-        )
+        # per-epoch sums, logged once per epoch (engine.epoch_metrics says why not per step)
+        self.tallies = {stage: EpochTally(num_classes) for stage in ("train", "val", "test")}
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -102,15 +94,48 @@ class ClassifierModule(L.LightningModule):
         weights = [p.abs().sum() for p in self.model.parameters() if p.requires_grad and p.ndim > 1]
         return torch.stack(weights).sum() if weights else torch.zeros((), device=self.device)
 
-    def _log_metrics(self, stage: str, loss: Tensor, logits: Tensor, y: Tensor) -> None:
-        batch = y.shape[0]
-        self.log(
-            f"{stage}/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=batch
-        )
-        for name in ("accuracy", "macro_f1"):
-            metric = self.metrics[f"{stage}_{name}"]
-            metric.update(logits.detach(), y)
-            self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, batch_size=batch)
+    def log_epoch_metrics(self, stage: str) -> None:
+        """Log ``stage``'s epoch values from its tally, summed over processes, then clear it.
+
+        Called at the stage's epoch end; a second call in the same epoch does nothing. For
+        ``train`` the engine's first callback calls it (``callbacks.LogTrainEpoch``), because
+        Lightning runs callbacks' ``on_train_epoch_end`` before the module's and metrics.csv
+        and the progress line read the values there.
+        """
+        tally = self.tallies[stage]
+        if tally.empty:
+            return
+        sums, confmat = tally.totals()
+        tally.reset()
+        values = epoch_values(sums, confmat, self._sum_over_processes)
+        if stage != "train":
+            del values["lr"]
+        for name, value in values.items():
+            # equal on every process already: max-syncing equal values returns them exactly,
+            # and a synced value keeps Lightning from warning about unsynced epoch metrics
+            key = name if name == "lr" else f"{stage}/{name}"
+            self.log(key, value, on_step=False, on_epoch=True, sync_dist=True, reduce_fx="max")
+
+    def _sum_over_processes(self, tensor: Tensor) -> Tensor:
+        return self.trainer.strategy.reduce(tensor, reduce_op="sum")
+
+    def on_train_epoch_start(self) -> None:
+        self.tallies["train"].reset()
+
+    def on_validation_epoch_start(self) -> None:
+        self.tallies["val"].reset()
+
+    def on_test_epoch_start(self) -> None:
+        self.tallies["test"].reset()
+
+    def on_train_epoch_end(self) -> None:
+        self.log_epoch_metrics("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_epoch_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_epoch_metrics("test")
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]
@@ -121,22 +146,19 @@ class ClassifierModule(L.LightningModule):
         loss = self.loss_fn(logits, target)
         if self.cfg.l1 > 0:
             loss = loss + self.cfg.l1 * self._l1_penalty()
-        self._log_metrics("train", loss, logits, y)
         lr = max(group["lr"] for group in self.optimizers().param_groups)
-        self.log(
-            "lr", lr, on_step=False, on_epoch=True, batch_size=y.shape[0], sync_dist=True
-        )  # the epoch mean
+        self.tallies["train"].update(loss, logits, y, lr)  # accuracy: against the hard labels
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         x, y = batch[0], batch[1]
         logits = self(x)
-        self._log_metrics("val", self.loss_fn(logits, y), logits, y)
+        self.tallies["val"].update(self.loss_fn(logits, y), logits, y)
 
     def test_step(self, batch: Any, batch_idx: int) -> Tensor:
         x, y = batch[0], batch[1]
         logits = self(x)
-        self._log_metrics("test", self.loss_fn(logits, y), logits, y)
+        self.tallies["test"].update(self.loss_fn(logits, y), logits, y)
         return torch.softmax(logits.float(), dim=1)
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:

@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from cnnlab.config import TrainConfig
 from cnnlab.engine.callbacks import (
+    LogTrainEpoch,
     MetricsCSV,
     RestoreBestWeights,
     RichProgress,
@@ -104,6 +105,7 @@ def build_callbacks(
     """The callbacks every run gets, in the order they should fire."""
     monitor = train.monitor if validate else None
     callbacks: list[Callback] = [
+        LogTrainEpoch(),  # first: every callback after it reads this epoch's train metrics
         *_checkpoint_callbacks(run_dir, monitor),
         RngState(),
         TrainClock(),
