@@ -22,7 +22,7 @@ from common import BENCH_DIR, OUT_DIR, REPO_ROOT, machine_info
 # Order matters a little: bench_inference reuses the run bench_peers trains with cnnlab.
 BENCHES = (
     "peers", "pipeline", "frozen", "precision", "inference", "data", "tracking", "overhead",
-    "study", "issues", "scale", "tune", "eval_batch",
+    "study", "issues", "scale", "tune", "eval_batch", "steplog",
 )  # fmt: skip
 SCRIPTS = {name: f"bench_{name}.py" for name in BENCHES}
 
