@@ -114,10 +114,13 @@ def fit_once(kind: str, variant: str, old: Any, data: dict, epochs: int) -> tupl
     torch.manual_seed(0)
     train = TrainConfig(epochs=epochs, optimizer="sgd", lr=0.05, scheduler="onecycle")
     if kind == "cnn":
-        net, transforms = create_model("cnn", 10), {
-            "train_transform": build_train_transform(32, MEAN, STD),
-            "eval_transform": build_eval_transform(32, MEAN, STD),
-        }
+        net, transforms = (
+            create_model("cnn", 10),
+            {
+                "train_transform": build_train_transform(32, MEAN, STD),
+                "eval_transform": build_eval_transform(32, MEAN, STD),
+            },
+        )
         precision = resolve_precision("auto", "cpu")
     else:
         net, transforms, precision = torch.nn.Linear(512, 10), {}, "32"
