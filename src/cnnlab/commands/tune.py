@@ -58,7 +58,7 @@ def tune_command(
     """
     from cnnlab.api import short_values
     from cnnlab.console import set_quiet
-    from cnnlab.studies.plan import parse_sets
+    from cnnlab.studies.plan import parse_sets, seed_list
     from cnnlab.tuning.retrain import retrain_best as retrain
     from cnnlab.tuning.tune import make_settings, report_tune, run_tune
 
@@ -82,6 +82,8 @@ def tune_command(
         short_values(parse_sets([*sets, *(overrides or [])])),
         study=study or "", timeout_s=timeout, target=target, command=command,
     )  # fmt: skip
+    if retrain_best:
+        seed_list(seeds, 0)  # a bad --seeds is refused before the tune changes anything
     tuning = run_tune(settings, out, storage, workers)
     if retrain_best:
         retrain(tuning.path, seeds)
