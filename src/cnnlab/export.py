@@ -239,9 +239,10 @@ def export_run(
         tolerance: largest max |logit difference| accepted.
 
     Returns:
-        The export record (also in ``export.json`` and the model card): file, format, input
-        and output description, preprocessing, ``max_abs_diff``, ``parity_ok`` and
-        ``weights_sha256`` (of the ``model.safetensors`` exported).
+        The export record (also in ``export.json``, under the file's name, and in the model
+        card): file, run, format, input and output description, preprocessing,
+        ``max_abs_diff``, ``parity_ok`` and ``weights_sha256`` (of the ``model.safetensors``
+        exported).
 
     Raises:
         ConfigError: unknown format, negative tolerance, or an ONNX opset the installed
@@ -296,6 +297,7 @@ def _record(
     return {
         "format": format,
         "file": str(path.resolve()),
+        "run": str(predictor.run_dir.resolve()),
         "opset": opset if format == "onnx" else None,
         "input": {"name": "input", "shape": ["batch", c, s, s], "dtype": "float32"},
         "output": {"name": "logits", "shape": ["batch", len(predictor.classes)]},
@@ -318,30 +320,41 @@ def drop_stale_exports(run_dir: Path) -> list[str]:
     them; exports written elsewhere (``--out``) are left alone, their ``weights_sha256`` tells
     them apart. Returns the names removed.
     """
-    side = run_dir / EXPORT_JSON
-    names = set(FORMATS.values())
-    if side.is_file():
-        try:
-            entries = read_json(side)
-        except CnnlabError:  # unreadable: it goes with the rest
-            entries = {}
-        for record in entries.values() if isinstance(entries, dict) else []:
-            file = Path(str(record.get("file", ""))) if isinstance(record, dict) else None
-            if file and file.parent.resolve() == run_dir.resolve():
-                names.add(file.name)
-        names.add(EXPORT_JSON)
+    names = {*FORMATS.values(), *export_records(run_dir / EXPORT_JSON), EXPORT_JSON}
     removed = sorted(n for n in names if (run_dir / n).is_file())
     for name in removed:
         (run_dir / name).unlink()
     return removed
 
 
+def export_records(side: Path) -> dict[str, dict[str, Any]]:
+    """The records of an ``export.json``, keyed by the name of the exported file beside it.
+
+    Only files still there keep their record. A sidecar written before records were keyed by
+    file (keyed ``onnx`` / ``torchscript``) is read through each record's ``file``; an
+    unreadable one counts as empty (it is cnnlab's own file, rewritten at the next export).
+    """
+    try:
+        entries = read_json(side) if side.is_file() else {}
+    except CnnlabError:
+        entries = {}
+    out: dict[str, dict[str, Any]] = {}
+    for key, record in entries.items() if isinstance(entries, dict) else []:
+        if isinstance(record, dict):
+            name = Path(str(record.get("file") or key)).name
+            if (side.parent / name).is_file():
+                out[name] = record
+    return out
+
+
 def _save_records(predictor: Predictor, path: Path, record: dict[str, Any]) -> None:
-    """``export.json`` beside the file (one entry per format) and the card's ``exports``."""
+    """``export.json`` beside the file and the card's ``exports`` (the run's latest export
+    per format). The sidecar keeps one record per exported file, each naming its run: a
+    folder given to ``--out`` may collect exports of several runs and formats, and a second
+    file must not replace the first one's parity result and weights digest."""
     side = path.parent / EXPORT_JSON
-    entries = read_json(side) if side.is_file() else {}
-    entries = entries if isinstance(entries, dict) else {}
-    entries[record["format"]] = record
+    entries = export_records(side)
+    entries[path.name] = record
     write_json(side, entries)
     card_file = predictor.run_dir / MODEL_CARD
     card = read_json(card_file)

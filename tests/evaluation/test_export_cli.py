@@ -31,8 +31,8 @@ def test_onnx_parity_and_backend_agrees_with_torch(tmp_path, model):
     card = json.loads((run / "model.json").read_text(encoding="utf-8"))
     assert card["exports"]["onnx"]["file"] == "model.onnx"
     side = json.loads((run / "export.json").read_text(encoding="utf-8"))
-    assert side["onnx"]["preprocessing"]["resize"] == 36
-    assert side["onnx"]["input"]["shape"] == ["batch", 3, 32, 32]
+    assert side["model.onnx"]["preprocessing"]["resize"] == 36
+    assert side["model.onnx"]["input"]["shape"] == ["batch", 3, 32, 32]
     folder = tmp_path / "data"
     torch_out = Predictor(run).predict(folder, top_k=3)
     onnx_out = Predictor(run, backend="onnx").predict(folder, top_k=3, batch_size=5)
@@ -111,7 +111,7 @@ def test_failed_parity_check_exits_non_zero_and_is_not_used(tiny_run):
     assert res.returncode == 1, res.stdout + res.stderr
     assert res.stderr.strip().startswith("error:") and len(res.stderr.strip().splitlines()) == 1
     assert "parity check failed" in res.stderr and "Traceback" not in res.stderr
-    record = json.loads((tiny_run / "export.json").read_text(encoding="utf-8"))["onnx"]
+    record = json.loads((tiny_run / "export.json").read_text(encoding="utf-8"))["model.onnx"]
     assert record["parity_ok"] is False and record["max_abs_diff"] > 0
     assert record["parity_tolerance"] == 0
     with pytest.raises(RunError, match="parity check"):
@@ -167,7 +167,9 @@ def test_export_steps_reproduce_predict(tmp_path, resize, tta):
 
     run = build_run(tmp_path, resize=resize, tta=tta)
     export_run(run, format="onnx")
-    prep = json.loads((run / "export.json").read_text(encoding="utf-8"))["onnx"]["preprocessing"]
+    prep = json.loads((run / "export.json").read_text(encoding="utf-8"))["model.onnx"][
+        "preprocessing"
+    ]
     steps = prep["steps"]
     crops = [s for s in steps if s.startswith("centre-crop 32x32")]
     assert len(crops) == (resize != 32) and len(set(steps)) == len(steps), steps
@@ -218,7 +220,7 @@ def test_export_steps_describe_the_resize_to_the_pixel(tmp_path):
 
     run = build_run(tmp_path, resize=36)
     export_run(run, format="torchscript")
-    record = json.loads((run / "export.json").read_text(encoding="utf-8"))["torchscript"]
+    record = json.loads((run / "export.json").read_text(encoding="utf-8"))["model.torchscript.pt"]
     prep = record["preprocessing"]
     step = next(s for s in prep["steps"] if s.startswith("resize the centred largest square"))
     assert "box=(left, top, left + s, top + s)" in step and "do not crop the square" in step
