@@ -22,8 +22,8 @@ def members(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         (root / "class_2").rename(root / ODD_CLASS)
         common = {"epochs": 2, "runs_dir": tmp / "runs", "batch_size": 8}  # ~4 steps an epoch
         a = cnnlab.train(root, model="tiny_cnn", seed=0, name="a", **common)
+        # another train.seed, no split_file: the split is data.split_seed's alone (ensembles.md)
         b = cnnlab.train(
-            root, model="cnn", img_size=24, seed=1, name="b", data__crop_pct=0.875,
-            data__split_file=str(a.path / "split.csv"), **common,
-        )  # fmt: skip
+            root, model="cnn", img_size=24, seed=1, name="b", data__crop_pct=0.875, **common
+        )
     return {"data": root, "a": a.path, "b": b.path}
