@@ -145,3 +145,33 @@ def test_a_failure_after_train_returned_still_reaches_its_terminal(
     assert len(late) == 1, text[-3000:]
     assert "tracking to sqlite:///" in late[0] and f"cnnlab track log {run}" in late[0]
     assert text.index("warning:") > text.index("best epoch")  # after the command's results
+
+
+def test_registered_model_follows_the_runs_own_tta_choice(data: Path, tmp_path: Path) -> None:
+    """A run trained with flips whose model.json says tta: null (eval.tta may drop it)
+    predicts through MLflow as plain `cnnlab predict` does, not as `--tta` (tracking.md)."""
+    import mlflow
+    import pandas as pd
+
+    from cnnlab.predict import Predictor
+
+    run = fit(load_config(values={
+        "data.root": str(data), "runs_dir": str(tmp_path / "runs"), "train.epochs": 1,
+        "data.img_size": 16, "data.augment": "light", "eval.tta": "false",
+        "eval.worst_mistakes": 0, "track.backend": "none",
+    }))  # fmt: skip
+    assert run.model_card["tta"] is None
+    done = cnnlab_cli("track", "register", str(run.path), "--name", "no-tta")
+    assert done.returncode == 0, done.stderr[-3000:]
+    images = [str(p) for p in sorted(data.rglob("*.png"))[::4]]
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(default_uri(tmp_path / "runs"))
+    try:
+        model = mlflow.pyfunc.load_model("models:/no-tta/1")
+        table = model.predict(pd.DataFrame({"path": images}))
+    finally:
+        mlflow.set_tracking_uri(previous)
+    plain = Predictor(run.path).predict(images, top_k=1)
+    flipped = Predictor(run.path).predict(images, top_k=1, tta=True)
+    assert list(table["prob"]) == pytest.approx([r["prob"] for r in plain], abs=1e-6)
+    assert list(table["prob"]) != pytest.approx([r["prob"] for r in flipped], abs=1e-6)
