@@ -1,5 +1,5 @@
 """What an ensemble refuses: writing into the data, members that changed since it was built,
-members that could not predict, and being exported as one file."""
+members that could not predict, and being exported or registered as one model."""
 
 from __future__ import annotations
 
@@ -210,3 +210,19 @@ def test_export_refuses_an_ensemble_and_says_what_to_do(members, tmp_path) -> No
     assert not list(ens.glob("model.*")) and not (ens / "export.json").exists()
     with pytest.raises(ConfigError, match="opsets 7 to"):
         export_run(ens, opset=99)  # argument checks come first
+
+
+def test_track_register_refuses_an_ensemble_and_says_what_to_do(members, tmp_path) -> None:
+    """It said "not a finished run, missing model.json" of a finished ensemble."""
+    from cnnlab.track.pyfunc import register_run
+
+    ens = build_ensemble([members["a"], members["b"]], out=tmp_path / "ens").path
+    before = folder_digest(ens)
+    with pytest.raises(RunError, match="is an ensemble: it cannot be registered as one model"):
+        register_run(ens, "digits")
+    done = cli("track", "register", ens, "--name", "digits")
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {ens} is an ensemble:"), lines
+    assert "register its member runs" in lines[0] and "missing model.json" not in lines[0]
+    assert folder_digest(ens) == before and not (tmp_path / "mlflow.db").exists()  # nothing logged

@@ -26,7 +26,7 @@ import mlflow
 import pandas as pd
 
 from cnnlab import runs
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, RunError
 
 MODEL_FILES = (runs.MODEL_CARD, runs.WEIGHTS, runs.CLASSES)  # what Predictor reads
 OUTPUT_COLUMNS = ("path", "label", "prob", "error")
@@ -88,6 +88,9 @@ def register_run(
 
     Returns:
         ``(version, model_uri, created)``, e.g. ``("1", "models:/flowers/1", True)``.
+
+    Raises:
+        RunError: ``run_dir`` is not a finished run, or is an ensemble folder.
     """
     from mlflow.tracking import MlflowClient
 
@@ -103,6 +106,7 @@ def register_run(
     )
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line, no bars
+    _check_not_ensemble(run_dir)
     run = runs.load_run(run_dir)  # a clear error for a folder that is not a finished run
     target = run_target(run.path, overrides)
     require_server(target.uri)
@@ -119,6 +123,24 @@ def register_run(
     except Exception as exc:  # MLflow's own, or the HTTP stack's below it
         raise TrackingError(f"{run.path}: not registered in {target.uri}: {one_line(exc)}") from exc
     return version, f"models:/{name}/{version}", True
+
+
+def _check_not_ensemble(run_dir: str | Path) -> None:
+    """Refuse an ensemble folder as export, explain and resume do: saying what it is and
+    what to do, before anything is logged (else it reads as a run missing model.json).
+
+    Raises:
+        RunError: ``run_dir`` is an ensemble folder.
+    """
+    from cnnlab.ensemble.folder import ENSEMBLE_CARD, is_ensemble
+
+    if is_ensemble(run_dir):
+        raise RunError(
+            f"{run_dir} is an ensemble: it cannot be registered as one model (the registered "
+            "pyfunc is one run's Predictor); register its member runs (listed with their "
+            f"weights in {ENSEMBLE_CARD}) one by one, or predict with the ensemble folder "
+            "itself (`cnnlab predict`, `cnnlab.load`)"
+        )
 
 
 def _version_with(client: Any, name: str, digest: str) -> str | None:
