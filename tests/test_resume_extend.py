@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from cnnlab.cli import app
 from cnnlab.engine.checkpoint import safe_load_checkpoint
 from cnnlab.engine.optim import SCHEDULERS
 from cnnlab.errors import ConfigError
+from cnnlab.summary import run_rows
 
 SMALL = {"model": "cnn", "model__cnn__filters": [8, 16], "precision": "32"}
 
@@ -87,6 +90,27 @@ def test_train_time_counts_every_segment(tiny_folder: Path, tmp_path: Path) -> N
     epochs = sum(float(r["epoch_time_s"]) for r in rows(run.path))
     assert total > first
     assert total >= epochs - 0.05  # 0.05 s: the epoch clocks stop after the checkpoint
+
+
+@pytest.mark.slow
+def test_a_resumed_or_copied_run_keeps_its_creation_time(tiny_folder: Path, tmp_path: Path) -> None:
+    """`cnnlab runs` took "created" from config.yaml's modification time, which a resume
+    rewrites: an extended run moved behind runs made after it, and a copy without -p got
+    the copy's time. summary.json now records it, and a resume keeps it."""
+    runs_dir = tmp_path / "runs"
+    first = cnnlab.train(str(tiny_folder), **SMALL, epochs=1, runs_dir=str(runs_dir), name="a")
+    assert first is not None
+    created = summary(first.path)["created"]
+    time.sleep(1.1)  # the time is kept to the second
+    cnnlab.train(str(tiny_folder), **SMALL, epochs=1, runs_dir=str(runs_dir), name="b")
+    time.sleep(1.1)
+    cnnlab.train(resume=first.path, epochs=2)
+    assert summary(first.path)["epochs_run"] == 2 and summary(first.path)["created"] == created
+    listed = run_rows(runs_dir)  # default: by creation, oldest first
+    assert [r["name"] for r in listed] == ["a", "b"] and listed[0]["created"] == created
+    copies = tmp_path / "copies"
+    shutil.copytree(first.path, copies / "a", copy_function=shutil.copy)  # new mtimes
+    assert run_rows(copies)[0]["created"] == created
 
 
 @pytest.mark.slow

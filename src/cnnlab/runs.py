@@ -10,7 +10,7 @@ Layout::
     split.csv            path,label,split,sha1 for every sample (reusable by later runs)
     data_report.json     what the scan found and skipped
     metrics.csv          one row per epoch, train/... and val/... columns
-    summary.json         final metrics, best epoch, timing
+    summary.json         final metrics, best epoch, timing, when the run was created
     model.safetensors    weights of the best epoch
     model.json           the model card (architecture, classes, preprocessing, exports)
     checkpoints/         last.ckpt and best.ckpt for resume
@@ -29,6 +29,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -193,10 +194,29 @@ def load_run(path: str | Path) -> Run:
     return Run(path)
 
 
+def creation_time(run_dir: str | Path) -> str:
+    """When a run folder was made, local time to the second (``2026-11-27T07:38:18``).
+
+    ``summary.json`` records it (``created``) and a resume keeps it, so neither resuming a run
+    nor copying its folder moves it. A run without that record (unfinished, or saved before
+    it was kept) gets the older modification time of ``split.csv``, written once when the run
+    is made, and ``config.yaml``, which a resume rewrites.
+    """
+    folder = Path(run_dir)
+    try:
+        created = read_json(folder / SUMMARY).get("created")
+    except (CnnlabError, AttributeError):
+        created = None
+    if isinstance(created, str) and created:
+        return created
+    stamps = [(folder / f).stat().st_mtime for f in (SPLIT, CONFIG) if (folder / f).is_file()]
+    return datetime.fromtimestamp(min(stamps)).isoformat(timespec="seconds") if stamps else ""
+
+
 def list_runs(runs_dir: str | Path = "runs") -> list[Run]:
-    """Runs under ``runs_dir`` (folders with a config.yaml), oldest first."""
+    """Runs under ``runs_dir`` (folders with a config.yaml), oldest first (by creation_time)."""
     root = Path(runs_dir)
     if not root.is_dir():
         return []
     found = [Run(p) for p in root.iterdir() if p.is_dir() and (p / CONFIG).is_file()]
-    return sorted(found, key=lambda r: ((r.path / CONFIG).stat().st_mtime, r.name))
+    return sorted(found, key=lambda r: (creation_time(r.path), r.name))

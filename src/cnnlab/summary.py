@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import shlex
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from rich.table import Table
 
 from cnnlab.console import result
 from cnnlab.errors import CnnlabError, ConfigError
-from cnnlab.runs import MODEL_CARD, SUMMARY, WEIGHTS, Run, list_runs
+from cnnlab.runs import MODEL_CARD, SUMMARY, WEIGHTS, Run, creation_time, list_runs
 
 ENSEMBLE_CARD = "ensemble.json"  # cnnlab.ensemble.folder's (not imported here: it needs numpy)
 
@@ -45,11 +44,6 @@ SORT_KEYS = {
     "params": (lambda r: r["params"], False),
     "trainable_params": (lambda r: r["trainable_params"], False),
 }
-
-
-def _created(run: Run) -> str:
-    stamp = (run.path / "config.yaml").stat().st_mtime
-    return datetime.fromtimestamp(stamp).isoformat(timespec="seconds")
 
 
 def run_rows(runs_dir: str | Path = "runs", sort: str = "created") -> list[dict[str, Any]]:
@@ -100,7 +94,7 @@ def _row(run: Run) -> dict[str, Any]:
         "path": str(run.path),
         "complete": complete and problem is None,
         "problem": problem,
-        "created": _created(run),
+        "created": creation_time(run.path),
         "model": summary.get("model") or model.get("name"),
         "mode": summary.get("mode") or model.get("mode") or (None if complete else "auto"),
         "epochs_run": summary.get("epochs_run", None if complete else len(rows)),

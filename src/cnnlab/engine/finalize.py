@@ -175,6 +175,7 @@ def finalize(
         "params": card["params"],
         "images": {s: data.count(s) for s in ("train", "val", "test")},
         "skipped_files": len(data.scan.skipped) + len(data.skipped_at_load),
+        "created": runs.creation_time(run_dir),  # kept by a resume: read before rewriting
         "complete": True,
     }
     write_json(run_dir / runs.SUMMARY, summary)
