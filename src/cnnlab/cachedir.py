@@ -38,7 +38,7 @@ from pathlib import Path
 from cnnlab.atomic import temp_target
 from cnnlab.cachelock import holder_of
 from cnnlab.errors import DataError
-from cnnlab.paths import cache_root
+from cnnlab.paths import cache_root, usable_cache_root
 
 DEFAULT_FRACTION = 0.25  # of (cache size + free disk) when cache.max_gb is not set
 FREE_MARGIN = 256 * 2**20  # bytes left free on the disk after a cache write
@@ -248,8 +248,9 @@ def make_room(nbytes: int, what: str, keep: tuple[Path, ...] = ()) -> None:
 
     Raises:
         CacheSpaceError: the disk (keeping a margin free) or the budget cannot hold it.
+        OutputError: the cache cannot be a folder (``$CNNLAB_CACHE`` is a file).
     """
-    root = cache_root()
+    root = usable_cache_root()
     root.mkdir(parents=True, exist_ok=True)
     clean_leftovers(root)
     current = [e for e in entries(root) if not any(p in keep for p in e.paths)]

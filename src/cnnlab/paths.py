@@ -21,9 +21,31 @@ def cache_root() -> Path:
     return Path(os.environ.get("CNNLAB_CACHE") or Path.home() / ".cache" / "cnnlab")
 
 
+def usable_cache_root() -> Path:
+    """:func:`cache_root`, refused when it cannot be a folder: the one check behind training,
+    ``cache list`` and ``cache clean`` (a file there used to read as "not created yet").
+
+    Raises:
+        OutputError: ``$CNNLAB_CACHE``, or a path above it, is a file.
+    """
+    root = cache_root()
+    existing = _nearest_existing(root)
+    if existing.is_dir():
+        return root
+    source = "CNNLAB_CACHE" if os.environ.get("CNNLAB_CACHE") else "CNNLAB_CACHE (default)"
+    where = "is a file" if existing == root else f"cannot be made: {existing} is a file"
+    raise OutputError(
+        f"{source} {root} {where}, not a folder; set CNNLAB_CACHE to a folder cnnlab can write"
+    )
+
+
 def cache_dir(*parts: str) -> Path:
-    """``$CNNLAB_CACHE`` (default ``~/.cache/cnnlab``) joined with ``parts``, created."""
-    path = cache_root().joinpath(*parts)
+    """``$CNNLAB_CACHE`` (default ``~/.cache/cnnlab``) joined with ``parts``, created.
+
+    Raises:
+        OutputError: the cache cannot be a folder (:func:`usable_cache_root`).
+    """
+    path = usable_cache_root().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

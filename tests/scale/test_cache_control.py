@@ -101,20 +101,6 @@ def test_cache_list_of_a_cache_not_created_yet_measures_the_disk_it_will_use(
     assert not root.exists()
 
 
-def test_a_cnnlab_cache_that_is_a_file_is_named_in_the_error(
-    tiny_folder: Path, tmp_path: Path
-) -> None:
-    afile = tmp_path / "afile"
-    afile.write_text("not a folder")
-    out = _cli("train", str(tiny_folder), "--runs-dir", str(tmp_path / "runs"), "--track", "none",
-               env={"CNNLAB_CACHE": str(afile)})  # fmt: skip
-    assert out.returncode == 2 and "Traceback" not in out.stderr
-    line = " ".join(out.stderr.split())
-    assert f"set CNNLAB_CACHE, now {afile}, to a folder cnnlab can write" in line
-    assert "--runs-dir" not in line and afile.read_text() == "not a folder"
-
-
-@pytest.mark.slow
 def test_a_full_disk_is_a_one_line_error_not_sigbus(tmp_path: Path) -> None:
     """The file-size limit makes the kernel refuse the cache's blocks as a full disk would."""
     root = write_folder(tmp_path / "data", classes=2, per_class=20, size=64)
@@ -164,6 +150,28 @@ def test_cache_list_and_clean_from_the_command_line(two_folders) -> None:
     everything = _cli("cache", "clean", env=env)
     assert everything.returncode == 0 and not new.path.exists()
     assert not any(e.kind == "images" for e in cachedir.entries())
+
+
+def test_a_cache_that_is_a_file_is_the_same_error_everywhere(tmp_path: Path) -> None:
+    """docs/scaling.md: an unusable CNNLAB_CACHE is named in the error. `cache list` called a
+    file "not created yet" and `cache clean` "removed 0 entries" (exit 0); training failed
+    on `<file>/scan`. All three now give one line from one check."""
+    data = write_folder(tmp_path / "my data", classes=2, per_class=4)
+    before = folder_digest(data)
+    cache = tmp_path / "cache file"
+    cache.write_text("not a folder")
+    expected = f"error: CNNLAB_CACHE {cache} is a file, not a folder; set CNNLAB_CACHE to a folder"
+    env = {"CNNLAB_CACHE": str(cache)}
+    runs = str(tmp_path / "runs")
+    for args in (["cache", "list"], ["cache", "clean"], ["train", str(data), "--runs-dir", runs]):
+        out = _cli(*args, env=env)
+        lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+        assert out.returncode == 2 and lines[-1].startswith(expected), (args, out.stderr)
+        assert "Traceback" not in out.stderr and "not created yet" not in out.stdout
+        assert "--runs-dir" not in out.stderr
+    below = _cli("cache", "list", env={"CNNLAB_CACHE": str(cache / "sub")})
+    assert below.returncode == 2 and f"cannot be made: {cache} is a file" in below.stderr
+    assert cache.read_text() == "not a folder" and folder_digest(data) == before
 
 
 def test_reading_a_scan_ledger_or_feature_entry_marks_it_used(two_folders) -> None:

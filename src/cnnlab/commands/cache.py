@@ -29,9 +29,9 @@ def list_command() -> None:
 
     from cnnlab.cachedir import budget_bytes, disk_free, entries, format_size, temp_files
     from cnnlab.console import result
-    from cnnlab.paths import cache_root
+    from cnnlab.paths import usable_cache_root
 
-    root = cache_root()
+    root = usable_cache_root()
     found, temps = entries(root), temp_files(root)
     table = Table("kind", "entry", "size", "last used", *(["note"] if temps else []))
     for e in found:
@@ -77,9 +77,10 @@ def clean_command(
     """
     from cnnlab.cachedir import clean, format_size, leftovers
     from cnnlab.console import result
-    from cnnlab.paths import cache_root
+    from cnnlab.paths import usable_cache_root
 
-    stale = len(leftovers())
-    removed, freed = clean(older_than)
+    root = usable_cache_root()
+    stale = len(leftovers(root))
+    removed, freed = clean(older_than, root)
     temps = f" and {stale} leftover temporary file(s) of killed processes" if stale else ""
-    result(f"{cache_root()}: removed {removed} entries{temps}, freed {format_size(freed)}")
+    result(f"{root}: removed {removed} entries{temps}, freed {format_size(freed)}")
