@@ -51,3 +51,22 @@ def test_list_runs_reads_folders_with_config(tmp_path: Path) -> None:
     assert isinstance(found[0], Run)
     assert found[0].metrics() == []
     assert list_runs(tmp_path / "missing") == []
+
+
+@pytest.mark.slow
+def test_a_default_run_name_holds_the_mode_the_run_trains_in(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    """Without --mode the folder was `cnn-auto-<time>` while summary.json, `cnnlab runs` and
+    the docs said scratch; the name now uses the resolved mode (``<model>-<mode>-<time>``)."""
+    import json
+    import re
+
+    import cnnlab
+    from cnnlab.engine.fit import default_run_name
+
+    run = cnnlab.train(str(tiny_folder), model__cnn__filters=[8, 16], epochs=1,
+                       runs_dir=str(tmp_path / "runs"))  # fmt: skip
+    assert run is not None and re.fullmatch(r"cnn-scratch-\d{8}-\d{6}", run.name), run.name
+    assert json.loads((run.path / "summary.json").read_text())["mode"] == "scratch"
+    assert default_run_name("resnet18", "partial:2").startswith("resnet18-partial2-")

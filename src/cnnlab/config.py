@@ -236,7 +236,7 @@ class CacheConfig(_Section):
 
 
 class Config(_Section):
-    name: str | None = None  # run name; None: <model>-<mode>-<time>
+    name: str | None = None  # run name; None: <model>-<mode>-<time>, the mode as trained
     runs_dir: str = "runs"  # where run folders are created
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)

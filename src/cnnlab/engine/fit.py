@@ -51,9 +51,10 @@ if TYPE_CHECKING:
 RUN_DIR_ENV = "CNNLAB_DDP_RUN_DIR"
 
 
-def default_run_name(cfg: Config) -> str:
-    mode = cfg.model.mode or "auto"
-    return f"{cfg.model.name}-{mode.replace(':', '')}-{datetime.now():%Y%m%d-%H%M%S}"
+def default_run_name(model: str, mode: str) -> str:
+    """``<model>-<mode>-<time>`` with the mode the run trains in (``model.mode`` unset: the
+    model's default), e.g. ``cnn-scratch-20250101-120000`` or ``resnet18-partial2-...``."""
+    return f"{model}-{mode.replace(':', '')}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
 def launched_rank_zero() -> bool:
@@ -135,9 +136,8 @@ def fit(
     split_file = resume_dir / SPLIT if resume_dir and (resume_dir / SPLIT).is_file() else None
     data, mb = prepare(cfg, split_file)  # bad data or model names fail before a folder exists
     cfg = _plan(cfg, data, mb, resume=resume_dir is not None)
-    run_dir = (
-        helper_dir or resume_dir or create_run_dir(cfg.runs_dir, cfg.name or default_run_name(cfg))
-    )
+    name = cfg.name or default_run_name(cfg.model.name, mb.mode)
+    run_dir = helper_dir or resume_dir or create_run_dir(cfg.runs_dir, name)
     if helper_dir is None:
         info(f"run folder: {run_dir}")
         if resume_dir is not None:
