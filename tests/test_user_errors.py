@@ -152,6 +152,39 @@ def test_a_full_disk_is_one_line_naming_the_file(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["predict", "no-run", "x.png", "--top-k", "0"], "'--top-k' / '-k'"),
+        (["data", "demo", "cats", "out"], "unknown demo 'cats'"),
+        (["train", "data", "--epochs", "x"], "'--epochs'"),
+        (["predict"], "Missing argument"),
+        (["trian"], "No such command 'trian'. Did you mean 'train'"),
+        (["--bogus"], "No such option: --bogus"),
+        (["cache", "bogus"], "No such command 'bogus'"),
+    ],
+)
+def test_a_bad_argument_is_one_error_line_not_a_usage_box(
+    args: list[str], words: str, tmp_path: Path
+) -> None:
+    """docs/training.md: every user mistake is one `error:` line and exit code 2. Values
+    Typer itself rejects printed a 4-line box (usage, hint, framed message) instead."""
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
+    out = subprocess.run(
+        [*CNNLAB, *args], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600
+    )
+    line = one_error_line(out)
+    assert words in line and line.endswith("--help)"), line
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_and_a_bare_group_still_show_the_help() -> None:
+    assert cli("--help").returncode == 0 and "Usage" in cli("--help").stdout
+    bare = cli("data")  # no subcommand: its help, as before (exit 2, click's convention)
+    assert bare.returncode == 2 and "Usage" in bare.stdout + bare.stderr
+    assert "error:" not in bare.stderr
+
+
 def test_predict_refuses_k_below_1_and_lists_every_class_for_a_larger_k(tmp_path: Path) -> None:
     import csv
 

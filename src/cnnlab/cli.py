@@ -31,6 +31,13 @@ from cnnlab.commands.track import ui_command
 from cnnlab.commands.tune import tune_command
 from cnnlab.errors import CnnlabError, Interrupted
 
+try:  # Typer 0.2x carries its own copy of click, whose exceptions its commands raise
+    from typer._click import exceptions as _clicks
+except ImportError:  # pragma: no cover - older Typer runs on click itself
+    from click import exceptions as _clicks  # type: ignore[no-redef]
+
+_SHOWS_HELP = getattr(_clicks, "NoArgsIsHelpError", ())  # `cnnlab data`: its help, not an error
+
 
 class _Stopped(BaseException):
     """Carries a ``KeyboardInterrupt`` past Typer, which turns one into a silent exit 130."""
@@ -40,12 +47,41 @@ class _Stopped(BaseException):
         self.interrupt = interrupt
 
 
+def _usage_error(exc: _clicks.UsageError) -> typer.Exit:
+    """A bad argument or option (``--top-k 0``, an unknown demo) as one ``error:`` line and
+    exit code 2, like every other user mistake, instead of Typer's boxed usage block."""
+    from cnnlab.console import error
+
+    command = exc.ctx.command_path if exc.ctx is not None else "cnnlab"
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    error(f"{message} (see {command} --help)")
+    return typer.Exit(2)
+
+
 class _Group(TyperGroup):
+    """The root command: Ctrl-C reaches :func:`main`, and usage errors are one line.
+
+    Subcommands parse their arguments inside :meth:`invoke`, the root's own options in
+    :meth:`make_context`; a command with no arguments that shows its help is left alone.
+    """
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except _SHOWS_HELP:
+            raise
+        except _clicks.UsageError as exc:
+            raise _usage_error(exc) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt as exc:
             raise _Stopped(exc) from None
+        except _SHOWS_HELP:
+            raise
+        except _clicks.UsageError as exc:
+            raise _usage_error(exc) from None
 
 
 app = typer.Typer(
