@@ -75,6 +75,32 @@ def test_explicit_splits_kept_and_val_carved(tmp_path: Path) -> None:
     assert {v for p, v in by_path.items() if p.startswith("train/")} == {"train", "val"}
 
 
+def test_a_manifest_class_without_training_rows_is_told_to_fix_the_split_column(
+    tmp_path: Path,
+) -> None:
+    """A CSV manifest has no train/ folder to add images to: the remedy is its split column."""
+    root = write_folder(tmp_path / "shop", classes=2, per_class=6, size=8)
+    rows = ["path,label,split"]
+    for i, f in enumerate(sorted(root.rglob("*.png"))):
+        split = "test" if f.parent.name == "class_1" else ("train", "val", "test")[i % 3]
+        rows.append(f"{f.relative_to(root).as_posix()},{f.parent.name},{split}")
+    manifest = root / "labels with space.csv"
+    manifest.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    before = folder_digest(root)
+    with pytest.raises(DataError) as info:
+        _split(manifest)
+    assert folder_digest(root) == before
+    message = str(info.value)
+    assert "class 'class_1' has no training images" in message
+    assert "set split=train on some of its rows in labels with space.csv" in message
+    assert "train/" not in message
+    folders = tmp_path / "folders"
+    write_folder(folders / "train", classes=1, per_class=6, size=8)
+    write_folder(folders / "test", classes=2, per_class=2, size=8, seed=1)
+    with pytest.raises(DataError, match=r"class 'class_1' has no training images; add some to"):
+        _split(folders)
+
+
 def test_save_and_load_split(tmp_path: Path) -> None:
     root = write_folder(tmp_path / "ds", classes=2, per_class=10, size=8)
     split = _split(root)

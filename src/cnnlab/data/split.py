@@ -200,7 +200,7 @@ def make_split(
         for r in scan.records
         if r.label in index
     ]
-    problems += _check_train(classes, samples)
+    problems += _check_train(classes, samples, scan.manifest)
     warnings += [p.message for p in problems if not p.blocking]
     if strict:
         raise_blocking(problems, scan.manifest or scan.root)
@@ -233,10 +233,18 @@ def _assign_classes(
     return assigned, problems, moved
 
 
-def _check_train(classes: list[str], samples: list[Sample]) -> list[Problem]:
+def _check_train(
+    classes: list[str], samples: list[Sample], manifest: Path | None = None
+) -> list[Problem]:
+    """A class with no image in train: a split layout lacks its train/ folder, a manifest
+    gives none of its rows split=train; the fix says which."""
     have = Counter(s.label for s in samples if s.split == "train")
+    fix = (
+        f"set split=train on some of its rows in {manifest.name}" if manifest
+        else "add some to train/"
+    )  # fmt: skip
     problems = [
-        Problem("no training images", f"class '{c}' has no training images; add some to train/")
+        Problem("no training images", f"class '{c}' has no training images; {fix}")
         for i, c in enumerate(classes)
         if have[i] == 0
     ]
