@@ -220,3 +220,43 @@ def test_exclude_that_empties_only_a_test_class_warns_and_stays_ready(tmp_path: 
         "message": _report(out)["problems"][0]["message"],
         "blocking": False,
     }
+
+
+def test_a_class_without_val_images_warns_alike_from_a_manifest_or_data_exclude(
+    tmp_path: Path, capsys
+) -> None:
+    """`data issues` then `train clean.csv` left a class with no val image and nothing said
+    so, while data.exclude warned for the same gap; one check now warns in both, in inspect
+    and in training."""
+    images = write_folder(tmp_path / "shop" / "images", classes=3, per_class=6)
+    before = folder_digest(images)
+    rows, last_val = ["path,label,split"], ""
+    for f in sorted(images.rglob("*.png")):
+        rel, i = f.relative_to(images.parent).as_posix(), int(f.stem.split("_")[1])
+        split = "test" if i == 5 else ("val" if i == 4 else "train")
+        if f.parent.name == "class_2" and split == "val":
+            split, last_val = "train", rel  # its only val image moved to train
+        rows.append(f"{rel},{f.parent.name},{split}")
+    manifest = images.parent / "clean.csv"
+    manifest.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "audit"
+    result = _run("data", "inspect", str(manifest), "--out", str(out), "--no-near")
+    assert result.exit_code == 0, result.output
+    gap = "class 'class_2' has no image in val; its val scores cannot be measured"
+    assert f"warning: {gap}" in _text(result)
+    assert _report(out)["problems"] == [{"kind": "unmeasured class", "message": gap,
+                                         "blocking": False}]  # fmt: skip
+    prepare_data(load_config(overrides=[f"data.root={manifest}"]).data, 32)  # training's check
+    assert f"warning: {gap}" in " ".join(capsys.readouterr().err.split())
+
+    text = manifest.read_text(encoding="utf-8")
+    manifest.write_text(text.replace(f"{last_val},class_2,train", f"{last_val},class_2,val"))
+    listed = _exclude_csv(tmp_path / "issues.csv", [last_val])
+    result = _run("data", "inspect", str(manifest), f"data.exclude={listed}", "--out", str(out),
+                  "--no-near")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (
+        f"warning: class 'class_2' has no image left in val: data.exclude ({listed}) lists 1 "
+        "of its images; its val scores cannot be measured"
+    ) in _text(result)
+    assert folder_digest(images) == before

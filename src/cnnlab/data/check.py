@@ -116,6 +116,9 @@ def check_dataset(
     check.warnings = [*scan.warnings, *split.warnings]
     if data.exclude:
         _exclude(check, data.exclude, data.drop_small_classes)
+    gaps = unmeasured_classes(check.split, split if data.exclude else None, data.exclude)
+    check.problems += gaps
+    check.warnings += [p.message for p in gaps]
     check.audit = audit_dataset(check.scan, check.split) if audit else {}
     if check.split.classes and not check.split.indices("val"):
         check.problems.append(
@@ -137,6 +140,33 @@ def _exclude(check: DataCheck, path: str, drop_classes: bool) -> None:
     check.problems += out.problems
     check.warnings += out.warnings
     check.notes += out.notes
+
+
+def unmeasured_classes(
+    split: Split, before: Split | None = None, exclude: str | None = None
+) -> list[Problem]:
+    """A warning for each class with training images but none in val or test while other
+    classes have some there: the run trains, but that class's scores there cannot be
+    measured. The one check for every way it happens (a split layout or manifest without the
+    class there, or ``data.exclude`` listing its last images there); ``before``, the split
+    without the ``exclude`` list, tells a gap the list made, which the message names."""
+    now = split.counts()
+    was = before.counts() if before is not None else now
+    found = []
+    for name in split.classes:
+        empty = [s for s in ("val", "test") if any(now[s].values()) and not now[s][name]]
+        if not now["train"][name] or not empty:
+            continue  # no training image: a blocking problem of its own
+        where = ", ".join(empty)
+        if exclude and any(was[s].get(name) for s in empty):
+            listed = sum(was[s].get(name, 0) - now[s][name] for s in now)
+            text = f"no image left in {where}: data.exclude ({exclude}) lists {listed}"
+            text, kind = f"{text} of its images", "excluded class"
+        else:
+            text, kind = f"no image in {where}", "unmeasured class"
+        message = f"class '{name}' has {text}; its {where} scores cannot be measured"
+        found.append(Problem(kind, message, blocking=False))
+    return found
 
 
 def max_file_bytes(megabytes: float) -> int:

@@ -8,8 +8,9 @@ run with the exclusion is compared with one without it on the same remaining tes
 :func:`apply_exclude` is the one place the list is applied: ``check_dataset`` calls it before
 the audit, so ``cnnlab data inspect`` and training count, audit and judge the same images. A
 class the list leaves without training images is a blocking problem (``excluded class``),
-unless ``data.drop_small_classes`` asks to leave that class out; one left without val or test
-images is a warning (its scores there cannot be measured; training still works).
+unless ``data.drop_small_classes`` asks to leave that class out. One left without val or test
+images is warned by :func:`cnnlab.data.check.unmeasured_classes`, as any class without them
+is (its scores there cannot be measured; training still works).
 """
 
 from __future__ import annotations
@@ -104,25 +105,22 @@ def apply_exclude(
 def _emptied_classes(
     out: Excluded, before: list[Sample], classes: list[str], path: str | Path, drop: bool
 ) -> None:
-    """A problem for each class left with no image in a split it had images in: blocking
-    when it is the training split (nothing to learn the class from), else a warning."""
+    """A problem for each class the list leaves with no training image (nothing to learn the
+    class from): blocking, or with ``drop`` a warning and the class left out. Val and test
+    gaps are :func:`cnnlab.data.check.unmeasured_classes`'s."""
     had = Counter((s.label, s.split) for s in before)
     has = Counter((s.label, s.split) for s in out.split.samples)
     dropped = []
     for i, name in enumerate(classes):
         empty = [s for s in SPLITS if had[i, s] and not has[i, s]]
-        if not empty:
+        if "train" not in empty:
             continue
         total = sum(had[i, s] for s in SPLITS)
         listed = total - sum(has[i, s] for s in SPLITS)
         what = f"all {total} of its images" if listed == total else f"{listed} of its images"
         where = ", ".join(empty)
         text = f"class '{name}' has no image left in {where}: data.exclude ({path}) lists {what}"
-        if "train" not in empty:
-            text += f"; its {where} scores cannot be measured"
-            out.problems.append(Problem("excluded class", text, blocking=False))
-            out.warnings.append(text)
-        elif drop:
+        if drop:
             dropped.append(name)
             text += "; dropped (data.drop_small_classes=true)"
             out.problems.append(Problem("dropped class", text, blocking=False))

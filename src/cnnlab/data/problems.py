@@ -31,6 +31,7 @@ KINDS = {
     "manifest row": "a CSV manifest row that cannot be used",
     "outside path": "a CSV manifest path that leaves the manifest's folder",
     "excluded class": "a class data.exclude empties: blocking for train, a warning for val/test",
+    "unmeasured class": "a class with training images but none in val or test (a warning)",
     "dropped class": "a small or excluded class left out (data.drop_small_classes=true)",
 }
 
