@@ -64,6 +64,30 @@ def test_inspect_cli_with_bad_files(tmp_path: Path) -> None:
     assert folder_digest(root) == before
 
 
+def test_counts_per_split_of_a_flat_folder_in_inspect_and_a_run(tmp_path: Path) -> None:
+    """docs/data.md lists counts_per_split; for a flat folder it was always {} (it held only
+    splits given by folders or a manifest). It now counts the split as made, per class, the
+    same in `data inspect` and in a run's report, and adds up to `splits`."""
+    from cnnlab.config import load_config
+    from cnnlab.engine.databundle import prepare_data
+
+    root = write_folder(tmp_path / "ds", classes=3, per_class=10)
+    before = folder_digest(root)
+    out = tmp_path / "audit"
+    result = CliRunner().invoke(app, ["inspect", str(root), "--out", str(out), "--no-near"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "data_report.json").read_text())
+    per = doc["counts_per_split"]
+    assert list(per) == ["train", "val", "test"] and all(
+        list(c) == doc["classes"] for c in per.values()
+    )
+    assert {s: sum(c.values()) for s, c in per.items()} == doc["splits"]
+    assert all(n >= 1 for c in per.values() for n in c.values())
+    assert {c: sum(per[s][c] for s in per) for c in doc["classes"]} == doc["counts"]
+    run_report = prepare_data(load_config(overrides=[f"data.root={root}"]).data, 32).report()
+    assert run_report["counts_per_split"] == per and folder_digest(root) == before
+
+
 def test_inspect_cli_errors_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["inspect", str(tmp_path / "missing")])
     assert result.exit_code == 2 and "not found" in result.output

@@ -7,7 +7,8 @@ raises the blocking ones as one error; ``inspect`` writes them all to ``data_rep
 ``data_report.json`` has one schema in both places (``format: cnnlab-data-report/1``):
 ``root`` (the folder's name, never its full path), ``layout``, ``classes``, ``counts``,
 ``skipped`` (path relative to the root + reason), ``problems`` (kind, message, blocking),
-``ready_to_train``, ``splits`` (images per split), ``split_seed``, ``audit`` (duplicates,
+``ready_to_train``, ``splits`` (images per split), ``counts_per_split`` (per split and
+class, of the split as made, in every layout), ``split_seed``, ``audit`` (duplicates,
 leakage, label conflicts; ``inspect`` adds near duplicates and channel statistics),
 ``excluded`` (files ``data.exclude`` left out), ``skipped_at_load`` (files gone or broken
 after the scan; runs only), ``fingerprint`` (a hash of every image's bytes with its label)
@@ -23,7 +24,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -181,8 +182,9 @@ def data_report(
 ) -> dict[str, Any]:
     """The ``data_report.json`` document (see the module docstring for its fields)."""
     doc: dict[str, Any] = {"format": REPORT_FORMAT, **check.scan.to_report()}
-    counts = check.split.counts()
+    counts = split_counts(check.split, {s.path for s in skipped_at_load})
     doc.update(
+        counts_per_split=counts,
         ready_to_train=check.ready,
         problems=[p.to_dict() for p in check.problems],
         splits=splits or {name: sum(c.values()) for name, c in counts.items()},
@@ -193,6 +195,16 @@ def data_report(
         fingerprint=dataset_fingerprint(check.scan.records),
     )
     return doc
+
+
+def split_counts(split: Split, gone: Set[str] = frozenset()) -> dict[str, dict[str, int]]:
+    """``{split: {class: images}}`` of the split as made, in every layout (a flat folder's
+    too), without the files in ``gone`` (skipped at load): they add up to ``splits``."""
+    counts = split.counts()
+    for sample in split.samples:
+        if sample.path in gone:
+            counts[sample.split][split.classes[sample.label]] -= 1
+    return counts
 
 
 def dataset_fingerprint(records: Sequence[Any]) -> str:

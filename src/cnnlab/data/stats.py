@@ -34,12 +34,11 @@ def class_counts(scan: ScanResult) -> dict[str, int]:
 
 
 def scan_report(scan: ScanResult) -> dict[str, Any]:
-    """A JSON-ready summary: counts per class, what was skipped and why, image stats."""
+    """A JSON-ready summary: counts per class, what was skipped and why, image stats.
+
+    Per-split counts belong to the split, not the scan (a flat folder has none until it is
+    split): :func:`cnnlab.data.check.data_report` adds them."""
     counts = class_counts(scan)
-    per_split: dict[str, dict[str, int]] = {}
-    for r in scan.records:
-        if r.split:
-            per_split.setdefault(r.split, Counter())[r.label] += 1  # type: ignore[index]
     return {
         # Names only: a report may be shared, and must not reveal where the data lives.
         "root": scan.root.name,
@@ -48,7 +47,6 @@ def scan_report(scan: ScanResult) -> dict[str, Any]:
         "classes": scan.classes,
         "num_images": len(scan.records),
         "counts": counts,
-        "counts_per_split": {s: dict(c) for s, c in sorted(per_split.items())},
         "imbalance_ratio": round(max(counts.values()) / max(1, min(counts.values())), 3)
         if counts
         else 0.0,
