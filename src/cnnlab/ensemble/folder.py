@@ -214,6 +214,7 @@ def build_ensemble(
             gain = gain_over_best(members, probs)
     summary = _summary(members, weights, method, results)
     summary["gain_over_best_member"] = gain
+    summary["created"] = runs.creation_time(path)  # as a run's summary records it
     runs.write_json(path / runs.SUMMARY, summary)
     report = write_ensemble_report(path, card, summary, results, members, gain)
     info(f"{title(card)}: {report}")
