@@ -22,6 +22,7 @@ def test_frozen_and_finetuned_cells_report_their_trained_parameters(tmp_path):
     study = cnnlab.study(
         str(data), vary={"model.mode": ["frozen", "finetune"]}, seeds=1, out=str(tmp_path / "s"),
         model="efficientnet_lite0", img_size=32, epochs=1, eval__worst_mistakes=0,
+        eval__explain=False,
     )  # fmt: skip
     assert folder_digest(data) == before
     columns, results = read_csv(study.path / "results.csv")
