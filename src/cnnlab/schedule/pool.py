@@ -6,6 +6,9 @@ using every core (a convolution on a 32-px batch does not keep many threads busy
 on the same storage with ``cores // K`` threads. The parent only shows progress, read from
 the storage, and waits.
 
+A worker ends with the parent even when the parent is killed with SIGKILL
+(:func:`cnnlab.data.parallel.die_with_parent`).
+
 Ctrl-C and SIGTERM: the parent does not let a ``KeyboardInterrupt`` land wherever it is (it
 could land inside a SQLAlchemy weakref callback, where Python prints "Exception ignored" and
 drops it, and the pool went on). While it waits, it only notes the signal
@@ -50,7 +53,12 @@ def threads_per_worker(workers: int) -> int:
     return max(1, cpu_cores() // max(1, workers))
 
 
-def _child(target: Callable[..., Any], args: tuple, threads: int) -> None:
+def _child(target: Callable[..., Any], args: tuple, threads: int, parent: int) -> None:
+    # A parent killed with SIGKILL cannot stop its workers: without this they went on training
+    # unseen, and a `--resume` started beside them wrote the same run folders.
+    from cnnlab.data.parallel import die_with_parent
+
+    die_with_parent(parent)
     # Read by torch when the target first imports it: its intra-op pool gets this size.
     for var in _THREAD_VARS:
         os.environ[var] = str(threads)
@@ -95,7 +103,9 @@ def run_pool(
     ctx = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools
     threads = threads_per_worker(workers)
     procs = [
-        ctx.Process(target=_child, args=(target, args, threads), name=f"cnnlab-worker-{i}")
+        ctx.Process(
+            target=_child, args=(target, args, threads, os.getpid()), name=f"cnnlab-worker-{i}"
+        )
         for i in range(workers)
     ]
     for proc in procs:
