@@ -233,6 +233,45 @@ def test_eval_split_is_checked_before_any_work(tmp_path: Path) -> None:
     assert not list(run.glob("eval-*"))
 
 
+def test_eval_on_a_manifest_with_bad_rows_is_one_line(tmp_path: Path) -> None:
+    """eval --data LABELS.csv reads the manifest as train does: its bad rows are one error
+    line naming each, before anything is written; a good manifest is evaluated."""
+    run = build_run(tmp_path)
+    data = tmp_path / "data"
+    before = folder_digest(data)
+    bad = data / "labels.csv"
+    bad.write_text(
+        "path,label\nclass_0/img_000.png,class_0\nclass_0/img_001.png,\n../x.png,class_0\n",
+        encoding="utf-8",
+    )
+    line = one_error_line(cli("eval", str(run), "--data", str(bad)))
+    assert "labels.csv: 2 problems stop the evaluation" in line
+    assert "line 3: empty path or label" in line and "line 4: '../x.png' is outside" in line
+    assert not list(run.glob("eval-*"))
+    bad.write_text("path,label,split\nclass_0/img_000.png,class_0,test\n", encoding="utf-8")
+    line = one_error_line(cli("eval", str(run), "--data", str(bad), "--split", "val"))
+    assert "no rows of split 'val'; it has test: choose one with --split" in line
+    done = cli("eval", str(run), "--data", str(bad))
+    assert done.returncode == 0, done.stderr
+    assert "on 1 images" in done.stdout and (run / "eval-labels" / "report.html").is_file()
+    bad.unlink()
+    assert folder_digest(data) == before
+    # a manifest outside its dataset (clean.csv's root column): no --out inside that root
+    from tests.conftest import write_folder
+
+    from cnnlab.data.issues_index import record_issues
+    from cnnlab.data.scan import scan_dataset
+
+    other = write_folder(tmp_path / "new", classes=3, per_class=2)
+    record_issues(scan_dataset(other, progress=False), tmp_path / "issues", {})
+    clean = tmp_path / "lists" / "clean.csv"
+    clean.parent.mkdir()
+    clean.write_text("path,label,root\nclass_0/img_000.png,class_0,../new\n", encoding="utf-8")
+    before = folder_digest(other)
+    line = one_error_line(cli("eval", str(run), "--data", str(clean), "--out", str(other / "ev")))
+    assert "inside the dataset folder" in line and folder_digest(other) == before
+
+
 @pytest.mark.slow
 def test_commands_on_a_run_never_write_into_the_dataset(tmp_path: Path) -> None:
     """RELIABILITY.md: the run's dataset (and eval's --data) is read-only to cnnlab; export

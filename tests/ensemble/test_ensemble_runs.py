@@ -150,6 +150,19 @@ def test_predict_eval_and_load_accept_an_ensemble(members, tmp_path) -> None:
     assert f"macro F1 averages all {len(classes)} classes; {absent} have no image here" in (
         " ".join(shown.stdout.split())
     )
+    # the same batch as a CSV manifest (path,label): the same images scored, the same left out
+    rows = [[f.relative_to(batch).as_posix(), f.parent.name] for f in sorted(batch.glob("*/*"))]
+    with (batch / "labels.csv").open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([["path", "label"], *rows])
+    before = folder_digest(batch)
+    listed = cli("eval", ens, "--data", batch / "labels.csv")
+    assert listed.returncode == 0, listed.stderr
+    assert "1 rows with labels the model does not know are left out" in " ".join(
+        listed.stderr.split()
+    )
+    metrics = json.loads((ens / "eval-labels" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["num_samples"] == 3 and metrics["accuracy"] == pytest.approx(result["accuracy"])
+    assert folder_digest(batch) == before
 
 
 def test_members_must_share_classes_and_split(members, tmp_path) -> None:

@@ -146,9 +146,13 @@ def test_evaluate_run_on_folder_with_bad_files_and_unknown_class(tiny_run, tmp_p
         evaluate_run(tiny_run, data=only_new)
     with pytest.raises(DataError, match="not found"):
         evaluate_run(tiny_run, data=tmp_path / "nowhere")
-    manifest = tmp_path / "list.csv"  # a file that exists was called "not found"
+    listing = tmp_path / "list.txt"  # a file that exists was called "not found"
+    listing.write_text("path,label\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"takes a labelled folder .* or a CSV manifest .*not this"):
+        evaluate_run(tiny_run, data=listing)
+    manifest = tmp_path / "list.csv"  # a CSV manifest is read as training reads it
     manifest.write_text("path,label\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"takes a labelled folder .* not a file"):
+    with pytest.raises(DataError, match=r"list.csv: the manifest lists no image files"):
         evaluate_run(tiny_run, data=manifest)
 
 

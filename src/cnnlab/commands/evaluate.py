@@ -26,23 +26,29 @@ def eval_command(
         None,
         "--data",
         "-d",
-        help="Labelled folder (ROOT/CLASS/* or ROOT/{train,val,test}/CLASS/*); default: the "
-        "run's split.",
+        help="Labelled folder (ROOT/CLASS/* or ROOT/{train,val,test}/CLASS/*) or CSV manifest "
+        "(path,label[,split][,root], as train reads it); default: the run's split.",
     ),
     split: str = typer.Option(
         None,
-        help="test | val | train: the run's split, or a split folder of --data [default: test;"
-        " a flat --data folder has no splits: all of its images].",
+        help="test | val | train: the run's split, or that split of --data (split folders or "
+        "a manifest's split column) [default: test; a flat folder or a manifest without a "
+        "split column has no splits: all of its images].",
         show_default=False,
     ),
     out: Path = typer.Option(None, "--out", "-o", help="Evaluation folder [default: RUN/eval-*]"),
     tta: bool = tta_option(),
 ) -> None:
-    """Evaluate a run on its test split or another labelled folder; writes metrics and a report.
+    """Evaluate a run on its test split, a labelled folder or a CSV manifest; writes metrics
+    and a report.
+
+    Labels the model does not know are left out with a warning.
 
     Example:
 
         cnnlab eval runs/cnn-scratch --data photos/new_batch
+
+        cnnlab eval runs/cnn-scratch --data photos/labels.csv --split test
     """
     from cnnlab.ensemble.folder import is_ensemble
     from cnnlab.evaluation.evaluate import check_split, evaluate_run, print_evaluation
@@ -51,6 +57,10 @@ def eval_command(
     check_split(split)
     if out is not None:
         check_outside_run_data(out, run, data)
+        if data is not None and data.is_file() and data.suffix.lower() == ".csv":
+            from cnnlab.data.issues_index import manifest_root
+
+            check_outside_run_data(out, run, manifest_root(data.resolve()))  # its images' root
         check_writable_dir(out, "--out")
     if is_ensemble(run):
         from cnnlab.ensemble.predictor import evaluate_ensemble

@@ -53,24 +53,27 @@ def blocking(problems: Iterable[Problem]) -> list[Problem]:
     return [p for p in problems if p.blocking]
 
 
-def blocking_message(problems: Iterable[Problem], root: object) -> str | None:
-    """One line listing every blocking problem, or None when training can go ahead."""
-    stops = blocking(problems)
-    if not stops:
+def blocking_message(
+    problems: Iterable[Problem], root: object, stops: str = "training"
+) -> str | None:
+    """One line listing every blocking problem, or None when ``stops`` (the work they stop:
+    training, or ``cnnlab eval`` on a manifest) can go ahead."""
+    found = blocking(problems)
+    if not found:
         return None
-    if len(stops) == 1:
-        text = stops[0].message
+    if len(found) == 1:
+        text = found[0].message
         return text if str(root) in text else f"{root}: {text}"
-    listed = "; ".join(p.message for p in stops[:10])
-    more = f"; and {len(stops) - 10} more" if len(stops) > 10 else ""
+    listed = "; ".join(p.message for p in found[:10])
+    more = f"; and {len(found) - 10} more" if len(found) > 10 else ""
     return (
-        f"{root}: {len(stops)} problems stop training: {listed}{more} "
+        f"{root}: {len(found)} problems stop {stops}: {listed}{more} "
         f"(`cnnlab data inspect {root}` writes them all to data_report.json)"
     )
 
 
-def raise_blocking(problems: Iterable[Problem], root: object) -> None:
+def raise_blocking(problems: Iterable[Problem], root: object, stops: str = "training") -> None:
     """Raise one DataError naming every blocking problem; return when there is none."""
-    message = blocking_message(problems, root)
+    message = blocking_message(problems, root, stops)
     if message is not None:
         raise DataError(message)

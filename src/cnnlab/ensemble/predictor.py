@@ -158,7 +158,7 @@ def evaluate_ensemble(
     out_dir: str | Path | None = None,
     tta: bool | None = None,
 ) -> dict[str, Any]:
-    """``cnnlab eval`` for an ensemble folder: its own split or another labelled folder.
+    """``cnnlab eval`` for an ensemble folder: its own split, a labelled folder or a manifest.
 
     Mirrors :func:`cnnlab.evaluation.evaluate.evaluate_run` (same sample lists, metrics,
     plots and report) with the ensemble's combined probabilities; ``tta`` None uses each
@@ -167,29 +167,16 @@ def evaluate_ensemble(
     import torch
 
     from cnnlab.evaluation import evaluate as E
-    from cnnlab.evaluation.changed import CHANGED, check_split_files
-    from cnnlab.runs import SPLIT, Run
+    from cnnlab.evaluation.changed import CHANGED
+    from cnnlab.runs import Run
 
     run = Run(Path(path))
     ens = EnsemblePredictor(run.path)
-    left_out: dict[str, int] = {}
-    unplaced: list[dict[str, str]] = []  # files the folder walk skipped
-    changed: dict[str, str] = {}  # files of the members' split rewritten since training
-    if data is None:
-        split = split or "test"
-        root, samples = E.split_samples(run, split)
-        changed = check_split_files(root, run.path / SPLIT, split)
-        source = f"split '{split}' of {root}"
-    else:
-        root = Path(data).expanduser()
-        samples, left_out, unplaced = E.folder_samples(root, split, ens.classes)
-        source = str(root)
+    given, changed = E.eval_data(run, data, split, ens.classes)
+    root, samples, left_out, source = given.root, given.samples, given.left_out, given.source
     paths, labels, probs, skipped = _score(ens, root, samples, tta)
-    skipped = unplaced + skipped
-    out = E._unique_dir(
-        Path(out_dir) if out_dir is not None
-        else run.path / (f"eval-{split}" if data is None else f"eval-{root.resolve().name}")
-    )  # fmt: skip
+    skipped = given.unplaced + skipped
+    out = E._unique_dir(Path(out_dir) if out_dir is not None else run.path / given.name)
     load = ens.members[0].load  # decodes only the gallery's few mistakes
     images = LazyImages(lambda i: load(root / paths[i]))
     metrics = E.evaluate_predictions(labels, probs, ens.classes, out, images=images, paths=paths)

@@ -2,8 +2,8 @@
 
 :func:`evaluate_predictions` is the shared core: ``fit`` calls it for the val and test splits
 at the end of training, and :func:`evaluate_run` (``cnnlab eval``) calls it after predicting
-a run's own split or any other labelled folder. Files that cannot be read are skipped,
-counted and listed in the report; they never stop an evaluation.
+a run's own split, any other labelled folder or a CSV manifest. Files that cannot be read are
+skipped, counted and listed in the report; they never stop an evaluation.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import io
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -217,25 +218,51 @@ def _walk_skipped(found: Any, split: str) -> list[dict[str, str]]:
     return [{"path": rel, "reason": why} for rel, why in found.skipped if evaluated(rel)]
 
 
-def _split_candidates(folder: Path, found: Any, split: str | None) -> list[Any]:
+def _split_candidates(where: Path, found: Any, split: str | None) -> list[Any]:
     """The candidates of the evaluated split: ``split`` (default test) of a split-layout
-    folder, every image of a flat one (where a ``split`` is refused: it has none)."""
-    if found.layout != "split":
+    folder or of a manifest with a split column, every image of a flat folder or every row of
+    a manifest without one (where a ``split`` is refused: it has none)."""
+    manifest = found.layout == "csv"
+    has_splits = any(c.split for c in found.candidates) if manifest else found.layout == "split"
+    if not has_splits:
         if split is not None:
+            lacks, every = (
+                ("no split column", "every row") if manifest
+                else ("no split folders (train/, val/, test/)", "every image in its class folders")
+            )  # fmt: skip
             raise ConfigError(
-                f"--split {split}: {folder} has no split folders (train/, val/, test/), so "
-                "every image in its class folders is evaluated; leave out --split"
+                f"--split {split}: {where} has {lacks}, so {every} is evaluated; leave out --split"
             )
         return list(found.candidates)
     want = split or "test"
     chosen = [c for c in found.candidates if c.split == want]
     if not chosen:
         have = sorted({c.split for c in found.candidates if c.split})
-        raise DataError(
-            f"{folder}: no images in a '{want}' split folder; it has {', '.join(have)}: "
-            f"choose one with --split"
-        )
+        none = f"no rows of split '{want}'" if manifest else f"no images in a '{want}' split folder"
+        raise DataError(f"{where}: {none}; it has {', '.join(have)}: choose one with --split")
     return chosen
+
+
+def _known(
+    where: Path, cands: list[Any], classes: Sequence[str], manifest: bool
+) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    """[(relative path, label)] of the candidates whose label the model knows, and the count
+    per label it does not know (left out with a warning; none known is an error)."""
+    known = set(classes)
+    unknown = dict(sorted(Counter(c.label for c in cands if c.label not in known).items()))
+    samples = [(c.rel, c.label) for c in cands if c.label in known]
+    knows = f"the model knows {', '.join(classes)}"
+    group = "labels" if manifest else "class folders"
+    if unknown and not samples:
+        raise DataError(
+            f"{where}: none of its {group} is one the model knows ({', '.join(unknown)}; {knows})"
+        )
+    if unknown:
+        listed = ", ".join(f"{name} ({n})" for name, n in unknown.items())
+        what = "rows with labels" if manifest else "images in class folders"
+        warn(f"{where}: {sum(unknown.values())} {what} the model does not know are left out: "
+             f"{listed}; {knows}")  # fmt: skip
+    return samples, unknown
 
 
 def folder_samples(
@@ -258,27 +285,92 @@ def folder_samples(
     check_split(split)
     if folder.is_file():
         raise DataError(
-            f"{folder}: --data takes a labelled folder (ROOT/<class>/*.jpg), not a file; a CSV "
-            "manifest's own run is evaluated on its test split without --data"
+            f"{folder}: --data takes a labelled folder (ROOT/<class>/*.jpg) or a CSV manifest "
+            "(a .csv file with columns path,label[,split]), not this file"
         )
     if not folder.is_dir():
         raise DataError(f"{folder}: labelled folder not found; expected ROOT/<class>/*.jpg")
     found = walk_folder(folder)
-    cands = _split_candidates(folder, found, split)
-    known = set(classes)
-    unknown = dict(sorted(Counter(c.label for c in cands if c.label not in known).items()))
-    samples = [(c.rel, c.label) for c in cands if c.label in known]
-    knows = f"the model knows {', '.join(classes)}"
-    if unknown and not samples:
-        raise DataError(
-            f"{folder}: none of its class folders is one the model knows "
-            f"({', '.join(unknown)}; {knows})"
-        )
-    if unknown:
-        listed = ", ".join(f"{name} ({n})" for name, n in unknown.items())
-        warn(f"{folder}: {sum(unknown.values())} images in class folders the model does not "
-             f"know are left out: {listed}; {knows}")  # fmt: skip
+    samples, unknown = _known(folder, _split_candidates(folder, found, split), classes, False)
     return samples, unknown, _walk_skipped(found, split or "test")
+
+
+def manifest_samples(
+    manifest: Path, split: str | None, classes: Sequence[str]
+) -> tuple[Path, list[tuple[str, str]], dict[str, int], list[dict[str, str]]]:
+    """:func:`folder_samples` for a CSV manifest ``path,label[,split][,root]``: (the root its
+    paths are relative to, samples, rows per unknown label, rows skipped).
+
+    Read as training reads it (:func:`~cnnlab.data.manifest.read_manifest` from
+    :func:`~cnnlab.data.issues_index.manifest_root`), so a labelled batch or ``cnnlab data
+    issues``' clean.csv is evaluated on exactly the files training would take. Bad rows and
+    paths outside the root are one error naming their lines. With a split column only
+    ``split`` (default test) is evaluated; without one every row, and ``split`` is refused.
+    """
+    from cnnlab.data.issues_index import manifest_root
+    from cnnlab.data.manifest import read_manifest
+    from cnnlab.data.problems import raise_blocking
+
+    check_split(split)
+    manifest = manifest.resolve()
+    root = manifest_root(manifest)
+    found = read_manifest(manifest, root=root)
+    raise_blocking([_for_eval(p) for p in found.problems], manifest, stops="the evaluation")
+    samples, unknown = _known(manifest, _split_candidates(manifest, found, split), classes, True)
+    return root, samples, unknown, _walk_skipped(found, split or "test")
+
+
+def _for_eval(problem: Any) -> Any:
+    """A manifest problem as eval words it: an outside path cannot be allowed here (eval has
+    no ``data.allow_outside_paths``), so its fix is to move the file in."""
+    if problem.kind != "outside path":
+        return problem
+    where = problem.message.rpartition("; ")[0]
+    return replace(problem, message=f"{where}; move the file into it (eval reads none outside)")
+
+
+@dataclass(frozen=True)
+class LabelledData:
+    """What ``eval --data`` scores: images under ``root``, and how the report names them."""
+
+    root: Path  # the folder the sample paths are relative to
+    samples: list[tuple[str, str]]  # (relative path, label), labels the model knows only
+    left_out: dict[str, int]  # label the model does not know -> images left out
+    unplaced: list[dict[str, str]]  # files the walk or manifest skipped, with the reason
+    source: str  # the folder's or manifest's name only: reports get shared
+    name: str  # the default evaluation folder, ``eval-<folder name or manifest stem>``
+
+
+def labelled_data(data: str | Path, split: str | None, classes: Sequence[str]) -> LabelledData:
+    """``--data`` of ``cnnlab eval`` (runs and ensembles alike): a labelled folder
+    (:func:`folder_samples`) or a ``.csv`` manifest (:func:`manifest_samples`).
+
+    Raises:
+        ConfigError: ``split`` is refused (unknown, or ``data`` has no splits).
+        DataError: the folder or manifest cannot be evaluated (see the two functions).
+    """
+    path = Path(data).expanduser()
+    if path.is_file() and path.suffix.lower() == ".csv":
+        root, samples, left_out, unplaced = manifest_samples(path, split, classes)
+        return LabelledData(root, samples, left_out, unplaced, path.name, f"eval-{path.stem}")
+    samples, left_out, unplaced = folder_samples(path, split, classes)
+    name = path.resolve().name
+    return LabelledData(path, samples, left_out, unplaced, name, f"eval-{name}")
+
+
+def eval_data(
+    run: Any, data: str | Path | None, split: str | None, classes: Sequence[str]
+) -> tuple[LabelledData, dict[str, str]]:
+    """What ``cnnlab eval`` scores for a run or an ensemble: ``data`` (:func:`labelled_data`),
+    or with None the run's own ``split`` (default test), plus the files of that split
+    rewritten since training (``{path: "recorded sha1 -> now"}``; empty for ``data``)."""
+    if data is not None:
+        return labelled_data(data, split, classes), {}
+    split = split or "test"
+    root, samples = split_samples(run, split)
+    changed = check_split_files(root, run.path / SPLIT, split)
+    source = f"split '{split}' of {root.name}"  # names only: reports get shared
+    return LabelledData(root, samples, {}, [], source, f"eval-{split}"), changed
 
 
 def evaluate_run(
@@ -288,19 +380,23 @@ def evaluate_run(
     out_dir: str | Path | None = None,
     tta: bool | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a finished run on its own split or on another labelled folder.
+    """Evaluate a finished run on its own split, another labelled folder or a CSV manifest.
 
     Args:
         run_dir: the run folder.
-        data: a labelled folder (``ROOT/<class>/*`` or ``ROOT/{train,val,test}/<class>/*``);
-            None evaluates the run's own ``split`` from ``split.csv`` and ``data.root``;
-            files rewritten since training (their sha1 differs from split.csv's) are scored
-            as they are now, with a warning, and listed in the report.
-        split: ``test``, ``val`` or ``train``: the run's split, or the split folder of a
-            split-layout ``data``; None: test, or every image of a flat ``data`` folder
-            (which has no splits, so naming one is an error).
-        out_dir: evaluation folder; default ``RUN/eval-<split or folder name>``. A suffix is
-            added if it exists.
+        data: a labelled folder (``ROOT/<class>/*`` or ``ROOT/{train,val,test}/<class>/*``)
+            or a ``.csv`` manifest ``path,label[,split][,root]`` read as training reads it
+            (paths relative to its folder or its root column; a bad row is an error naming
+            its line); images of classes the model does not know are left out, with a
+            warning. None evaluates the run's own ``split`` from ``split.csv`` and
+            ``data.root``; files rewritten since training (their sha1 differs from
+            split.csv's) are scored as they are now, with a warning, and listed in the report.
+        split: ``test``, ``val`` or ``train``: the run's split, or that split of a
+            split-layout ``data`` folder or of a manifest with a split column; None: test, or
+            every image of a flat ``data`` folder or of a manifest without a split column
+            (which have no splits, so naming one is an error).
+        out_dir: evaluation folder; default ``RUN/eval-<split, folder name or manifest
+            stem>``. A suffix is added if it exists.
         tta: flip test-time augmentation; None uses the model card's setting.
 
     Returns:
@@ -309,6 +405,7 @@ def evaluate_run(
 
     Example:
         >>> evaluate_run("runs/cnn-1", data="photos/new")["accuracy"]  # doctest: +SKIP
+        >>> evaluate_run("runs/cnn-1", data="batch/labels.csv")["accuracy"]  # doctest: +SKIP
     """
     from cnnlab.evaluation.stream import FileImages, predict_stream
     from cnnlab.predict import Predictor
@@ -317,30 +414,20 @@ def evaluate_run(
     run = load_run(run_dir)
     predictor = Predictor(run.path)
     classes = predictor.classes
-    left_out: dict[str, int] = {}
-    unplaced: list[dict[str, str]] = []  # files the folder walk skipped
-    changed: dict[str, str] = {}  # files of the run's split rewritten since training
-    if data is None:
-        split = split or "test"
-        root, samples = split_samples(run, split)
-        changed = check_split_files(root, run.path / SPLIT, split)
-        source = f"split '{split}' of {root.name}"  # names only: reports get shared
-    else:
-        root = Path(data).expanduser()
-        samples, left_out, unplaced = folder_samples(root, split, classes)
-        source = root.resolve().name
+    given, changed = eval_data(run, data, split, classes)
+    root, samples, left_out = given.root, given.samples, given.left_out
     start = time.perf_counter()
     use_tta = predictor.tta if tta is None else tta
     probs, labels, paths, skipped = predict_stream(predictor, root, samples, classes, use_tta)
-    skipped = unplaced + skipped
+    skipped = given.unplaced + skipped
     if not paths:
         raise DataError(f"{root}: none of the {len(samples)} images could be read")
     images = FileImages(predictor, root, paths)
     elapsed = time.perf_counter() - start
-    name = f"eval-{split}" if data is None else f"eval-{root.resolve().name}"
-    out = _unique_dir(Path(out_dir) if out_dir is not None else run.path / name)
+    out = _unique_dir(Path(out_dir) if out_dir is not None else run.path / given.name)
     metrics = evaluate_predictions(labels, probs, classes, out, images=images, paths=paths)
     write_predictions(out / "predictions.csv", paths, labels, probs, classes)
+    source = given.source
     summary = {
         "source": source,
         "images": len(paths),
