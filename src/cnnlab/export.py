@@ -57,8 +57,10 @@ def _split_paths(run_dir: Path, limit: int) -> list[Path]:
             rows = list(csv.DictReader(fh))
     except (OSError, yaml.YAMLError, csv.Error):
         return []
-    if root.is_file():  # a CSV manifest: paths are relative to its folder
-        root = root.parent
+    if root.is_file():  # a CSV manifest: paths are read from its root column's folder or its own
+        from cnnlab.paths import dataset_folder
+
+        root = dataset_folder(root)
     order = {"test": 0, "val": 1, "train": 2}
     rows.sort(key=lambda r: order.get(r.get("split", ""), 3))
     return [root / r["path"] for r in rows[: limit * 4] if r.get("path")]

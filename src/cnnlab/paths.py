@@ -56,9 +56,23 @@ def offline() -> bool:
 
 
 def dataset_folder(root: str | os.PathLike[str]) -> Path:
-    """The folder a dataset occupies: the folder itself, or a CSV manifest's folder."""
+    """The folder a dataset occupies: the folder itself, or the folder a CSV manifest's paths
+    are read from (its ``root`` column, as ``data issues``' clean.csv names the dataset it
+    cleaned, else the manifest's own folder).
+
+    Outputs are refused inside this folder: a clean.csv kept outside the dataset once made
+    the check guard the CSV's folder, and ``--runs-dir DATASET/runs`` wrote into the data.
+    """
     path = Path(root).expanduser().resolve()
-    return path.parent if path.is_file() else path
+    if not path.is_file():
+        return path
+    from cnnlab.data.issues_index import manifest_root
+    from cnnlab.errors import CnnlabError
+
+    try:
+        return manifest_root(path, allow_outside=True).resolve()
+    except (CnnlabError, OSError, UnicodeDecodeError):
+        return path.parent  # the command that reads the manifest names what is wrong with it
 
 
 def is_inside(path: str | os.PathLike[str], folder: Path) -> bool:

@@ -134,20 +134,11 @@ def output_folder(given: str | Path | None, data: str | Path) -> Path:
     Raises:
         ConfigError: ``given`` is inside the dataset folder.
     """
-    from cnnlab.data.issues_index import manifest_root
+    from cnnlab.paths import dataset_folder, outside_dataset
 
-    data = Path(data).expanduser().resolve()
-    manifest = data.is_file() and data.suffix.lower() == ".csv"
-    dataset = manifest_root(data) if manifest else data.parent if data.is_file() else data
-    if given is not None:
-        if Path(given).resolve().is_relative_to(dataset):
-            raise ConfigError(
-                f"--out {given} is inside the dataset folder {dataset}; cnnlab never writes "
-                "into your data: choose a folder outside it"
-            )
-        return Path(given)
-    default = Path("data_issues") / data.stem
-    return dataset.parent / default if default.resolve().is_relative_to(dataset) else default
+    default = Path("data_issues") / Path(data).stem
+    given_path = Path(given) if given is not None else None
+    return outside_dataset(given_path, default, dataset_folder(data), "--out")
 
 
 def find_issues(

@@ -189,8 +189,10 @@ def split_samples(run: Any, split: str) -> tuple[Path, list[tuple[str, str]]]:
     data_root = (run.config.get("data") or {}).get("root")
     if not data_root:
         raise DataError(f"{run.path / 'config.yaml'}: no data.root; pass --data FOLDER")
-    root = Path(data_root)
-    root = root.parent if root.is_file() else root
+    from cnnlab.paths import dataset_folder
+
+    # a manifest's paths are read from its root column's folder (clean.csv), else its own
+    root = dataset_folder(data_root)
     if not root.is_dir():
         raise DataError(f"{root}: the run's dataset folder is gone; pass --data FOLDER")
     split_file = run.path / SPLIT
