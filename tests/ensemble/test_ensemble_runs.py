@@ -212,3 +212,46 @@ def test_from_study_takes_the_best_cells_by_val(members, tmp_path) -> None:
     assert names == ["c0-s0", "c1-s0"]
     missing = cli("ensemble", "--from-study", tmp_path / "nowhere")
     assert missing.returncode == 2 and "results.csv: missing" in missing.stderr
+
+
+def _tie_on_val(run: Path, like: Path) -> None:
+    """Give ``run`` the val accuracy and macro F1 of ``like``: a few dozen val images make such
+    ties common (explore_g 4: three study seeds all scored 0.9667)."""
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    theirs = json.loads((like / "summary.json").read_text(encoding="utf-8"))["metrics"]["val"]
+    summary["metrics"]["val"].update(accuracy=theirs["accuracy"], macro_f1=theirs["macro_f1"])
+    (run / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+
+
+def test_the_best_member_does_not_depend_on_argument_order_when_members_tie_on_val(
+    members, tmp_path
+) -> None:
+    """Explore_g 4: with members tied on val the first given was "best", so the headline gain,
+    its CI and the member named changed with the order of the command's arguments."""
+    tied = {k: tmp_path / k for k in ("b tied", "a twin")}
+    shutil.copytree(members["b"], tied["b tied"])
+    shutil.copytree(members["a"], tied["a twin"])  # same val log loss as a: the name decides
+    _tie_on_val(tied["b tied"], members["a"])
+    runs = [members["a"], tied["b tied"], tied["a twin"]]
+    loss = {p.name: json.loads((p / "summary.json").read_text())["metrics"]["val"]["log_loss"]
+            for p in runs}  # fmt: skip
+    first = min(("a", "b tied"), key=lambda n: (loss[n], n))
+    gains = []
+    for i, order in enumerate((runs, runs[::-1], [runs[1], runs[0], runs[2]])):
+        run = build_ensemble(order, method="soft", out=tmp_path / f"ens{i}")
+        gains.append(run.summary["gain_over_best_member"])
+        text = " ".join((run.path / "report.md").read_text(encoding="utf-8").split())
+        assert "it tied on val accuracy and macro F1 with" in text
+    keys = ("best_member", "tied_on_val", "tie_broken_by", "accuracy_diff", "ci_low", "ci_high")
+    assert all({k: g[k] for k in keys} == {k: gains[0][k] for k in keys} for g in gains), gains
+    assert gains[0]["best_member"] == first
+    assert sorted([first, *gains[0]["tied_on_val"]]) == ["a", "a twin", "b tied"]
+
+    done = cli("ensemble", tied["b tied"], members["a"], "--out", tmp_path / "pair")
+    assert done.returncode == 0, done.stderr
+    assert f"vs {first}, which tied on val with 1 other(s):" in done.stdout
+    gain = json.loads((tmp_path / "pair/summary.json").read_text())["gain_over_best_member"]
+    assert gain["best_member"] == first and gain["tie_broken_by"] == "val log loss"
+    text = " ".join((tmp_path / "pair/report.md").read_text(encoding="utf-8").split())
+    assert f"({first}, chosen on val: it tied on val accuracy and macro F1 with" in text
+    assert "and has the lowest val log loss of them)" in text

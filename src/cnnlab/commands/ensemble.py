@@ -50,6 +50,8 @@ def ensemble_command(
     if test is not None:
         line += f", test accuracy {test:.4f}"
     if gain:
-        line += f" ({gain['accuracy_diff']:+.4f} vs {gain['best_member']}: {gain['verdict']})"
+        tied = len(gain.get("tied_on_val") or [])
+        also = f", which tied on val with {tied} other(s)" if tied else ""
+        line += f" ({gain['accuracy_diff']:+.4f} vs {gain['best_member']}{also}: {gain['verdict']})"
     result(line)
     result(f"report: {run.report}")

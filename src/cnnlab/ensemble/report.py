@@ -1,14 +1,18 @@
 """An ensemble's metrics, plots and report: each member beside the ensemble, and whether the
 ensemble's gain over the best member is a real difference.
 
-The best member is the one with the highest *val* accuracy (choosing it on test would flatter
-the member); the comparison is made on test with the paired tests of
-:mod:`cnnlab.studies.stats`: a bootstrap CI of the accuracy difference over test images and an
-exact McNemar test on the same images. The words never claim more than the two agree on.
+The best member is the one with the highest *val* accuracy, then val macro F1 (choosing it on
+test would flatter the member). Members often tie on a few dozen val images; the tie is broken
+by the lower val log loss, then by name, so the choice never depends on the order the members
+were given in, and the report names the tied members and the rule that chose. The comparison
+is made on test with the paired tests of :mod:`cnnlab.studies.stats`: a bootstrap CI of the
+accuracy difference over test images and an exact McNemar test on the same images.
+The words never claim more than the two agree on.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -63,14 +67,33 @@ def evaluate_splits(
     )
 
 
-def best_member(members: list[Member]) -> Member:
-    """The member with the highest val accuracy (then val macro F1; first on ties)."""
+def _val(m: Member) -> dict[str, Any]:
+    return (m.summary.get("metrics") or {}).get("val") or {}
 
-    def key(m: Member) -> tuple[float, float]:
-        val = (m.summary.get("metrics") or {}).get("val") or {}
-        return float(val.get("accuracy") or 0.0), float(val.get("macro_f1") or 0.0)
 
-    return max(members, key=key)
+def _val_score(m: Member) -> tuple[float, float]:
+    val = _val(m)
+    return float(val.get("accuracy") or 0.0), float(val.get("macro_f1") or 0.0)
+
+
+def _log_loss(m: Member) -> float:
+    loss = _val(m).get("log_loss")
+    return math.inf if loss is None or math.isnan(float(loss)) else float(loss)
+
+
+def best_member(members: list[Member]) -> tuple[Member, list[Member], str]:
+    """The member with the highest val accuracy (then val macro F1), the others it tied with
+    on both, and the rule that chose among the tied: ``""`` (no tie), ``"val log loss"``
+    (the lowest) or ``"name"`` (log loss tied too). Never the first given: with tied members,
+    taking the first made the gain depend on the order of the command's arguments."""
+    top = max(_val_score(m) for m in members)
+    tied = [m for m in members if _val_score(m) == top]
+    tied.sort(key=lambda m: (_log_loss(m), m.name, str(m.run.path)))
+    best, others = tied[0], tied[1:]
+    if not others:
+        return best, [], ""
+    rule = "name" if _log_loss(others[0]) == _log_loss(best) else "val log loss"
+    return best, others, rule
 
 
 def gain_over_best(
@@ -79,13 +102,15 @@ def gain_over_best(
     """Ensemble minus best member (chosen on val) on ``split``: difference, CI, p, verdict."""
     from cnnlab.studies.stats import mcnemar, paired_bootstrap, verdict
 
-    best = best_member(members)
+    best, tied, rule = best_member(members)
     y = best.scores[split].labels
     ours, theirs = ensemble_probs.argmax(axis=1), best.scores[split].probs.argmax(axis=1)
     diff = paired_bootstrap(y, ours, theirs)
     test = mcnemar(y, ours, theirs)
     return {
         "best_member": best.name,
+        "tied_on_val": [m.name for m in tied],
+        "tie_broken_by": rule,
         "split": split,
         "accuracy_diff": diff.diff,
         "ci_low": diff.ci_low,
@@ -97,10 +122,26 @@ def gain_over_best(
     }
 
 
+def _chosen(gain: dict[str, Any]) -> str:
+    """``chosen on val``, and when members tied on val, with whom and what chose."""
+    tied = gain.get("tied_on_val") or []
+    if not tied:
+        return "chosen on val"
+    rule = gain.get("tie_broken_by")
+    how = (
+        "the lowest val log loss of them"
+        if rule == "val log loss"
+        else "the same val log loss too, so the first by name"
+    )
+    return (
+        f"chosen on val: it tied on val accuracy and macro F1 with {', '.join(tied)}, and has {how}"
+    )
+
+
 def _sentence(gain: dict[str, Any]) -> str:
     d = gain
     span = f"{d['accuracy_diff']:+.4f} (95% CI {d['ci_low']:+.4f} to {d['ci_high']:+.4f})"
-    head = f"On {d['split']}, ensemble minus the best member ({d['best_member']}, chosen on val)"
+    head = f"On {d['split']}, ensemble minus the best member ({d['best_member']}, {_chosen(d)})"
     tail = f"McNemar p = {d['mcnemar_p']:.3g}"
     if d["verdict"] == "better":
         return f"{head}: {span}; {tail}. The ensemble is better, beyond chance at 95%."
