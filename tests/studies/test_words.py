@@ -125,3 +125,25 @@ def test_seeds_that_all_scored_the_same_are_not_given_a_spread():
     text = " ".join(summary_sentences(_plan(), table, comps, tied, "validation", [], 0))
     assert "setting c1 (c1): every seed scored the same test accuracy, so the spread" in text
     assert "setting c2 (c2): every" not in text and "setting c3 (c3): every" not in text
+
+
+def test_a_best_study_says_when_the_interval_alone_would_have_called_a_difference():
+    """Explore_g 6: c1 won 12-0 discordant images over three seed pairs and the interval
+    excluded 0, yet the report said only "not distinguishable"; a ladder already said more."""
+    table = [_row("c1"), _row("c2"), _row("c3")]
+    comps = [
+        {**_comp("c2", "not distinguishable", -0.125, p_holm=0.5), "seeds": 3},  # excludes 0
+        {**_comp("c3", "not distinguishable", -0.01, p_holm=1.0), "seeds": 3},
+    ]
+    lines = summary_sentences(_plan(), table, comps, table[0], "validation", [], 0)
+    text = " ".join(lines)
+    assert "not distinguishable at 95% from setting c2 (c2), setting c3 (c3)" in text
+    assert (
+        "Against setting c2 (c2) the interval alone would have called it a difference "
+        "(setting c2 minus setting c1: -12.5 pts, 95% CI -14.5 pts to -10.5 pts; McNemar p=0.5 "
+        "after Holm, the largest over its 3 seed pairs since every pair must show it, is not "
+        "below 0.05, so not distinguishable although the bootstrap interval excludes 0)."
+    ) in text
+    assert "Against setting c3" not in text
+    ladder = " ".join(summary_sentences(_plan("previous"), table, comps, None, "", [], 0))
+    assert "the largest over its 3 seed pairs since every pair must show it" in ladder

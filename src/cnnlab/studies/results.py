@@ -18,7 +18,7 @@ import numpy as np
 
 from cnnlab.atomic import atomic_write_text
 from cnnlab.errors import CnnlabError, RunError
-from cnnlab.runs import CLASSES, Run, read_json
+from cnnlab.runs import CLASSES, Run, probs_file, read_json
 from cnnlab.schedule.runs import read_failure
 from cnnlab.studies import stats
 from cnnlab.studies.folder import RUNS
@@ -158,6 +158,8 @@ def table_rows(plan: Plan, records: list[RunRecord]) -> list[dict[str, Any]]:
             # A t-interval over few seeds can pass the metric's bounds; it cannot leave [0, 1].
             row[f"{metric}_ci_low"] = float(np.clip(spread.ci_low, 0.0, 1.0))
             row[f"{metric}_ci_high"] = float(np.clip(spread.ci_high, 0.0, 1.0))
+        tied = row["n"] > 1 and row["test_accuracy_std"] == 0.0
+        row["seed_predictions"] = seed_predictions([r.path for r in done]) if tied else ""
         row["val_accuracy_mean"] = stats.spread([r.metric("val_accuracy") for r in done]).mean
         # the no-skill baseline of the shared test split, and its size (words.py tests it)
         row["test_majority_accuracy"] = max((r.metric("test_majority_accuracy") for r in done),
@@ -176,6 +178,31 @@ def table_rows(plan: Plan, records: list[RunRecord]) -> list[dict[str, Any]]:
 
 
 TEST_PREDICTIONS = "predictions/test.csv"  # relative to a run folder, as messages name it
+SAME_PROBS_ATOL = 1e-6  # float noise of one computation done twice, far below any model change
+
+
+def seed_predictions(run_dirs: list[Path]) -> str:
+    """Whether runs whose seeds tied on the metric are one model or several.
+
+    ``"same"`` when every run saved the same test probabilities (a setting the seed does not
+    change), ``"differ"`` when probabilities or predicted classes differ (different models
+    that tied, at a ceiling such as 1.000, say), ``""`` when the files cannot tell: predicted
+    classes alone cannot, since different models at 100% predict the same classes.
+    """
+    files = [probs_file(d, "test") for d in run_dirs]
+    if all(f.is_file() for f in files):
+        try:
+            probs = [np.load(f, allow_pickle=False) for f in files]
+        except (OSError, ValueError):
+            probs = []
+        if probs and all(p.shape == probs[0].shape for p in probs):
+            same = all(np.allclose(p, probs[0], rtol=0, atol=SAME_PROBS_ATOL) for p in probs)
+            return "same" if same else "differ"
+    try:
+        preds = [predictions(d) for d in run_dirs]
+    except RunError:
+        return ""
+    return "" if all(p == preds[0] for p in preds) else "differ"
 
 
 def predictions(run_dir: Path) -> dict[str, tuple[int, int]]:

@@ -42,18 +42,30 @@ def _p(c: dict[str, Any]) -> str:
     return "n/a" if p is None or math.isnan(p) else f"{p:.2g}"
 
 
-def _test(c: dict[str, Any]) -> str:
-    """The McNemar p-value behind a row's verdict; for a ``not distinguishable`` row whose
-    bootstrap interval excludes 0, that the test (the verdict needs both) decided."""
+def _test_decided(c: dict[str, Any]) -> bool:
+    """A ``not distinguishable`` row whose bootstrap interval excludes 0: the interval alone
+    would have called it a difference, and the McNemar test (the verdict needs both) did not."""
     low, high = c.get("diff_accuracy_ci_low"), c.get("diff_accuracy_ci_high")
-    said = f"McNemar p={_p(c)} after Holm"
     excludes_0 = low is not None and not math.isnan(low) and (low > 0 or high < 0)
-    if c["verdict"] == "not distinguishable" and excludes_0:
-        return (
-            f"{said} is not below 0.05, so not distinguishable although the bootstrap "
-            "interval excludes 0"
-        )
-    return said
+    return c["verdict"] == "not distinguishable" and excludes_0
+
+
+def _test(c: dict[str, Any]) -> str:
+    """The McNemar p-value behind a row's verdict; for a row :func:`_test_decided` names,
+    that the test decided, and with several seeds that p is the largest over seed pairs."""
+    said = f"McNemar p={_p(c)} after Holm"
+    if not _test_decided(c):
+        return said
+    seeds = c.get("seeds")
+    largest = (
+        f", the largest over its {seeds} seed pairs since every pair must show it,"
+        if isinstance(seeds, int) and seeds > 1
+        else ""
+    )
+    return (
+        f"{said}{largest} is not below 0.05, so not distinguishable although the bootstrap "
+        "interval excludes 0"
+    )
 
 
 def same_score(row: dict[str, Any], metric: str = "test_accuracy") -> bool:
@@ -64,18 +76,33 @@ def same_score(row: dict[str, Any], metric: str = "test_accuracy") -> bool:
 
 
 def same_score_sentences(ran: list[dict[str, Any]]) -> list[str]:
-    """Cells whose seeds tied: seed-independent (a frozen backbone with a deterministic head
-    gives one result however many seeds run) or a tie; either way no spread is known."""
+    """Cells whose seeds tied, told apart by their runs' test predictions
+    (:func:`cnnlab.studies.results.seed_predictions`): one model trained again (a frozen
+    backbone with a deterministic head), different models that tied (at a ceiling, say), or
+    a tie the saved files cannot explain. In every case no spread over seeds is known."""
     same = [r for r in ran if same_score(r)]
-    if not same:
-        return []
+    groups = {k: [r for r in same if r.get("seed_predictions", "") == k] for k in WHY_TIED}
     return [
-        f"{_names(same)}: every seed scored the same test accuracy, so the spread over seeds "
-        "is unknown (no std or CI over seeds). A setting that does not depend on the seed "
-        "(a frozen backbone with a logistic-regression or SVM head, say) gives one result "
-        "however many seeds run, counted once per seed; the paired comparisons resample test "
-        "images and test each seed pair on its own, so the repeats add no evidence there."
+        f"{_names(rows)}: every seed scored the same test accuracy, so the spread over seeds "
+        f"is unknown (no std or CI over seeds). {WHY_TIED[k]}"
+        for k, rows in groups.items()
+        if rows
     ]
+
+
+WHY_TIED = {  # keyed by results.seed_predictions
+    "same": "The runs saved the same test predictions: the setting does not depend on the "
+    "seed (a frozen backbone with a logistic-regression or SVM head, say), so it gives one "
+    "result however many seeds run, counted once per seed; the paired comparisons resample "
+    "test images and test each seed pair on its own, so the repeats add no evidence there.",
+    "differ": "The runs are different models (their test predictions differ) that tied on the "
+    "metric, at its ceiling or on a test set too small to separate them: the repeats are "
+    "evidence, but how far another seed could fall is not measured.",
+    "": "A setting that does not depend on the seed (a frozen backbone with a "
+    "logistic-regression or SVM head, say) gives one result however many seeds run, counted "
+    "once per seed, and then the repeats add no evidence to the paired comparisons; the "
+    "saved predictions cannot tell whether that is the case here.",
+}
 
 
 def best_sentences(ref: dict[str, Any], chosen_on: str, comps: list[dict]) -> list[str]:
@@ -97,6 +124,12 @@ def best_sentences(ref: dict[str, Any], chosen_on: str, comps: list[dict]) -> li
             f"It is not distinguishable at 95% from {_names(by['not distinguishable'])}, "
             "so no single best cell can be named."
         )
+        for c in by["not distinguishable"]:
+            if _test_decided(c):
+                out.append(
+                    f"Against {c['label']} ({c['cell']}) the interval alone would have called "
+                    f"it a difference ({c['label']} minus {ref['label']}: {_gain(c)}; {_test(c)})."
+                )
     if by["worse"]:
         out.append(f"It is better at 95% than {_names(by['worse'])} ({METHOD}).")
     if by["better"]:
