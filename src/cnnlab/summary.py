@@ -247,14 +247,18 @@ def runs_table(runs_dir: str | Path = "runs", sort: str = "created", wide: bool 
 
 def print_summary(run: Run) -> None:
     """Final metrics of one run (its report path: :func:`print_report_path`)."""
+    from cnnlab.evaluation.metrics import macro_f1_note
+
     summary = run.summary
     table = Table(title=f"{run.name}: {summary.get('model')} ({summary.get('mode')})")
     table.add_column("split")
     for column in ("accuracy", "macro F1", "images"):
         table.add_column(column, justify="right")
-    intervals = False
+    intervals, notes = False, []
     for split, values in summary.get("metrics", {}).items():
         full = run.split_metrics(split) or {}
+        if why := macro_f1_note(full):  # a class with no image here: say what macro F1 covers
+            notes.append(f"({split}: {why})")
         cells = []
         for key in ("accuracy", "macro_f1"):
             ci = full.get(f"{key}_ci")
@@ -264,6 +268,8 @@ def print_summary(run: Run) -> None:
     result(table)
     if intervals:
         result("(in brackets: the 95% interval the split's images allow)")
+    for note in notes:
+        result(note)
     result(
         f"best epoch {summary.get('best_epoch')}, training {summary.get('train_time_s', 0):.1f} s"
     )

@@ -47,7 +47,10 @@ def test_spread_edge_cases_one_seed_equal_seeds_and_failed_runs():
 def test_macro_f1_matches_sklearn_batched_with_absent_classes(seed):
     y, a, _, k = _paired_case(seed, seeds=4)
     got = stats.macro_f1(y, a, k)
-    want = [f1_score(y, row, labels=list(range(k)), average="macro", zero_division=0) for row in a]
+    nan = np.nan  # a class absent from labels and predictions is left out, as in training
+    want = [
+        f1_score(y, row, labels=list(range(k)), average="macro", zero_division=nan) for row in a
+    ]
     assert got.shape == (4,)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
     assert float(stats.macro_f1(y, a[0], k)) == pytest.approx(want[0])
@@ -98,8 +101,8 @@ def test_bootstrap_macro_f1_matches_scipy_paired_resampling_with_sklearn():
     y, a, b, k = _paired_case(3, seeds=2, n=50)
     got = stats.paired_bootstrap(y, a, b, metric="macro_f1", num_classes=k, n_resamples=150)
 
-    def f1(t, p):
-        return f1_score(t, p, labels=list(range(k)), average="macro", zero_division=0)
+    def f1(t, p):  # a class a resample misses and never predicts is left out, as in training
+        return f1_score(t, p, labels=list(range(k)), average="macro", zero_division=np.nan)
 
     def statistic(t, a0, a1, b0, b1):
         return (f1(t, a0) - f1(t, b0) + f1(t, a1) - f1(t, b1)) / 2

@@ -25,7 +25,7 @@ from cnnlab.console import warn
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.evaluation import plots as P
 from cnnlab.evaluation.changed import CHANGED, check_split_files
-from cnnlab.evaluation.metrics import compute_metrics
+from cnnlab.evaluation.metrics import compute_metrics, macro_f1_note
 from cnnlab.evaluation.plotjobs import PlotJobs
 from cnnlab.evaluation.report import write_report
 from cnnlab.runs import SPLIT, SUMMARY, atomic_write_text, load_run, write_json
@@ -487,15 +487,11 @@ def print_evaluation(result: dict[str, Any]) -> None:
     """The one line ``cnnlab eval`` prints for a run or an ensemble: the numbers and the report
     (a result: ``--quiet`` keeps it).
 
-    Macro F1 averages over every class the model knows, so a folder holding only some of them
-    scores low however right the predictions are; the line says how many classes had no image.
+    Macro F1 leaves out a class with no image here that was never predicted (the rule
+    training's val/macro_f1 follows); the line says so when the folder lacks some classes.
     """
-    absent = sum(1 for row in result["per_class"] if row["support"] == 0)
-    note = (
-        f" (macro F1 averages all {result['num_classes']} classes; {absent} have no image here)"
-        if absent
-        else ""
-    )
+    why = macro_f1_note(result)
+    note = f" ({why})" if why else ""
     from rich.markup import escape
 
     n = result.get("changed_files", 0)

@@ -37,11 +37,15 @@ _BATCH_ELEMENTS = 4_000_000
 
 
 def macro_f1(y_true: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """Macro F1 over all ``num_classes`` labels along the last axis, batched.
+    """Macro F1 along the last axis, batched, over the classes present or predicted.
 
-    Matches ``sklearn.metrics.f1_score(average="macro", labels=range(K), zero_division=0)``
-    (the definition cnnlab's reports use): a class absent from both labels and predictions
-    scores 0 and still counts in the mean.
+    A class that is neither in the labels nor in the predictions (tp + fp + fn = 0) has no
+    F1 and is left out of the mean, the rule training's val/macro_f1 follows
+    (:func:`cnnlab.engine.epoch_metrics.macro_f1`, torchmetrics). Counting it as 0 made a
+    class with no image in the split cost 1/K, and made each bootstrap resample that
+    happened to miss a rare class lose 1/K (intervals capped at (K-1)/K). A class predicted
+    but absent (fp > 0) still scores 0. Matches ``sklearn.metrics.f1_score(labels=range(K),
+    average="macro", zero_division=np.nan)``.
     """
     y = np.asarray(y_true, dtype=np.int64)
     p = np.asarray(pred, dtype=np.int64)
@@ -57,7 +61,9 @@ def macro_f1(y_true: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarr
     pred_n = np.bincount((offset + p2).ravel(), minlength=rows * k).reshape(rows, k)
     denom = true_n + pred_n  # = 2 tp + fp + fn
     f1 = np.divide(2.0 * tp, denom, out=np.zeros((rows, k)), where=denom > 0)
-    return f1.mean(axis=1).reshape(lead)
+    counted = (denom > 0).sum(axis=1)
+    mean = np.divide(f1.sum(axis=1), counted, out=np.zeros(rows), where=counted > 0)
+    return mean.reshape(lead)
 
 
 def beats_majority(

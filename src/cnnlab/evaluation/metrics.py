@@ -1,12 +1,18 @@
 """Classification metrics from predicted probabilities, and a plain-words fit diagnosis.
 
 Every metric is computed over all ``K`` classes of the run (``labels=range(K)``), so a class
-that never occurs in the labels or in the predictions still has its row, and a zero division
-counts as 0 instead of raising: small test splits hit both cases often. The output holds only
-Python ints, floats, strings and lists, so it goes straight into ``metrics.json``.
+that never occurs in the labels or in the predictions still has its row (0 where a score is
+0/0, instead of raising: small test splits hit this often). The macro averages leave out a
+class whose score is 0/0, which was never measured: macro F1 averages the classes present in
+the split or predicted (tp + fp + fn > 0), the rule training's val/macro_f1 follows
+(:func:`cnnlab.engine.epoch_metrics.macro_f1`); macro recall averages the classes present (it
+equals balanced accuracy), macro precision the classes predicted. Counting a class with no
+image as 0 pulled macro F1 down by 1/K per such class. The output holds only Python ints,
+floats, strings and lists, so it goes straight into ``metrics.json``.
 
 Precision, recall and F1 are the definitions scikit-learn's ``precision_recall_fscore_support``
-implements (``labels=range(K)``, ``zero_division=0``), computed here from the confusion matrix:
+implements (``labels=range(K)``; per class ``zero_division=0``, macro averages
+``zero_division=np.nan``), computed here from the confusion matrix:
 importing ``sklearn.metrics`` cost 0.7-1 s of every run's wrap-up (issue 11), far more than the
 arithmetic. tests/evaluation/test_metrics.py checks every number against scikit-learn.
 """
@@ -20,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.errors import DataError
-from cnnlab.evaluation.intervals import metric_intervals
+from cnnlab.evaluation.intervals import macro_f1, metric_intervals
 
 _PROB_FLOOR = 1e-15  # log loss clips probabilities here so one confident mistake stays finite
 
@@ -137,17 +143,64 @@ def _prf(tp: Any, predicted: Any, support: Any) -> tuple[np.ndarray, ...]:
     )
 
 
+def _measured(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Masks of the classes whose precision, recall and F1 are defined (not 0/0).
+
+    Precision needs a prediction of the class, recall an image of it, F1 either
+    (tp + fp + fn > 0): the classes each macro average runs over.
+    """
+    predicted, support = cm.sum(axis=0), cm.sum(axis=1)
+    return predicted > 0, support > 0, (predicted + support) > 0
+
+
 def _averages(per_class: tuple[np.ndarray, ...], cm: np.ndarray) -> dict[str, float]:
-    """Macro (plain mean over all K), weighted (by support) and micro (pooled counts)."""
+    """Macro (mean over the classes where the score is defined, see :func:`_measured`),
+    weighted (by support) and micro (pooled counts)."""
     support = cm.sum(axis=1)
     total = int(support.sum())
     micro = _prf(np.trace(cm), total, total)  # every sample is predicted exactly once
+    masks = _measured(cm)
     out: dict[str, float] = {}
-    for name, values, pooled in zip(("precision", "recall", "f1"), per_class, micro, strict=True):
-        out[f"macro_{name}"] = float(np.average(values))
+    for name, values, pooled, mask in zip(
+        ("precision", "recall", "f1"), per_class, micro, masks, strict=True
+    ):
+        # np.nanmean sums with the 0/0 scores as 0, as sklearn does: the same float, bit for bit
+        scores = np.where(mask, values, np.nan)
+        out[f"macro_{name}"] = float(np.nanmean(scores)) if mask.any() else 0.0
         out[f"weighted_{name}"] = float(np.average(values, weights=support))
         out[f"micro_{name}"] = float(pooled)
     return out
+
+
+def macro_f1_note(metrics: dict[str, Any]) -> str:
+    """How macro F1 averaged, when some class had no image in the split, else ``""``.
+
+    A class with no image and no prediction is left out of the mean; one with no image but
+    predicted scores 0 (each of its predictions is wrong) and counts. Said in words because
+    the figure alone cannot tell a reader which classes it covers.
+
+    Example:
+        >>> macro_f1_note(compute_metrics([0, 0], [[0.9, 0.1, 0], [0.8, 0.2, 0]], "abc"))
+        'macro F1 averages 1 of 3 classes: those with an image here or predicted; 2 with no image and never predicted are left out'
+    """  # noqa: E501
+    cm = np.asarray(metrics.get("confusion_matrix") or [], dtype=np.int64)
+    if cm.ndim != 2 or cm.size == 0:
+        return ""
+    support, predicted = cm.sum(axis=1), cm.sum(axis=0)
+    absent = int((support == 0).sum())
+    if not absent:
+        return ""
+    left_out = int(((support == 0) & (predicted == 0)).sum())
+    k = cm.shape[0]
+    parts = [f"macro F1 averages {k - left_out} of {k} classes: those with an image here or "
+             "predicted"]  # fmt: skip
+    if left_out:
+        are = "is" if left_out == 1 else "are"
+        parts.append(f"{left_out} with no image and never predicted {are} left out")
+    if absent - left_out:
+        counts = "counts" if absent - left_out == 1 else "count"
+        parts.append(f"{absent - left_out} with no image but predicted {counts} with F1 0")
+    return "; ".join(parts)
 
 
 def compute_metrics(
@@ -233,8 +286,7 @@ def monitored_score(y_true: Any, probs: Any, k: int, name: str) -> float:
     if name == "accuracy":
         return float(np.mean(pred == y)) if y.size else 0.0
     if name == "macro_f1":
-        cm = confusion_counts(y, pred, k)
-        return float(np.average(_prf(np.diag(cm), cm.sum(axis=0), cm.sum(axis=1))[2]))
+        return float(macro_f1(y, pred, k))
     raise ValueError(f"unknown monitored metric {name!r}")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.evaluation.intervals import beats_majority
-from cnnlab.evaluation.metrics import diagnose_fit
+from cnnlab.evaluation.metrics import diagnose_fit, macro_f1_note
 from cnnlab.evaluation.render import Block, Section, render_html, render_markdown
 from cnnlab.runs import REPORT_HTML, REPORT_MD, atomic_write_text
 
@@ -95,6 +95,11 @@ def _metric_blocks(metrics: dict[str, Any]) -> list[Block]:
         if interval:  # the range the test images allow, right under the number
             head[f"{key} {_percent(metrics.get('ci_level', 0.95))} CI"] = _range(interval)
     blocks = [_key_table(head)]
+    why = macro_f1_note(metrics)
+    if why:  # the figure alone does not say which classes it covers
+        blocks.append(Block("p", f"Not every class has an image in this split: {why}. "
+                            "A score that is 0/0 for such a class is not measured: the table "
+                            "below says \"no image\"."))  # fmt: skip
     majority = metrics.get("majority_accuracy")
     n = int(metrics.get("num_samples") or 0)
     if majority is not None and n and not beats_majority(metrics["accuracy"], majority, n):
@@ -117,10 +122,7 @@ def _metric_blocks(metrics: dict[str, Any]) -> list[Block]:
             Block(
                 "table",
                 headers=["class", "precision", "recall", "f1", "support"],
-                rows=[
-                    [r["class"], r["precision"], r["recall"], r["f1"], r["support"]]
-                    for r in per_class
-                ],
+                rows=_per_class_rows(per_class, metrics.get("confusion_matrix")),
             )
         )
     confused = metrics.get("most_confused") or []
@@ -134,6 +136,24 @@ def _metric_blocks(metrics: dict[str, Any]) -> list[Block]:
             )
         )
     return blocks
+
+
+def _per_class_rows(per_class: list[dict[str, Any]], cm: Any) -> list[list[Any]]:
+    """Per-class table rows; a class with no image shows "no image" where its score is 0/0.
+
+    Printing 0.0000 there read as "the model fails this class". A class with no image that
+    was predicted keeps its precision and F1 of 0: those predictions were all wrong.
+    """
+    cols = [sum(col) for col in zip(*cm, strict=True)] if cm else [0] * len(per_class)
+    rows = []
+    for r, predicted in zip(per_class, cols, strict=True):
+        if r["support"] > 0:
+            rows.append([r["class"], r["precision"], r["recall"], r["f1"], r["support"]])
+        else:
+            scored = r["precision"] if predicted else "no image"
+            f1 = r["f1"] if predicted else "no image"
+            rows.append([r["class"], scored, "no image", f1, r["support"]])
+    return rows
 
 
 def _timing_section(summary: dict[str, Any], rows: list[dict[str, Any]]) -> Section:
