@@ -47,7 +47,11 @@ def test_one_best_epoch_in_summary_plot_report_and_weights(
     plot = Image.open(run.path / "plots" / "learning_curves.png")
     assert plot.text["best_epoch"] == str(best)  # the dashed line marks this epoch
     html = (run.path / "report.html").read_text(encoding="utf-8")
-    assert f"Best epoch {best} of {len(rows)} by {monitor}." in html
+    assert (
+        f"Best epoch {best} of {len(rows)} by {monitor}; its weights are the ones evaluated."
+        in html
+    )
+    assert f"at epoch {best} train" in html.lower()  # the gap quoted is the evaluated epoch's
     # The evaluated weights are the best epoch's: their val accuracy is that epoch's row.
     assert summary["tta"] is None  # no flips trained, so evaluation is the plain forward pass
     assert summary["metrics"]["val"]["accuracy"] == pytest.approx(

@@ -1,4 +1,4 @@
-"""One macro-F1 rule everywhere (seed G, findings 2 and 3).
+"""One macro-F1 rule everywhere (seed G, findings 2 and 3), and the fit gap quoted (7).
 
 Training's val/macro_f1 (torchmetrics' rule) leaves out a class absent from both labels and
 predictions; the evaluation counted it as 0, so a class with no test image cost 1/K of test
@@ -19,7 +19,7 @@ from sklearn.metrics import f1_score
 
 from cnnlab.engine.epoch_metrics import macro_f1 as training_macro_f1
 from cnnlab.evaluation.intervals import macro_f1, metric_intervals
-from cnnlab.evaluation.metrics import compute_metrics, monitored_score
+from cnnlab.evaluation.metrics import compute_metrics, diagnose_fit, monitored_score
 from cnnlab.evaluation.render import Section, render_markdown
 from cnnlab.evaluation.report import _metric_blocks
 from cnnlab.studies.stats import paired_bootstrap
@@ -107,6 +107,26 @@ def test_report_says_no_image_and_how_macro_f1_averages() -> None:
     assert "1 with no image but predicted counts with F1 0" in text
     assert "| yak | no image | no image | no image | 0 |" in text
     assert "| owl | 0.0000 | no image | 0.0000 | 0 |" in text  # its one prediction was wrong
+
+
+def _rows(train: list[float], val: list[float]) -> list[dict[str, str]]:
+    return [
+        {"epoch": str(i + 1), "train/accuracy": str(t), "val/accuracy": str(v),
+         "val/macro_f1": str(v), "val/loss": "0.5"}
+        for i, (t, v) in enumerate(zip(train, val, strict=True))
+    ]  # fmt: skip
+
+
+def test_fit_diagnosis_quotes_the_best_epochs_gap() -> None:
+    # seed G: best epoch 12 of 15 (gap +0.05%), but the last epoch's +1.2% was quoted
+    rows = _rows([0.90, 0.95, 0.9766], [0.90, 0.945, 0.9643])
+    text = diagnose_fit(rows, best_epoch=2, monitor="val/macro_f1")
+    assert "Best epoch 2 of 3 by val/macro_f1; its weights are the ones evaluated" in text
+    assert "At epoch 2 train and validation accuracy are close (gap +0.5%)" in text
+    assert "+1.2%" not in text
+    late = diagnose_fit(_rows([0.8, 0.85, 0.99, 1.0], [0.8, 0.84, 0.8, 0.78]), best_epoch=2)
+    assert "At epoch 2 train and validation accuracy are close (gap +1.0%)" in late
+    assert "After it the gap widened to +22.0% by the last epoch (4)" in late
 
 
 def test_training_results_table_says_how_macro_f1_averaged(tmp_path: Path, capsys) -> None:

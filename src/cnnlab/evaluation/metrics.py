@@ -320,6 +320,36 @@ def _given_best(
     return _best_epoch(rows)
 
 
+def _gap_notes(gaps: list[float], train_acc: list[float], best_i: int) -> list[str]:
+    """The train-minus-val accuracy gap at the best epoch (the weights kept), and the last
+    epoch's too when training went on to overfit after it.
+
+    Quoting only the last epoch's gap next to the best epoch's number (seed G, finding 7)
+    described weights that were not the ones evaluated.
+    """
+    last, epoch = len(gaps) - 1, best_i + 1
+    gap, gap_last = gaps[best_i], gaps[last]
+    if math.isnan(gap):
+        return ["Training accuracy was not recorded; the gap cannot be measured."]
+    if gap > 0.10:
+        trend = "widened since epoch 1" if gap - gaps[0] > 0.05 else "was there from epoch 1"
+        notes = [f"Overfitting: at epoch {epoch} train accuracy is {gap:.1%} above validation, "
+                 f"a gap that {trend}; try more augmentation, weight decay, dropout or fewer "
+                 "epochs."]  # fmt: skip
+    elif train_acc[best_i] < 0.6:
+        notes = [f"Underfitting: at epoch {epoch} train accuracy is only {train_acc[best_i]:.1%}; "
+                 "try more epochs, a higher learning rate, a bigger model or less "
+                 "regularisation."]  # fmt: skip
+    else:
+        notes = [f"At epoch {epoch} train and validation accuracy are close (gap {gap:+.1%}): "
+                 "no clear overfitting."]  # fmt: skip
+    if best_i < last and not math.isnan(gap_last) and gap_last > 0.10 and gap_last - gap > 0.05:
+        notes.append(f"After it the gap widened to {gap_last:+.1%} by the last epoch "
+                     f"({last + 1}): training went on to overfit, which the kept weights "
+                     "avoid.")  # fmt: skip
+    return notes
+
+
 def diagnose_fit(
     rows: Sequence[dict[str, Any]], best_epoch: int | None = None, monitor: str | None = None
 ) -> str:
@@ -342,25 +372,10 @@ def diagnose_fit(
     best_i, key = best
     last = len(rows) - 1
     gaps = [t - v for t, v in zip(train_acc, val_acc, strict=True)]
-    gap_last, gap_first = gaps[last], gaps[0]
-    notes = [f"Best epoch {best_i + 1} of {last + 1} by {key}."]
-    if math.isnan(gap_last):
-        notes.append("Training accuracy was not recorded; the gap cannot be measured.")
-    elif gap_last > 0.10:
-        trend = "and widened" if gap_last - gap_first > 0.05 else "from the start"
-        notes.append(
-            f"Overfitting: train accuracy is {gap_last:.1%} above validation {trend}; "
-            "try more augmentation, weight decay, dropout or fewer epochs."
-        )
-    elif train_acc[last] < 0.6:
-        notes.append(
-            f"Underfitting: train accuracy is only {train_acc[last]:.1%}; try more "
-            "epochs, a higher learning rate, a bigger model or less regularisation."
-        )
-    else:
-        notes.append(
-            f"Train and validation accuracy are close (gap {gap_last:+.1%}): no clear overfitting."
-        )
+    kept = best_epoch is not None and best_epoch in metric_series(rows, "epoch")
+    whose = "; its weights are the ones evaluated" if kept else ""
+    notes = [f"Best epoch {best_i + 1} of {last + 1} by {key}{whose}."]
+    notes.extend(_gap_notes(gaps, train_acc, best_i))
     if best_i < last and not math.isnan(val_loss[last]) and not math.isnan(val_loss[best_i]):
         if val_loss[last] > val_loss[best_i] * 1.1 and last - best_i >= 2:
             notes.append(
