@@ -181,34 +181,38 @@ def test_a_cell_the_seed_does_not_change_gets_no_zero_width_interval(tmp_path):
 def test_seeds_that_tied_are_told_apart_by_their_saved_predictions(tmp_path):
     """Explore_g 5: three different models at the 1.000 ceiling were said to be a setting that
     does not depend on the seed, whose repeats add no evidence. Ties of different models and
-    of one model trained again now get different words; the CI stays "unknown (seeds tied)"."""
+    of one model trained again now get different words; the CI stays "unknown (seeds tied)".
+
+    The ties are made, not hoped for (tiny runs need not tie on another CPU): c1's second seed
+    becomes a copy of its first (one model), then the copy's probabilities are moved while
+    each image keeps its predicted class (two models, one score)."""
     data = write_folder(tmp_path / "data", classes=2, per_class=12, size=16)
     before = folder_digest(data)
     out = tmp_path / "study"
-    done = cli("study", str(data), "--vary", "train.lr=1e-3,1e-2", "--seeds", "2", "--out",
+    # one cell, so the words printed about seeds that tied are about c1 alone
+    done = cli("study", str(data), "--vary", "train.lr=1e-3", "--seeds", "2", "--out",
                str(out), "--track", "none", *TINY, "eval.explain=false")  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    _, table = read_csv(out / "table.csv")
-    assert [float(r["test_accuracy_std"]) for r in table] == [0.0, 0.0], table  # both tied
     runs = out / "runs"
-    probs = [np.load(runs / f"c1-seed{s}/predictions/test_probs.npy") for s in (42, 43)]
-    assert not np.allclose(probs[0], probs[1], atol=1e-6)  # two models, one score
-    text = " ".join(done.stdout.split())
-    assert "unknown (seeds tied)" in text and "The runs are different models" in text
-    assert "add no evidence" not in text
-
-    # c1 as a seed-independent setting would give it: both seeds are the same model
     shutil.rmtree(runs / "c1-seed43")
     shutil.copytree(runs / "c1-seed42", runs / "c1-seed43")
-    again = cli("study", "report", str(out))
-    assert again.returncode == 0, again.stderr
-    text = " ".join(again.stdout.split())
-    assert "(c1): every seed scored the same test accuracy" in text
-    same, differ = (
-        text.index("The runs saved the same test predictions"),
-        text.index("The runs are different models"),
-    )
-    assert text.index("(c1): every seed") < same < text.index("(c2): every seed") < differ
+    same = cli("study", "report", str(out))
+    assert same.returncode == 0, same.stderr
+    words = " ".join(same.stdout.split())
+    assert "(c1): every seed scored the same test accuracy" in words, words
+    assert "The runs saved the same test predictions" in words, words
+    assert "The runs are different models" not in words
+
+    probs_file = runs / "c1-seed43" / "predictions" / "test_probs.npy"
+    probs = np.load(probs_file)
+    onehot = np.eye(probs.shape[1], dtype=probs.dtype)[probs.argmax(1)]
+    np.save(probs_file, 0.5 * probs + 0.5 * onehot)  # another model, the same predictions
+    differ = cli("study", "report", str(out))
+    assert differ.returncode == 0, differ.stderr
+    words = " ".join(differ.stdout.split())
+    assert "(c1): every seed scored the same test accuracy" in words, words
+    assert "unknown (seeds tied)" in words and "The runs are different models" in words, words
+    assert "add no evidence" not in words
     html = " ".join((out / "study.html").read_text(encoding="utf-8").split())
-    assert "The runs saved the same test predictions" in html and "unknown (seeds tied)" in html
+    assert "The runs are different models" in html and "unknown (seeds tied)" in html
     assert folder_digest(data) == before
