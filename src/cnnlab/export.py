@@ -36,7 +36,7 @@ import torch
 
 from cnnlab import __version__
 from cnnlab.atomic import atomic_path
-from cnnlab.errors import CnnlabError, ConfigError, ParityError, RunError
+from cnnlab.errors import CnnlabError, ConfigError, ParityError
 from cnnlab.predict import ONNX_FILE, Predictor
 from cnnlab.runs import CONFIG, MODEL_CARD, SPLIT, read_json, weights_digest, write_json
 
@@ -124,16 +124,14 @@ def check_not_ensemble(run_dir: str | Path) -> None:
     Raises:
         RunError: ``run_dir`` is an ensemble folder.
     """
-    from cnnlab.ensemble.folder import ENSEMBLE_CARD, is_ensemble
+    from cnnlab.ensemble.folder import refuse_ensemble
 
-    if is_ensemble(run_dir):
-        raise RunError(
-            f"{run_dir} is an ensemble: it cannot be exported as one file (each member has "
-            "its own preprocessing and the members' probabilities are combined outside any "
-            f"network); export its member runs (listed with their weights in {ENSEMBLE_CARD}) "
-            "one by one, or predict with the ensemble folder itself (`cnnlab predict`, "
-            "`cnnlab.load`)"
-        )
+    refuse_ensemble(
+        run_dir,
+        "it cannot be exported as one file (each member has its own preprocessing and the "
+        "members' probabilities are combined outside any network)",
+        "export",
+    )
 
 
 def _export_onnx(model: torch.nn.Module, x: torch.Tensor, path: Path, opset: int) -> Any:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.conftest import folder_digest, make_class_image
+from tests.conftest import folder_digest, make_class_image, process_alive
 
 from cnnlab import cachedir, cachelock
 from cnnlab.paths import cache_root
@@ -63,14 +63,6 @@ def _children(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(stat.parent.name))
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def _run_and_sleep(running) -> None:
@@ -125,10 +117,10 @@ def test_kill_9_mid_decode_leaves_no_worker_and_the_rerun_finishes(tmp_path: Pat
         train.send_signal(signal.SIGKILL)
         train.wait()
     try:
-        assert _wait_for(lambda: not any(map(_alive, workers)), 30), "workers outlived it"
+        assert _wait_for(lambda: not any(map(process_alive, workers)), 30), "workers outlived it"
     finally:
         for pid in workers:
-            if _alive(pid):
+            if process_alive(pid):
                 os.kill(pid, signal.SIGKILL)
     listing = subprocess.run([*CNNLAB, "cache", "list"], env=_env(), capture_output=True,
                              text=True, timeout=120)  # fmt: skip

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.conftest import folder_digest, write_folder
+from tests.conftest import folder_digest, process_alive, write_folder
 
 pytestmark = [
     pytest.mark.slow,
@@ -34,14 +34,6 @@ def _workers(pid: int) -> list[int]:
         if int(fields[1]) == pid and b"--multiprocessing-fork" in argv:
             found.append(int(proc.name))
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def _wait_for(check, timeout: float):
@@ -75,9 +67,10 @@ def test_kill_9_of_a_study_ends_its_workers(tmp_path: Path) -> None:
         study.send_signal(signal.SIGKILL)
         study.wait()
     try:
-        assert _wait_for(lambda: not any(map(_alive, workers)), 30), "workers outlived the study"
+        gone = _wait_for(lambda: not any(map(process_alive, workers)), 30)
+        assert gone, "workers outlived the study"
     finally:
         for pid in workers:
-            if _alive(pid):
+            if process_alive(pid):
                 os.kill(pid, signal.SIGKILL)
     assert folder_digest(data) == before

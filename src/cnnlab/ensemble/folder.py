@@ -40,6 +40,24 @@ def is_ensemble(path: str | Path) -> bool:
     return (Path(path) / ENSEMBLE_CARD).is_file()
 
 
+def refuse_ensemble(path: str | Path, cannot: str, verb: str) -> None:
+    """Refuse an ensemble folder where one run is needed, saying what to do instead.
+
+    ``cannot`` says what the command cannot do with it and why; ``verb`` is what to do to
+    the member runs instead (``export``, ``register``). Without this a command reads the
+    folder as a run missing model.json.
+
+    Raises:
+        RunError: ``path`` is an ensemble folder.
+    """
+    if is_ensemble(path):
+        raise RunError(
+            f"{path} is an ensemble: {cannot}; {verb} its member runs (listed with their "
+            f"weights in {ENSEMBLE_CARD}) one by one, or predict with the ensemble folder "
+            "itself (`cnnlab predict`, `cnnlab.load`)"
+        )
+
+
 def _card(members: list[Member], weights: np.ndarray, method: str, out: Path) -> dict[str, Any]:
     first = members[0]
     return {

@@ -26,7 +26,7 @@ import mlflow
 import pandas as pd
 
 from cnnlab import runs
-from cnnlab.errors import CnnlabError, RunError
+from cnnlab.errors import CnnlabError
 
 MODEL_FILES = (runs.MODEL_CARD, runs.WEIGHTS, runs.CLASSES)  # what Predictor reads
 OUTPUT_COLUMNS = ("path", "label", "prob", "error")
@@ -126,21 +126,14 @@ def register_run(
 
 
 def _check_not_ensemble(run_dir: str | Path) -> None:
-    """Refuse an ensemble folder as export, explain and resume do: saying what it is and
-    what to do, before anything is logged (else it reads as a run missing model.json).
+    """Refuse an ensemble folder, before anything is logged (see ``refuse_ensemble``)."""
+    from cnnlab.ensemble.folder import refuse_ensemble
 
-    Raises:
-        RunError: ``run_dir`` is an ensemble folder.
-    """
-    from cnnlab.ensemble.folder import ENSEMBLE_CARD, is_ensemble
-
-    if is_ensemble(run_dir):
-        raise RunError(
-            f"{run_dir} is an ensemble: it cannot be registered as one model (the registered "
-            "pyfunc is one run's Predictor); register its member runs (listed with their "
-            f"weights in {ENSEMBLE_CARD}) one by one, or predict with the ensemble folder "
-            "itself (`cnnlab predict`, `cnnlab.load`)"
-        )
+    refuse_ensemble(
+        run_dir,
+        "it cannot be registered as one model (the registered pyfunc is one run's Predictor)",
+        "register",
+    )
 
 
 def _version_with(client: Any, name: str, digest: str) -> str | None:
