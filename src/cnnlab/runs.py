@@ -195,8 +195,10 @@ def load_run(path: str | Path) -> Run:
 
 
 def creation_time(run_dir: str | Path) -> str:
-    """When a run folder was made, local time to the second (``2026-11-27T07:38:18``).
+    """When a run folder was made, local time to the microsecond (``2026-11-27T07:38:18.250113``).
 
+    Runs sort by it, and two runs made within one second (small runs on a fast machine) must
+    keep the order they were made in, so it is not cut to the second (tables show the second).
     ``summary.json`` records it (``created``) and a resume keeps it, so neither resuming a run
     nor copying its folder moves it. A run without that record (unfinished, or saved before
     it was kept) gets the older modification time of ``split.csv``, written once when the run
@@ -210,7 +212,7 @@ def creation_time(run_dir: str | Path) -> str:
     if isinstance(created, str) and created:
         return created
     stamps = [(folder / f).stat().st_mtime for f in (SPLIT, CONFIG) if (folder / f).is_file()]
-    return datetime.fromtimestamp(min(stamps)).isoformat(timespec="seconds") if stamps else ""
+    return datetime.fromtimestamp(min(stamps)).isoformat(timespec="microseconds") if stamps else ""
 
 
 def list_runs(runs_dir: str | Path = "runs") -> list[Run]:

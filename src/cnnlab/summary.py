@@ -176,7 +176,7 @@ def _cells(r: dict[str, Any], wide: bool = False) -> list[str]:
         losses = [_fmt(r[f"{split}_log_loss"]) for split in ("val", "test")]
         counts = [_count(r[key]) for key in ("params", "trainable_params")]
         cells += [_fmt(r["dataset"]), lr, _fmt(r["batch_size"]), best, *losses, *counts,
-                  r["created"]]  # fmt: skip
+                  r["created"][:19]]  # to the second  # fmt: skip
     return cells
 
 
