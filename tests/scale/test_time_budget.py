@@ -15,6 +15,11 @@ from cnnlab.engine.checkpoint import safe_load_checkpoint
 from cnnlab.runs import Run
 
 
+# Enough steps (300 of batch 2) that a 0.5-s budget cannot reach the end of the first epoch:
+# with 40 images a class, CI's faster CPU ran 43 of 44 steps inside the budget.
+PER_CLASS = 200
+
+
 def _budget_run(root: Path, runs: Path, max_time: float, epochs: int = 50) -> Run:
     """``epochs`` of batch 2 under ``max_time`` seconds: the budget always ends the run."""
     run = cnnlab.train(
@@ -26,7 +31,7 @@ def _budget_run(root: Path, runs: Path, max_time: float, epochs: int = 50) -> Ru
 
 
 def test_a_tiny_budget_stops_mid_epoch_and_the_run_still_evaluates(tmp_path: Path) -> None:
-    root = write_folder(tmp_path / "data", classes=3, per_class=40, size=16)
+    root = write_folder(tmp_path / "data", classes=3, per_class=PER_CLASS, size=16)
     before = folder_digest(root)
     run = _budget_run(root, tmp_path / "runs", 0.5)
     summary = run.summary
@@ -44,7 +49,7 @@ def test_a_tiny_budget_stops_mid_epoch_and_the_run_still_evaluates(tmp_path: Pat
 def test_a_budget_stop_inside_the_only_epoch_is_reported(tmp_path: Path) -> None:
     """One epoch cut short by the budget: Lightning still counts the epoch as run, so the
     summary must learn of the stop from the guard (it said false before)."""
-    root = write_folder(tmp_path / "data", classes=3, per_class=40, size=16)
+    root = write_folder(tmp_path / "data", classes=3, per_class=PER_CLASS, size=16)
     run = _budget_run(root, tmp_path / "runs", 0.5, epochs=1)
     step = safe_load_checkpoint(run.path / "checkpoints" / "last.ckpt")["global_step"]
     assert step < run.summary["images"]["train"] // 2  # the epoch was cut short
