@@ -217,7 +217,7 @@ class EvalConfig(_Section):
     top_k: int = Field(5, ge=1)  # k of the top-k accuracy
     ece_bins: int = Field(15, ge=2)  # bins of the calibration error and reliability diagram
     worst_mistakes: int = Field(16, ge=0)  # images in the gallery of worst mistakes
-    plot_processes: int = Field(0, ge=0, le=2)  # processes drawing plots; 0: 2 if a core is free
+    plot_processes: int = Field(0, ge=0, le=8)  # processes drawing plots; 0: a core each, up to 4
     explain: bool = True  # report: Grad-CAM galleries and a 2-D embedding (docs/explain.md)
     embedding: Literal["pca", "tsne"] = "pca"  # projection of that embedding; tsne is slower
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -30,14 +31,30 @@ def _schedule(jobs: PlotJobs, out: Path) -> list[Path]:
     return paths
 
 
-def test_forked_drawing_writes_the_same_bytes_as_drawing_here(tmp_path):
-    serial, forked = PlotJobs(processes=1), PlotJobs(processes=2)
+@pytest.mark.parametrize("processes", [2, 4])
+def test_forked_drawing_writes_the_same_bytes_as_drawing_here(tmp_path, processes):
+    serial, forked = PlotJobs(processes=1), PlotJobs(processes=processes)
     one = _schedule(serial, tmp_path / "one")
     two = _schedule(forked, tmp_path / "two")
     serial.draw()
     forked.draw()
     assert [p.read_bytes() for p in one] == [p.read_bytes() for p in two]
     assert serial.jobs == [] and forked.jobs == []
+
+
+def test_each_forked_share_is_drawn_by_its_own_child(tmp_path):
+    """Four processes: three children, each drawing its share, and this process the rest."""
+    jobs = PlotJobs(processes=4)
+    targets = [tmp_path / f"{i}.txt" for i in range(8)]
+    for target in targets:
+        jobs.add(_write_pid, target)
+    jobs.draw()
+    pids = {int(t.read_text()) for t in targets}
+    assert len(pids) == 4 and TEST_PID in pids
+
+
+def _write_pid(path: Path) -> None:
+    path.write_text(str(os.getpid()))
 
 
 def _only_here(path: Path) -> None:
@@ -53,17 +70,18 @@ def _hangs_in_child(path: Path) -> None:
     path.write_text("drawn here")
 
 
+@pytest.mark.parametrize("processes", [2, 3])
 @pytest.mark.parametrize("job", [_only_here, _hangs_in_child])
-def test_a_failed_or_hung_child_share_is_drawn_here(tmp_path, monkeypatch, job):
+def test_a_failed_or_hung_child_share_is_drawn_here(tmp_path, monkeypatch, job, processes):
     monkeypatch.setattr(plotjobs, "_CHILD_WAIT_S", 2.0)
-    jobs = PlotJobs(processes=2)
+    jobs = PlotJobs(processes=processes)
     targets = [tmp_path / f"{i}.txt" for i in range(4)]
     for target in targets:
         jobs.add(job, target)
     start = time.perf_counter()
     jobs.draw()
     assert all(t.read_text() == "drawn here" for t in targets)
-    assert time.perf_counter() - start < 30  # the hung child was killed, not waited for
+    assert time.perf_counter() - start < 30  # the hung children were killed, not waited for
 
 
 def _always_fails(path: Path) -> None:
@@ -87,10 +105,33 @@ def test_shares_are_balanced_by_cost():
     assert abs(cost[0] - cost[1]) <= 1.5
 
 
+def _named(name: str) -> Any:
+    """A job function that only has a name (its cost is looked up by name)."""
+
+    def job() -> None: ...
+
+    job.__name__ = name
+    return job
+
+
+def test_four_shares_balance_a_runs_plots_around_its_grad_cams():
+    """A run's 10 plots and its Grad-CAM producer (6 units, drawn here) in 4 shares: this
+    process gets the least plotting, and no share costs much more than a quarter."""
+    names = ["plot_confusion_matrix", "plot_worst_mistakes", "plot_reliability",
+             "plot_per_class_f1"] * 2 + ["plot_learning_curves", "plot_embedding"]  # fmt: skip
+    jobs = [(_named(n), (), {}) for n in names]
+    here = [(_named("explain_jobs"), (), {})]
+    shares = split_by_cost(jobs, here=here, shares=4)
+    assert sum(len(s) for s in shares) == len(jobs) and all(shares)
+    costs = [sum(plotjobs._COST[f.__name__] for f, _, _ in s) for s in shares]
+    costs[0] += plotjobs._COST["explain_jobs"]
+    assert max(costs) - min(costs) <= 3.0 and costs[0] <= max(costs)
+
+
 @pytest.mark.parametrize(
     ("platform", "cores", "load", "expected"),
     [("linux", 2, 0.3, 2), ("linux", 2, 2.5, 2), ("linux", 2, 3.5, 1), ("linux", 1, 0.0, 1),
-     ("darwin", 8, 0.0, 1)],
+     ("darwin", 8, 0.0, 1), ("linux", 3, 0.5, 3), ("linux", 16, 8.0, 4), ("linux", 8, 9.5, 1)],
 )  # fmt: skip
 def test_the_fork_is_used_only_where_a_second_core_is_likely_free(
     monkeypatch, platform, cores, load, expected

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 _depth = 0  # nesting of deferred_figures in this process
-_share = False  # the outermost deferred_figures draws half of each run's plots when it waits
+_share = False  # the outermost deferred_figures draws a share of each run's plots when it waits
 _strict = False  # ... and a drawing that fails raises instead of costing a warning
 _pending: dict[Path, Any] = {}  # run folder -> Drawing not yet waited for
 _callbacks: dict[Path, list[Callable[[], None]]] = {}
@@ -38,7 +38,7 @@ def deferred_figures(share: bool = False, strict: bool = False) -> Iterator[None
     """Let runs finished inside return before their figures are drawn; wait for all at exit.
 
     ``share``: this process has nothing else to do when it waits (a lone ``cnnlab train``
-    prints its results and ends), so it draws half of each run's plots then, and the report
+    prints its results and ends), so it draws a share of each run's plots then, and the report
     exists as soon as if it had been drawn before returning
     (:meth:`~cnnlab.evaluation.plotjobs.PlotJobs.start`). ``strict``: a figure or report that
     cannot be drawn (a full disk) raises when waited for, as it would have from ``fit``,
@@ -68,7 +68,7 @@ def deferring() -> bool:
 
 
 def sharing() -> bool:
-    """Whether the waiting process draws half of the plots (``deferred_figures(share=True)``)."""
+    """Whether the waiting process draws a share of the plots (``deferred_figures(share=True)``)."""
     return _depth > 0 and _share
 
 

@@ -1,23 +1,26 @@
-"""Draw a run's plots together, split across two processes when a second core is free.
+"""Draw a run's plots together, split across processes when cores are free.
 
-Drawing a PNG is single-threaded matplotlib work, and a run draws nine of them at the end
+Drawing a PNG is single-threaded matplotlib work, and a run draws thirteen of them at the end
 (issue 11: the plots were most of a short run's wrap-up). So callers collect them first in a
-:class:`PlotJobs` and draw them at once: half in a forked child process, half here. The child
-inherits everything already imported (matplotlib, fonts, the data to plot), writes its PNGs,
-says so through a pipe and exits. If it fails, dies or hangs, its share is drawn here instead,
-so the files written never depend on the fork.
+:class:`PlotJobs` and draw them at once, in shares of about equal cost: one share here and
+one in each forked child process (up to three children, one per free core). A child inherits
+everything already imported (matplotlib, fonts, the data to plot), writes its PNGs, says so
+through a pipe and exits. If it fails, dies or hangs, its share is drawn here instead, so the
+files written never depend on the fork.
 
 By default forking is used only on Linux (elsewhere it is unavailable or unsafe with system
 frameworks), only with at least two usable cores, and only when the machine is not already
 busy (1-minute load average below cores + 1; this run's own training counts for up to the
 core count). Measured on a 2-core machine loaded 6x over by other work, the fork made the
-plots 0.8x as fast: with no core free, it only adds its cost.
+plots 0.8x as fast: with no core free, it only adds its cost. Four shares at most: the
+largest job of a run (its Grad-CAMs, about a quarter of the work) bounds the time beyond that.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +40,8 @@ _COST = {
     # and the three figures they return, which the process that computed them draws
     "explain_jobs": 6.0,
 }
-_CHILD_WAIT_S = 120.0  # longest wait for the child's share after ours is done (then: redraw)
+_CHILD_WAIT_S = 120.0  # longest wait for the children's shares after ours is done (then: redraw)
+_MAX_PROCESSES = 4  # shares of a run's plots drawn at once: this process and 3 children
 _EXIT_WAIT_S = 2.0  # how long a child that reported may take to exit before it is killed
 
 Job = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
@@ -51,11 +55,12 @@ def usable_cores() -> int:
 
 
 def default_processes() -> int:
-    """2 where forking is safe and a second core is likely free, else 1."""
+    """One process per usable core, up to 4, where forking is safe and the machine is not
+    busy with other work; else 1."""
     cores = usable_cores()
     if not sys.platform.startswith("linux") or cores < 2:
         return 1
-    return 2 if os.getloadavg()[0] < cores + 1 else 1
+    return min(cores, _MAX_PROCESSES) if os.getloadavg()[0] < cores + 1 else 1
 
 
 @dataclass
@@ -63,7 +68,8 @@ class PlotJobs:
     """Plot calls collected now and drawn later, all at once.
 
     Args:
-        processes: 1 draws everything in this process; 2 forks one helper (0: auto).
+        processes: 1 draws everything in this process; N forks N - 1 helpers, each drawing
+            a share (0: :func:`default_processes`).
 
     Example:
         >>> jobs = PlotJobs()  # doctest: +SKIP
@@ -98,48 +104,74 @@ class PlotJobs:
         if processes < 2 or len(jobs) < 2 or not _can_fork():
             _draw_here([*_produce(producers), *jobs])
             return
-        _fork_half(jobs, producers, then=None).wait()
+        _fork_shares(jobs, producers, None, processes).wait()
 
     def start(self, then: Callable[[], Any], share: bool = False) -> Drawing:
         """Draw every collected plot and then call ``then`` in a forked child; return at once.
 
-        This process goes on (a study's next run trains) while the child draws; call
-        :meth:`Drawing.wait` before anything reads the files. With ``share``, the caller means
-        to be idle when it waits (``cnnlab train`` prints its results meanwhile): the child
-        takes only half the plots, :meth:`Drawing.wait` draws the other half here and then
-        calls ``then``, so the files exist as soon as with :meth:`draw`. With
+        This process goes on (a study's next run trains) while one child draws everything;
+        call :meth:`Drawing.wait` before anything reads the files. With ``share``, the caller
+        means to be idle when it waits (``cnnlab train`` prints its results meanwhile): the
+        plots are split as by :meth:`draw`, :meth:`Drawing.wait` draws this process's share
+        and then calls ``then``, so the files exist as soon as with :meth:`draw`. With
         ``processes=1`` or where forking is unavailable, everything is done here before
         returning. Empties the list.
         """
         jobs, producers = self._take()
         if self.processes == 1 or not _can_fork():
             _draw_here([*_produce(producers), *jobs, (then, (), {})])
-            return Drawing(None, None, [])
-        if share and len(jobs) >= 2 and (self.processes or default_processes()) >= 2:
-            return _fork_half(jobs, producers, then)
-        return _fork([*_produce(producers), *jobs, (then, (), {})])
+            return Drawing([])
+        processes = self.processes or default_processes()
+        if share and len(jobs) >= 2 and processes >= 2:
+            return _fork_shares(jobs, producers, then, processes)
+        return Drawing([_fork([*_produce(producers), *jobs, (then, (), {})])])
+
+
+@dataclass
+class _Child:
+    """A forked child drawing ``jobs`` and the pipe it reports through."""
+
+    process: Any
+    conn: Any
+    jobs: list[Job]  # drawn here again if the child fails
+
+    def reported(self) -> bool:
+        return bool(self.conn.poll()) or not self.process.is_alive()
+
+    def join(self, deadline: float) -> bool:
+        """Wait for the child until ``deadline`` (monotonic); True if it drew its share."""
+        try:
+            wait = max(0.0, deadline - time.monotonic())
+            ok = self.conn.poll(wait) and self.conn.recv() is None
+        except EOFError:  # the child died without a word
+            ok = False
+        finally:
+            self.conn.close()
+            self.process.join(_EXIT_WAIT_S)
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join()
+        return bool(ok)
 
 
 @dataclass
 class Drawing:
-    """Plots being drawn by a forked child (see :meth:`PlotJobs.start`)."""
+    """Plots being drawn by forked children (see :meth:`PlotJobs.start`)."""
 
-    child: Any
-    conn: Any
-    jobs: list[Job]  # the child's share, drawn here again if it fails
+    children: list[_Child]
     mine: list[Job] = field(default_factory=list)  # left for :meth:`wait` to draw here
     producers: list[Job] = field(default_factory=list)  # run by :meth:`wait`, then drawn
-    then: Callable[[], Any] | None = None  # called here once both shares are drawn
+    then: Callable[[], Any] | None = None  # called here once every share is drawn
 
     def done(self) -> bool:
-        """True once the child has reported (or died) and nothing is left to draw here:
+        """True once every child has reported (or died) and nothing is left to draw here:
         :meth:`wait` will not block long."""
         if self.mine or self.producers:
             return False
-        return self.child is None or self.conn.poll() or not self.child.is_alive()
+        return all(child.reported() for child in self.children)
 
     def wait(self) -> None:
-        """Block until every file exists; what the child failed to draw is drawn here."""
+        """Block until every file exists; what a child failed to draw is drawn here."""
         mine, producers, self.mine, self.producers = self.mine, self.producers, [], []
         then, self.then = self.then, None
         try:
@@ -150,21 +182,11 @@ class Drawing:
             then()
 
     def _join(self) -> None:
-        if self.child is None:
-            return
-        child, conn, self.child = self.child, self.conn, None
-        try:
-            ok = conn.poll(_CHILD_WAIT_S) and conn.recv() is None
-        except EOFError:  # the child died without a word
-            ok = False
-        finally:
-            conn.close()
-            child.join(_EXIT_WAIT_S)
-            if child.is_alive():
-                child.kill()
-                child.join()
-        if not ok:
-            _draw_here(self.jobs)
+        children, self.children = self.children, []
+        deadline = time.monotonic() + _CHILD_WAIT_S
+        failed = [child for child in children if not child.join(deadline)]
+        for child in failed:
+            _draw_here(child.jobs)
 
 
 def _can_fork() -> bool:
@@ -187,16 +209,17 @@ def _cost(job: Job) -> float:
     return _COST.get(getattr(job[0], "__name__", ""), 1.0)
 
 
-def split_by_cost(jobs: list[Job], here: Sequence[Job] = ()) -> tuple[list[Job], list[Job]]:
-    """Two shares of about equal cost (largest first, each to the lighter share); the first
-    is this process's and already carries the cost of the ``here`` jobs."""
-    shares: tuple[list[Job], list[Job]] = ([], [])
-    loads = [sum(_cost(j) for j in here), 0.0]
+def split_by_cost(jobs: list[Job], here: Sequence[Job] = (), shares: int = 2) -> list[list[Job]]:
+    """``shares`` lists of about equal cost (largest job first, each to the lightest share,
+    the first on ties); the first is this process's and already carries the cost of the
+    ``here`` jobs."""
+    split: list[list[Job]] = [[] for _ in range(shares)]
+    loads = [sum(_cost(j) for j in here)] + [0.0] * (shares - 1)
     for job in sorted(jobs, key=lambda j: -_cost(j)):
-        i = 0 if loads[0] <= loads[1] else 1
-        shares[i].append(job)
+        i = loads.index(min(loads))
+        split[i].append(job)
         loads[i] += _cost(job)
-    return shares
+    return split
 
 
 def _child_main(jobs: list[Job], conn: Any) -> None:
@@ -210,17 +233,18 @@ def _child_main(jobs: list[Job], conn: Any) -> None:
         conn.close()
 
 
-def _fork_half(jobs: list[Job], producers: list[Job], then: Callable[[], Any] | None) -> Drawing:
-    """A forked child draws about half of ``jobs``; the Drawing's ``wait`` runs the producers
-    and draws the rest here, then calls ``then``."""
-    mine, theirs = split_by_cost(jobs, here=producers)
-    drawing = _fork(theirs)
-    drawing.mine, drawing.producers, drawing.then = mine, producers, then
-    return drawing
+def _fork_shares(
+    jobs: list[Job], producers: list[Job], then: Callable[[], Any] | None, processes: int
+) -> Drawing:
+    """Forked children draw all but one share of ``jobs``; the Drawing's ``wait`` runs the
+    producers and draws the remaining share here, then calls ``then``."""
+    mine, *theirs = split_by_cost(jobs, here=producers, shares=min(processes, len(jobs)))
+    children = [_fork(share) for share in theirs if share]
+    return Drawing(children, mine, producers, then)
 
 
-def _fork(jobs: list[Job]) -> Drawing:
-    """Start a forked child drawing ``jobs``; the returned Drawing waits for it."""
+def _fork(jobs: list[Job]) -> _Child:
+    """Start a forked child drawing ``jobs``."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork")
@@ -232,4 +256,4 @@ def _fork(jobs: list[Job]) -> Drawing:
         warnings.simplefilter("ignore", DeprecationWarning)
         child.start()
     send.close()
-    return Drawing(child, receive, jobs)
+    return _Child(child, receive, jobs)
