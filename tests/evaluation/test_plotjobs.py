@@ -57,6 +57,37 @@ def _write_pid(path: Path) -> None:
     path.write_text(str(os.getpid()))
 
 
+def _pid_jobs(folder: Path, n: int) -> list[Any]:
+    """A producer's result: ``n`` jobs writing their process id."""
+    return [(_write_pid, (folder / f"produced-{i}.txt",), {}) for i in range(n)]
+
+
+@pytest.mark.parametrize(("processes", "drawers"), [(2, 1), (3, 3), (4, 3)])
+def test_the_figures_a_producer_returns_are_shared_out_from_three_processes(
+    tmp_path, processes, drawers
+):
+    """The Grad-CAM figures come from a producer run here after the first fork: with 3+
+    processes they are split among new children and this process instead of all drawn here."""
+    jobs = PlotJobs(processes=processes)
+    jobs.add_here(_pid_jobs, tmp_path, 3)
+    for i in range(4):
+        jobs.add(_write_pid, tmp_path / f"plot-{i}.txt")
+    jobs.draw()
+    produced = {int(p.read_text()) for p in tmp_path.glob("produced-*.txt")}
+    assert len(produced) == drawers and TEST_PID in produced
+    assert len(list(tmp_path.glob("plot-*.txt"))) == 4
+
+
+def test_a_produced_share_that_fails_in_its_child_is_drawn_here(tmp_path):
+    jobs = PlotJobs(processes=3)
+    targets = [tmp_path / f"produced-{i}.txt" for i in range(3)]
+    jobs.add_here(lambda: [(_only_here, (t,), {}) for t in targets])
+    jobs.add(_write_pid, tmp_path / "a.txt")
+    jobs.add(_write_pid, tmp_path / "b.txt")
+    jobs.draw()
+    assert all(t.read_text() == "drawn here" for t in targets)
+
+
 def _only_here(path: Path) -> None:
     """Fails in any process but the test's own: the forked child's share must be redrawn."""
     if os.getpid() != TEST_PID:

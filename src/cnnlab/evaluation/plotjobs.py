@@ -88,8 +88,9 @@ class PlotJobs:
         """A job that must run in this process (it uses the model, which a forked child must
         not: torch's thread pool is not fork-safe) and returns more plot jobs, drawn anywhere.
 
-        It runs as late as the files allow: while a forked child draws the other plots when
-        it can (:meth:`draw`, :meth:`start` with ``share``), else before the fork.
+        It runs as late as the files allow: while forked children draw the other plots when
+        they can (:meth:`draw`, :meth:`start` with ``share``), else before the fork. With
+        three or more processes, the jobs it returns are shared out to new children too.
         """
         self.producers.append((fn, args, kwargs))
 
@@ -162,6 +163,7 @@ class Drawing:
     mine: list[Job] = field(default_factory=list)  # left for :meth:`wait` to draw here
     producers: list[Job] = field(default_factory=list)  # run by :meth:`wait`, then drawn
     then: Callable[[], Any] | None = None  # called here once every share is drawn
+    processes: int = 1  # processes drawing at once (for the figures the producers return)
 
     def done(self) -> bool:
         """True once every child has reported (or died) and nothing is left to draw here:
@@ -175,11 +177,22 @@ class Drawing:
         mine, producers, self.mine, self.producers = self.mine, self.producers, [], []
         then, self.then = self.then, None
         try:
-            _draw_here([*_produce(producers), *mine])
+            _draw_here(self._share_out([*_produce(producers), *mine]) if producers else mine)
         finally:
             self._join()
         if then is not None:
             then()
+
+    def _share_out(self, jobs: list[Job]) -> list[Job]:
+        """With three or more processes, fork more children for the figures the producers
+        returned (the Grad-CAM galleries and the embedding: computed after the first children
+        were forked, and otherwise all drawn here, the longest share of a run); the share
+        left for this process."""
+        if self.processes < 3 or len(jobs) < 2:
+            return jobs
+        mine, *theirs = split_by_cost(jobs, shares=min(self.processes, len(jobs)))
+        self.children += [_fork(share) for share in theirs if share]
+        return mine
 
     def _join(self) -> None:
         children, self.children = self.children, []
@@ -240,7 +253,7 @@ def _fork_shares(
     producers and draws the remaining share here, then calls ``then``."""
     mine, *theirs = split_by_cost(jobs, here=producers, shares=min(processes, len(jobs)))
     children = [_fork(share) for share in theirs if share]
-    return Drawing(children, mine, producers, then)
+    return Drawing(children, mine, producers, then, processes)
 
 
 def _fork(jobs: list[Job]) -> _Child:
