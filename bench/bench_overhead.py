@@ -7,8 +7,8 @@ fixed cost (a fresh interpreter that imports torch and torchvision and writes on
 - the wrap-up of a finished run (evaluation of val and test, plots, report) with 500 test
   images at 32 px: under 1.5 s. Timed three ways: as ``cnnlab train`` runs it
   (``api.fit_and_print``: ``finalize`` returns once the numbers are written, the results
-  print while a forked child draws half the plots, then the process draws the other half
-  and the report; both times are printed), ``fit()`` from Python (``finalize`` draws every
+  print while forked children draw their shares of the plots, then the process draws its
+  share and the report; both times are printed), ``fit()`` from Python (``finalize`` draws every
   figure before it returns) and a run inside a study or tune (``deferred_figures``: a forked
   child draws while the next run trains; the time until the figures exist is printed beside
   it);
@@ -22,7 +22,11 @@ CPU seconds (user + system) are printed beside wall seconds; they move less when
 shares the cores. Wrap-up is timed inside ``fit`` by wrapping ``engine.finalize.finalize``.
 One wrap-up process runs ``fit`` as ``cnnlab train`` does (cold), then deferred as in a study
 (``d``); another with plots drawn before ``fit`` returns, the default way (cold, then warm),
-then in one process (``eval.plot_processes=1``).
+then in one process (``eval.plot_processes=1``). A last one runs ``cnnlab train``'s path with
+the plots in four shares (``eval.plot_processes=4``, as on a machine with four free cores)
+and meters each process's drawing CPU: on a machine with fewer cores the shares queue for
+them, so that row's wall time is measured here but its time on four free cores is an
+estimate (the numbers' wall time + the largest share's CPU + this process's CPU after it).
 Children run with bytecode caching on (as an installed package has it), after a warm-up that
 compiles cnnlab, whatever ``PYTHONDONTWRITEBYTECODE`` says in the calling shell.
 
@@ -146,23 +150,32 @@ def child(data: str, runs_dir: str, plot_processes: list[str]) -> None:
     if study:
         plot_processes = plot_processes[1:]
         outer.enter_context(deferred_figures())
+    shares: dict[str, Any] = {}
     for setting in plot_processes:
         deferred = setting == "d"
+        if setting == "c4":  # cnnlab train's path, the plots in 4 shares, each metered
+            shares = _meter_shares()
+        processes = 4 if setting == "c4" else int(setting.isdigit() and setting)
         cfg = make_config(data, values={"train.epochs": 1, "data.img_size": 32, "train.seed": 0,
-                                        "eval.plot_processes": int(setting.isdigit() and setting),
+                                        "eval.plot_processes": processes,
                                         "runs_dir": runs_dir})  # fmt: skip
         t = _clock()
-        if setting == "c":
+        if setting.startswith("c"):
             returned: list[tuple[float, float]] = []
 
             def fit_marked(cfg: Any = cfg, returned: list = returned) -> Any:
+                nonlocal mine
                 run = fit_config(cfg)
                 returned.append(_clock())
+                mine = time.process_time()  # this process's CPU from here on
                 return run
 
+            mine = time.process_time()
             with contextlib.redirect_stdout(io.StringIO()):  # the results table
                 fit_and_print(fit_marked)
             drawn.append(_since(returned[0]))  # results printed, figures and report drawn
+            if shares:
+                shares["main_after_s"] = time.process_time() - mine
         else:
             with deferred_figures() if deferred else contextlib.nullcontext():
                 fit_config(cfg)
@@ -174,7 +187,44 @@ def child(data: str, runs_dir: str, plot_processes: list[str]) -> None:
         waited = _clock()
         outer.close()  # the study ends: its runs' figures are waited for
         drawn.append(_since(waited))
-    print(json.dumps({"import": imported, "runs": runs, "wrapups": wrapups, "drawn": drawn}))
+    if shares:
+        shares["draw_cpu_s"] = _read_shares(shares.pop("folder"))
+    print(json.dumps({"import": imported, "runs": runs, "wrapups": wrapups, "drawn": drawn,
+                      "shares": shares}))  # fmt: skip
+
+
+def _meter_shares() -> dict[str, Any]:
+    """Record the CPU each process spends drawing its share (and, here, computing the
+    Grad-CAMs), one file per process id in a temp folder; returns ``{"folder": ...}``."""
+    from cnnlab.evaluation import plotjobs
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-shares-"))
+    main = os.getpid()
+
+    def metered(inner: Any) -> Any:
+        def call(*args: Any) -> Any:
+            start = time.process_time()
+            try:
+                return inner(*args)
+            finally:
+                name = "main" if os.getpid() == main else str(os.getpid())
+                with open(folder / name, "a") as out:
+                    out.write(f"{time.process_time() - start}\n")
+
+        return call
+
+    plotjobs._draw_here = metered(plotjobs._draw_here)
+    plotjobs._produce = metered(plotjobs._produce)
+    return {"folder": str(folder)}
+
+
+def _read_shares(folder: str) -> dict[str, float]:
+    """CPU seconds of drawing per process: ``main`` and one entry per child."""
+    found = {p.name: sum(float(x) for x in p.read_text().split()) for p in Path(folder).iterdir()}
+    for p in Path(folder).iterdir():
+        p.unlink()
+    Path(folder).rmdir()
+    return found
 
 
 def warm_up() -> None:
@@ -200,6 +250,7 @@ def one_round(trivial: Path, wrap: Path, tmp: Path) -> dict[str, dict[str, Any]]
                                "c,d"]),
         "wrapsync": timed_process([py, __file__, "--child", str(wrap), str(tmp / "runs"),
                                    "0,0,1"]),
+        "wrap4": timed_process([py, __file__, "--child", str(wrap), str(tmp / "runs"), "c4"]),
     }  # fmt: skip
 
 
@@ -216,6 +267,9 @@ def summarise(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
     wrap = best(rounds, "wrap", lambda m: m["wrapups"][0][0])
     sync = best(rounds, "wrapsync", lambda m: m["wrapups"][0][0])
     runs = inproc["runs"]
+    four = best(rounds, "wrap4", lambda m: m["wrapups"][0][0] + m["drawn"][0][0])
+    draw_cpu = four["shares"]["draw_cpu_s"]
+    after_draw = four["shares"]["main_after_s"] - draw_cpu.get("main", 0.0)
     cli_report = [a + b for a, b in zip(wrap["wrapups"][0], wrap["drawn"][0], strict=True)]
     return {
         "plain": [plain["wall_s"], plain["cpu_s"]],
@@ -230,6 +284,13 @@ def summarise(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
         "wrapup_warm_serial": sync["wrapups"][2],
         "forked_plots_speedup": ratio(sync["wrapups"][2][0], sync["wrapups"][1][0]),
         "wrapup_deferred": wrap["wrapups"][1],
+        "wrapup_cli_report_4": [
+            a + b for a, b in zip(four["wrapups"][0], four["drawn"][0], strict=True)
+        ],
+        "share_cpu_s": draw_cpu,
+        "wrapup_cli_report_4_est": four["wrapups"][0][0]
+        + max(draw_cpu.values())
+        + max(0.0, after_draw),
         "figures_after": wrap["drawn"][1],
         "inproc_import": inproc["import"],
         "inproc_runs": runs,
@@ -256,9 +317,14 @@ def report(s: dict[str, Any]) -> str:
          f"{verdict(s['trivial_x_plain'] <= GOALS['trivial_x_plain'])}"],
         ["wrap-up of `cnnlab train`, val 100 + test 500 images: until the results print",
          *s["wrapup_cli"], "< 1.5 s", verdict(s["wrapup_cli"][0] < GOALS["wrapup_s"])],
-        ["  until its figures and report exist (half drawn by a forked child)",
+        ["  until its figures and report exist (plots shared with forked children)",
          *s["wrapup_cli_report"], "< 1.5 s",
          verdict(s["wrapup_cli_report"][0] < GOALS["wrapup_s"])],
+        ["  same, plots in 4 shares (eval.plot_processes=4), on this machine",
+         *s["wrapup_cli_report_4"], "-", "-"],
+        ["  same, estimate for 4 free cores (numbers + largest share's CPU + report)",
+         round(s["wrapup_cli_report_4_est"], 2), "-", "< 1.5 s",
+         verdict(s["wrapup_cli_report_4_est"] < GOALS["wrapup_s"]) + " (estimate)"],
         ["wrap-up of `fit()` from Python (figures drawn before it returns), first run",
          *s["wrapup"], "< 1.5 s", verdict(s["wrapup"][0] < GOALS["wrapup_s"])],
         ["wrap-up: same, second run", *s["wrapup_warm"], "-", "-"],
