@@ -195,11 +195,16 @@ def child(data: str, runs_dir: str, plot_processes: list[str]) -> None:
 
 def _meter_shares() -> dict[str, Any]:
     """Record the CPU each process spends drawing its share (and, here, computing the
-    Grad-CAMs), one file per process id in a temp folder; returns ``{"folder": ...}``."""
+    Grad-CAMs), one file per process id in a temp folder; returns ``{"folder": ...}``.
+
+    A child forked after the Grad-CAMs were computed (it draws their figures) starts that
+    much later: its lines carry this process's drawing CPU spent before its fork.
+    """
     from cnnlab.evaluation import plotjobs
 
     folder = Path(tempfile.mkdtemp(prefix="bench-shares-"))
     main = os.getpid()
+    spent = [0.0]  # this process's drawing CPU so far; a forked child keeps the value it saw
 
     def metered(inner: Any) -> Any:
         def call(*args: Any) -> Any:
@@ -207,9 +212,12 @@ def _meter_shares() -> dict[str, Any]:
             try:
                 return inner(*args)
             finally:
-                name = "main" if os.getpid() == main else str(os.getpid())
-                with open(folder / name, "a") as out:
-                    out.write(f"{time.process_time() - start}\n")
+                cpu = time.process_time() - start
+                here = os.getpid() == main
+                with open(folder / ("main" if here else str(os.getpid())), "a") as out:
+                    out.write(f"{cpu} {0.0 if here else spent[0]}\n")
+                if here:
+                    spent[0] += cpu
 
         return call
 
@@ -219,10 +227,14 @@ def _meter_shares() -> dict[str, Any]:
 
 
 def _read_shares(folder: str) -> dict[str, float]:
-    """CPU seconds of drawing per process: ``main`` and one entry per child."""
-    found = {p.name: sum(float(x) for x in p.read_text().split()) for p in Path(folder).iterdir()}
-    for p in Path(folder).iterdir():
-        p.unlink()
+    """Per process (``main`` and one entry per child), the CPU seconds of this wrap-up's
+    critical path up to its share's end if it had its own core: its drawing CPU plus, for a
+    child forked after the Grad-CAMs, this process's drawing CPU before that fork."""
+    found = {}
+    for path in Path(folder).iterdir():
+        lines = [[float(x) for x in line.split()] for line in path.read_text().splitlines()]
+        found[path.name] = sum(cpu for cpu, _ in lines) + max(before for _, before in lines)
+        path.unlink()
     Path(folder).rmdir()
     return found
 
