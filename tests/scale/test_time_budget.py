@@ -14,7 +14,6 @@ from cnnlab.engine.budget import TimeBudget, allowed_overrun, validation_estimat
 from cnnlab.engine.checkpoint import safe_load_checkpoint
 from cnnlab.runs import Run
 
-
 # Enough steps (300 of batch 2) that a 0.5-s budget cannot reach the end of the first epoch:
 # with 40 images a class, CI's faster CPU ran 43 of 44 steps inside the budget.
 PER_CLASS = 200
