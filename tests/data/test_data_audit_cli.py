@@ -215,3 +215,34 @@ def test_inspect_prints_a_few_problems_of_each_kind_and_counts_the_rest(tmp_path
     assert "outside path: 7 more like these (12 in all), listed in data_report.json" in text
     doc = json.loads((tmp_path / "a" / "data_report.json").read_text("utf-8"))
     assert sum(p["kind"] == "outside path" for p in doc["problems"]) == 12
+
+
+def test_audit_html_reads_as_words_and_empty_sections_say_none(tmp_path: Path) -> None:
+    """audit.html showed Python reprs (`split {'train': 77, ...}`, `modes: {'RGB': 128}`,
+    `unsupported: {}`) and an empty table header under "Skipped files (0)" and "Near
+    duplicates (0)" where other empty sections said "none"."""
+    import re
+
+    import numpy as np
+    from PIL import Image
+
+    root, rng = tmp_path / "ds", np.random.default_rng(0)
+    for name in ("gato", "perro ñ"):  # noise: no two images alike, so no near duplicates
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"img {i}.png")
+    (root / "gato" / "notes.svg").write_text("<svg/>")
+    before = folder_digest(root)
+    out = tmp_path / "audit"
+    result = CliRunner().invoke(app, ["inspect", str(root), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "data_report.json").read_text())
+    page = re.sub(r"<img[^>]*>", "", (out / "audit.html").read_text(encoding="utf-8"))
+    assert "{" not in page.split("</style>")[1] and "&#x27;" not in page  # no dict reprs
+    splits = ", ".join(f"{k} {v}" for k, v in doc["splits"].items())
+    assert f"split: {splits}</p>" in page and "modes: RGB 12</p>" in page
+    assert "unsupported: 1 .svg</p>" in page and "[0." not in page  # channel mean as numbers
+    for empty in ("Skipped files (0)", "Near duplicates (0)", "Leakage across splits (0)"):
+        assert f"<h2>{empty}</h2><p>none</p>" in page, empty
+    assert folder_digest(root) == before

@@ -68,7 +68,27 @@ def _img_tag(path: Path, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
+def _counts(counts: dict[str, Any], empty: str = "none") -> str:
+    """``{'train': 77, 'val': 26}`` as ``train 77, val 26``: words, not a Python repr."""
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or empty
+
+
+def _files(by_ext: dict[str, int]) -> str:
+    """``{'.gif': 2}`` as ``2 .gif`` (the words of the scan summary), or ``none``."""
+    return ", ".join(f"{n} {ext}" for ext, n in by_ext.items()) or "none"
+
+
+def _numbers(values: Any) -> str:
+    """A list of numbers as ``0.39, 0.51, 0.52``; anything else (``-``) as itself."""
+    if isinstance(values, list | tuple):
+        return ", ".join(f"{v:.4g}" for v in values)
+    return str(values)
+
+
 def _table(rows: list[list[Any]], header: list[str]) -> str:
+    """A table, or ``none`` when it has no rows: every empty section reads the same."""
+    if not rows:
+        return "<p>none</p>"
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
@@ -80,7 +100,7 @@ def _groups(groups: list[list[dict[str, Any]]]) -> str:
     rows = [
         [" | ".join(f"{m['path']} ({m['label']}, {m['split'] or '-'})" for m in g)] for g in groups
     ]
-    return _table(rows, ["files with identical bytes (class, split)"]) if rows else "<p>none</p>"
+    return _table(rows, ["files with identical bytes (class, split)"])
 
 
 def _problems(problems: list[dict[str, Any]]) -> str:
@@ -111,7 +131,7 @@ def render_html(doc: dict[str, Any], chart: Path, grids: dict[str, Path]) -> str
         f"<h1>Data audit: {html.escape(doc['root'])}</h1>",
         f"<p><b>{verdict}</b>: {doc['num_images']} images, {len(doc['classes'])} classes, "
         f"layout {html.escape(doc['layout'])}, imbalance ratio {doc['imbalance_ratio']}, "
-        f"split {html.escape(str(doc['splits']))}</p>",
+        f"split: {html.escape(_counts(doc['splits'], 'not made'))}</p>",
         f"<h2>Problems ({len(doc['problems'])})</h2>",
         _problems(doc["problems"]),
         _label_issues(doc.get("label_issues")),
@@ -126,13 +146,13 @@ def render_html(doc: dict[str, Any], chart: Path, grids: dict[str, Path]) -> str
             ],
             ["", "min", "median", "max"],
         ),
-        f"<p>modes: {html.escape(str(s['modes']))}</p>",
-        f"<p>channel mean {audit.get('channel_mean', '-')}, "
-        f"std {audit.get('channel_std', '-')}</p>",
+        f"<p>modes: {html.escape(_counts(s['modes']))}</p>",
+        f"<p>channel mean {_numbers(audit.get('channel_mean', '-'))}; "
+        f"std {_numbers(audit.get('channel_std', '-'))}</p>",
         f"<h2>Skipped files ({len(doc['skipped'])})</h2>",
         _table([[x["path"], x["reason"]] for x in doc["skipped"]], ["path", "reason"]),
         f"<p>ignored {doc['ignored']} hidden/system entries; unsupported: "
-        f"{html.escape(str(doc['unsupported']))}</p>",
+        f"{html.escape(_files(doc['unsupported']))}</p>",
         f"<h2>Leakage across splits ({audit['leakage']})</h2>",
         _groups(audit["leakage_groups"]),
         f"<h2>Label conflicts ({audit['label_conflicts']})</h2>",
@@ -144,7 +164,8 @@ def render_html(doc: dict[str, Any], chart: Path, grids: dict[str, Path]) -> str
         parts += [
             f"<h2>Near duplicates ({audit['near_duplicates']})</h2>",
             _table(
-                [[p["a"], p["b"], p["distance"], p["same_label"]] for p in audit["near_pairs"]],
+                [[p["a"], p["b"], p["distance"], "yes" if p["same_label"] else "no"]
+                 for p in audit["near_pairs"]],
                 ["a", "b", "bits", "same class"],
             ),
         ]
