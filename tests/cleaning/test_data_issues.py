@@ -106,6 +106,22 @@ def test_outputs_are_ranked_suggested_and_self_contained(issues_run: IssuesRun) 
 
 
 @pytest.mark.slow
+def test_model_behind_the_flags_is_scored_and_clean_csv_offered(issues_run: IssuesRun) -> None:
+    """Learnable images, 5 % moved: the cross-validated model is well above the majority
+    baseline, so the run recommends clean.csv (a chance-level one does not: test_model_skill)."""
+    import json
+
+    doc = json.loads((issues_run.out / "summary.json").read_text(encoding="utf-8"))
+    model = doc["model"]
+    assert model["majority_accuracy"] < 0.3 < model["accuracy_low"]  # 4 classes, ~25 each
+    assert model["level"] in ("good", "moderate") and doc["clean_csv"]["recommended"]
+    text = " ".join(issues_run.output.split())
+    assert f"out-of-sample model: accuracy {model['accuracy']:.3f}" in text
+    assert "cannot be judged" not in text and "cnnlab train " in text
+    assert f"{model['accuracy']:.4f}" in (issues_run.out / "issues.html").read_text("utf-8")
+
+
+@pytest.mark.slow
 def test_a_log_file_shows_each_stage_advance(issues_run: IssuesRun) -> None:
     """Output to a file (no terminal, no bar): the feature pass was silent for 100 s on a
     1,836-image folder; each stage now prints plain progress lines with the time left."""

@@ -1,4 +1,7 @@
-"""What ``data issues`` writes: issues.csv, clean.csv and a self-contained issues.html.
+"""What ``data issues`` writes: issues.csv, clean.csv, a self-contained issues.html and
+summary.json (the counts, and how good the model behind the label flags was against always
+answering the most frequent class: when it was no better, clean.csv is still written but
+marked "not recommended" in issues.html, summary.json and on the terminal).
 
 ``clean.csv`` is a manifest ``path,label,split,root``: the dataset's own relative paths and
 split, with the flagged label issues left out (``drop``) or given the suggested class
@@ -23,6 +26,8 @@ if TYPE_CHECKING:
     from cnnlab.engine.setup import DataBundle
 
 ISSUES_CSV, CLEAN_CSV, ISSUES_HTML = "issues.csv", "clean.csv", "issues.html"
+SUMMARY_JSON = "summary.json"
+SUMMARY_FORMAT = "cnnlab-issues-summary/1"
 COLUMNS = (
     "kind", "rank", "path", "split", "given_label", "suggested_label", "suggested_prob",
     "score", "related",
@@ -87,7 +92,7 @@ def clean_rows(data: DataBundle, issues: list[Issue], fix: str) -> list[list[Any
 
 
 def write_outputs(result: IssuesResult, data: DataBundle, fix: str) -> dict[str, Path]:
-    """Write the three files into ``result.out_dir``; returns their paths by name."""
+    """Write the four files into ``result.out_dir``; returns their paths by name."""
     out = Path(result.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"issues_csv": out / ISSUES_CSV, "clean_csv": out / CLEAN_CSV}
@@ -96,7 +101,57 @@ def write_outputs(result: IssuesResult, data: DataBundle, fix: str) -> dict[str,
     atomic_write_text(files["clean_csv"], _csv_text(["path", "label", "split", "root"], clean))
     files["issues_html"] = out / ISSUES_HTML
     atomic_write_text(files["issues_html"], render_issues(result, data, fix))
+    files["summary_json"] = out / SUMMARY_JSON
+    atomic_write_text(files["summary_json"], summary_json(result, data, fix))
     return files
+
+
+def summary_json(result: IssuesResult, data: DataBundle, fix: str) -> str:
+    """summary.json: the counts, the model behind the label flags against the majority
+    baseline, and whether clean.csv is recommended (with why not), for scripts."""
+    import json
+
+    doc = {
+        "format": SUMMARY_FORMAT,
+        "images": result.images,
+        "classes": len(data.classes),
+        "counts": result.counts,
+        "method": result.method,
+        "folds": result.folds,
+        "model": result.skill.as_dict(),
+        "clean_csv": {
+            "fix": fix,
+            "recommended": result.recommend_clean,
+            "note": result.skill.verdict(result.counts["label"]),
+        },
+    }
+    return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+
+
+def _model_blocks(result: IssuesResult) -> list[Any]:
+    """How good the model behind the label flags is, next to the no-skill baseline, and
+    what that makes of the flags."""
+    from cnnlab.evaluation.render import Block
+
+    s = result.skill
+    rows = [
+        ["this model, out of sample", f"{s.accuracy:.4f}",
+         f"{s.accuracy_low:.3f}-{s.accuracy_high:.3f}", f"{s.macro_f1:.4f}"],
+        [f"always answering '{s.majority_class}'", f"{s.majority_accuracy:.4f}", "",
+         f"{s.majority_macro_f1:.4f}"],
+    ]  # fmt: skip
+    verdict = s.verdict(result.counts["label"])
+    words = {
+        "none": f"Warning: {verdict}.",
+        "moderate": f"Caution: {verdict}.",
+        "good": "The model is well above the baseline: its flags are worth reviewing.",
+    }
+    return [
+        Block("p", text="The model behind the label flags, scored on the same out-of-fold "
+                        "probabilities against the given labels (wrong labels lower it too):"),
+        Block("table", headers=["", "accuracy", "95% interval", "macro F1"], rows=rows),
+        Block("p", text=words[s.level]),
+    ]  # fmt: skip
 
 
 def _thumb(data: DataBundle, index: dict[str, int], path: str) -> Any:
@@ -149,12 +204,14 @@ def render_issues(result: IssuesResult, data: DataBundle, fix: str) -> str:
 
     index = {p: i for i, p in enumerate(data.paths)}
     counts = ", ".join(f"{result.counts[k]} {TITLES[k].lower()}" for k in KINDS)
+    clean = "" if result.recommend_clean else " (not recommended: see above)"
     summary = Section("summary", "Summary", [
         Block("p", text=f"{result.images} images of {data.root}, {len(data.classes)} classes."),
         Block("p", text=f"Out-of-sample probabilities: {result.method}, {result.folds}-fold "
                         f"cross-validation; {result.seconds:.1f} s in all."),
-        Block("p", text=f"Found {counts}. clean.csv: label issues {DONE[fix]}; the dataset "
-                        "folder was only read."),
+        *_model_blocks(result),
+        Block("p", text=f"Found {counts}. clean.csv: label issues {DONE[fix]}{clean}; the "
+                        "dataset folder was only read."),
         Block("table", headers=["kind", "found", "score"],
               rows=[[TITLES[k], result.counts[k], SCORES[k]] for k in KINDS]),
     ])  # fmt: skip
@@ -163,6 +220,15 @@ def render_issues(result: IssuesResult, data: DataBundle, fix: str) -> str:
         picked = [i for i in result.issues if i.kind == kind]
         picked.sort(key=lambda i: i.rank)
         blocks = [Block("gallery", rows=[_card(data, index, i) for i in picked[:GALLERY_MAX]])]
+        if kind == "label" and picked and not result.recommend_clean:
+            blocks.insert(
+                0,
+                Block(
+                    "p",
+                    text="Not evidence of wrong labels: the model behind "
+                    "these flags could not judge them (Summary).",
+                ),
+            )
         more = len(picked) - GALLERY_MAX
         if more > 0:
             blocks.append(Block("p", text=f"... and {more} more in issues.csv"))

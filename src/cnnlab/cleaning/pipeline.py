@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnnlab.cleaning.detect import KINDS, Issue
-from cnnlab.console import info
+from cnnlab.cleaning.skill import ModelSkill
+from cnnlab.console import info, warn
 from cnnlab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -42,7 +43,14 @@ class IssuesResult:
     folds: int
     images: int
     seconds: float
+    skill: ModelSkill  # how good the model behind the label flags is, out of sample
     files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def recommend_clean(self) -> bool:
+        """Whether clean.csv may be offered for training: not when the labels could not be
+        judged (the model behind the flags was no better than the baseline)."""
+        return self.skill.level != "none"
 
 
 def default_model() -> str:
@@ -150,6 +158,11 @@ def find_issues(
 ) -> IssuesResult:
     """Find label issues, near duplicates, outliers and blank/dark/blurry images.
 
+    The model behind the label flags is scored out of fold against always answering the most
+    frequent class (``result.skill``, :mod:`cnnlab.cleaning.skill`); when it cannot judge the
+    labels a warning says so and ``result.recommend_clean`` is False (clean.csv is still
+    written, marked so in issues.html and summary.json).
+
     Args:
         cfg: the resolved configuration (``issues_config``): data, model, training.
         folds: K of the K-fold cross-validation (at least 2).
@@ -159,6 +172,7 @@ def find_issues(
     """
     from cnnlab.cleaning.crossval import features_probs, trained_probs
     from cnnlab.cleaning.outputs import write_outputs
+    from cnnlab.cleaning.skill import measure_skill
     from cnnlab.data.audit import thumb_stats
     from cnnlab.data.issues_index import record_issues
     from cnnlab.data.parallel import map_chunks
@@ -177,9 +191,17 @@ def find_issues(
     )
     issues = _detect(data, oos, thumbs)
     counts = {kind: sum(i.kind == kind for i in issues) for kind in KINDS}
+    skill = measure_skill(data.labels.numpy(), oos.probs, data.classes)
     seconds = time.perf_counter() - start
-    result = IssuesResult(out, issues, counts, oos.method, oos.folds, len(data.paths), seconds)
+    result = IssuesResult(
+        out, issues, counts, oos.method, oos.folds, len(data.paths), seconds, skill
+    )
     result.files = write_outputs(result, data, fix)
-    record_issues(data.scan, out, {"counts": counts, "method": oos.method, "fix": fix})
+    summary = {"counts": counts, "method": oos.method, "fix": fix, "model": skill.as_dict()}
+    record_issues(data.scan, out, summary)
     info(f"{counts['label']} suspected label issue(s) among {len(data.paths)} images")
+    info(skill.headline())
+    verdict = skill.verdict(counts["label"])
+    if verdict:
+        warn(verdict)
     return result

@@ -184,10 +184,12 @@ def _print_label_issues(found: dict | None, html: Path) -> None:
         return
     link = found["link"]
     gallery = link if ":" in link.split("/")[0] else os.path.normpath(html.parent / link)
+    from cnnlab.data.audit_html import unjudged
+
     changed = "" if found["current"] else "; the dataset changed since, run it again"
     info(
         f"label issues: {found['label_issues']} suspected by `cnnlab data issues` "
-        f"({found['created']}): {gallery}{changed}"
+        f"({found['created']}): {gallery}{changed}{unjudged(found)}"
     )
 
 
@@ -262,8 +264,10 @@ def issues(
 
     Out-of-sample probabilities come from K-fold cross-validation (by default a logistic
     regression on pretrained efficientnet_lite0 features); cleanlab finds the label issues.
-    Writes issues.csv, issues.html and clean.csv (a manifest to train on). The dataset folder
-    itself is only read.
+    The cross-validated accuracy and macro F1 of that model are shown next to always answering
+    the most frequent class: when it is not clearly better, the labels cannot be judged and
+    clean.csv is not recommended. Writes issues.csv, issues.html, clean.csv (a manifest to
+    train on) and summary.json. The dataset folder itself is only read.
 
     Example: cnnlab data issues data/flowers --out issues/flowers --fix relabel
     """
@@ -275,4 +279,10 @@ def issues(
     found = ", ".join(f"{n} {kind}" for kind, n in result.counts.items())
     show(f"found: {found} ({result.seconds:.1f} s, {result.method})")
     show(f"gallery: {result.files['issues_html']}")
-    show(f"train on the cleaned list: cnnlab train {result.files['clean_csv']}")
+    clean = result.files["clean_csv"]
+    if not result.recommend_clean:
+        show(f"{clean} written, not recommended: the model could not judge the labels (above)")
+    elif result.skill.level == "moderate":
+        show(f"after reviewing the gallery, train on the cleaned list: cnnlab train {clean}")
+    else:
+        show(f"train on the cleaned list: cnnlab train {clean}")

@@ -119,8 +119,15 @@ def _label_issues(found: dict[str, Any] | None) -> str:
     return (
         f"<p>Label issues: <b>{found['label_issues']}</b> suspected by "
         f'<a href="{link}">cnnlab data issues</a> on {html.escape(str(found["created"]))}'
-        f"{stale}</p>"
+        f"{stale}{html.escape(unjudged(found))}</p>"
     )
+
+
+def unjudged(found: dict[str, Any]) -> str:
+    """The caveat after the count when the model behind the flags could not judge labels."""
+    if found.get("model_level") != "none":
+        return ""
+    return "; not evidence of wrong labels: the model behind them could not judge the labels"
 
 
 def render_html(doc: dict[str, Any], chart: Path, grids: dict[str, Path]) -> str:
@@ -164,8 +171,10 @@ def render_html(doc: dict[str, Any], chart: Path, grids: dict[str, Path]) -> str
         parts += [
             f"<h2>Near duplicates ({audit['near_duplicates']})</h2>",
             _table(
-                [[p["a"], p["b"], p["distance"], "yes" if p["same_label"] else "no"]
-                 for p in audit["near_pairs"]],
+                [
+                    [p["a"], p["b"], p["distance"], "yes" if p["same_label"] else "no"]
+                    for p in audit["near_pairs"]
+                ],
                 ["a", "b", "bits", "same class"],
             ),
         ]

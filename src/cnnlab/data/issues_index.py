@@ -127,7 +127,8 @@ def manifest_root(manifest: Path, allow_outside: bool = False) -> Path:
 
 def issues_summary(scan: ScanResult, report_dir: Path) -> dict[str, Any] | None:
     """What ``data inspect`` shows of earlier ``data issues`` results: the count of suspected
-    label issues, a link to issues.html relative to ``report_dir``, and whether it is current."""
+    label issues, a link to issues.html relative to ``report_dir``, whether it is current, and
+    how good the model behind the flags was (``none``: they are not evidence of wrong labels)."""
     entry = lookup_issues(scan)
     if entry is None:
         return None
@@ -142,4 +143,6 @@ def issues_summary(scan: ScanResult, report_dir: Path) -> dict[str, Any] | None:
         "link": Path(link).as_posix(),
         "created": entry.get("created"),
         "current": entry["current"],
+        # none | moderate | good (cnnlab.cleaning.skill); None for results older than it
+        "model_level": (entry.get("model") or {}).get("level"),
     }
