@@ -91,6 +91,7 @@ def test_a_model_at_chance_says_labels_cannot_be_judged(tmp_path: Path, monkeypa
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
+    assert "data.img_size=32: the pretrained backbone sees 32-px images" in text
     assert "warning: label issues cannot be judged with this model" in text
     assert "out-of-sample model: accuracy" in text and "always answering" in text
     assert "train on the cleaned list" not in text and "clean.csv written, not recommended" in text
