@@ -16,12 +16,16 @@ from pathlib import Path
 from typing import Any
 
 _MAX_ROWS = 500  # longest table written out (skipped-file lists can be huge)
+# A cell this long (a path, a long class name) may break anywhere: three such columns made a
+# 60-class report's mistakes table 1,500 px wide. Shorter cells (numbers) never break.
+_LONG_CELL = 32  # characters
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1100px;
 color:#222;padding:0 1em;line-height:1.45}
 h1{border-bottom:2px solid #4c72b0}h2{margin-top:2em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.5em 0;font-size:.9em}
 td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}
+td.long{overflow-wrap:anywhere;min-width:6em}
 th{background:#f3f5f9}tr:nth-child(even) td{background:#fafafa}
 pre{background:#f6f8fa;padding:.8em;overflow-x:auto;font-size:.85em}
 figure{margin:1em 0}img{max-width:100%;border:1px solid #eee}
@@ -70,9 +74,14 @@ def fmt(value: Any) -> str:
 
 
 def _html_cell(value: Any) -> str:
-    if isinstance(value, Link):
-        return f'<a href="{html.escape(value.href)}">{html.escape(value.text)}</a>'
-    return html.escape(fmt(value))
+    """One ``<td>``: class ``long`` (may wrap anywhere) when its text is long."""
+    text = value.text if isinstance(value, Link) else fmt(value)
+    inner = (
+        f'<a href="{html.escape(value.href)}">{html.escape(text)}</a>'
+        if isinstance(value, Link)
+        else html.escape(text)
+    )
+    return f'<td class="long">{inner}</td>' if len(text) > _LONG_CELL else f"<td>{inner}</td>"
 
 
 def _html_block(block: Block) -> str:
@@ -93,8 +102,7 @@ def _html_block(block: Block) -> str:
         return _html_gallery(block.rows)
     head = "".join(f"<th>{html.escape(h)}</th>" for h in block.headers)
     body = "".join(
-        "<tr>" + "".join(f"<td>{_html_cell(v)}</td>" for v in row) + "</tr>"
-        for row in block.rows[:_MAX_ROWS]
+        "<tr>" + "".join(_html_cell(v) for v in row) + "</tr>" for row in block.rows[:_MAX_ROWS]
     )
     more = len(block.rows) - _MAX_ROWS
     tail = f'<p class="note">… and {more} more rows</p>' if more > 0 else ""

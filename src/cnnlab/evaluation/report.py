@@ -177,27 +177,39 @@ def _timing_section(summary: dict[str, Any], rows: list[dict[str, Any]]) -> Sect
     return Section("timing", "Timing", [_key_table(timing)])
 
 
-def _mistakes_section(mistakes: list[dict[str, Any]] | None) -> Section:
+def _mistake_rows(mistakes: list[dict[str, Any]]) -> list[list[Any]]:
+    return [
+        [m.get("path", m.get("index", "")), m.get("true", ""), m.get("pred", ""), m.get("prob", "")]
+        for m in mistakes
+    ]
+
+
+def _mistakes_section(mistakes: dict[str, list[dict[str, Any]]], limit: int | None) -> Section:
+    """One table per split (``""``: the report's only one), at most ``limit`` rows each.
+
+    One table of val's and test's mistakes together, with no word of which split each row
+    came from, read as one list longer than ``eval.worst_mistakes`` (finding 7).
+    """
     section = Section("mistakes", "Worst mistakes")
+    for split, rows in mistakes.items():
+        rows = rows[:limit] if limit is not None else rows
+        if split:
+            shown = f"{len(rows)} most confident" if rows else "no mistakes"
+            section.blocks.append(Block("p", f"Split: {split} ({shown})"))
+        if rows:
+            headers = ["file", "true", "predicted", "probability"]
+            section.blocks.append(Block("table", headers=headers, rows=_mistake_rows(rows)))
+        elif not split:
+            section.blocks.append(Block("p", "No mistakes listed."))
     if not mistakes:
         section.blocks.append(Block("p", "No mistakes listed."))
-        return section
-    section.blocks.append(
-        Block(
-            "table",
-            headers=["file", "true", "predicted", "probability"],
-            rows=[
-                [
-                    m.get("path", m.get("index", "")),
-                    m.get("true", ""),
-                    m.get("pred", ""),
-                    m.get("prob", ""),
-                ]
-                for m in mistakes
-            ],
-        )
-    )
     return section
+
+
+def _mistake_limit(config: dict[str, Any] | None) -> int | None:
+    """``eval.worst_mistakes`` of the run's config: the most rows per split (None: unknown)."""
+    value = ((config or {}).get("eval") or {}).get("worst_mistakes")
+    return value if isinstance(value, int) and value >= 0 else None
 
 
 def build_sections(
@@ -217,8 +229,11 @@ def build_sections(
     card = {k: v for k, v in (model_card or {}).items() if k != "classes"}
     if model_card and "classes" in model_card:
         card["classes"] = f"{len(model_card['classes'])}: " + ", ".join(model_card["classes"])
-    if mistakes is None:
-        mistakes = [m for g in _groups(metrics).values() for m in g.get("worst_mistakes", [])]
+    per_split = (
+        {name: g.get("worst_mistakes") or [] for name, g in _groups(metrics).items()}
+        if mistakes is None
+        else {"": mistakes}
+    )
     from cnnlab.paths import shareable_config
 
     config = shareable_config(config) if config else config  # no folders of the user's disk
@@ -236,7 +251,7 @@ def build_sections(
             "Plots",
             [Block("img", name, path=Path(p)) for name, p in plots.items() if Path(p).is_file()],
         ),
-        _mistakes_section(mistakes),
+        _mistakes_section(per_split, _mistake_limit(config)),
         _timing_section(summary, rows),
         _data_section(data_report),
         Section(

@@ -1,0 +1,69 @@
+"""What the run report says in words: worst mistakes per split, the fit diagnosis next to the
+no-skill verdict, readable tables (exploratory report I, findings 7, 8 and 14)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnlab.evaluation.evaluate import evaluate_predictions
+from cnnlab.evaluation.report import write_report
+
+LONG = "Especie_de_ave_migratoria_del_norte_variante_07"
+
+
+def _section(markdown: str, title: str) -> str:
+    """The text of one ``## title`` section of report.md."""
+    return markdown.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def _split(tmp_path: Path, name: str, n: int, seed: int) -> dict:
+    """One split's evaluation: 2 classes, about half the images wrong, long unicode paths."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    probs = rng.dirichlet([1.0, 1.0], size=n)
+    paths = [f"{name}/{LONG}/Ñandú común {i:03d}.png" for i in range(n)]
+    return evaluate_predictions(
+        y, probs, ["cat", LONG], tmp_path / "plots", paths=paths, prefix=name, worst=16
+    )
+
+
+def test_worst_mistakes_are_one_table_per_split_within_the_limit(tmp_path):
+    metrics = {"val": _split(tmp_path, "val", 30, 0), "test": _split(tmp_path, "test", 30, 1)}
+    assert all(len(m["worst_mistakes"]) > 5 for m in metrics.values())
+    _, md = write_report(
+        tmp_path, title="t", metrics=metrics, config={"eval": {"worst_mistakes": 5}}
+    )
+    text = _section(md.read_text(encoding="utf-8"), "Worst mistakes")
+    val, test = text.split("Split: test (5 most confident)")
+    assert "Split: val (5 most confident)" in val
+    for part, split in ((val, "val"), (test, "test")):
+        rows = [line for line in part.splitlines() if line.startswith(f"| {split}/")]
+        assert len(rows) == 5, part  # eval.worst_mistakes per split, each under its own name
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    # long paths and names may wrap instead of widening the page; numbers keep their cell
+    assert f'<td class="long">val/{LONG}/Ñandú común' in html
+    assert "<td>0." in html
+
+
+def test_a_split_without_mistakes_says_so(tmp_path):
+    y = np.array([0, 1, 0, 1])
+    probs = np.eye(2)[y] * 0.8 + 0.1
+    perfect = evaluate_predictions(y, probs, ["a", "b"], tmp_path / "p", prefix="val")
+    mixed = _split(tmp_path, "test", 10, 2)
+    _, md = write_report(tmp_path, title="t", metrics={"val": perfect, "test": mixed})
+    text = _section(md.read_text(encoding="utf-8"), "Worst mistakes")
+    assert "Split: val (no mistakes)" in text
+    assert f"Split: test ({len(mixed['worst_mistakes'])} most confident)" in text
+
+
+@pytest.mark.parametrize("given", [None, []])
+def test_an_evaluation_lists_its_one_split_without_a_heading(tmp_path, given):
+    m = _split(tmp_path, "test", 10, 3)
+    mistakes = m["worst_mistakes"] if given is None else given
+    _, md = write_report(tmp_path, title="t", metrics=m, mistakes=mistakes)
+    text = _section(md.read_text(encoding="utf-8"), "Worst mistakes")
+    assert "Split:" not in text
+    assert ("No mistakes listed." in text) == (not mistakes)
