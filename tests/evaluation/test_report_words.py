@@ -67,3 +67,53 @@ def test_an_evaluation_lists_its_one_split_without_a_heading(tmp_path, given):
     text = _section(md.read_text(encoding="utf-8"), "Worst mistakes")
     assert "Split:" not in text
     assert ("No mistakes listed." in text) == (not mistakes)
+
+
+def _history(train: list[float], val: list[float]) -> list[dict[str, str]]:
+    """metrics.csv rows: the gap of explore I finding 8 (train at chance, val far below)."""
+    return [
+        {
+            "epoch": str(e),
+            "train/accuracy": str(t),
+            "val/accuracy": str(v),
+            "val/loss": str(0.7 + 0.1 * e),
+            "val/macro_f1": "0.2105",
+        }
+        for e, (t, v) in enumerate(zip(train, val, strict=True), start=1)
+    ]
+
+
+def _one_class_answers(tmp_path: Path, name: str, cats: int, dogs: int) -> dict:
+    """A model that answers "cat" for every image of a split with more dogs than cats."""
+    y = np.array([0] * cats + [1] * dogs)
+    probs = np.tile([0.55, 0.45], (y.size, 1))
+    return evaluate_predictions(y, probs, ["cat", "dog"], tmp_path / "p", prefix=name)
+
+
+def test_the_fit_diagnosis_never_diagnoses_a_gap_of_a_model_that_did_not_learn(tmp_path):
+    rows = _history([0.579, 0.70, 0.773], [0.267, 0.267, 0.267])
+    metrics = {"val": _one_class_answers(tmp_path, "val", 4, 11),
+               "test": _one_class_answers(tmp_path, "test", 5, 11)}  # fmt: skip
+    _, md = write_report(
+        tmp_path, title="t", metrics=metrics, rows=rows,
+        summary={"best_epoch": 1, "monitor": "val/macro_f1"},
+    )  # fmt: skip
+    text = md.read_text(encoding="utf-8")
+    assert "No evidence that this model learned" in _section(text, "Metrics")
+    diagnosis = " ".join(_section(text, "Fit diagnosis").split())
+    assert "Best epoch 1 of 3 by val/macro_f1" in diagnosis
+    assert "On val and test the model is not above always answering the most frequent" in diagnosis
+    assert "did not learn beyond the majority class" in diagnosis and "lr-find" in diagnosis
+    for claim in ("Overfitting", "overfit", "Underfitting", "augmentation", "memorised"):
+        assert claim not in diagnosis
+
+
+def test_the_same_gap_of_a_model_that_learned_is_still_called_overfitting(tmp_path):
+    rows = _history([0.579, 0.90, 0.99], [0.267, 0.30, 0.31])
+    y = np.array([0] * 30 + [1] * 30)
+    probs = np.eye(2)[y] * 0.8 + 0.1
+    val = evaluate_predictions(y, probs, ["cat", "dog"], tmp_path / "p", prefix="val")
+    _, md = write_report(tmp_path, title="t", metrics={"val": val}, rows=rows,
+                         summary={"best_epoch": 2, "monitor": "val/macro_f1"})  # fmt: skip
+    diagnosis = _section(md.read_text(encoding="utf-8"), "Fit diagnosis")
+    assert "Overfitting" in diagnosis and "majority class" not in diagnosis

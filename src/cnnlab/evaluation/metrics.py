@@ -320,13 +320,29 @@ def _given_best(
     return _best_epoch(rows)
 
 
-def _gap_notes(gaps: list[float], train_acc: list[float], best_i: int) -> list[str]:
+def _no_skill_note(unlearned: str) -> str:
+    return (f"On {unlearned} the model is not above always answering the most frequent class "
+            "(see Metrics): it did not learn beyond the majority class, so the train/validation "
+            "gap is not read as over- or under-fitting (with no skill it shows how the classes "
+            "are mixed in each split, not how the model fits). Try another learning rate "
+            "(cnnlab lr-find), more epochs, and check the labels and the images (cnnlab data "
+            "inspect).")  # fmt: skip
+
+
+def _gap_notes(
+    gaps: list[float], train_acc: list[float], best_i: int, unlearned: str = ""
+) -> list[str]:
     """The train-minus-val accuracy gap at the best epoch (the weights kept), and the last
     epoch's too when training went on to overfit after it.
 
     Quoting only the last epoch's gap next to the best epoch's number (seed G, finding 7)
-    described weights that were not the ones evaluated.
+    described weights that were not the ones evaluated. ``unlearned`` names the splits where
+    the report found no evidence the model beats the majority class: there the gap is not
+    over- or under-fitting (a model answering one class has a "gap" set by the splits' class
+    mix), and advice to regularise contradicted the report's own verdict (explore I, 8).
     """
+    if unlearned:
+        return [_no_skill_note(unlearned)]
     last, epoch = len(gaps) - 1, best_i + 1
     gap, gap_last = gaps[best_i], gaps[last]
     if math.isnan(gap):
@@ -350,8 +366,23 @@ def _gap_notes(gaps: list[float], train_acc: list[float], best_i: int) -> list[s
     return notes
 
 
+def _loss_notes(val_loss: list[float], best_i: int, last: int) -> list[str]:
+    """Whether val loss rose after the best epoch, or the last epoch was the best."""
+    if best_i < last and not math.isnan(val_loss[last]) and not math.isnan(val_loss[best_i]):
+        if val_loss[last] > val_loss[best_i] * 1.1 and last - best_i >= 2:
+            return [f"Validation loss rose {val_loss[last] - val_loss[best_i]:.3f} after the "
+                    "best epoch: later epochs memorised the training set; early stopping "
+                    "would have saved time."]  # fmt: skip
+    elif best_i == last and last > 0:
+        return ["The last epoch was the best: more epochs may still help."]
+    return []
+
+
 def diagnose_fit(
-    rows: Sequence[dict[str, Any]], best_epoch: int | None = None, monitor: str | None = None
+    rows: Sequence[dict[str, Any]],
+    best_epoch: int | None = None,
+    monitor: str | None = None,
+    unlearned: str = "",
 ) -> str:
     """Say in plain words whether training over- or under-fitted, from metrics.csv rows.
 
@@ -360,7 +391,9 @@ def diagnose_fit(
     best epoch. Training accuracy is measured on augmented batches, so a small negative gap
     is normal and is not called a problem. ``best_epoch`` and ``monitor`` are the run's own
     (``summary.json``), so the report names the epoch whose weights were kept; without them
-    the best epoch is guessed from the validation columns.
+    the best epoch is guessed from the validation columns. ``unlearned`` names the splits
+    where the model is not above the majority baseline (``"val"``, ``"val and test"``;
+    empty: it is): then no over- or under-fitting is read from the gap or the val loss.
     """
     if not rows:
         return "No training history (metrics.csv is empty), so no fit diagnosis."
@@ -375,14 +408,7 @@ def diagnose_fit(
     kept = best_epoch is not None and best_epoch in metric_series(rows, "epoch")
     whose = "; its weights are the ones evaluated" if kept else ""
     notes = [f"Best epoch {best_i + 1} of {last + 1} by {key}{whose}."]
-    notes.extend(_gap_notes(gaps, train_acc, best_i))
-    if best_i < last and not math.isnan(val_loss[last]) and not math.isnan(val_loss[best_i]):
-        if val_loss[last] > val_loss[best_i] * 1.1 and last - best_i >= 2:
-            notes.append(
-                f"Validation loss rose {val_loss[last] - val_loss[best_i]:.3f} after "
-                "the best epoch: later epochs memorised the training set; early "
-                "stopping would have saved time."
-            )
-    elif best_i == last and last > 0:
-        notes.append("The last epoch was the best: more epochs may still help.")
+    notes.extend(_gap_notes(gaps, train_acc, best_i, unlearned))
+    if not unlearned:  # a rising val loss reads as memorising: not for a model without skill
+        notes.extend(_loss_notes(val_loss, best_i, last))
     return " ".join(notes)

@@ -59,6 +59,21 @@ def _groups(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in metrics.items() if isinstance(v, dict) and "accuracy" in v}
 
 
+def no_skill(metrics: dict[str, Any]) -> bool:
+    """True when one split's accuracy is not above the majority baseline at 95%: the
+    report's "No evidence that this model learned" verdict (False when not measurable)."""
+    majority = metrics.get("majority_accuracy")
+    n = int(metrics.get("num_samples") or 0)
+    return majority is not None and n > 0 and not beats_majority(metrics["accuracy"], majority, n)
+
+
+def _unlearned(metrics: dict[str, Any]) -> str:
+    """The splits with the no-skill verdict, in words (``"val and test"``; ``"these images"``
+    for a one-split evaluation), or ``""``: what the fit diagnosis must not contradict."""
+    names = [name or "these images" for name, m in _groups(metrics).items() if no_skill(m)]
+    return " and ".join(names)
+
+
 def _metrics_section(all_metrics: dict[str, Any]) -> Section:
     section = Section("metrics", "Metrics")
     groups = _groups(all_metrics)
@@ -101,8 +116,7 @@ def _metric_blocks(metrics: dict[str, Any]) -> list[Block]:
                             "A score that is 0/0 for such a class is not measured: the table "
                             "below says \"no image\"."))  # fmt: skip
     majority = metrics.get("majority_accuracy")
-    n = int(metrics.get("num_samples") or 0)
-    if majority is not None and n and not beats_majority(metrics["accuracy"], majority, n):
+    if no_skill(metrics):
         blocks.append(Block("p", f"No evidence that this model learned: its accuracy "
                             f"({metrics['accuracy']:.4f}) is not above always answering the most "
                             f"frequent class ({majority:.4f}) at 95%. Check the learning rate, "
@@ -238,13 +252,14 @@ def build_sections(
 
     config = shareable_config(config) if config else config  # no folders of the user's disk
     config_text = yaml.safe_dump(config, allow_unicode=True, sort_keys=False) if config else ""
+    best = summary.get("best_epoch")
     # Results first (what a reader opens the report for), then how they were obtained.
     return [
         _metrics_section(metrics),
         Section(
             "diagnosis",
             "Fit diagnosis",
-            [Block("p", diagnose_fit(rows, summary.get("best_epoch"), summary.get("monitor")))],
+            [Block("p", diagnose_fit(rows, best, summary.get("monitor"), _unlearned(metrics)))],
         ),
         Section(
             "plots",
