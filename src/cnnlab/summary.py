@@ -254,7 +254,7 @@ def print_summary(run: Run) -> None:
     table.add_column("split")
     for column in ("accuracy", "macro F1", "images"):
         table.add_column(column, justify="right")
-    intervals, notes = False, []
+    intervals, flat, notes = False, False, []
     for split, values in summary.get("metrics", {}).items():
         full = run.split_metrics(split) or {}
         if why := macro_f1_note(full):  # a class with no image here: say what macro F1 covers
@@ -263,11 +263,20 @@ def print_summary(run: Run) -> None:
         for key in ("accuracy", "macro_f1"):
             ci = full.get(f"{key}_ci")
             intervals = intervals or bool(ci)
-            cells.append(_fmt(values.get(key)) + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else ""))
+            # a bootstrap with nothing to vary (a perfect score) gives no interval, not x-x
+            unknown = not ci and bool(full.get(f"{key}_ci_note"))
+            flat = flat or unknown
+            cells.append(_fmt(values.get(key)) + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+                         + (" (n/a)" if unknown else ""))  # fmt: skip
         table.add_row(split, *cells, _fmt(values.get("num_samples")))
     result(table)
     if intervals:
         result("(in brackets: the 95% interval the split's images allow)")
+    if flat:
+        result(
+            "(n/a: every bootstrap resample gives the same macro F1 at a perfect or zero "
+            "score, so no interval is claimed; the accuracy interval shows the uncertainty)"
+        )
     for note in notes:
         result(note)
     result(

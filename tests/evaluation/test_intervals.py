@@ -52,10 +52,46 @@ def test_more_images_give_narrower_intervals() -> None:
 def test_a_perfect_model_and_a_single_image() -> None:
     y = np.arange(20) % 4
     ci = metric_intervals(y, y, 4)
-    assert ci["macro_f1_ci"] == [1.0, 1.0] and ci["accuracy_ci"][1] == pytest.approx(1.0)
+    assert ci["accuracy_ci"][1] == pytest.approx(1.0)
     assert ci["accuracy_ci"][0] < 1.0  # 20 of 20 right does not prove a perfect model
+    # nor does the bootstrap, whose every resample is perfect too: no "1.000-1.000" interval
+    assert ci["macro_f1_ci"] is None
+    assert ci["macro_f1_ci_note"] == ("not estimable by bootstrap: 1000 of 1000 resamples of "
+                                      "the 20 images give macro F1 1.0000, so the interval has "
+                                      "no width")  # fmt: skip
+    wrong = metric_intervals(y, (y + 1) % 4, 4)  # every answer wrong: macro F1 0 in every resample
+    assert wrong["macro_f1_ci"] is None and "give macro F1 0.0000" in wrong["macro_f1_ci_note"]
+    assert wrong["accuracy_ci"][1] > 0.0
     one = metric_intervals([1], [1], 2)
     assert one["accuracy_ci"] is None and one["macro_f1_ci"] is None
+    assert one["macro_f1_ci_note"] is None  # too few images, not a collapsed bootstrap
+
+
+def test_a_perfect_score_prints_no_zero_width_macro_f1_interval(tmp_path: Path, capsys) -> None:
+    from cnnlab.runs import Run
+    from cnnlab.summary import print_summary
+
+    y = np.arange(15) % 3
+    m = compute_metrics(y, np.eye(3)[y] * 0.9 + 0.05, ["cat", "dog", "owl"])
+    assert m["macro_f1"] == 1.0 and m["macro_f1_ci"] is None
+    text = " ".join(render_markdown("r", _sections({"val": m, "test": m}), Path(".")).split())
+    low = m["accuracy_ci"][0]
+    assert f"| accuracy 95% CI | {low:.4f} – 1.0000 |" in text
+    assert "1.0000 – 1.0000" not in text
+    assert text.count("| macro_f1 95% CI | not estimable by bootstrap (see below) |") == 2
+    assert text.count("Macro F1 has no interval (val: not estimable by bootstrap: 1000 of") == 1
+    assert "test: not estimable by bootstrap: 1000 of 1000 resamples of the 15 images" in text
+    (tmp_path / "plots").mkdir()
+    for split in ("val", "test"):
+        (tmp_path / "plots" / f"{split}_metrics.json").write_text(json.dumps(m), encoding="utf-8")
+    headline = {k: m[k] for k in ("accuracy", "macro_f1", "num_samples")}
+    summary = {"model": "m", "mode": "scratch", "best_epoch": 1,
+               "metrics": {"val": headline, "test": headline}}  # fmt: skip
+    (tmp_path / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    print_summary(Run(tmp_path))
+    out = " ".join(capsys.readouterr().out.split())
+    assert "1.000-1.000" not in out and f"1.0000 ({low:.3f}-1.000)" in out
+    assert "1.0000 (n/a)" in out and "(n/a: every bootstrap resample gives the same" in out
 
 
 def test_metrics_and_report_carry_the_intervals_and_flag_tiny_classes() -> None:
@@ -84,6 +120,12 @@ def test_a_model_at_the_no_skill_baseline_is_flagged_in_the_report() -> None:
     assert m["accuracy"] == m["majority_accuracy"] == 0.5
     text = " ".join(render_markdown("r", _metric_blocks_section(m), Path(".")).split())
     assert "No evidence that this model learned: its accuracy (0.5000) is not above always" in text
+
+
+def _sections(metrics: dict) -> list:
+    from cnnlab.evaluation.report import _metrics_section
+
+    return [_metrics_section(metrics)]
 
 
 def _metric_blocks_section(m: dict) -> list:

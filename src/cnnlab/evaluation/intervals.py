@@ -7,7 +7,8 @@ So every evaluation also gives, over its images:
 * ``accuracy_ci``: the Wilson score interval of a proportion (scipy's ``binomtest``), which
   keeps its coverage near 0 and 1 where the normal approximation does not;
 * ``macro_f1_ci``: a percentile bootstrap over the images (scipy's ``bootstrap``, 1,000
-  resamples, seeded, so the same predictions always give the same interval).
+  resamples, seeded, so the same predictions always give the same interval). Where the
+  bootstrap has nothing to vary it gives no interval: see :func:`metric_intervals`.
 
 Both describe the test sample only; how much a retrained model would move (training seeds) is
 what a study's spread over seeds measures (:mod:`cnnlab.studies.stats`, which shares
@@ -96,15 +97,31 @@ def metric_intervals(
     n_resamples: int = RESAMPLES,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """``accuracy_ci`` and ``macro_f1_ci`` as ``[low, high]``, with ``ci_level``.
+    """``accuracy_ci`` and ``macro_f1_ci`` as ``[low, high]``, with ``ci_level`` and
+    ``macro_f1_ci_note``.
 
     With fewer than two images there is nothing to resample: both intervals are None.
+
+    A percentile bootstrap collapses where (nearly) every resample gives the same macro F1: a
+    perfect score (every resample of right answers is perfect too) or a zero one. It then
+    printed "1.000-1.000" beside a Wilson accuracy interval of 0.796-1.000 on the same 15
+    images (explore I, finding 9): certainty the images cannot give. A zero-width interval is
+    therefore not reported: ``macro_f1_ci`` is None and ``macro_f1_ci_note`` says why. No
+    other rule is put in its place: macro F1 has no closed-form interval at a perfect score
+    (unlike a proportion), so the honest statement is "not estimable by bootstrap", with the
+    accuracy interval as the measure of how much the images leave open.
+
+    Example:
+        >>> ci = metric_intervals([0, 1, 0, 1], [0, 1, 0, 1], 2)
+        >>> ci["macro_f1_ci"], ci["macro_f1_ci_note"][:32]
+        (None, 'not estimable by bootstrap: 1000')
     """
     from scipy import stats
 
     y = np.asarray(y_true, dtype=np.int64).reshape(-1)
     p = np.asarray(pred, dtype=np.int64).reshape(-1)
-    out: dict[str, Any] = {"ci_level": confidence, "accuracy_ci": None, "macro_f1_ci": None}
+    out: dict[str, Any] = {"ci_level": confidence, "accuracy_ci": None, "macro_f1_ci": None,
+                           "macro_f1_ci_note": None}  # fmt: skip
     n = int(y.size)
     if n < 2:
         return out
@@ -127,6 +144,13 @@ def metric_intervals(
             method="percentile",
             rng=np.random.default_rng(seed),
         )
-    low, high = res.confidence_interval
-    out["macro_f1_ci"] = [float(low), float(high)]
+    low, high = (float(v) for v in res.confidence_interval)
+    if high > low:
+        out["macro_f1_ci"] = [low, high]
+    else:  # no width (or NaN): the resamples agree, which says nothing about other images
+        same = int(np.sum(res.bootstrap_distribution == low))
+        out["macro_f1_ci_note"] = (
+            f"not estimable by bootstrap: {same} of {n_resamples} resamples of the {n} images "
+            f"give macro F1 {low:.4f}, so the interval has no width"
+        )
     return out

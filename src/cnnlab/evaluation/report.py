@@ -83,6 +83,16 @@ def _metrics_section(all_metrics: dict[str, Any]) -> Section:
         if name:
             section.blocks.append(Block("p", f"Split: {name}"))
         section.blocks.extend(_metric_blocks(metrics))
+    notes = [
+        (name, m["macro_f1_ci_note"]) for name, m in groups.items() if m.get("macro_f1_ci_note")
+    ]
+    if notes:  # said once, however many splits it concerns
+        which = "; ".join(f"{name}: {note}" if name else note for name, note in notes)
+        section.blocks.append(Block("p", f"Macro F1 has no interval ({which}). A percentile "
+                                    "bootstrap has nothing to vary at a perfect (or zero) score, "
+                                    "and a zero-width interval would claim a certainty the images "
+                                    "cannot give; the accuracy interval shows how much they leave "
+                                    "open."))  # fmt: skip
     return section
 
 
@@ -106,9 +116,11 @@ def _metric_blocks(metrics: dict[str, Any]) -> list[Block]:
             continue
         name = f"top_{metrics['top_k']}_accuracy" if key == "top_k_accuracy" else key
         head[name] = metrics[key]
-        interval = metrics.get(f"{key}_ci")
+        interval, level = metrics.get(f"{key}_ci"), _percent(metrics.get("ci_level", 0.95))
         if interval:  # the range the test images allow, right under the number
-            head[f"{key} {_percent(metrics.get('ci_level', 0.95))} CI"] = _range(interval)
+            head[f"{key} {level} CI"] = _range(interval)
+        elif metrics.get(f"{key}_ci_note"):  # never a zero-width interval (see below the table)
+            head[f"{key} {level} CI"] = "not estimable by bootstrap (see below)"
     blocks = [_key_table(head)]
     why = macro_f1_note(metrics)
     if why:  # the figure alone does not say which classes it covers

@@ -63,6 +63,8 @@ def show_run(run: Run) -> None:
         if interval:  # what the split's images allow, so one number is not over-read
             col.caption(f"95% interval over {metrics.get('num_samples')} images: "
                         f"{interval[0]:.3f} – {interval[1]:.3f}")  # fmt: skip
+        elif metrics.get(f"{key}_ci_note"):  # a perfect score: no interval, never x – x
+            col.caption(f"95% interval {metrics[f'{key}_ci_note']}")
     normalised = st.toggle("Normalise rows (share of each true class)", value=False)
     st.subheader("Confusion matrix")
     st.plotly_chart(confusion_chart(metrics, normalised), key="confusion")
