@@ -253,7 +253,7 @@ def test_eval_on_a_manifest_with_bad_rows_is_one_line(tmp_path: Path) -> None:
     assert "no rows of split 'val'; it has test: choose one with --split" in line
     done = cli("eval", str(run), "--data", str(bad))
     assert done.returncode == 0, done.stderr
-    assert "on 1 images" in done.stdout and (run / "eval-labels" / "report.html").is_file()
+    assert "on 1 images" in done.stdout and (run / "eval-labels-test" / "report.html").is_file()
     bad.unlink()
     assert folder_digest(data) == before
     # a manifest outside its dataset (clean.csv's root column): no --out inside that root

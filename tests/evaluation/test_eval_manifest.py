@@ -79,8 +79,9 @@ def test_split_column_scores_only_its_split_as_a_split_folder_would(trained, tmp
     got = evaluate_run(trained["run"], data=labels)
     test_rows = {rel for rel, _, split in rows if split == "test"}
     assert set(_predicted(got["out_dir"])) == test_rows and got["num_samples"] == 6
-    assert Path(got["out_dir"]).name == "eval-new batch"
-    assert got["source"] == "new batch.csv" and got["skipped"] == [] and got["left_out"] == {}
+    assert Path(got["out_dir"]).name == "eval-new batch-test"  # the split it scored, named
+    assert got["source"] == "split 'test' of new batch.csv"
+    assert got["skipped"] == [] and got["left_out"] == {}
     html = Path(got["report"]).read_text(encoding="utf-8")
     assert str(tmp_path) not in html and "new batch.csv" in html  # no server paths
     folder = evaluate_run(trained["run"], data=as_folder, out_dir=tmp_path / "ev-folder")

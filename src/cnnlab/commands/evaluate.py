@@ -36,7 +36,12 @@ def eval_command(
         "split column has no splits: all of its images].",
         show_default=False,
     ),
-    out: Path = typer.Option(None, "--out", "-o", help="Evaluation folder [default: RUN/eval-*]"),
+    out: Path = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Evaluation folder [default: RUN/eval-SPLIT, or RUN/eval-DATA-SPLIT for --data].",
+    ),
     tta: bool = tta_option(),
 ) -> None:
     """Evaluate a run on its test split, a labelled folder or a CSV manifest; writes metrics

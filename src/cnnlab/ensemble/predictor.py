@@ -193,6 +193,7 @@ def evaluate_ensemble(
         out, title=f"{run.name}: ensemble evaluation on {source}", summary=summary,
         metrics=metrics, config=run.config, model_card=ens.card, data_report=report,
         plots={k: Path(v) for k, v in metrics["plots"].items()}, mistakes=metrics["worst_mistakes"],
+        caution=given.caution,
     )  # fmt: skip
     return {**metrics, **summary, "out_dir": str(out), "report": str(html), "skipped": skipped,
             "left_out": left_out, "changed": changed}  # fmt: skip

@@ -220,10 +220,10 @@ def _walk_skipped(found: Any, split: str) -> list[dict[str, str]]:
     return [{"path": rel, "reason": why} for rel, why in found.skipped if evaluated(rel)]
 
 
-def _split_candidates(where: Path, found: Any, split: str | None) -> list[Any]:
-    """The candidates of the evaluated split: ``split`` (default test) of a split-layout
-    folder or of a manifest with a split column, every image of a flat folder or every row of
-    a manifest without one (where a ``split`` is refused: it has none)."""
+def _split_candidates(where: Path, found: Any, split: str | None) -> tuple[list[Any], str | None]:
+    """The candidates of the evaluated split and its name: ``split`` (default test) of a
+    split-layout folder or of a manifest with a split column; every image of a flat folder or
+    every row of a manifest without one, and None (a ``split`` is refused: it has none)."""
     manifest = found.layout == "csv"
     has_splits = any(c.split for c in found.candidates) if manifest else found.layout == "split"
     if not has_splits:
@@ -235,14 +235,14 @@ def _split_candidates(where: Path, found: Any, split: str | None) -> list[Any]:
             raise ConfigError(
                 f"--split {split}: {where} has {lacks}, so {every} is evaluated; leave out --split"
             )
-        return list(found.candidates)
+        return list(found.candidates), None
     want = split or "test"
     chosen = [c for c in found.candidates if c.split == want]
     if not chosen:
         have = sorted({c.split for c in found.candidates if c.split})
         none = f"no rows of split '{want}'" if manifest else f"no images in a '{want}' split folder"
         raise DataError(f"{where}: {none}; it has {', '.join(have)}: choose one with --split")
-    return chosen
+    return chosen, want
 
 
 def _known(
@@ -267,13 +267,25 @@ def _known(
     return samples, unknown
 
 
-def folder_samples(
-    folder: Path, split: str | None, classes: Sequence[str]
-) -> tuple[list[tuple[str, str]], dict[str, int], list[dict[str, str]]]:
-    """[(relative path, class name)] of a labelled folder's classes the model knows, the
-    images per class folder it does not know (left out, with a warning), and the files the
-    walk skipped (``{"path", "reason"}``: loose files in the root, links out of it), which
-    eval lists with the unreadable ones, as ``cnnlab data inspect`` does.
+@dataclass(frozen=True)
+class LabelledData:
+    """What ``cnnlab eval`` scores: images under ``root``, and how the report names them."""
+
+    root: Path  # the folder the sample paths are relative to
+    samples: list[tuple[str, str]]  # (relative path, label), labels the model knows only
+    left_out: dict[str, int]  # label the model does not know -> images left out
+    unplaced: list[dict[str, str]]  # files the walk or manifest skipped, with the reason
+    source: str  # names only (reports get shared): "split 'val' of five", "labels.csv"
+    name: str  # the default evaluation folder: eval-val, eval-five-val, eval-labels
+    split: str | None = None  # the split evaluated; None: every image (the data has no splits)
+    caution: str = ""  # said in the report and warned: e.g. these are the run's val images
+
+
+def folder_samples(folder: Path, split: str | None, classes: Sequence[str]) -> LabelledData:
+    """A labelled folder's images of the classes the model knows, the images per class folder
+    it does not know (left out, with a warning), and the files the walk skipped (``{"path",
+    "reason"}``: loose files in the root, links out of it), which eval lists with the
+    unreadable ones, as ``cnnlab data inspect`` does.
 
     A new batch of photos often holds a class the model never saw; its images cannot be
     scored against a label the model cannot output, and the folder is the user's (read-only
@@ -293,15 +305,16 @@ def folder_samples(
     if not folder.is_dir():
         raise DataError(f"{folder}: labelled folder not found; expected ROOT/<class>/*.jpg")
     found = walk_folder(folder)
-    samples, unknown = _known(folder, _split_candidates(folder, found, split), classes, False)
-    return samples, unknown, _walk_skipped(found, split or "test")
+    chosen, used = _split_candidates(folder, found, split)
+    samples, unknown = _known(folder, chosen, classes, False)
+    skipped = _walk_skipped(found, split or "test")
+    name = folder.resolve().name
+    return _named(folder, (samples, unknown, skipped), name, name, used)
 
 
-def manifest_samples(
-    manifest: Path, split: str | None, classes: Sequence[str]
-) -> tuple[Path, list[tuple[str, str]], dict[str, int], list[dict[str, str]]]:
-    """:func:`folder_samples` for a CSV manifest ``path,label[,split][,root]``: (the root its
-    paths are relative to, samples, rows per unknown label, rows skipped).
+def manifest_samples(manifest: Path, split: str | None, classes: Sequence[str]) -> LabelledData:
+    """:func:`folder_samples` for a CSV manifest ``path,label[,split][,root]``; its ``root``
+    is the folder the paths are relative to.
 
     Read as training reads it (:func:`~cnnlab.data.manifest.read_manifest` from
     :func:`~cnnlab.data.issues_index.manifest_root`), so a labelled batch or ``cnnlab data
@@ -318,8 +331,26 @@ def manifest_samples(
     root = manifest_root(manifest)
     found = read_manifest(manifest, root=root)
     raise_blocking([_for_eval(p) for p in found.problems], manifest, stops="the evaluation")
-    samples, unknown = _known(manifest, _split_candidates(manifest, found, split), classes, True)
-    return root, samples, unknown, _walk_skipped(found, split or "test")
+    chosen, used = _split_candidates(manifest, found, split)
+    samples, unknown = _known(manifest, chosen, classes, True)
+    skipped = _walk_skipped(found, split or "test")
+    return _named(root, (samples, unknown, skipped), manifest.name, manifest.stem, used)
+
+
+def _named(
+    root: Path,
+    found: tuple[list[tuple[str, str]], dict[str, int], list[dict[str, str]]],
+    shown: str,
+    stem: str,
+    split: str | None,
+) -> LabelledData:
+    """``found`` (samples, left out, unplaced) named for the report (``shown``: the folder's
+    or manifest's name) and the default folder (``eval-<stem>[-<split>]``), with the split
+    when the data has splits: "evaluation on five" in a folder ``eval-five`` never said it was
+    five's val split (explore I, finding 10)."""
+    if split is None:
+        return LabelledData(root, *found, shown, f"eval-{stem}", None)
+    return LabelledData(root, *found, f"split '{split}' of {shown}", f"eval-{stem}-{split}", split)
 
 
 def _for_eval(problem: Any) -> Any:
@@ -329,18 +360,6 @@ def _for_eval(problem: Any) -> Any:
         return problem
     where = problem.message.rpartition("; ")[0]
     return replace(problem, message=f"{where}; move the file into it (eval reads none outside)")
-
-
-@dataclass(frozen=True)
-class LabelledData:
-    """What ``eval --data`` scores: images under ``root``, and how the report names them."""
-
-    root: Path  # the folder the sample paths are relative to
-    samples: list[tuple[str, str]]  # (relative path, label), labels the model knows only
-    left_out: dict[str, int]  # label the model does not know -> images left out
-    unplaced: list[dict[str, str]]  # files the walk or manifest skipped, with the reason
-    source: str  # the folder's or manifest's name only: reports get shared
-    name: str  # the default evaluation folder, ``eval-<folder name or manifest stem>``
 
 
 def labelled_data(data: str | Path, split: str | None, classes: Sequence[str]) -> LabelledData:
@@ -353,11 +372,8 @@ def labelled_data(data: str | Path, split: str | None, classes: Sequence[str]) -
     """
     path = Path(data).expanduser()
     if path.is_file() and path.suffix.lower() == ".csv":
-        root, samples, left_out, unplaced = manifest_samples(path, split, classes)
-        return LabelledData(root, samples, left_out, unplaced, path.name, f"eval-{path.stem}")
-    samples, left_out, unplaced = folder_samples(path, split, classes)
-    name = path.resolve().name
-    return LabelledData(path, samples, left_out, unplaced, name, f"eval-{name}")
+        return manifest_samples(path, split, classes)
+    return folder_samples(path, split, classes)
 
 
 def eval_data(
@@ -365,14 +381,25 @@ def eval_data(
 ) -> tuple[LabelledData, dict[str, str]]:
     """What ``cnnlab eval`` scores for a run or an ensemble: ``data`` (:func:`labelled_data`),
     or with None the run's own ``split`` (default test), plus the files of that split
-    rewritten since training (``{path: "recorded sha1 -> now"}``; empty for ``data``)."""
+    rewritten since training (``{path: "recorded sha1 -> now"}``; empty for ``data``).
+
+    When the images are the run's own val or train images the result's ``caution`` says so
+    (:func:`~cnnlab.evaluation.seen.seen_caution`), and a warning too."""
+    from cnnlab.evaluation.seen import seen_caution
+
+    changed: dict[str, str] = {}
     if data is not None:
-        return labelled_data(data, split, classes), {}
-    split = split or "test"
-    root, samples = split_samples(run, split)
-    changed = check_split_files(root, run.path / SPLIT, split)
-    source = f"split '{split}' of {root.name}"  # names only: reports get shared
-    return LabelledData(root, samples, {}, [], source, f"eval-{split}"), changed
+        given = labelled_data(data, split, classes)
+    else:
+        split = split or "test"
+        root, samples = split_samples(run, split)
+        changed = check_split_files(root, run.path / SPLIT, split)
+        source = f"split '{split}' of {root.name}"  # names only: reports get shared
+        given = LabelledData(root, samples, {}, [], source, f"eval-{split}", split)
+    caution = seen_caution(run, given.root, given.samples)
+    if caution:
+        warn(caution)
+    return replace(given, caution=caution), changed
 
 
 def evaluate_run(
@@ -397,13 +424,15 @@ def evaluate_run(
             split-layout ``data`` folder or of a manifest with a split column; None: test, or
             every image of a flat ``data`` folder or of a manifest without a split column
             (which have no splits, so naming one is an error).
-        out_dir: evaluation folder; default ``RUN/eval-<split, folder name or manifest
-            stem>``. A suffix is added if it exists.
+        out_dir: evaluation folder; default ``RUN/eval-<split>`` for the run's own split,
+            ``RUN/eval-<folder name or manifest stem>[-<split>]`` for ``data`` (the split when
+            it has splits). A suffix is added if it exists.
         tta: flip test-time augmentation; None uses the model card's setting.
 
     Returns:
-        The metrics dict plus ``out_dir``, ``report``, ``skipped`` and ``changed``
-        (``{path: "recorded sha1 -> now"}``, 12-digit prefixes).
+        The metrics dict plus ``out_dir``, ``report``, ``skipped``, ``changed``
+        (``{path: "recorded sha1 -> now"}``, 12-digit prefixes) and ``caution`` (a sentence
+        when the images are the run's own val or train images, else ``""``).
 
     Example:
         >>> evaluate_run("runs/cnn-1", data="photos/new")["accuracy"]  # doctest: +SKIP
@@ -460,9 +489,10 @@ def evaluate_run(
         },
         plots={k: Path(v) for k, v in metrics["plots"].items()},
         mistakes=metrics["worst_mistakes"],
+        caution=given.caution,
     )
     return {**metrics, **summary, "out_dir": str(out), "report": str(html), "skipped": skipped,
-            "left_out": left_out, "changed": changed}  # fmt: skip
+            "left_out": left_out, "changed": changed, "caution": given.caution}  # fmt: skip
 
 
 def write_predictions(

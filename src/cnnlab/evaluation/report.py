@@ -248,8 +248,11 @@ def build_sections(
     rows: list[dict[str, Any]],
     plots: dict[str, Path],
     mistakes: list[dict[str, Any]] | None,
+    caution: str = "",
 ) -> list[Section]:
-    """The report's content, in reading order, independent of the output format."""
+    """The report's content, in reading order, independent of the output format.
+
+    ``caution`` is said first, above the numbers it qualifies."""
     import yaml
 
     card = {k: v for k, v in (model_card or {}).items() if k != "classes"}
@@ -266,8 +269,11 @@ def build_sections(
     config_text = yaml.safe_dump(config, allow_unicode=True, sort_keys=False) if config else ""
     best = summary.get("best_epoch")
     # Results first (what a reader opens the report for), then how they were obtained.
+    results = _metrics_section(metrics)
+    if caution:
+        results.blocks.insert(0, Block("p", f"Caution: {caution}"))
     return [
-        _metrics_section(metrics),
+        results,
         Section(
             "diagnosis",
             "Fit diagnosis",
@@ -304,11 +310,13 @@ def write_report(
     rows: list[dict[str, Any]] | None = None,
     plots: dict[str, Path] | None = None,
     mistakes: list[dict[str, Any]] | None = None,
+    caution: str = "",
 ) -> tuple[Path, Path]:
     """Write ``report.html`` (self-contained) and ``report.md`` into ``folder``.
 
     Sections: metrics (with per-class table), a plain-words fit diagnosis, plots, worst
-    mistakes, timing, then the data summary, model card and resolved config.
+    mistakes, timing, then the data summary, model card and resolved config. ``caution`` (one
+    sentence, such as "these are the run's own validation images") opens the metrics.
 
     Example:
         >>> write_report("runs/cnn-1", title="cnn-1", metrics=m, plots=p)  # doctest: +SKIP
@@ -324,6 +332,7 @@ def write_report(
         rows=rows or [],
         plots=plots or {},
         mistakes=mistakes,
+        caution=caution,
     )
     html_path, md_path = folder / REPORT_HTML, folder / REPORT_MD
     atomic_write_text(html_path, render_html(title, sections))
