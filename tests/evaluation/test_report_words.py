@@ -117,3 +117,51 @@ def test_the_same_gap_of_a_model_that_learned_is_still_called_overfitting(tmp_pa
                          summary={"best_epoch": 2, "monitor": "val/macro_f1"})  # fmt: skip
     diagnosis = _section(md.read_text(encoding="utf-8"), "Fit diagnosis")
     assert "Overfitting" in diagnosis and "majority class" not in diagnosis
+
+
+def test_data_timing_and_card_tables_read_as_words(tmp_path):
+    """No Python or JSON repr, no empty row (explore I, finding 14)."""
+    y = np.array([0] * 8 + [1] * 8)
+    probs = np.eye(3)[y] * 0.7 + 0.1
+    m = evaluate_predictions(y, probs, ["cat", "dog", "rare"], tmp_path / "p", prefix="test")
+    data_report = {
+        "root": "two", "manifest": None, "layout": "flat", "num_images": 89,
+        "image_stats": {"width": {"min": 24, "median": 24.0, "max": 24}, "modes": {"RGB": 89}},
+        "counts_per_split": {"train": {"cat": 48, "dog": 41}},
+        "audit": {"exact_duplicates": 0, "duplicate_groups": []}, "skipped": [],
+    }  # fmt: skip
+    card = {"architecture": "cnn", "weights_source": None, "pretrained": False,
+            "input": {"img_size": 24, "mean": [0.38843, 0.5081, 0.51853]}}  # fmt: skip
+    _, md = write_report(
+        tmp_path, title="t", metrics={"test": m}, data_report=data_report, model_card=card,
+        summary={"stopped_by_time_budget": False, "train_time_s": 59.51},
+    )  # fmt: skip
+    text = md.read_text(encoding="utf-8")
+    data, timing = _section(text, "Data summary"), _section(text, "Timing")
+    model = _section(text, "Model card")
+    assert "| width | min 24, median 24, max 24 |" in data and "| modes | RGB 89 |" in data
+    assert "| train | cat 48, dog 41 |" in data
+    assert "| stopped_by_time_budget | no |" in timing and "| train_time_s | 59.5100 |" in timing
+    assert "| input | img_size 24, mean (0.3884, 0.5081, 0.5185) |" in model
+    assert "| pretrained | no |" in model
+    for empty in ("manifest", "weights_source", "duplicate_groups"):
+        assert f"| {empty} |" not in text
+    for repr_ in ("{", "[", "False", "True", "None"):
+        assert repr_ not in data + timing + model
+
+
+def test_top_k_over_every_class_is_no_headline_and_no_image_classes_are_apart(tmp_path):
+    y = np.array([0] * 8 + [1] * 3)
+    probs = np.eye(3)[y] * 0.7 + 0.1
+    m = evaluate_predictions(y, probs, ["alpha", "beta", "rare_two_total"], tmp_path / "p")
+    assert m["top_k"] == 3 and m["top_k_accuracy"] == 1.0  # k capped at K: always 1
+    _, md = write_report(tmp_path, title="t", metrics=m)
+    text = " ".join(_section(md.read_text(encoding="utf-8"), "Metrics").split())
+    assert "top_3_accuracy" not in text
+    assert "Fewer than 10 images in this split: alpha (8), beta (3). Their" in text
+    assert "No image in this split: rare_two_total." in text
+    many = np.arange(40) % 10
+    ten = evaluate_predictions(many, np.eye(10)[many] * 0.5 + 0.05, list("abcdefghij"),
+                               tmp_path / "q")  # fmt: skip
+    _, md = write_report(tmp_path / "ten", title="t", metrics=ten)
+    assert "| top_5_accuracy | 1.0000 |" in md.read_text(encoding="utf-8")  # k < K: a result

@@ -73,6 +73,35 @@ def fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def plain(value: Any) -> str:
+    """A value in words for a reader, never a Python or JSON repr.
+
+    Dicts become ``key value`` pairs, lists comma lists, nested ones in brackets; booleans
+    ``yes``/``no``; floats drop a ``.0`` and keep 4 significant digits. The report showed
+    ``{"min": 24, "median": 24.0, "max": 24}`` and ``False`` (explore I, finding 14).
+
+    Example:
+        >>> plain({"min": 24, "median": 24.0, "max": 24})
+        'min 24, median 24, max 24'
+        >>> plain({"train": {"cat": 48, "dog": 41}, "ok": False, "mean": [0.38843, 0.5]})
+        'train (cat 48, dog 41), ok no, mean (0.3884, 0.5)'
+    """
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_nested(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return ", ".join(_nested(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def _nested(value: Any) -> str:
+    text = plain(value)
+    return f"({text})" if isinstance(value, dict | list | tuple) and value else text
+
+
 def _html_cell(value: Any) -> str:
     """One ``<td>``: class ``long`` (may wrap anywhere) when its text is long."""
     text = value.text if isinstance(value, Link) else fmt(value)

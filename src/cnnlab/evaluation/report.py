@@ -11,7 +11,7 @@ from typing import Any
 
 from cnnlab.evaluation.intervals import beats_majority
 from cnnlab.evaluation.metrics import diagnose_fit, macro_f1_note
-from cnnlab.evaluation.render import Block, Section, render_html, render_markdown
+from cnnlab.evaluation.render import Block, Section, plain, render_html, render_markdown
 from cnnlab.runs import REPORT_HTML, REPORT_MD, atomic_write_text
 
 _FEW_IMAGES = 10  # a class with fewer images in a split gets a note under the per-class table
@@ -26,7 +26,14 @@ def _range(interval: list[float]) -> str:
 
 
 def _key_table(data: dict[str, Any]) -> Block:
-    return Block("table", headers=["key", "value"], rows=[[k, v] for k, v in data.items()])
+    """A key/value table in words (:func:`plain`); numbers keep the tables' 4 decimals, and a
+    row with no value (``None``, empty) is left out rather than shown blank."""
+    rows = [
+        [k, v if isinstance(v, int | float) and not isinstance(v, bool) else plain(v)]
+        for k, v in data.items()
+        if v is not None and v != "" and v != {} and v != []
+    ]
+    return Block("table", headers=["key", "value"], rows=rows)
 
 
 def _data_section(data_report: dict[str, Any] | None) -> Section:
@@ -96,6 +103,11 @@ def _metrics_section(all_metrics: dict[str, Any]) -> Section:
     return section
 
 
+def _top_k_is_everything(metrics: dict[str, Any]) -> bool:
+    """Top-k accuracy with k >= the number of classes is 1 for any model: not a result."""
+    return int(metrics.get("top_k") or 0) >= int(metrics.get("num_classes") or 10**9)
+
+
 def _metric_blocks(metrics: dict[str, Any]) -> list[Block]:
     keys = (
         "num_samples",
@@ -112,7 +124,7 @@ def _metric_blocks(metrics: dict[str, Any]) -> list[Block]:
     )
     head: dict[str, Any] = {}
     for key in keys:
-        if key not in metrics:
+        if key not in metrics or (key == "top_k_accuracy" and _top_k_is_everything(metrics)):
             continue
         name = f"top_{metrics['top_k']}_accuracy" if key == "top_k_accuracy" else key
         head[name] = metrics[key]
@@ -137,13 +149,7 @@ def _metric_blocks(metrics: dict[str, Any]) -> list[Block]:
     per_class = metrics.get("per_class") or []
     if per_class:
         blocks.append(Block("p", "Per class"))
-        few = [r for r in per_class if r["support"] < _FEW_IMAGES]
-        if few:
-            names = ", ".join(f"{r['class']} ({r['support']})" for r in few[:8])
-            more = f" and {len(few) - 8} more" if len(few) > 8 else ""
-            blocks.append(Block("p", f"Fewer than {_FEW_IMAGES} images in this split: {names}"
-                                f"{more}. Their per-class figures can move by a large step with "
-                                "a single image; read them as rough."))  # fmt: skip
+        blocks.extend(_few_images(per_class))
         blocks.append(
             Block(
                 "table",
@@ -161,6 +167,27 @@ def _metric_blocks(metrics: dict[str, Any]) -> list[Block]:
                 rows=[[c["true"], c["pred"], c["count"], c["share_of_true"]] for c in confused],
             )
         )
+    return blocks
+
+
+def _listed(rows: list[dict[str, Any]], counts: bool) -> str:
+    names = ", ".join(f"{r['class']} ({r['support']})" if counts else r["class"] for r in rows[:8])
+    return names + (f" and {len(rows) - 8} more" if len(rows) > 8 else "")
+
+
+def _few_images(per_class: list[dict[str, Any]]) -> list[Block]:
+    """Notes on the classes with 1 to 9 images (rough figures) and those with none (no
+    figures at all): a class with no image listed among those whose figures "can move by a
+    large step" read as if it had figures (explore I, finding 14)."""
+    few = [r for r in per_class if 0 < r["support"] < _FEW_IMAGES]
+    none = [r for r in per_class if r["support"] == 0]
+    blocks = []
+    if few:
+        blocks.append(Block("p", f"Fewer than {_FEW_IMAGES} images in this split: "
+                            f"{_listed(few, True)}. Their per-class figures can move by a large "
+                            "step with a single image; read them as rough."))  # fmt: skip
+    if none:
+        blocks.append(Block("p", f"No image in this split: {_listed(none, False)}."))
     return blocks
 
 
