@@ -202,6 +202,12 @@ def test_seeds_that_tied_are_told_apart_by_their_saved_predictions(tmp_path):
     assert "(c1): every seed scored the same test accuracy" in words, words
     assert "The runs saved the same test predictions" in words, words
     assert "The runs are different models" not in words
+    # table.csv states no spread the report calls unknown (explore_i 6: it wrote std 0.0
+    # and the interval [0.92, 0.92]); the mean is still there
+    [row] = read_csv(out / "table.csv")[1]
+    for metric in ("test_accuracy", "test_macro_f1"):
+        assert [row[f"{metric}_{k}"] for k in ("std", "ci_low", "ci_high")] == ["", "", ""]
+        assert float(row[f"{metric}_mean"]) >= 0.0
 
     probs_file = runs / "c1-seed43" / "predictions" / "test_probs.npy"
     probs = np.load(probs_file)

@@ -127,6 +127,42 @@ def test_seeds_that_all_scored_the_same_are_not_given_a_spread():
     assert "setting c2 (c2): every" not in text and "setting c3 (c3): every" not in text
 
 
+def test_the_accuracy_chart_draws_no_zero_width_error_bar_for_seeds_that_tied(
+    tmp_path, monkeypatch
+):
+    """Explore_i 6: the chart drew a tied cell's [m, m] interval as a tick at the bar's end,
+    where the table says "unknown (seeds tied)". It gets no bar, and its label says so."""
+    from cnnlab.studies import plots
+    from cnnlab.studies.report import stated_spread
+
+    def row(cell: str, std: float, low: float, high: float) -> dict:
+        return {**_row(cell, n=2), "test_accuracy_mean": 0.92, "test_accuracy_std": std,
+                "test_accuracy_ci_low": low, "test_accuracy_ci_high": high}  # fmt: skip
+
+    tied, varied = row("c1", 0.0, 0.92, 0.92), row("c2", 0.01, 0.83, 1.0)
+    drawn = []
+    real_save = plots.save_png
+
+    def keep(fig, path, **kw):  # the real figure, saved as usual; kept to look at its bars
+        drawn.append(fig.axes[0])
+        return real_save(fig, path, **kw)
+
+    monkeypatch.setattr(plots, "save_png", keep)
+    rows = [stated_spread(r) for r in (tied, varied)]
+    assert plots.plot_accuracy_bars(rows, tmp_path / "accuracy.png").is_file()
+    [ax] = drawn
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["setting c1 (n=2, CI unknown)", "setting c2 (n=2)"]
+    from matplotlib.container import ErrorbarContainer
+
+    [bars] = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    [segments] = [c.get_segments() for c in bars.lines[2]]
+    drawn_bars = [s[:, 0].tolist() for s in segments if len(s)]
+    caps = [x for cap in bars.lines[1] for x in cap.get_xdata() if not math.isnan(x)]
+    assert drawn_bars == [[0.83, 1.0]] and sorted(caps) == [0.83, 1.0]  # c2's alone
+    assert tied["test_accuracy_std"] == 0.0  # the row the words read is unchanged
+
+
 def test_a_best_study_says_when_the_interval_alone_would_have_called_a_difference():
     """Explore_g 6: c1 won 12-0 discordant images over three seed pairs and the interval
     excluded 0, yet the report said only "not distinguishable"; a ladder already said more."""

@@ -24,7 +24,8 @@ def _colour(i: int, n: int) -> Any:
 
 
 def plot_accuracy_bars(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Mean test accuracy per cell, best at the top, error bars = 95% CI over seeds."""
+    """Mean test accuracy per cell, best at the top, error bars = 95% CI over seeds; a cell
+    whose CI is NaN (unknown) gets no bar and says so in its label."""
     k = len(rows)
     with style():
         fig = new_figure(8, min(max(2.5, 0.8 + 0.4 * k), 30.0), layout="constrained")
@@ -33,9 +34,13 @@ def plot_accuracy_bars(rows: Sequence[dict[str, Any]], path: str | Path) -> Path
         means = np.array([r["test_accuracy_mean"] for r in rows], dtype=float)
         low = np.array([r["test_accuracy_ci_low"] for r in rows], dtype=float)
         high = np.array([r["test_accuracy_ci_high"] for r in rows], dtype=float)
-        err = np.nan_to_num(np.vstack([means - low, high - means]), nan=0.0)
+        # an unknown CI (one seed, or seeds that tied) stays NaN: no error bar, not a 0-wide one
+        err = np.vstack([means - low, high - means])
         ax.barh(ypos, np.nan_to_num(means), xerr=err, color="#4c72b0", capsize=3)
-        labels = [f"{short(r['label'], 40)} (n={r['n']})" for r in rows]
+        unknown = [", CI unknown" if math.isnan(x) else "" for x in low]
+        labels = [
+            f"{short(r['label'], 40)} (n={r['n']}{u})" for r, u in zip(rows, unknown, strict=True)
+        ]
         ax.set_yticks(ypos, labels)
         ax.invert_yaxis()
         ax.set(xlim=(0, 1), xlabel="test accuracy (mean over seeds, 95% CI)")

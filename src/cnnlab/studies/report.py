@@ -14,6 +14,8 @@ from cnnlab.studies.folder import COMPARISONS, HTML, RESULTS, TABLE, load_plan
 from cnnlab.studies.plan import Plan
 from cnnlab.studies.words import VERDICT_WORDS, same_score, summary_sentences
 
+SPREAD_METRICS = ("test_accuracy", "test_macro_f1")  # table.csv's mean, std and CI over seeds
+
 
 @dataclass
 class Outputs:
@@ -29,7 +31,7 @@ class Outputs:
 
 
 def table_columns(plan: Plan) -> list[str]:
-    spreads = [f"{m}_{k}" for m in ("test_accuracy", "test_macro_f1") for k in results.SPREAD]
+    spreads = [f"{m}_{k}" for m in SPREAD_METRICS for k in results.SPREAD]
     extra = ["val_accuracy_mean", "params", "trainable_params", "train_time_s_mean", "init",
              "stopped_early", "failed"]  # fmt: skip
     return ["cell", "label", *plan.varied, "n", *spreads, *extra]
@@ -87,10 +89,23 @@ def write_outputs(folder: str | Path) -> Outputs:
     folder = Path(folder)
     out = read_outputs(folder)
     results.write_csv(folder / RESULTS, out.results, results_columns(out.plan))
-    results.write_csv(folder / TABLE, out.table, table_columns(out.plan))
+    stated = [stated_spread(row) for row in out.table]
+    results.write_csv(folder / TABLE, stated, table_columns(out.plan))
     results.write_csv(folder / COMPARISONS, out.comparisons, compare.COLUMNS)
     write_html(folder, load_plan(folder)[1], out, _classes(out.records))
     return out
+
+
+def stated_spread(row: dict[str, Any]) -> dict[str, Any]:
+    """The row as table.csv and the accuracy chart state it: a metric whose seeds tied
+    (:func:`~cnnlab.studies.words.same_score`, the rule behind the report's "unknown (seeds
+    tied)") has no std and no CI (NaN: empty in the CSV, no error bar), since its std of 0 and
+    zero-width interval measure nothing. ``out.table`` keeps the 0 the rule reads."""
+    stated = dict(row)
+    for metric in SPREAD_METRICS:
+        if same_score(row, metric):
+            stated.update({f"{metric}_{k}": math.nan for k in ("std", "ci_low", "ci_high")})
+    return stated
 
 
 def ordered(out: Outputs) -> list[dict[str, Any]]:
@@ -189,7 +204,8 @@ def _plots(folder: Path, out: Outputs, classes: list[str]) -> list[tuple[str, Pa
     ran = [r for r in ordered(out) if r["n"] > 0]
     if not ran:
         return []
-    shown = [("test accuracy per cell", plots.plot_accuracy_bars(ran, target / "accuracy.png"))]
+    bars = plots.plot_accuracy_bars([stated_spread(r) for r in ran], target / "accuracy.png")
+    shown = [("test accuracy per cell", bars)]
     curves = {
         f"{row['label']} ({row['cell']})": [
             np.array(metric_series(Run(r.path).metrics(), "val/accuracy"))
