@@ -104,6 +104,8 @@ def _row(run: Run) -> dict[str, Any]:
         "lr": summary.get("lr", train.get("lr")),
         "batch_size": summary.get("batch_size", train.get("batch_size")),
         "dataset": Path(str(data.get("root") or "")).name or None,
+        # a tune trial its pruner stopped: {"by", "after_epoch", ...}; its metrics are short
+        "pruned": summary.get("pruned") if isinstance(summary.get("pruned"), dict) else None,
     }
     for split in ("val", "test"):
         for metric in ("accuracy", "macro_f1", "log_loss"):
@@ -163,6 +165,8 @@ def _cells(r: dict[str, Any], wide: bool = False) -> list[str]:
     done = r["complete"]
     val = "val" if done else "last_val"  # an unfinished run: its last epoch's (marked *)
     epochs = _fmt(r["epochs_run"]) if done else f"{r['epochs_run']}/{_fmt(r['epochs_planned'])}"
+    if done and r.get("pruned"):
+        epochs += " pruned"
     cells = [
         r["name"], _fmt(r["model"]), _fmt(r["mode"]), epochs,
         *(_fmt(r[f"{val}_{m}"], 3) + ("" if done or r[f"{val}_{m}"] is None else "*")
@@ -217,7 +221,8 @@ def runs_table(runs_dir: str | Path = "runs", sort: str = "created", wide: bool 
     parameter counts (total, trained) and the creation time; a value a run did not record
     (an older or unfinished run) is ``-``. Runs that did not finish show
     their epochs so far of those planned and their last epoch's val metrics, and a line
-    after the table says how to resume each.
+    after the table says how to resume each. A tune trial its pruner stopped shows
+    ``pruned`` beside its epochs.
     """
     from cnnlab.console import console
 
@@ -231,6 +236,8 @@ def runs_table(runs_dir: str | Path = "runs", sort: str = "created", wide: bool 
         cells = _fit_names(title, cells, console)
     table = _table(title, cells)
     result(table, width=100_000 if wide else None)
+    if any(r["complete"] and r.get("pruned") for r in rows):
+        result("pruned = a tune's pruner stopped the trial early: its metrics are of a short run")
     unfinished = [r for r in rows if not r["complete"] and not r["problem"]]
     if unfinished:
         result(f"{len(unfinished)} run(s) did not finish (stopped, or still training):")

@@ -3,11 +3,13 @@ best.yaml and --retrain-best."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -76,6 +78,38 @@ def _best_trains_and_retrains(t: Tuning, runs: Path) -> None:
         assert (run / "split.csv").read_bytes() == split  # the tune's split, exactly
         assert '"epochs_run": 1' in (run / "summary.json").read_text()  # train.epochs, not 3
     assert all(r["train.lr"] == "0.002" for r in study.results)
+
+
+def test_a_pruned_trial_says_so_in_its_summary_report_and_the_runs_table(small_folder, tmp_path):
+    """Explore_i 12: a pruned trial's summary.json, report.html and ``cnnlab runs`` row read
+    like an ordinary finished 1-epoch run (its test accuracy beside the tune's best); only
+    trials.csv and tune.html said it was pruned."""
+    before = folder_digest(small_folder)
+    out = tmp_path / "tune"
+    # grid order: lr 2e-3 (learns, sets the bar), then lr 1e-9 (learns nothing: pruned)
+    t = cnnlab.tune(small_folder, space=str(lr_space(tmp_path)), sampler="grid", trials=2,
+                    epochs=2, out=str(out), **TINY)  # fmt: skip
+    rows = {int(r["number"]): r for r in t.trials}
+    assert [rows[i]["state"] for i in range(2)] == ["COMPLETE", "PRUNED"]
+    reason = rows[1]["reason"]  # the tune's own words, as before
+    assert reason.startswith("pruned (median) after epoch 1: val/macro_f1="), reason
+    kept, pruned = (out / rows[i]["run_dir"] for i in range(2))
+    record = json.loads((pruned / "summary.json").read_text(encoding="utf-8"))["pruned"]
+    assert {k: record[k] for k in ("by", "after_epoch", "of_epochs", "metric")} == {
+        "by": "median", "after_epoch": 1, "of_epochs": 2, "metric": "val/macro_f1"
+    }  # fmt: skip
+    assert reason == f"pruned (median) after epoch 1: val/macro_f1={record['value']:.4g}"
+    assert "pruned" not in json.loads((kept / "summary.json").read_text(encoding="utf-8"))
+    html = " ".join(unescape((pruned / "report.html").read_text(encoding="utf-8")).split())
+    assert "Pruned: a tune's median pruner stopped this trial after epoch 1 of 2" in html
+    assert "not of this setting trained in full" in html
+    assert "Pruned:" not in (kept / "report.html").read_text(encoding="utf-8")
+    listed = cli("runs", "--runs-dir", str(out / "trials"))
+    assert listed.returncode == 0, listed.stderr
+    lines = {ln.split()[0]: ln for ln in listed.stdout.splitlines() if "trial-" in ln}
+    assert " 1 pruned " in lines[pruned.name] and "pruned" not in lines[kept.name], lines
+    assert "pruned = a tune's pruner stopped the trial early" in listed.stdout
+    assert folder_digest(small_folder) == before
 
 
 def test_bad_space_is_refused_before_any_trial(small_folder, tmp_path):

@@ -93,8 +93,11 @@ def finalize(
     mb: ModelBundle,
     outcome: Outcome,
     train_time: float,
+    fields: dict[str, Any] | None = None,
 ) -> Run:
-    """Write weights and card, evaluate val/test through the Predictor, summary and report."""
+    """Write weights and card, evaluate val/test through the Predictor, summary and report;
+    ``fields`` (what the run's observers record, :func:`~cnnlab.engine.observe.observer_fields`)
+    are added to the summary."""
     from cnnlab.console import info
     from cnnlab.engine.precision import resolve_accelerator
     from cnnlab.evaluation.evaluate import evaluate_predictions, write_predictions
@@ -176,6 +179,7 @@ def finalize(
         "images": {s: data.count(s) for s in ("train", "val", "test")},
         "skipped_files": len(data.scan.skipped) + len(data.skipped_at_load),
         "created": runs.creation_time(run_dir),  # kept by a resume: read before rewriting
+        **(fields or {}),
         "complete": True,
     }
     write_json(run_dir / runs.SUMMARY, summary)

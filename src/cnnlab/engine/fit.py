@@ -119,7 +119,7 @@ def fit(
 
     with heavy_imports():  # torch, Lightning: ~20 % less CPU per run without GC walks of them
         from cnnlab.engine.finalize import finalize, write_run_inputs
-        from cnnlab.engine.observe import default_observers, observe_run
+        from cnnlab.engine.observe import default_observers, observe_run, observer_fields
         from cnnlab.engine.setup import prepare
 
     helper_dir = ddp_helper_dir(resume_dir)
@@ -156,7 +156,8 @@ def fit(
             return None  # this rank's share is done; rank 0 evaluates and reports
         train_time = outcome.prior_time_s + time.perf_counter() - started
         _remove_leftovers(run_dir, everywhere=False)  # training ended: no save is under way
-        return finalize(run_dir, cfg, data, mb, outcome, train_time)
+        fields = observer_fields(observers)  # a tune's pruner: "pruned", said in the report
+        return finalize(run_dir, cfg, data, mb, outcome, train_time, fields)
 
 
 # The files fit writes at the top of a run folder (track.json is the tracker's: not ours).

@@ -10,6 +10,9 @@ Runs without Lightning epochs (a scikit-learn head on frozen features) write the
 
 An observer may end training early by raising :class:`StopRun` from ``epoch_ended`` (a tune's
 pruner does): training stops after that epoch and the run is finished and reported as usual.
+An observer may also have ``summary_fields()``: a dict ``fit`` adds to the run's
+``summary.json`` before its report is written (a pruner records ``pruned`` there, so the run
+itself says why it is short, see :func:`observer_fields`).
 """
 
 from __future__ import annotations
@@ -56,6 +59,21 @@ def _notify(observers: Sequence[RunObserver], method: str, *args: Any) -> None:
             raise
         except Exception as exc:  # an observer's bug must not stop the training
             warn(f"{type(observer).__name__}.{method} failed ({exc}); training continues")
+
+
+def observer_fields(observers: Sequence[RunObserver]) -> dict[str, Any]:
+    """What the observers add to the run's summary (those with a ``summary_fields`` method);
+    a failing one costs a warning, like any observer's bug."""
+    fields: dict[str, Any] = {}
+    for observer in observers:
+        method = getattr(observer, "summary_fields", None)
+        if method is None:
+            continue
+        try:
+            fields.update(method())
+        except Exception as exc:
+            warn(f"{type(observer).__name__}.summary_fields failed ({exc}); not recorded")
+    return fields
 
 
 def epoch_callback(observers: Sequence[RunObserver], run_dir: Path) -> Any:

@@ -108,6 +108,26 @@ def _top_k_is_everything(metrics: dict[str, Any]) -> bool:
     return int(metrics.get("top_k") or 0) >= int(metrics.get("num_classes") or 10**9)
 
 
+def _pruned_blocks(summary: dict[str, Any]) -> list[Block]:
+    """A tune trial its pruner stopped (``summary["pruned"]``) says so first: otherwise its
+    report reads like that of an ordinary, finished short run."""
+    pruned = summary.get("pruned")
+    if not isinstance(pruned, dict):
+        return []
+    value = pruned.get("value")
+    at = f" ({pruned.get('metric')} {value:.4f})" if isinstance(value, int | float) else ""
+    of = f" of {pruned['of_epochs']}" if pruned.get("of_epochs") else ""
+    return [
+        Block(
+            "p",
+            f"Pruned: a tune's {pruned.get('by', '')} pruner stopped this trial after epoch "
+            f"{pruned.get('after_epoch', '?')}{of}, its validation score at that epoch{at} "
+            "being behind the other trials'. These are the metrics of a shortened run, not "
+            "of this setting trained in full.",
+        )
+    ]
+
+
 def _metric_blocks(metrics: dict[str, Any]) -> list[Block]:
     keys = (
         "num_samples",
@@ -297,6 +317,7 @@ def build_sections(
     best = summary.get("best_epoch")
     # Results first (what a reader opens the report for), then how they were obtained.
     results = _metrics_section(metrics)
+    results.blocks[:0] = _pruned_blocks(summary)
     if caution:
         results.blocks.insert(0, Block("p", f"Caution: {caution}"))
     return [

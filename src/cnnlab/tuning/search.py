@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 SURPLUS = "surplus"  # user attribute: a trial over the budget, dropped at once
 REASON = "reason"  # user attribute: why a trial was pruned
+PRUNED = "pruned"  # in a pruned trial's summary.json: by, after_epoch, of_epochs, metric, value
 RUN_DIR = "run_dir"  # user attribute: the trial's run folder, relative to the tune folder
 TUNE_DIR = "tune_dir"  # user attribute: the absolute tune folder it was trained in (machines
 # sharing a study each train into their own folder)
@@ -145,8 +146,8 @@ class Pruning:
     done, and a trial pruned there would throw away a finished run's result.
     """
 
-    def __init__(self, trial: Any, metric: str, epochs: int) -> None:
-        self.trial, self.metric, self.epochs = trial, metric, epochs
+    def __init__(self, trial: Any, metric: str, epochs: int, pruner: str = "median") -> None:
+        self.trial, self.metric, self.epochs, self.pruner = trial, metric, epochs, pruner
         self.stopped: tuple[int, float] | None = None
         self.lost = False  # the storage stopped answering: no more reports
 
@@ -176,6 +177,25 @@ class Pruning:
 
     def run_ended(self, run_dir: Path, status: str) -> None:
         pass
+
+    def summary_fields(self) -> dict[str, Any]:
+        """``pruned`` for the run's summary when this pruned it: the trial's summary.json,
+        report and ``cnnlab runs`` then say it is a shortened run, not a finished one."""
+        if self.stopped is None:
+            return {}
+        epoch, value = self.stopped
+        return {
+            PRUNED: {"by": self.pruner, "after_epoch": epoch, "of_epochs": self.epochs,
+                     "metric": self.metric, "value": value}
+        }  # fmt: skip
+
+
+def pruned_reason(record: dict[str, Any]) -> str:
+    """The trial's reason in trials.csv and tune.html, from the run's ``pruned`` record."""
+    return (
+        f"pruned ({record.get('by')}) after epoch {record.get('after_epoch')}: "
+        f"{record.get('metric')}={float(record.get('value', math.nan)):.4g}"
+    )
 
 
 def objective_values(run: Run, objectives: list[str]) -> list[float]:
@@ -219,13 +239,15 @@ def make_objective(folder: Path, settings: Settings, study: optuna.Study) -> Any
             raise RunFailed(str(exc)) from None
         pruning = None
         if pruned_by != "none":
-            pruning = Pruning(trial, settings.objectives[0], settings.epochs)
+            pruning = Pruning(trial, settings.objectives[0], settings.epochs, pruned_by)
         with quietly():
             run = train_in_folder(cfg, folder / rel, [pruning] if pruning else None)
         trial.set_user_attr(EPOCHS, int(run.summary.get("epochs_run", 0)))
-        if pruning is not None and pruning.stopped is not None:
-            epoch, value = pruning.stopped
-            reason = f"pruned ({pruned_by}) after epoch {epoch}: {pruning.metric}={value:.4g}"
+        # recorded by Pruning.summary_fields; a trial picked up again after its run finished
+        # finds it there too, and stays pruned
+        record = run.summary.get(PRUNED)
+        if isinstance(record, dict):
+            reason = pruned_reason(record)
             trial.set_user_attr(REASON, reason)
             raise optuna.TrialPruned(reason)
         result = objective_values(run, settings.objectives)
