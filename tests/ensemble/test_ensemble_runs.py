@@ -216,6 +216,39 @@ def test_from_study_takes_the_best_cells_by_val(members, tmp_path) -> None:
     assert missing.returncode == 2 and "results.csv: missing" in missing.stderr
 
 
+def test_greedy_that_keeps_one_run_says_there_is_no_ensemble(members, tmp_path) -> None:
+    """Explore_i 13: greedy selection that kept only one of two candidates printed "greedy
+    ensemble of 1 run ... +0.0000 vs c1-seed42: not distinguishable" (the run against itself)
+    and wrote a full ensemble report; ``--top 3`` on two cells silently took two; and the
+    ensemble's own row in the members table showed the meaningless weight 1.0000."""
+    before = folder_digest(members["data"])
+    study = tmp_path / "study"
+    for name in ("c0-s0", "c1-s0"):  # two copies of one run: greedy never adds the second
+        shutil.copytree(members["a"], study / "runs" / name)
+    header = "cell,label,train.lr,seed,run_dir,status,val_accuracy,test_accuracy\n"
+    rows = ["c0,lr 1e-3,0.001,0,runs/c0-s0,done,0.90,0.80",
+            "c1,lr 1e-2,0.01,0,runs/c1-s0,done,0.90,0.80"]  # fmt: skip
+    (study / "results.csv").write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "greedy"
+    done = cli("ensemble", "--from-study", study, "--top", "3", "--method", "greedy", "--out", out)
+    assert done.returncode == 0, done.stderr
+    said = " ".join(done.stdout.split())
+    assert "--top 3: the study has 2 finished cells with a val accuracy, so the ensemble is " \
+        "chosen from those 2" in said, said  # fmt: skip
+    kept = "Greedy selection on val kept only c0-s0: adding any other candidate did not raise"
+    assert kept in said and "so there is no ensemble" in said, said
+    assert "vs c0-s0" not in said  # no comparison of the run with itself
+    weights = [m["weight"] for m in json.loads((out / "ensemble.json").read_text())["members"]]
+    assert weights == [1.0, 0.0]
+    report = " ".join((out / "report.md").read_text(encoding="utf-8").split())
+    assert kept in report and "ensemble minus the best member" not in report
+    [row] = [
+        ln for ln in (out / "report.md").read_text().splitlines() if ln.startswith("| ensemble")
+    ]
+    assert [c.strip() for c in row.strip("|").split("|")][3] == "", row  # no weight
+    assert folder_digest(members["data"]) == before
+
+
 def _tie_on_val(run: Path, like: Path) -> None:
     """Give ``run`` the val accuracy and macro F1 of ``like``: a few dozen val images make such
     ties common (explore_g 4: three study seeds all scored 0.9667)."""

@@ -31,7 +31,7 @@ def ensemble_command(
     """
     from cnnlab.console import result
     from cnnlab.ensemble.folder import ENSEMBLE_CARD, build_ensemble
-    from cnnlab.ensemble.report import title
+    from cnnlab.ensemble.report import only_member, only_member_sentence, title
     from cnnlab.errors import CnnlabError
     from cnnlab.runs import read_json
 
@@ -46,12 +46,16 @@ def ensemble_command(
     summary = run.summary
     test = (summary["metrics"].get("test") or {}).get("accuracy")
     gain = summary.get("gain_over_best_member") or {}
-    line = f"{run.path}: {title(read_json(run.path / ENSEMBLE_CARD))}"
+    card = read_json(run.path / ENSEMBLE_CARD)
+    kept = only_member(card)
+    line = f"{run.path}: {title(card)}"
     if test is not None:
         line += f", test accuracy {test:.4f}"
-    if gain:
+    if gain and gain["best_member"] != kept:  # the one run kept against itself says nothing
         tied = len(gain.get("tied_on_val") or [])
         also = f", which tied on val with {tied} other(s)" if tied else ""
         line += f" ({gain['accuracy_diff']:+.4f} vs {gain['best_member']}{also}: {gain['verdict']})"
     result(line)
+    if kept:
+        result(only_member_sentence(card))
     result(f"report: {run.report}")

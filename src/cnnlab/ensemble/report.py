@@ -168,14 +168,37 @@ def members_section(
              m.summary.get("metrics") or {})
         for m, c in zip(members, card["members"], strict=True)
     ]  # fmt: skip
-    rows.append(_row("ensemble", "ensemble", card["method"], 1.0, summary["metrics"]))
+    # the members' weights sum to 1; the ensemble's own row has none to show
+    rows.append(_row("ensemble", "ensemble", card["method"], "", summary["metrics"]))
     headers = ["run", "model", "mode", "weight", "val acc", "test acc", "test F1", "test loss"]
     fitted = card.get("fitted_on")
     how = f"Weights fitted on {fitted}; test never used." if fitted else "Equal weights."
-    blocks = [Block("p", how), Block("table", headers=headers, rows=rows)]
-    if gain is not None:
+    kept = only_member(card)
+    blocks = [Block("p", only_member_sentence(card))] if kept else []
+    blocks += [Block("p", how), Block("table", headers=headers, rows=rows)]
+    if gain is not None and gain.get("best_member") == kept:  # never the run against itself
+        blocks.append(Block("p", f"{kept} is also the best member ({_chosen(gain)}), so "
+                                 "there is no gain over it to measure."))  # fmt: skip
+    elif gain is not None:
         blocks.append(Block("p", _sentence(gain)))
     return Section("members", "Ensemble vs members", blocks)
+
+
+def only_member(card: dict[str, Any]) -> str | None:
+    """The one candidate selection kept when it dropped all the others (greedy can), else
+    None: such an "ensemble" is that run and predicts exactly as it does."""
+    used = [m for m in card["members"] if m["weight"] > 0]
+    return used[0]["name"] if len(used) == 1 and len(card["members"]) > 1 else None
+
+
+def only_member_sentence(card: dict[str, Any]) -> str:
+    """What the report and the command line say when :func:`only_member` names a run."""
+    name = only_member(card)
+    return (
+        f"{card['method'].capitalize()} selection on val kept only {name}: adding any other "
+        f"candidate did not raise val accuracy, so there is no ensemble; this folder predicts "
+        f"exactly as {name} does."
+    )
 
 
 def title(card: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ import csv
 import math
 from pathlib import Path
 
+from cnnlab.console import info
 from cnnlab.errors import RunError
 
 RESULTS = "results.csv"
@@ -28,7 +29,8 @@ def _val(row: dict[str, str]) -> float:
 
 
 def study_members(study_dir: str | Path, top: int) -> list[Path]:
-    """Run folders of the best seed of each of the ``top`` cells with the best mean val accuracy.
+    """Run folders of the best seed of each of the ``top`` cells with the best mean val accuracy
+    (all cells, said in one line, when the study has fewer than ``top``).
 
     Raises:
         RunError: no results.csv, or fewer than two finished cells with a val accuracy.
@@ -48,6 +50,9 @@ def study_members(study_dir: str | Path, top: int) -> list[Path]:
         raise RunError(f"{file}: {len(cells)} finished cell(s) with a val accuracy; need two")
     if top < 2:
         raise RunError(f"--top {top}: an ensemble needs at least two members")
+    if top > len(cells):
+        info(f"--top {top}: the study has {len(cells)} finished cells with a val accuracy, so "
+             f"the ensemble is chosen from those {len(cells)}")  # fmt: skip
     mean = {c: sum(_val(r) for r in rs) / len(rs) for c, rs in cells.items()}
     ranked = sorted(cells, key=lambda c: -mean[c])[:top]  # stable: study order on ties
     return [folder / max(cells[c], key=_val)["run_dir"] for c in ranked]
