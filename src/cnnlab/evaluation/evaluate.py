@@ -25,6 +25,7 @@ from cnnlab.console import warn
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.evaluation import plots as P
 from cnnlab.evaluation.changed import CHANGED, check_split_files
+from cnnlab.evaluation.figure import warn_undrawable
 from cnnlab.evaluation.metrics import compute_metrics, macro_f1_note
 from cnnlab.evaluation.plotjobs import PlotJobs
 from cnnlab.evaluation.report import write_report
@@ -123,6 +124,7 @@ def _add_plots(
 ) -> dict[str, Path]:
     """Schedule one evaluation's plots; returns name -> PNG path (drawn by ``jobs.draw``)."""
     classes = metrics["classes"]
+    warn_undrawable(classes)  # here, before jobs.draw forks: one line, not one per process
     files = {
         f"{tag}{n}": out / f"{tag}{n}.png"
         for n in ("confusion_matrix", "per_class_f1", "reliability")

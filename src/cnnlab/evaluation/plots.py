@@ -16,7 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.evaluation.figure import new_figure, save_png, short, style, widest_in
+from cnnlab.evaluation.figure import (
+    fit_labels,
+    new_figure,
+    save_png,
+    short_labels,
+    style,
+    warn_undrawable,
+    widest_in,
+)
 
 _ANNOTATE_MAX = 20  # confusion-matrix cells get numbers up to this many classes
 _MAX_TICKS = 60  # beyond this many classes only every n-th tick label is drawn
@@ -28,6 +36,7 @@ _GALLERY_COLS = 6
 _CELL_IN = 1.9  # inches per image in the gallery of mistakes
 _GAP_IN = 0.2  # inches between gallery images
 _TITLE_IN = 0.42  # inches above each gallery image for its two-line caption
+_CAPTION_PT = 8  # font size of the gallery captions
 
 
 def _column(rows: Sequence[dict[str, Any]], key: str) -> np.ndarray:
@@ -103,7 +112,9 @@ def plot_confusion_matrix(
         values = counts
     side, font, step = _cm_geometry(k)
     ticks = np.arange(0, k, step)
-    names = [short(classes[i]) for i in ticks]
+    labels = short_labels(classes)  # all k, so no two drawn names read alike
+    names = [labels[i] for i in ticks]
+    warn_undrawable(classes)
     with style():
         fig = new_figure(side, side)
         # Margins from the widest class name (rotated on x, upright on y), plus tick and
@@ -146,8 +157,12 @@ def plot_per_class_f1(table: Sequence[dict[str, Any]], path: str | Path) -> Path
     ordered = sorted(table, key=lambda r: (r["f1"], r["class"]))
     k = len(ordered)
     font = max(4.0, min(10.0, 500.0 / max(k, 1)))
-    labels = [f"{short(r['class'])} (n={r['support']})" for r in ordered]
+    classes = [r["class"] for r in ordered]
+    labels = [
+        f"{name} (n={r['support']})" for name, r in zip(short_labels(classes), ordered, strict=True)
+    ]
     height = min(max(3.0, 0.6 + 0.16 * k), 34.0)
+    warn_undrawable(classes)
     with style():
         fig = new_figure(8, height)
         left = widest_in(fig, labels, font) + _TICK_IN
@@ -265,15 +280,23 @@ def plot_worst_mistakes(
         gap, band = round(_GAP_IN * px_per_in), round(_TITLE_IN * px_per_in)
         canvas = _compose(arrays, cols, gap, band)
         ax.imshow(canvas, interpolation="nearest", aspect="auto")
+        warn_undrawable(classes)
+        label = _caption_names(fig, [classes[int(c)] for c in (*true, *pred)])
         for i, (t, q, pr) in enumerate(zip(true, pred, prob, strict=False)):
             r, c = divmod(i, cols)
             ax.text(
                 c * (side + gap) + (side + gap) / 2,
                 r * (band + side + gap) + band + gap // 2 - 1,
-                f"true: {short(classes[int(t)], 16)}\n"
-                f"pred: {short(classes[int(q)], 16)} ({float(pr):.2f})",
+                f"true: {label[classes[int(t)]]}\npred: {label[classes[int(q)]]} ({float(pr):.2f})",
                 ha="center",
                 va="bottom",
-                fontsize=8,
+                fontsize=_CAPTION_PT,
             )
         return save_png(fig, path)
+
+
+def _caption_names(fig: Any, names: Sequence[str]) -> dict[str, str]:
+    """Class names fitted to a gallery cell, measured as drawn: a character count cannot say
+    what fits (a CJK character is about twice as wide as a Latin one)."""
+    room = _CELL_IN + _GAP_IN / 2 - widest_in(fig, ["pred:  (0.00)"], _CAPTION_PT)
+    return fit_labels(fig, names, room, _CAPTION_PT)

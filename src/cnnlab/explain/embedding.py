@@ -68,20 +68,22 @@ def plot_embedding(
 ) -> Path:
     """Scatter of ``feats`` projected to 2-D (``pca`` or ``tsne``) by true class; mistakes
     as crosses in their true class's colour."""
-    from cnnlab.evaluation.figure import new_figure, save_png, short, style
+    from cnnlab.evaluation.figure import new_figure, save_png, short_labels, style, warn_undrawable
 
     xy, used = project(feats, method)
     wrong = pred != y
     legend = len(classes) <= 20
+    names = short_labels(classes, 20)
+    warn_undrawable(classes)
     with style():
         # fixed geometry (no layout engine, no tight crop: each lays the texts out again);
         # the legend sits right of the points, so it never hides any
         fig = new_figure(8.4 if legend else 7.0, 5.5)
         ax = fig.add_axes((0.02, 0.02, 0.8 if legend else 0.96, 0.9))
         cmap = _colours(len(classes))
-        for k, name in enumerate(classes):
+        for k in range(len(classes)):
             ok, bad = (y == k) & ~wrong, (y == k) & wrong
-            ax.scatter(*xy[ok].T, s=10, color=cmap[k], label=short(name, 20), alpha=0.8)
+            ax.scatter(*xy[ok].T, s=10, color=cmap[k], label=names[k], alpha=0.8)
             ax.scatter(*xy[bad].T, s=36, color=cmap[k], marker="x", linewidths=1.4)
         ax.set_xticks([])
         ax.set_yticks([])

@@ -23,6 +23,8 @@ import torch
 MAX_CORRECT = 20  # classes shown in the "correct" gallery (one image each); more are left out
 TILE = 96  # px per gallery image (32-px inputs are upscaled so the heatmap is readable)
 _CAPTION = 30  # px of white above each tile for its two caption lines
+_CAPTION_PT, _TITLE_PT = 6, 9  # font sizes of the captions and the title
+_TITLE_LINE_IN = 0.15  # inches per title line (and one more for the gap above the mosaic)
 
 
 def correct_rows(y: np.ndarray, probs: np.ndarray, limit: int = MAX_CORRECT) -> list[int]:
@@ -47,8 +49,13 @@ def _tiles(images: np.ndarray, cams: np.ndarray) -> np.ndarray:
 def plot_cam_gallery(
     images: np.ndarray, cams: np.ndarray, captions: Sequence[str], path: str | Path, title: str
 ) -> Path:
-    """Overlays ``(N, H, W, C)`` + maps in a grid with a caption above each tile, one PNG."""
-    from cnnlab.evaluation.figure import new_figure, save_png, style
+    """Overlays ``(N, H, W, C)`` + maps in a grid with a caption above each tile, one PNG.
+
+    Each caption line is shortened in the middle to the tile's width as drawn (both ends of a
+    class name kept). The figure is at least as wide as its title, which wraps after its colon
+    when one line would be wider than the mosaic (one to three tiles).
+    """
+    from cnnlab.evaluation.figure import fit_labels, new_figure, save_png, style, widest_in
 
     tiles = _tiles(images, cams)
     n = len(tiles)
@@ -59,24 +66,38 @@ def plot_cam_gallery(
     for i, tile in enumerate(tiles):
         r, c = divmod(i, cols)
         canvas[r * cell_h + _CAPTION : (r + 1) * cell_h, c * cell_w : c * cell_w + TILE] = tile
-    dpi, scale, title_in, pad_in = 100, 1.6, 0.3, 0.1  # title band and margins, inches
+    dpi, scale, pad_in = 100, 1.6, 0.1  # margins, inches
     width, height = canvas.shape[1] / dpi * scale, canvas.shape[0] / dpi * scale
-    fig_w, fig_h = width + 2 * pad_in, height + title_in + pad_in
     with style():
-        # fixed geometry: the mosaic's size is known, so no layout engine or tight crop
-        fig = new_figure(fig_w, fig_h)
-        ax = fig.add_axes((pad_in / fig_w, pad_in / fig_h, width / fig_w, height / fig_h))
+        # fixed geometry: the mosaic's and the title's sizes are known, so no layout engine
+        fig = new_figure(width, height)
+        lines = _title_lines(fig, title, width)
+        fig_w = max(width, widest_in(fig, lines, _TITLE_PT) + pad_in) + 2 * pad_in
+        fig_h = height + _TITLE_LINE_IN * (len(lines) + 1) + pad_in
+        fig.set_size_inches(fig_w, fig_h)
+        ax = fig.add_axes(((fig_w - width) / 2 / fig_w, pad_in / fig_h, width / fig_w,
+                           height / fig_h))  # fmt: skip
         ax.imshow(canvas, interpolation="nearest", aspect="auto")
         ax.axis("off")
-        for i, text in enumerate(captions):
+        parts = [caption.split("\n") for caption in captions]
+        room = (cell_w - 3) / dpi * scale  # inches a caption line may take
+        fitted = fit_labels(fig, [line for part in parts for line in part], room, _CAPTION_PT)
+        for i, part in enumerate(parts):
             r, c = divmod(i, cols)
-            ax.text(c * cell_w, r * cell_h + _CAPTION - 3, text, fontsize=6, va="bottom")
-        ax.set_title(title, fontsize=9, y=1.0)
+            text = "\n".join(fitted[line] for line in part)
+            ax.text(c * cell_w, r * cell_h + _CAPTION - 3, text, fontsize=_CAPTION_PT, va="bottom")
+        ax.set_title("\n".join(lines), fontsize=_TITLE_PT, y=1.0)
         return save_png(fig, path, dpi=dpi)
 
 
-def _short(name: str) -> str:
-    return name if len(name) <= 14 else name[:13] + "…"
+def _title_lines(fig: Any, title: str, width_in: float) -> list[str]:
+    """The title on one line, or broken after its first colon when wider than ``width_in``."""
+    from cnnlab.evaluation.figure import widest_in
+
+    head, colon, tail = title.partition(": ")
+    if not colon or widest_in(fig, [title], _TITLE_PT) <= width_in:
+        return [title]
+    return [head + ":", tail]
 
 
 PlotCall = tuple[Callable[..., Path], tuple[Any, ...]]
@@ -108,19 +129,21 @@ def report_plots(
         feats: the split's backbone features if the caller has them (the evaluation pass
             kept them); None: computed here.
     """
+    from cnnlab.evaluation.figure import warn_undrawable
     from cnnlab.explain.cam import Explainer
     from cnnlab.explain.embedding import features, plot_embedding
 
     classes, pred = predictor.classes, probs.argmax(axis=1)
+    warn_undrawable(classes)
     ex = Explainer(predictor, method="gradcam")
     calls: list[PlotCall] = []
     for kind, rows in (("mistakes", list(mistakes)), ("correct", correct_rows(y, probs))):
         if not rows:
             continue
         maps, _ = ex.cams(images_u8[rows], targets=[int(pred[i]) for i in rows])
+        # full names: plot_cam_gallery shortens them to the width they are drawn at
         captions = [
-            f"true {_short(classes[y[i]])}\npred {_short(classes[pred[i]])} {probs[i, pred[i]]:.2f}"
-            for i in rows
+            f"true {classes[y[i]]}\npred {classes[pred[i]]} {probs[i, pred[i]]:.2f}" for i in rows
         ]
         what = "most confident mistakes" if kind == "mistakes" else "one correct image per class"
         title = f"Grad-CAM ({ex.layer}) of the predicted class: {what}"

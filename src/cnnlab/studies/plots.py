@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.evaluation.figure import new_figure, save_png, short, style
+from cnnlab.evaluation.figure import new_figure, save_png, short_labels, style, warn_undrawable
 
 
 def _colour(i: int, n: int) -> Any:
@@ -38,8 +38,9 @@ def plot_accuracy_bars(rows: Sequence[dict[str, Any]], path: str | Path) -> Path
         err = np.vstack([means - low, high - means])
         ax.barh(ypos, np.nan_to_num(means), xerr=err, color="#4c72b0", capsize=3)
         unknown = [", CI unknown" if math.isnan(x) else "" for x in low]
+        names = short_labels([r["label"] for r in rows], 40)
         labels = [
-            f"{short(r['label'], 40)} (n={r['n']}{u})" for r, u in zip(rows, unknown, strict=True)
+            f"{name} (n={r['n']}{u})" for name, r, u in zip(names, rows, unknown, strict=True)
         ]
         ax.set_yticks(ypos, labels)
         ax.invert_yaxis()
@@ -52,6 +53,7 @@ def plot_cell_curves(
     curves: dict[str, list[np.ndarray]], path: str | Path, key: str = "val/accuracy"
 ) -> Path:
     """One line per cell: the mean of ``key`` per epoch over seeds, with a +-1 std band."""
+    names = dict(zip(curves, short_labels(list(curves), 40), strict=True))
     with style():
         fig = new_figure(8, 4.5, layout="constrained")
         ax = fig.add_subplot()
@@ -66,7 +68,7 @@ def plot_cell_curves(
                 mean, std = np.nanmean(grid, axis=0), np.nanstd(grid, axis=0)
             epochs = np.arange(1, longest + 1)
             colour = _colour(i, len(curves))
-            ax.plot(epochs, mean, color=colour, label=short(label, 40), marker=".")
+            ax.plot(epochs, mean, color=colour, label=names[label], marker=".")
             ax.fill_between(epochs, mean - std, mean + std, color=colour, alpha=0.2)
         ax.set(xlabel="epoch", ylabel=key, title=f"{key}: mean over seeds, band = +-1 std")
         ax.grid(alpha=0.3)
@@ -78,6 +80,7 @@ def plot_tradeoff(
     rows: Sequence[dict[str, Any]], x_key: str, path: str | Path, xlabel: str, log: bool
 ) -> Path:
     """Test accuracy against a cost (parameters, training time), one labelled point per cell."""
+    names = short_labels([r["label"] for r in rows], 28)
     with style():
         fig = new_figure(7, 4.5, layout="constrained")
         ax = fig.add_subplot()
@@ -86,7 +89,7 @@ def plot_tradeoff(
             if x in (None, "") or math.isnan(float(x)) or math.isnan(y):
                 continue
             ax.scatter([float(x)], [y], color=_colour(i, len(rows)), s=40)
-            ax.annotate(short(r["label"], 28), (float(x), y), fontsize=7, xytext=(4, 3),
+            ax.annotate(names[i], (float(x), y), fontsize=7, xytext=(4, 3),
                         textcoords="offset points")  # fmt: skip
         if log:
             ax.set_xscale("log")
@@ -100,6 +103,7 @@ def plot_f1_heatmap(
 ) -> Path:
     """Per-class F1 (mean over seeds) of every cell: rows are cells, columns classes."""
     n, k = matrix.shape
+    warn_undrawable(classes)
     with style():
         fig = new_figure(
             min(max(5.0, 2.5 + 0.35 * k), 30.0),
@@ -111,8 +115,9 @@ def plot_f1_heatmap(
         fig.colorbar(image, ax=ax, shrink=0.8, label="F1")
         step = max(1, math.ceil(k / 60))
         ticks = np.arange(0, k, step)
-        ax.set_xticks(ticks, [short(classes[i]) for i in ticks], rotation=90, fontsize=7)
-        ax.set_yticks(np.arange(n), [short(c, 40) for c in cells], fontsize=7)
+        names = short_labels(classes)
+        ax.set_xticks(ticks, [names[i] for i in ticks], rotation=90, fontsize=7)
+        ax.set_yticks(np.arange(n), short_labels(cells, 40), fontsize=7)
         if n * k <= 400:
             for (i, j), v in np.ndenumerate(matrix):
                 colour = "black" if v > 0.6 else "white"
