@@ -135,7 +135,12 @@ def _add_plots(
         classes,
         files[f"{tag}confusion_matrix"],
     )
-    jobs.add(P.plot_per_class_f1, metrics["per_class"], files[f"{tag}per_class_f1"])
+    jobs.add(
+        P.plot_per_class_f1,
+        metrics["per_class"],
+        files[f"{tag}per_class_f1"],
+        metrics["confusion_matrix"],
+    )
     jobs.add(P.plot_reliability, p, y, files[f"{tag}reliability"], ece_bins)
     if images is not None and mistakes:
         rows = [m["row"] for m in mistakes]

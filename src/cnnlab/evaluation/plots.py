@@ -152,15 +152,38 @@ def _annotate(
         ax.text(j, i, text, ha="center", va="center", fontsize=font * 0.9, color=colour)
 
 
-def plot_per_class_f1(table: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Horizontal bars of F1 per class, worst at the top, support in the labels."""
-    ordered = sorted(table, key=lambda r: (r["f1"], r["class"]))
-    k = len(ordered)
+def _unmeasured(table: Sequence[dict[str, Any]], cm: Any) -> list[bool]:
+    """Per class: no image in the split and never predicted, so its F1 is 0/0 (the evaluation's
+    rule: such a class is left out of macro F1 and its report row says "no image")."""
+    if cm is None:  # without the matrix, a class with no image counts as not measured
+        return [r["support"] == 0 for r in table]
+    predicted = np.asarray(cm).sum(axis=0)
+    return [r["support"] == 0 and predicted[i] == 0 for i, r in enumerate(table)]
+
+
+def plot_per_class_f1(table: Sequence[dict[str, Any]], path: str | Path, cm: Any = None) -> Path:
+    """Horizontal bars of F1 per class, worst at the top, support in the labels.
+
+    A class with no image in the split that was never predicted has no F1: it is listed last,
+    marked "no image", with no bar (an F1-0 bar at the top read as the worst class).
+
+    Args:
+        table: the evaluation's ``per_class`` rows (``class``, ``f1``, ``support``), in label
+            order.
+        path: PNG to write.
+        cm: the confusion matrix (rows true, columns predicted), to tell a class with no
+            image but some predictions (F1 0, measured) from one never predicted.
+    """
+    absent = _unmeasured(table, cm)
+    classes = [r["class"] for r in table]
+    names = dict(zip(classes, short_labels(classes), strict=True))
+    pairs = list(zip(table, absent, strict=True))
+    scored = sorted((r for r, a in pairs if not a), key=lambda r: (r["f1"], r["class"]))
+    missing = sorted((r for r, a in pairs if a), key=lambda r: r["class"])
+    k = len(table)
     font = max(4.0, min(10.0, 500.0 / max(k, 1)))
-    classes = [r["class"] for r in ordered]
-    labels = [
-        f"{name} (n={r['support']})" for name, r in zip(short_labels(classes), ordered, strict=True)
-    ]
+    labels = [f"{names[r['class']]} (n={r['support']})" for r in scored]
+    labels += [f"{names[r['class']]} (no image)" for r in missing]
     height = min(max(3.0, 0.6 + 0.16 * k), 34.0)
     warn_undrawable(classes)
     with style():
@@ -172,11 +195,14 @@ def plot_per_class_f1(table: Sequence[dict[str, Any]], path: str | Path) -> Path
             (left / width, 0.5 / height, 5.8 / width, (height - 0.9) / height)
         )  # 0.5 in below for the F1 axis, 0.4 in above for the title
         ypos = np.arange(k)
-        ax.barh(ypos, [r["f1"] for r in ordered], color="#4c72b0")
+        ax.barh(ypos[: len(scored)], [r["f1"] for r in scored], color="#4c72b0")
+        for y in ypos[len(scored) :]:
+            ax.text(0.01, y, "no image: not measured", va="center", fontsize=font, color="grey")
         ax.set_yticks(ypos, labels, fontsize=font)
         ax.set_ylim(k - 0.5, -0.5)  # worst at the top, no empty margin rows
         ax.set(xlim=(0, 1), xlabel="F1")
-        ax.set_title("F1 per class (worst first)", y=1.0)
+        title = "F1 per class (worst first" + ("; classes with no image last)" if missing else ")")
+        ax.set_title(title, y=1.0)
         ax.grid(axis="x", alpha=0.3)
         return save_png(fig, path, dpi=100 if k <= 100 else 80)
 
@@ -209,6 +235,10 @@ def plot_reliability(probs: Any, y_true: Any, path: str | Path, bins: int = 15) 
             color="#4c72b0",
             label="accuracy",
         )
+        empty = [c for c, b in zip(centres, table, strict=True) if b["count"] == 0]
+        if empty:  # hatched, so an empty bin does not look like a bin whose accuracy is 0
+            top.bar(empty, [1.0] * len(empty), width=width * 0.95, fill=False, hatch="//",
+                    edgecolor="#cccccc", linewidth=0, label="empty bin (no image)")  # fmt: skip
         top.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
         top.set(ylim=(0, 1), ylabel="accuracy")
         top.set_title(f"Reliability (ECE {ece:.3f})", y=1.0)

@@ -67,12 +67,15 @@ def plot_embedding(
     method: str = "pca",
 ) -> Path:
     """Scatter of ``feats`` projected to 2-D (``pca`` or ``tsne``) by true class; mistakes
-    as crosses in their true class's colour."""
+    as crosses in their true class's colour. The legend lists the classes with an image here
+    (a class absent from the split has no point to name); colours follow the label order, so
+    a class keeps its colour across splits."""
     from cnnlab.evaluation.figure import new_figure, save_png, short_labels, style, warn_undrawable
 
     xy, used = project(feats, method)
     wrong = pred != y
-    legend = len(classes) <= 20
+    present = [k for k in range(len(classes)) if (y == k).any()]  # the legend lists only these
+    legend = len(present) <= 20
     names = short_labels(classes, 20)
     warn_undrawable(classes)
     with style():
@@ -81,7 +84,7 @@ def plot_embedding(
         fig = new_figure(8.4 if legend else 7.0, 5.5)
         ax = fig.add_axes((0.02, 0.02, 0.8 if legend else 0.96, 0.9))
         cmap = _colours(len(classes))
-        for k in range(len(classes)):
+        for k in present:
             ok, bad = (y == k) & ~wrong, (y == k) & wrong
             ax.scatter(*xy[ok].T, s=10, color=cmap[k], label=names[k], alpha=0.8)
             ax.scatter(*xy[bad].T, s=36, color=cmap[k], marker="x", linewidths=1.4)

@@ -53,10 +53,13 @@ def plot_cell_curves(
     curves: dict[str, list[np.ndarray]], path: str | Path, key: str = "val/accuracy"
 ) -> Path:
     """One line per cell: the mean of ``key`` per epoch over seeds, with a +-1 std band."""
+    from matplotlib.ticker import MaxNLocator
+
     names = dict(zip(curves, short_labels(list(curves), 40), strict=True))
     with style():
         fig = new_figure(8, 4.5, layout="constrained")
         ax = fig.add_subplot()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         for i, (label, series) in enumerate(curves.items()):
             longest = max((len(s) for s in series), default=0)
             if longest == 0:
@@ -101,8 +104,16 @@ def plot_tradeoff(
 def plot_f1_heatmap(
     matrix: np.ndarray, cells: Sequence[str], classes: Sequence[str], path: str | Path
 ) -> Path:
-    """Per-class F1 (mean over seeds) of every cell: rows are cells, columns classes."""
+    """Per-class F1 (mean over seeds) of every cell: rows are cells, columns classes.
+
+    NaN marks a class with no test image that the cell never predicted (its F1 is 0/0, left
+    out of macro F1 as in the run reports): drawn hatched and marked "no image", never as a
+    dark 0.00 that reads as a class the cell fails.
+    """
+    from matplotlib import colormaps
+
     n, k = matrix.shape
+    unmeasured = np.isnan(matrix)
     warn_undrawable(classes)
     with style():
         fig = new_figure(
@@ -111,8 +122,13 @@ def plot_f1_heatmap(
             layout="constrained",
         )
         ax = fig.add_subplot()
-        image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+        cmap = colormaps["viridis"].with_extremes(bad="white")
+        image = ax.imshow(
+            np.ma.masked_invalid(matrix), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto"
+        )
         fig.colorbar(image, ax=ax, shrink=0.8, label="F1")
+        for i, j in zip(*np.nonzero(unmeasured), strict=True):
+            ax.add_patch(_hatched(i, j))
         step = max(1, math.ceil(k / 60))
         ticks = np.arange(0, k, step)
         names = short_labels(classes)
@@ -120,7 +136,18 @@ def plot_f1_heatmap(
         ax.set_yticks(np.arange(n), short_labels(cells, 40), fontsize=7)
         if n * k <= 400:
             for (i, j), v in np.ndenumerate(matrix):
-                colour = "black" if v > 0.6 else "white"
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color=colour)
-        ax.set(title="F1 per class and cell (mean over seeds)")
+                text, colour = ("no\nimage", "grey") if unmeasured[i, j] else (
+                    f"{v:.2f}", "black" if v > 0.6 else "white")  # fmt: skip
+                ax.text(j, i, text, ha="center", va="center", fontsize=6, color=colour)
+        title = "F1 per class and cell (mean over seeds)"
+        if unmeasured.any():
+            title += "\nhatched: no test image and never predicted (not in macro F1)"
+        ax.set(title=title)
         return save_png(fig, path, tight=True)
+
+
+def _hatched(row: int, col: int) -> Any:
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, hatch="//", edgecolor="#bbbbbb",
+                     linewidth=0)  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,10 +171,33 @@ DISPLAY_HEADERS = [
 ]  # fmt: skip
 
 
-def _per_class(out: Outputs, k: int) -> tuple[np.ndarray, list[str], np.ndarray | None]:
-    """Mean per-class F1 per cell, and the reference cell's confusion matrix summed over seeds."""
+def class_f1(y: np.ndarray, pred: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """One run's F1 per class and confusion matrix; F1 is NaN for a class with no image that
+    was never predicted (0/0: the run reports say "no image" and leave it out of macro F1).
+
+    Example:
+        >>> f1, _ = class_f1(np.array([0, 1]), np.array([0, 0]), 3)
+        >>> [round(float(v), 3) for v in f1]
+        [0.667, 0.0, nan]
+    """
     from sklearn.metrics import confusion_matrix, f1_score
 
+    counts = confusion_matrix(y, pred, labels=list(range(k)))
+    f1 = f1_score(y, pred, labels=list(range(k)), average=None, zero_division=0)
+    measured = counts.sum(axis=0) + counts.sum(axis=1) > 0
+    return np.where(measured, f1, np.nan), counts
+
+
+def mean_over_seeds(f1s: list[np.ndarray]) -> np.ndarray:
+    """Per class, the mean F1 of the seeds that measured it; NaN where none did."""
+    with warnings.catch_warnings():  # all-NaN columns are expected: no warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(f1s, axis=0)
+
+
+def _per_class(out: Outputs, k: int) -> tuple[np.ndarray, list[str], np.ndarray | None]:
+    """Mean per-class F1 per cell (NaN: no seed measured it), and the reference cell's
+    confusion matrix summed over seeds."""
     rows, names, cm = [], [], None
     best = out.reference["cell"] if out.reference else None
     for row in ordered(out):
@@ -185,9 +209,10 @@ def _per_class(out: Outputs, k: int) -> tuple[np.ndarray, list[str], np.ndarray 
         for r in done:
             pairs = list(results.predictions(r.path).values())
             y, p = np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
-            f1s.append(f1_score(y, p, labels=list(range(k)), average=None, zero_division=0))
-            total += confusion_matrix(y, p, labels=list(range(k)))
-        rows.append(np.mean(f1s, axis=0))
+            f1, counts = class_f1(y, p, k)
+            f1s.append(f1)
+            total += counts
+        rows.append(mean_over_seeds(f1s))
         names.append(f"{row['label']} ({row['cell']})")
         if row["cell"] == best:
             cm = total
