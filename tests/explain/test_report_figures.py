@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.decomposition import PCA
 from tests.evaluation.conftest import build_run
 
-from cnnlab.explain.embedding import project
+from cnnlab.explain.embedding import pca_solver, project
 from cnnlab.explain.gallery import correct_rows, report_figures
 from cnnlab.predict import Predictor
 
@@ -31,6 +32,18 @@ def test_projection_methods_and_tiny_inputs() -> None:
         assert gap > xy[:20].std(axis=0).max()
     assert project(feats[:2], "tsne")[0].shape == (2, 2)
     assert project(feats[:, :1], "pca")[0].shape == (40, 2)
+
+
+def test_pca_takes_the_cheaper_exact_solver_and_both_give_the_same_map() -> None:
+    # wider than tall (the demo's 296 test images of EfficientNet-Lite0's 1280 features): the
+    # covariance's eigenvectors cost ~10x an SVD there, 15 s of a frozen run on a busy CPU
+    assert pca_solver(296, 1280) == "full"
+    assert pca_solver(300, 256) == "covariance_eigh"
+    assert pca_solver(10, 4096) == "auto"
+    feats = np.random.default_rng(1).normal(0, 1, (12, 40)) * np.arange(1, 41)
+    xy, _ = project(feats, "pca")
+    ref = PCA(n_components=2, svd_solver="covariance_eigh").fit_transform(feats)
+    assert np.allclose(np.abs(xy), np.abs(ref), atol=1e-8)  # the same axes, up to sign
 
 
 def test_report_figures_on_a_run(tmp_path) -> None:
