@@ -63,3 +63,25 @@ def test_models_command_table() -> None:
     assert result.exit_code == 0 and "basenet_plus" in result.output
     assert "efficientnet_lite0" in result.output and "use a pattern" not in result.output
     assert "more timm models" in result.output
+
+
+def test_a_timm_model_is_built_without_importing_wandb_which_still_imports_after() -> None:
+    """timm.utils imports wandb when it is installed (~40% of timm's import time), only for a
+    logger of timm's own training script; cnnlab's first import of timm skips it."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("wandb") is None:  # installed with the dev extra
+        pytest.skip("wandb is not installed: timm has nothing to import")
+    code = (
+        "import sys\n"
+        "from cnnlab.models.registry import create_model, model_info\n"
+        "assert model_info('efficientnet_lite0').kind == 'timm'\n"
+        "create_model('efficientnet_lite0', num_classes=3, pretrained=False)\n"
+        "assert 'timm' in sys.modules and 'wandb' not in sys.modules, 'wandb imported'\n"
+        "import wandb\n"
+        "assert sys.modules['wandb'] is wandb\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -20,6 +20,7 @@ from cnnlab.errors import ModelError
 from cnnlab.models.classifier import Classifier, timm_stages
 from cnnlab.models.cnn import BUILDERS
 from cnnlab.models.heads import create_head
+from cnnlab.models.timmlib import import_timm
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -52,13 +53,13 @@ class ModelInfo:
 
 
 def _timm_names() -> list[str]:
-    import timm
+    timm = import_timm()
 
     return timm.list_models()
 
 
 def _is_timm(name: str) -> bool:
-    import timm
+    timm = import_timm()
 
     return timm.is_model(name.split(".", 1)[0])
 
@@ -71,6 +72,7 @@ def _unknown(name: str) -> ModelError:
 
 
 def _timm_info(name: str) -> ModelInfo:
+    import_timm()
     from timm.models import get_pretrained_cfg
 
     from cnnlab.models.weights import offline_available
@@ -127,7 +129,7 @@ def list_models(pattern: str | None = None) -> list[ModelInfo]:
 
 
 def _timm_backbone(name: str, in_chans: int) -> tuple[nn.Module, int, list[nn.Module]]:
-    import timm
+    timm = import_timm()
 
     try:
         net = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans)

