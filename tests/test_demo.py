@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from cnnlab.schedule.pool import cpu_cores
+
 
 def _rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as fh:
@@ -40,3 +42,16 @@ def test_demo_study_trains_both_models_over_seeds_and_gives_a_verdict(tmp_path: 
     assert "highest mean validation accuracy" in out.stdout or "best cell" in out.stdout
     assert (study / "study.html").stat().st_size > 10_000
     assert "report:" in out.stdout
+    assert len(_workers(study)) == min(2, cpu_cores())  # two runs at a time, given two cores
+
+
+def _workers(study: Path) -> set[str]:
+    """The processes ("host:pid") that trained the study's runs, as its storage recorded."""
+    import optuna
+
+    from cnnlab.schedule.storage import open_storage, storage_url
+
+    storage = open_storage(storage_url(None, study))
+    (summary,) = optuna.get_all_study_summaries(storage)
+    trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+    return {t.user_attrs["worker"] for t in trials}

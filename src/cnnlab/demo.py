@@ -33,6 +33,10 @@ TRANSFER = {
     "train.batch_size": 128,
 }
 SEEDS = 3
+# runs side by side, each on its share of the cores: small runs leave threads idle, and one
+# run's single-threaded report overlaps another's training (bench/RESULTS.md section 8: a
+# study with --workers 2 took 0.86x the one-process time on 2 idle cores, 0.49x on busy ones)
+WORKERS = 2
 
 
 def demo_plan(epochs: int | None = None) -> dict[str, Any]:
@@ -50,6 +54,7 @@ def demo_plan(epochs: int | None = None) -> dict[str, Any]:
 def run_demo(runs_dir: str = "runs", epochs: int | None = None, seeds: int = SEEDS) -> Any:
     """Write the digits dataset, run the demo study and print its table with the verdict."""
     from cnnlab.data.demo import write_digits
+    from cnnlab.schedule.pool import cpu_cores
     from cnnlab.studies.study import make_plan, run_study
 
     data = write_digits(cache_dir("datasets", "digits"))
@@ -57,4 +62,4 @@ def run_demo(runs_dir: str = "runs", epochs: int | None = None, seeds: int = SEE
     out = Path(runs_dir) / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
     command = f"cnnlab demo --runs-dir {runs_dir}" + (f" --epochs {epochs}" if epochs else "")
     plan = make_plan(data, seeds=seeds, plan_file=demo_plan(epochs), command=command)
-    return run_study(plan, out=out)
+    return run_study(plan, out=out, workers=min(WORKERS, cpu_cores()))
