@@ -20,6 +20,7 @@ Layout::
                          (ensembles reuse them instead of predicting again)
     report.html          self-contained report (report.md beside it)
     track.json           tracking identity (uid, git commit, parent run); see docs/tracking.md
+    .train.lock          held (flock) by the process training the folder (cnnlab.runlock)
 """
 
 from __future__ import annotations

@@ -10,11 +10,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -118,26 +119,86 @@ def fit(
     from cnnlab.startup import heavy_imports
 
     with heavy_imports():  # torch, Lightning: ~20 % less CPU per run without GC walks of them
-        from cnnlab.engine.finalize import finalize, write_run_inputs
-        from cnnlab.engine.observe import default_observers, observe_run, observer_fields
-        from cnnlab.engine.setup import prepare
+        import cnnlab.engine.finalize
+        import cnnlab.engine.observe
+        import cnnlab.engine.setup  # noqa: F401
 
     helper_dir = ddp_helper_dir(resume_dir)
     if helper_dir is not None:
         set_quiet(True)  # rank 0 speaks for the run
-    elif resume_dir is not None and (done := finished_epochs(resume_dir, cfg.train.epochs)):
-        info(
-            f"{resume_dir} already finished ({done} epochs): nothing to resume; "
-            f"to train longer, pass --epochs N with N > {done}"
-        )
-        return Run(resume_dir)
-    elif resume_dir is None:
+        return _fit(cfg, resume_dir, observers, helper_dir)
+    if resume_dir is None:
         check_writable_dir(cfg.runs_dir, "runs_dir")  # before the scan, not after training
+        return _fit(cfg, None, observers, None)
+    with run_locked(resume_dir) as locked_run:  # one training per folder (two resumes at once)
+        if done := finished_epochs(resume_dir, cfg.train.epochs):
+            info(
+                f"{resume_dir} already finished ({done} epochs): nothing to resume; "
+                f"to train longer, pass --epochs N with N > {done}"
+            )
+            return Run(resume_dir)
+        return locked_run(_fit(cfg, resume_dir, observers, None))
+
+
+@contextlib.contextmanager
+def run_locked(run_dir: Path) -> Iterator[Callable[[Run | None], Run | None]]:
+    """Hold ``run_dir``'s training lock (:mod:`cnnlab.runlock`) inside the block; a run the
+    block hands to the yielded function keeps it until its figures and report are drawn
+    (they may be drawn after ``fit`` returns), so no second training starts on a folder whose
+    report is still being written."""
+    from cnnlab.evaluation.background import when_drawn
+    from cnnlab.runlock import lock_run, release_run
+
+    fd = lock_run(run_dir)
+    kept: list[Run] = []
+
+    def keep(run: Run | None) -> Run | None:
+        if run is not None:
+            kept.append(run)
+        return run
+
+    try:
+        yield keep
+    finally:
+        if kept:
+            when_drawn(kept[0].path, lambda: release_run(fd))
+        else:
+            release_run(fd)
+
+
+def _fit(
+    cfg: Config,
+    resume_dir: Path | None,
+    observers: Sequence[RunObserver] | None,
+    helper_dir: Path | None,
+) -> Run | None:
+    """``fit`` from the scan on; a new run's folder is locked as soon as it exists."""
+    from cnnlab.engine.setup import prepare
+
     split_file = resume_dir / SPLIT if resume_dir and (resume_dir / SPLIT).is_file() else None
     data, mb = prepare(cfg, split_file)  # bad data or model names fail before a folder exists
     cfg = _plan(cfg, data, mb, resume=resume_dir is not None)
-    name = cfg.name or default_run_name(cfg.model.name, mb.mode)
-    run_dir = helper_dir or resume_dir or create_run_dir(cfg.runs_dir, name)
+    if helper_dir is None and resume_dir is None:
+        name = cfg.name or default_run_name(cfg.model.name, mb.mode)
+        run_dir = create_run_dir(cfg.runs_dir, name)
+        with run_locked(run_dir) as locked_run:
+            return locked_run(_run(cfg, data, mb, run_dir, None, observers, None))
+    return _run(cfg, data, mb, helper_dir or resume_dir, resume_dir, observers, helper_dir)
+
+
+def _run(
+    cfg: Config,
+    data: DataBundle,
+    mb: ModelBundle,
+    run_dir: Path,
+    resume_dir: Path | None,
+    observers: Sequence[RunObserver] | None,
+    helper_dir: Path | None,
+) -> Run | None:
+    """Train into ``run_dir`` (locked by the caller, or a DDP helper's), then finalize."""
+    from cnnlab.engine.finalize import finalize, write_run_inputs
+    from cnnlab.engine.observe import default_observers, observe_run, observer_fields
+
     if helper_dir is None:
         info(f"run folder: {run_dir}")
         if resume_dir is not None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from cnnlab.config import Config
 from cnnlab.errors import CnnlabError
+from cnnlab.runlock import RunBusy
 from cnnlab.runs import CHECKPOINTS, METRICS, Run, read_json, write_json
 from cnnlab.schedule.worker import RunFailed
 from cnnlab.track.target import started_over
@@ -109,6 +110,8 @@ def train_in_folder(cfg: Config, run_dir: Path, observers: Sequence[Any] | None 
         raise RunFailed(earlier)
     try:
         run = _train(cfg, run_dir, observers)
+    except RunBusy as exc:  # another process trains it: its folder is not ours to mark failed
+        raise RunFailed(str(exc)) from exc
     except CnnlabError as exc:
         raise _fail(run_dir, str(exc)) from exc
     except Exception as exc:  # a bug or a library error in one run must not end a study

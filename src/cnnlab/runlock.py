@@ -1,0 +1,62 @@
+"""One training per run folder at a time: an OS lock on ``RUN/.train.lock``.
+
+Two ``cnnlab train --resume RUN`` started at once would both train into the same folder and
+leave it a mix of two trainings (checkpoints, metrics, weights and report from either). The
+process that trains a folder holds ``flock`` on its lock file from before it writes anything
+until its report is drawn; another that asks for the folder fails at once, naming the holder.
+The OS drops the lock when its process ends in any way (``kill -9`` included), so a killed
+training never blocks its resume. Forked children (data loader workers, figure drawing)
+close their copy at once (:mod:`cnnlab.cachelock`), so none keeps the folder locked after
+its parent is gone.
+
+Example:
+    >>> fd = lock_run(Path("runs/cnn-1"))  # doctest: +SKIP
+    >>> release_run(fd)                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from cnnlab import cachelock
+from cnnlab.errors import RunError
+
+LOCK = ".train.lock"
+
+
+class RunBusy(RunError):
+    """The run folder is being trained by another process."""
+
+
+def lock_run(run_dir: Path) -> int:
+    """Take ``run_dir``'s training lock and return its file descriptor.
+
+    Raises:
+        RunBusy: another live process holds it (the message names it).
+    """
+    path = Path(run_dir) / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    if not cachelock._try_lock(fd):
+        holder = cachelock.read_holder(fd)
+        os.close(fd)
+        who = f"process {holder.pid}" if holder else "another process"
+        detail = f" ({holder.describe()})" if holder else ""
+        raise RunBusy(
+            f"{run_dir} is being trained by {who}{detail}; wait for it to end, or copy the "
+            "folder and resume the copy"
+        )
+    cachelock._held.add(fd)
+    cachelock._stamp(fd)
+    return fd
+
+
+def release_run(fd: int) -> None:
+    """Give a lock from :func:`lock_run` back (the holder's record is cleared first)."""
+    if fd not in cachelock._held:
+        return  # released already, or a forked child's copy
+    cachelock._held.discard(fd)
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+    os.close(fd)
