@@ -190,3 +190,27 @@ def test_an_extended_run_keeps_its_params_and_tags_what_changed(tmp_path: Path) 
     assert logged.data.tags["resumed.train.epochs"] == "2"
     assert "resumed.train.lr" not in logged.data.tags  # only what changed
     assert [s for s, _ in history(uri, logged.info.run_id, "val/loss")] == [1, 2]
+
+
+def test_resuming_a_copied_run_folder_makes_a_run_of_its_own(tmp_path: Path) -> None:
+    """``cp -r runs/t1 runs/r1; train --resume runs/r1``: the copy is logged as a new run; t1's
+    store run keeps its name, folder tag and epochs (it was renamed r1 and extended)."""
+    data = write_folder(tmp_path / "data", classes=3, per_class=8, size=16)
+    runs = tmp_path / "runs"
+    original = fit(_cfg(data, runs, name="t1"))
+    assert flush(600)
+    copy = Path(shutil.copytree(original.path, runs / "r1"))
+    resume_run(copy, values={"train.epochs": 2})
+    assert flush(600)
+    uri = default_uri(runs)
+    by_name = {r.info.run_name: r for r in runs_of(uri)}
+    assert sorted(by_name) == ["r1", "t1"]
+    t1, r1 = by_name["t1"], by_name["r1"]
+    assert t1.data.tags["cnnlab.run_dir"].endswith("t1")
+    assert [s for s, _ in history(uri, t1.info.run_id, "val/loss")] == [1]
+    assert [s for s, _ in history(uri, r1.info.run_id, "val/loss")] == [1, 2]
+    assert r1.info.status == "FINISHED"
+    resume_run(original.path, values={"train.epochs": 2})  # the original keeps its record
+    assert flush(600)
+    assert len(runs_of(uri)) == 2
+    assert [s for s, _ in history(uri, t1.info.run_id, "val/loss")] == [1, 2]

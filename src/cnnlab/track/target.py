@@ -239,17 +239,48 @@ def locked(path: Path, timeout: float = 600.0) -> Iterator[None]:
         yield
 
 
-def read_state(folder: Path) -> dict[str, Any]:
-    """A folder's ``track.json`` (with a new uid if it has none yet; not written)."""
+def _load_state(folder: Path) -> dict[str, Any]:
     file = folder / STATE
-    state: dict[str, Any] = {}
-    if file.is_file():
-        try:
-            state = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            state = {}  # a damaged file: a fresh identity is better than no tracking
+    if not file.is_file():
+        return {}
+    try:
+        state = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # a damaged file: a fresh identity is better than no tracking
+    return state if isinstance(state, dict) else {}
+
+
+# What a copied folder keeps of its original's track.json: where it came from, not what
+# was logged of the original (a copy is logged, tagged best and ended on its own).
+_COPY_KEEPS = ("git_commit", "parent")
+
+
+def read_state(folder: Path) -> dict[str, Any]:
+    """A folder's ``track.json`` (with a new uid if it has none yet; not written).
+
+    ``folder`` records where the folder was when its state was written. A copy of a run
+    folder (``cp -r runs/t1 runs/r1``, to extend the copy and keep the original) has its
+    original's uid; used as is, a resume of the copy would take the original's store run
+    over (rename it, append the copy's epochs). So when the recorded folder is elsewhere and
+    still holds that uid, this folder is a copy: it gets a uid of its own, derived from the
+    original's and its own path (the same on every read until it is written). A moved folder
+    (the recorded one is gone) keeps its identity.
+    """
+    here = folder.resolve()
+    state = _load_state(folder)
+    recorded = state.get("folder")
+    if recorded and Path(recorded) != here and _holds_uid(Path(recorded), state.get("uid")):
+        derived = hashlib.sha256(f"{state['uid']} {here}".encode()).hexdigest()[:32]
+        state = {k: state[k] for k in _COPY_KEEPS if k in state}
+        state["uid"], state["copied_from"] = derived, recorded
     state.setdefault("uid", uuid.uuid4().hex)
+    state["folder"] = str(here)
     return state
+
+
+def _holds_uid(folder: Path, uid: Any) -> bool:
+    """Whether ``folder`` still has a ``track.json`` with ``uid`` (the original of a copy)."""
+    return bool(uid) and _load_state(folder).get("uid") == uid
 
 
 # run folder (resolved) -> the track.json it had before it was started over (started_over)
