@@ -63,7 +63,8 @@ def test_an_ensemble_is_a_parent_run_with_its_members_tagged(
     out = tmp_path / "ensembles" / "pair"
     run = build_ensemble(members, method="weighted", out=out)
     assert flush(600)
-    uri = default_uri(out.parent)  # beside the ensemble, as for a run; the members were not
+    uri = default_uri(tune_dir / "trials")  # the members' store, wherever --out puts it
+    assert not (out.parent / "mlflow.db").exists()  # no stray store beside the ensemble
     runs = runs_of(uri)
     [top] = [r for r in runs if r.data.tags["cnnlab.kind"] == "ensemble"]
     assert top.info.run_name == "pair" and top.info.status == "FINISHED"
@@ -71,8 +72,8 @@ def test_an_ensemble_is_a_parent_run_with_its_members_tagged(
     test_acc = run.summary["metrics"]["test"]["accuracy"]
     assert top.data.metrics["final/test/accuracy"] == pytest.approx(test_acc)
     assert {"report.html", "ensemble.json", "summary.json"} <= artifact_paths(uri, top.info.run_id)
-    # the members, absent from this store, were logged whole (still nested under their tune)
-    # and tagged with their weight
+    # the members are their own store runs (not logged a second time), still nested under
+    # their tune, and tagged with their weight
     named = {r.info.run_name: r for r in runs if r.data.tags["cnnlab.kind"] == "run"}
     assert sorted(named) == ["trial-0000", "trial-0001"]
     [tune] = [r for r in runs if r.data.tags["cnnlab.kind"] == "tune"]

@@ -18,13 +18,20 @@ if TYPE_CHECKING:
 
 
 def track_ensemble(ensemble: Run, members: Sequence[Member], weights: Sequence[float]) -> None:
-    """Log ``ensemble`` where its first member's ``track`` section says (its default store:
-    ``mlflow.db`` in the folder that holds the ensemble, as for a run); no-op when off."""
+    """Log ``ensemble`` where its first member's ``track`` section says, into that member's
+    store (by default ``mlflow.db`` in the folder that holds the member, where the members
+    already are), wherever ``--out`` put the ensemble folder; no-op when off.
+
+    The folder that holds the ensemble is not the store: ``--out ens1`` made a stray
+    ``mlflow.db`` in the working folder, logged the members into it a second time, and
+    ``cnnlab ui`` on the runs folder never showed the ensemble.
+    """
     from cnnlab import track
     from cnnlab.config import Config
 
-    tracking = members[0].run.config.get("track") or {}
-    cfg = Config.model_validate({"runs_dir": str(ensemble.path.parent), "track": tracking})
+    first = members[0].run
+    tracking = first.config.get("track") or {}
+    cfg = Config.model_validate({"runs_dir": str(first.path.parent), "track": tracking})
     params = {"weights": [round(float(w), 6) for w in weights]}
     with track.parent_run(cfg, "ensemble", ensemble.name, params, ensemble.path) as parent:
         for member, weight in zip(members, weights, strict=True):
