@@ -30,23 +30,22 @@ class RunBusy(RunError):
     """The run folder is being trained by another process."""
 
 
-def lock_run(run_dir: Path) -> int:
-    """Take ``run_dir``'s training lock and return its file descriptor.
+def lock_run(run_dir: Path, file: str = LOCK, doing: str = "trained") -> int:
+    """Take ``run_dir``'s training lock (or another lock ``file`` in it) and return its file
+    descriptor.
 
     Raises:
-        RunBusy: another live process holds it (the message names it).
+        RunBusy: another live process holds it (the message names it, and what it does).
     """
-    path = Path(run_dir) / LOCK
+    path = Path(run_dir) / file
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     if not cachelock._try_lock(fd):
         holder = cachelock.read_holder(fd)
         os.close(fd)
         who = f"process {holder.pid}" if holder else "another process"
         detail = f" ({holder.describe()})" if holder else ""
-        raise RunBusy(
-            f"{run_dir} is being trained by {who}{detail}; wait for it to end, or copy the "
-            "folder and resume the copy"
-        )
+        hint = "or copy the folder and resume the copy" if file == LOCK else "or pick another"
+        raise RunBusy(f"{run_dir} is being {doing} by {who}{detail}; wait for it to end, {hint}")
     cachelock._held.add(fd)
     cachelock._stamp(fd)
     return fd

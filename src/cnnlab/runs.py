@@ -50,6 +50,8 @@ PLOTS = "plots"
 REPORT_HTML = "report.html"
 REPORT_MD = "report.md"
 PREDICTIONS = "predictions"
+# In a folder being built (an ensemble): it is complete once this marker is gone.
+BUILDING = ".building"
 
 _SAFE_NAME = re.compile(r"[^\w.\-]+", re.UNICODE)
 
@@ -189,6 +191,11 @@ def load_run(path: str | Path) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise RunError(f"run folder not found: {path} (list runs with `cnnlab runs`)")
+    if (path / BUILDING).exists():
+        raise RunError(
+            f"{path}: an incomplete ensemble folder (its build was interrupted?); build it "
+            "again with the same --out"
+        )
     missing = [f for f in (MODEL_CARD, WEIGHTS, CLASSES) if not (path / f).is_file()]
     if missing:
         raise RunError(f"{path}: not a finished run, missing {', '.join(missing)}")

@@ -18,8 +18,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +38,10 @@ FORMAT = "cnnlab-ensemble/1"
 
 
 def is_ensemble(path: str | Path) -> bool:
-    """True for a folder written by :func:`build_ensemble`."""
-    return (Path(path) / ENSEMBLE_CARD).is_file()
+    """True for a folder written by :func:`build_ensemble`, once its build is complete (an
+    interrupted build leaves its ``.building`` marker: load_run then says so)."""
+    path = Path(path)
+    return (path / ENSEMBLE_CARD).is_file() and not (path / runs.BUILDING).exists()
 
 
 def refuse_ensemble(path: str | Path, cannot: str, verb: str) -> None:
@@ -147,17 +151,44 @@ def _data_root(member: Member) -> str | None:
     return (data or {}).get("root")
 
 
-def _make_folder(out: str | Path | None, runs_dir: Path, name: str) -> Path:
-    """``out`` (new or empty), else a fresh ``runs_dir/name`` that never overwrites."""
-    if out is not None:
-        path = Path(out)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise RunError(f"{path}: exists and is not an empty folder; pick another --out")
-        (path / runs.PLOTS).mkdir(parents=True, exist_ok=True)
-        return path
-    path = runs.create_run_dir(runs_dir, name)
-    (path / runs.CHECKPOINTS).rmdir()  # an ensemble trains nothing, so has no checkpoints
-    return path
+def _make_folder(out: str | Path | None, runs_dir: Path, name: str) -> tuple[Path, int]:
+    """``out`` (new, empty, or an interrupted build), else a fresh ``runs_dir/name`` that
+    never overwrites; with its ``.building`` marker locked (the descriptor returned)."""
+    from cnnlab.runlock import lock_run, release_run
+
+    if out is None:
+        path = runs.create_run_dir(runs_dir, name)
+        (path / runs.CHECKPOINTS).rmdir()  # an ensemble trains nothing, so has no checkpoints
+        return path, lock_run(path, runs.BUILDING, "built")
+    path = Path(out)
+    if (path / runs.BUILDING).is_file():  # an interrupted build, unless one is under way
+        release_run(lock_run(path, runs.BUILDING, "built"))  # raises while its builder lives
+        info(f"{path}: replacing the incomplete ensemble an interrupted build left")
+        shutil.rmtree(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise RunError(f"{path}: exists and is not an empty folder; pick another --out")
+    (path / runs.PLOTS).mkdir(parents=True, exist_ok=True)
+    return path, lock_run(path, runs.BUILDING, "built")
+
+
+@contextlib.contextmanager
+def _building(path: Path, fd: int) -> Iterator[None]:
+    """The build of ``path``: complete when the block ends (its marker removed), else gone.
+
+    An interrupted build (Ctrl-C, an error) removes the folder; one killed outright leaves
+    its marker, so predict and eval say the folder is incomplete and a build with the same
+    ``--out`` replaces it (until then ``ensemble.json`` alone looked like a finished one).
+    """
+    from cnnlab.runlock import release_run
+
+    try:
+        yield
+    except BaseException:
+        release_run(fd)
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    (path / runs.BUILDING).unlink()
+    release_run(fd)
 
 
 def _write_inputs(path: Path, members: list[Member], card: dict[str, Any]) -> None:
@@ -190,7 +221,8 @@ def build_ensemble(
     Args:
         run_dirs: member run folders (at least two; same classes and split).
         method: ``soft``, ``hard``, ``weighted`` or ``greedy``.
-        out: the ensemble folder (must not exist or be empty); default
+        out: the ensemble folder (must not exist, be empty, or hold a build that was
+            killed, which is replaced); default
             ``runs_dir/ensemble-<method>`` with a suffix if taken.
         runs_dir: where the default folder goes (default ``runs``, moved beside the dataset
             when the working folder is inside it).
@@ -218,23 +250,24 @@ def build_ensemble(
     where = _outside_datasets(members, out, runs_dir)  # before anything is written
     val = stacked(members, "val")
     weights = fit(method, len(members), *(() if val is None else (val[0], val[1].labels)))
-    path = _make_folder(out, where, name or f"ensemble-{method}")
-    card = _card(members, weights, method, path)
-    _write_inputs(path, members, card)
-    results, gain = {}, None
-    for split in SPLITS:
-        got = stacked(members, split)
-        if got is None:
-            continue
-        probs = combine(got[0], weights, method)
-        results[split] = evaluate_splits(path, split, got[1], probs, members)
-        if split == "test":
-            gain = gain_over_best(members, probs)
-    summary = _summary(members, weights, method, results)
-    summary["gain_over_best_member"] = gain
-    summary["created"] = runs.creation_time(path)  # as a run's summary records it
-    runs.write_json(path / runs.SUMMARY, summary)
-    report = write_ensemble_report(path, card, summary, results, members, gain)
+    path, fd = _make_folder(out, where, name or f"ensemble-{method}")
+    with _building(path, fd):
+        card = _card(members, weights, method, path)
+        _write_inputs(path, members, card)
+        results, gain = {}, None
+        for split in SPLITS:
+            got = stacked(members, split)
+            if got is None:
+                continue
+            probs = combine(got[0], weights, method)
+            results[split] = evaluate_splits(path, split, got[1], probs, members)
+            if split == "test":
+                gain = gain_over_best(members, probs)
+        summary = _summary(members, weights, method, results)
+        summary["gain_over_best_member"] = gain
+        summary["created"] = runs.creation_time(path)  # as a run's summary records it
+        runs.write_json(path / runs.SUMMARY, summary)
+        report = write_ensemble_report(path, card, summary, results, members, gain)
     info(f"{title(card)}: {report}")
     track_ensemble(runs.Run(path), members, weights.tolist())
     return runs.Run(path)
