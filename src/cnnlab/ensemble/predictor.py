@@ -176,24 +176,27 @@ def evaluate_ensemble(
     root, samples, left_out, source = given.root, given.samples, given.left_out, given.source
     paths, labels, probs, skipped = _score(ens, root, samples, tta)
     skipped = given.unplaced + skipped
-    out = E._unique_dir(Path(out_dir) if out_dir is not None else run.path / given.name)
-    load = ens.members[0].load  # decodes only the gallery's few mistakes
-    images = LazyImages(lambda i: load(root / paths[i]))
-    metrics = E.evaluate_predictions(labels, probs, ens.classes, out, images=images, paths=paths)
-    E.write_predictions(
-        out / "predictions.csv", paths, labels, torch.from_numpy(probs), ens.classes
-    )
-    summary = {"source": source, "images": len(paths), "skipped_files": len(skipped),
-               "left_out_images": sum(left_out.values()),
-               "changed_files": len(changed)}  # fmt: skip
-    report = {"source": source, "images": len(samples), "evaluated": len(paths),
-              **({E.LEFT_OUT: left_out} if left_out else {}),
-              **({CHANGED: changed} if changed else {}), "skipped": skipped}  # fmt: skip
-    html, _ = E.write_report(
-        out, title=f"{run.name}: ensemble evaluation on {source}", summary=summary,
-        metrics=metrics, config=run.config, model_card=ens.card, data_report=report,
-        plots={k: Path(v) for k, v in metrics["plots"].items()}, mistakes=metrics["worst_mistakes"],
-        caution=given.caution,
-    )  # fmt: skip
-    return {**metrics, **summary, "out_dir": str(out), "report": str(html), "skipped": skipped,
-            "left_out": left_out, "changed": changed}  # fmt: skip
+    where = Path(out_dir) if out_dir is not None else run.path / given.name
+    with E.evaluation_dir(where) as out:
+        load = ens.members[0].load  # decodes only the gallery's few mistakes
+        images = LazyImages(lambda i: load(root / paths[i]))
+        metrics = E.evaluate_predictions(
+            labels, probs, ens.classes, out, images=images, paths=paths
+        )
+        E.write_predictions(
+            out / "predictions.csv", paths, labels, torch.from_numpy(probs), ens.classes
+        )
+        summary = {"source": source, "images": len(paths), "skipped_files": len(skipped),
+                   "left_out_images": sum(left_out.values()),
+                   "changed_files": len(changed)}  # fmt: skip
+        report = {"source": source, "images": len(samples), "evaluated": len(paths),
+                  **({E.LEFT_OUT: left_out} if left_out else {}),
+                  **({CHANGED: changed} if changed else {}), "skipped": skipped}  # fmt: skip
+        html, _ = E.write_report(
+            out, title=f"{run.name}: ensemble evaluation on {source}", summary=summary,
+            metrics=metrics, config=run.config, model_card=ens.card, data_report=report,
+            plots={k: Path(v) for k, v in metrics["plots"].items()},
+            mistakes=metrics["worst_mistakes"], caution=given.caution,
+        )  # fmt: skip
+        return {**metrics, **summary, "out_dir": str(out), "report": str(html), "skipped": skipped,
+                "left_out": left_out, "changed": changed}  # fmt: skip

@@ -8,11 +8,13 @@ skipped, counted and listed in the report; they never stop an evaluation.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import shutil
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from cnnlab.evaluation.figure import warn_undrawable
 from cnnlab.evaluation.metrics import compute_metrics, macro_f1_note
 from cnnlab.evaluation.plotjobs import PlotJobs
 from cnnlab.evaluation.report import write_report
-from cnnlab.runs import SPLIT, SUMMARY, atomic_write_text, load_run, write_json
+from cnnlab.runs import BUILDING, SPLIT, SUMMARY, atomic_write_text, load_run, write_json
 
 _MAX_SUFFIX = 10_000
 
@@ -168,6 +170,21 @@ def _unique_dir(path: Path) -> Path:
             continue
         return candidate
     raise DataError(f"{path}: too many evaluation folders with this name; pass --out")
+
+
+@contextlib.contextmanager
+def evaluation_dir(path: Path) -> Iterator[Path]:
+    """A fresh evaluation folder (:func:`_unique_dir`) that is complete when the block ends,
+    else gone: Ctrl-C or an error mid-way removes it (it used to stay with a plot or two and
+    nothing saying so); a process killed outright leaves its ``.building`` marker."""
+    out = _unique_dir(path)
+    (out / BUILDING).touch()
+    try:
+        yield out
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    (out / BUILDING).unlink(missing_ok=True)
 
 
 EVAL_SPLITS = ("test", "val", "train")  # a run's split.csv and a split folder's names
@@ -462,44 +479,44 @@ def evaluate_run(
         raise DataError(f"{root}: none of the {len(samples)} images could be read")
     images = FileImages(predictor, root, paths)
     elapsed = time.perf_counter() - start
-    out = _unique_dir(Path(out_dir) if out_dir is not None else run.path / given.name)
-    metrics = evaluate_predictions(labels, probs, classes, out, images=images, paths=paths)
-    write_predictions(out / "predictions.csv", paths, labels, probs, classes)
-    source = given.source
-    summary = {
-        "source": source,
-        "images": len(paths),
-        "skipped_files": len(skipped),
-        "left_out_images": sum(left_out.values()),
-        "changed_files": len(changed),
-        "tta": use_tta,
-        "eval_time_s": round(elapsed, 3),
-        "images_per_s": round(len(paths) / max(elapsed, 1e-9), 1),
-    }
-    trained = run.summary if (run.path / SUMMARY).is_file() else {}
-    html, _ = write_report(
-        out,
-        title=f"{run.name}: evaluation on {source}",
-        # the fit diagnosis names the best epoch training kept, not a guess from metrics.csv
-        summary={**summary, **{k: trained.get(k) for k in ("best_epoch", "monitor")}},
-        metrics=metrics,
-        config=run.config,
-        model_card=predictor.card,
-        rows=run.metrics(),
-        data_report={
+    with evaluation_dir(Path(out_dir) if out_dir is not None else run.path / given.name) as out:
+        metrics = evaluate_predictions(labels, probs, classes, out, images=images, paths=paths)
+        write_predictions(out / "predictions.csv", paths, labels, probs, classes)
+        source = given.source
+        summary = {
             "source": source,
-            "images": len(samples),
-            "evaluated": len(paths),
-            **({LEFT_OUT: left_out} if left_out else {}),
-            **({CHANGED: changed} if changed else {}),
-            "skipped": skipped,
-        },
-        plots={k: Path(v) for k, v in metrics["plots"].items()},
-        mistakes=metrics["worst_mistakes"],
-        caution=given.caution,
-    )
-    return {**metrics, **summary, "out_dir": str(out), "report": str(html), "skipped": skipped,
-            "left_out": left_out, "changed": changed, "caution": given.caution}  # fmt: skip
+            "images": len(paths),
+            "skipped_files": len(skipped),
+            "left_out_images": sum(left_out.values()),
+            "changed_files": len(changed),
+            "tta": use_tta,
+            "eval_time_s": round(elapsed, 3),
+            "images_per_s": round(len(paths) / max(elapsed, 1e-9), 1),
+        }
+        trained = run.summary if (run.path / SUMMARY).is_file() else {}
+        html, _ = write_report(
+            out,
+            title=f"{run.name}: evaluation on {source}",
+            # the fit diagnosis names the best epoch training kept, not a guess from metrics.csv
+            summary={**summary, **{k: trained.get(k) for k in ("best_epoch", "monitor")}},
+            metrics=metrics,
+            config=run.config,
+            model_card=predictor.card,
+            rows=run.metrics(),
+            data_report={
+                "source": source,
+                "images": len(samples),
+                "evaluated": len(paths),
+                **({LEFT_OUT: left_out} if left_out else {}),
+                **({CHANGED: changed} if changed else {}),
+                "skipped": skipped,
+            },
+            plots={k: Path(v) for k, v in metrics["plots"].items()},
+            mistakes=metrics["worst_mistakes"],
+            caution=given.caution,
+        )
+        return {**metrics, **summary, "out_dir": str(out), "report": str(html), "skipped": skipped,
+                "left_out": left_out, "changed": changed, "caution": given.caution}  # fmt: skip
 
 
 def write_predictions(
