@@ -270,6 +270,7 @@ def export_run(
             runner = _export_onnx(model, x, tmp, opset)
         else:
             runner = _export_torchscript(model, x, tmp)
+        _forget_records(predictor, path, format)  # before the file is replaced: see there
     diff = _max_abs_diff(model, runner, x)
     record = _record(predictor, format, path, opset, diff, source, len(x), tolerance)
     record["weights_sha256"] = digest
@@ -345,6 +346,23 @@ def export_records(side: Path) -> dict[str, dict[str, Any]]:
             if (side.parent / name).is_file():
                 out[name] = record
     return out
+
+
+def _forget_records(predictor: Predictor, path: Path, format: str) -> None:
+    """Drop the records of the file at ``path`` (in ``export.json`` and the model card) before
+    a new export replaces it, so a process killed between the replacement and the new record
+    leaves a file with no record (which the ONNX backend refuses), never the new file under
+    the old file's ``parity_ok``."""
+    side = path.parent / EXPORT_JSON
+    entries = export_records(side)
+    if entries.pop(path.name, None) is not None:
+        write_json(side, entries)
+    card_file = predictor.run_dir / MODEL_CARD
+    card = read_json(card_file)
+    old = (card.get("exports") or {}).get(format) or {}
+    if old.get("file") and (predictor.run_dir / old["file"]).resolve() == path.resolve():
+        del card["exports"][format]
+        write_json(card_file, card)
 
 
 def _save_records(predictor: Predictor, path: Path, record: dict[str, Any]) -> None:

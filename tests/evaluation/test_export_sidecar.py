@@ -63,3 +63,27 @@ def test_a_resume_drops_every_export_its_sidecar_names_in_the_run(tmp_path):
     removed = drop_stale_exports(run)
     assert removed == ["export.json", "extra name.onnx", "model.onnx"]
     assert (tmp_path / "kept" / "m.onnx").is_file() and outside["parity_ok"]
+
+
+def test_an_export_killed_after_replacing_its_file_leaves_no_parity_record(tmp_path, monkeypatch):
+    """The new model.onnx in place with the old export's ``parity_ok`` record: predict used a
+    file whose parity check never ran. Now the record goes before the file is replaced."""
+    import cnnlab.export as export
+    from cnnlab.errors import RunError
+    from cnnlab.predict import Predictor
+
+    run = build_run(tmp_path / "a", seed=0)
+    export_run(run, format="onnx")
+    Predictor(run, backend="onnx")  # the first export is recorded, checked and used
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the process ends right after the new file replaced the old
+
+    monkeypatch.setattr(export, "_save_records", killed)
+    with pytest.raises(KeyboardInterrupt):
+        export_run(run, format="onnx", opset=18)
+    card = json.loads((run / "model.json").read_text(encoding="utf-8"))
+    assert "onnx" not in card.get("exports", {})
+    assert "model.onnx" not in _sidecar(run)
+    with pytest.raises(RunError, match="no ONNX export recorded"):
+        Predictor(run, backend="onnx")
