@@ -3,7 +3,10 @@
 Every writer in cnnlab (run files, checkpoints, weights, caches, split files) goes through
 :func:`atomic_path`, so the rule is implemented once: write a temp file in the same folder
 (same file system, so the rename is atomic), flush it to disk, rename it over the target, and
-remove the temp file if anything fails.
+remove the temp file if anything fails. The temp file gets the mode a plain ``open()``
+would give (``0o666`` less the umask, a folder's default ACL applied by the kernel), not
+:func:`tempfile.mkstemp`'s private ``0o600``: run files a colleague, a web server or a group
+share should read stay readable after the rename.
 
 Example:
     >>> import json, tempfile, pathlib
@@ -18,8 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -57,9 +60,7 @@ def atomic_path(path: str | os.PathLike[str], durable: bool = True) -> Iterator[
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    tmp = _create_temp(path)
     try:
         yield tmp
         if durable:
@@ -75,6 +76,30 @@ def atomic_path(path: str | os.PathLike[str], durable: bool = True) -> Iterator[
         tmp.unlink(missing_ok=True)
 
 
+_TEMP_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
+
+
+def _create_temp(path: Path) -> Path:
+    """Create an empty, new temp file beside ``path``, named as :data:`_TEMP` expects.
+
+    ``os.open(..., 0o666)`` lets the kernel apply the umask (and a folder's default ACL)
+    exactly as for ``open(path, "w")``; ``O_EXCL`` makes the name ours, as mkstemp does.
+    """
+    rng = random.SystemRandom()
+    for _ in range(100):
+        suffix = "".join(rng.choice(_TEMP_CHARS) for _ in range(8))
+        tmp = path.with_name(f".{path.name}.{suffix}.tmp")
+        try:
+            fd = os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666
+            )
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"{path.parent}: no free temp file name for {path.name}")
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str, durable: bool = True) -> None:
     """Write text (UTF-8) atomically."""
     with atomic_path(path, durable) as tmp:
@@ -87,7 +112,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, durable: bool 
         tmp.write_bytes(data)
 
 
-# atomic_path's temp names: "." + target name + "." + mkstemp's 8 random characters + ".tmp"
+# atomic_path's temp names: "." + target name + "." + 8 random characters + ".tmp"
 _TEMP = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp$")
 
 
