@@ -334,3 +334,21 @@ def test_a_manifest_in_the_wrong_encoding_or_separator_says_how_to_fix_it(tmp_pa
     semi.write_text("path;label\nclass_0/img_000.png;a\n", encoding="utf-8")
     with pytest.raises(DataError, match="separated by ';'"):
         scan_dataset(semi, progress=False)
+
+
+@pytest.mark.parametrize("where", ["class_0", "."])
+def test_links_that_loop_on_themselves_are_skipped(tmp_path: Path, where: str) -> None:
+    """A link to itself or a chain of links back to itself (files and folders, in a class
+    folder or at the root) is a counted ``link loop`` skip; the walk used to raise ELOOP."""
+    root = write_folder(tmp_path / "ds", classes=2, per_class=3)
+    folder = root / where
+    os.symlink("self.png", folder / "self.png")  # ln -s self.png self.png
+    os.symlink("b.png", folder / "a.png")  # a.png -> b.png -> a.png
+    os.symlink("a.png", folder / "b.png")
+    os.symlink("cx", folder / "cx")  # a folder name linked to itself
+    scan = _scan(root)
+    prefix = "" if where == "." else f"{where}/"
+    reasons = {s.path: s.reason for s in scan.skipped}
+    for name in ("self.png", "a.png", "b.png", "cx"):
+        assert reasons[prefix + name] == "link loop"
+    assert len(scan.records) == 6 and scan.classes == ["class_0", "class_1"]

@@ -1,13 +1,15 @@
 """Find the candidate image files of a dataset folder, without opening any of them.
 
 Knows the folder layouts, what to ignore (OS junk, hidden entries), which extensions count,
-Unicode class names, and symlinks: loops end, links out of the root or into another class's
-folder are skipped and reported (never followed into a second label), a file reached twice
-is kept once. Decoding is :mod:`cnnlab.data.scan`'s job.
+Unicode class names, and symlinks: loops end (a link to itself, a chain of links back to
+itself, a link to its own folder or above: skipped ``link loop``), links out of the root or
+into another class's folder are skipped and reported (never followed into a second label), a
+file reached twice is kept once. Decoding is :mod:`cnnlab.data.scan`'s job.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import unicodedata
 from collections import Counter
@@ -75,6 +77,18 @@ def _entries(folder: Path, strict: bool = True) -> list[os.DirEntry[str]] | None
         ) from None
 
 
+def _is_dir(entry: os.DirEntry[str]) -> bool | str:
+    """Whether an entry is a folder (links followed), or why it cannot be told.
+
+    ``DirEntry.is_dir()`` stats a link's target and raises for a link that points to itself
+    or round a chain of links (ELOOP): that entry is a ``link loop`` skip, not a crash.
+    """
+    try:
+        return entry.is_dir()
+    except OSError as exc:
+        return "link loop" if exc.errno == errno.ELOOP else "unreadable"
+
+
 def _link_reason(
     target: str, key: ClassKey, owners: dict[str, ClassKey], here: str | None = None
 ) -> str | None:
@@ -124,7 +138,10 @@ def _walk_class(
                 continue
             link = entry.is_symlink()
             real = os.path.realpath(entry.path) if link else os.path.join(folder_real, entry.name)
-            is_dir = entry.is_dir()
+            is_dir = _is_dir(entry)
+            if isinstance(is_dir, str):
+                found.skipped.append((rel, is_dir))
+                continue
             if link:
                 reason = (
                     "link outside dataset"
@@ -153,7 +170,9 @@ def _class_dirs(found: Found, root: Path, root_real: str, parent: Path) -> list[
             found.ignored += 1
         elif entry.is_symlink() and not _inside(os.path.realpath(entry.path), root_real):
             found.skipped.append((rel, "link outside dataset"))
-        elif entry.is_dir():
+        elif isinstance(is_dir := _is_dir(entry), str):
+            found.skipped.append((rel, is_dir))
+        elif is_dir:
             dirs.append(Path(entry.path))
         elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTS:
             found.skipped.append((rel, "not in a class folder"))
