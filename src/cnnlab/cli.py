@@ -30,6 +30,7 @@ from cnnlab.commands.track import app as track_app
 from cnnlab.commands.track import ui_command
 from cnnlab.commands.tune import tune_command
 from cnnlab.errors import CnnlabError, Interrupted
+from cnnlab.paths import expand_home
 
 try:  # Typer 0.2x carries its own copy of click, whose exceptions its commands raise
     from typer._click import exceptions as _clicks
@@ -120,7 +121,9 @@ def _root(
 
 @app.command("train")
 def train_command(
-    data: str = typer.Argument(None, help="Dataset folder or CSV manifest (omit with --resume)."),
+    data: str = typer.Argument(
+        None, help="Dataset folder or CSV manifest (omit with --resume).", callback=expand_home
+    ),
     overrides: list[str] = typer.Argument(
         None, help="Config overrides KEY=VALUE, e.g. train.lr=3e-4"
     ),
@@ -132,10 +135,17 @@ def train_command(
     lr: float = typer.Option(None, help="Peak learning rate."),
     seed: int = typer.Option(None, help="Seed for weights and batches (split: data.split_seed)."),
     name: str = typer.Option(None, help="Run name (a suffix is added if it exists)."),
-    runs_dir: str = typer.Option(None, "--runs-dir", help="Where run folders go [default: runs]"),
-    config: Path = typer.Option(None, "--config", "-c", help="YAML config file."),
+    runs_dir: str = typer.Option(
+        None, "--runs-dir", help="Where run folders go [default: runs]", callback=expand_home
+    ),
+    config: Path = typer.Option(
+        None, "--config", "-c", help="YAML config file.", callback=expand_home
+    ),
     resume: Path = typer.Option(
-        None, "--resume", help="Continue a killed run (or extend one with --epochs N)."
+        None,
+        "--resume",
+        help="Continue a killed run (or extend one with --epochs N).",
+        callback=expand_home,
     ),
     track: str = track_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only results and errors."),
@@ -183,7 +193,9 @@ def train_command(
 
 @app.command("runs")
 def runs_command(
-    runs_dir: str = typer.Option("runs", "--runs-dir", help="Folder holding run folders."),
+    runs_dir: str = typer.Option(
+        "runs", "--runs-dir", help="Folder holding run folders.", callback=expand_home
+    ),
     sort: str = typer.Option(
         "created",
         "--sort",
@@ -217,7 +229,9 @@ def runs_command(
 
 @app.command("demo")
 def demo_command(
-    runs_dir: str = typer.Option("runs", "--runs-dir", help="Where the demo study goes."),
+    runs_dir: str = typer.Option(
+        "runs", "--runs-dir", help="Where the demo study goes.", callback=expand_home
+    ),
     epochs: int = typer.Option(None, help="Override the demo's epochs (for a quicker look)."),
     seeds: int = typer.Option(3, help="Training seeds per model."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only results and errors."),

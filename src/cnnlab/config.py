@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cnnlab.errors import ConfigError
+from cnnlab.paths import expand_home
 
 Tristate = Literal["auto", "true", "false"]
 AugmentPreset = Literal["none", "light", "standard", "strong"]
@@ -68,6 +69,8 @@ class DataConfig(_Section):
     exclude: str | None = None  # CSV with a path column (e.g. issues.csv): files left out
     min_image_side: int = Field(4, ge=1)  # images smaller than this (px) are skipped "too small"
     max_pixels: int = Field(89_478_485, ge=1)  # decompression-bomb guard (Pillow's default)
+
+    _home = field_validator("root", "split_file", "exclude")(expand_home)
     max_file_mb: float = Field(256.0, gt=0.0)  # larger files (MiB) are skipped, never read
     allow_outside_paths: bool = False  # let CSV manifest paths leave the manifest's folder
     img_size: int | None = Field(None, ge=8, le=1024)  # model input side (px); None: model's own
@@ -114,6 +117,8 @@ class ModelConfig(_Section):
     head_activation: Activation = "relu"  # activation after each hidden layer of the mlp head
     head_dropout: float = Field(0.0, ge=0.0, lt=1.0)  # dropout after each hidden layer, before fc
     cnn: CNNSpec = Field(default_factory=CNNSpec)  # architecture of model `cnn`
+
+    _home = field_validator("weights")(expand_home)
 
     @field_validator("head_hidden", mode="before")
     @classmethod
@@ -244,6 +249,8 @@ class Config(_Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     track: TrackConfig = Field(default_factory=TrackConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+
+    _home = field_validator("runs_dir")(expand_home)  # one folder, whatever wrote the ``~``
 
 
 def _valid_keys(model: type[BaseModel], prefix: str = "") -> list[str]:

@@ -16,6 +16,29 @@ from typing import Any
 from cnnlab.errors import ConfigError, OutputError
 
 
+def expand_home(value: Any) -> Any:
+    """``~`` and ``~user`` at the start of a path (a str, a Path, or each of a list) expanded,
+    as the shell does for an unquoted word; anything else is returned unchanged.
+
+    The one rule for every path the user gives (CLI options and arguments, config paths):
+    a ``~`` the shell left alone (``--runs-dir=~/r``, a quoted path, a YAML file) once made a
+    literal ``./~`` folder for some files while Lightning expanded it for the checkpoints.
+    A ``KEY=VALUE`` override never starts with ``~``, so a list of them passes unchanged.
+
+    Example:
+        >>> expand_home("~/r") == os.path.join(os.path.expanduser("~"), "r")
+        True
+        >>> expand_home(["runs", "train.lr=0.1", None])
+        ['runs', 'train.lr=0.1', None]
+    """
+    if isinstance(value, (list, tuple)):
+        return type(value)(expand_home(item) for item in value)
+    if isinstance(value, (str, Path)) and str(value).startswith("~"):
+        expanded = os.path.expanduser(str(value))
+        return Path(expanded) if isinstance(value, Path) else expanded
+    return value
+
+
 def cache_root() -> Path:
     """``$CNNLAB_CACHE``, default ``~/.cache/cnnlab`` (not created)."""
     return Path(os.environ.get("CNNLAB_CACHE") or Path.home() / ".cache" / "cnnlab")

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from cnnlab.paths import expand_home
+
 if TYPE_CHECKING:
     from cnnlab.config import DataConfig
 
@@ -27,11 +29,15 @@ def _fail(exc: Exception) -> typer.Exit:
 
 @app.command()
 def inspect(
-    folder: Path = typer.Argument(..., help="dataset folder (ROOT/CLASS/*) or CSV manifest"),
+    folder: Path = typer.Argument(
+        ..., help="dataset folder (ROOT/CLASS/*) or CSV manifest", callback=expand_home
+    ),
     overrides: list[str] = typer.Argument(
         None, help="data.* settings KEY=VALUE, e.g. data.val_fraction=0.2"
     ),
-    out: Path | None = typer.Option(None, "--out", help="report folder [./data_audit/NAME]"),
+    out: Path | None = typer.Option(
+        None, "--out", help="report folder [./data_audit/NAME]", callback=expand_home
+    ),
     near: bool = typer.Option(True, "--near/--no-near", help="look for near duplicates"),
 ) -> None:
     """Audit a dataset: classes, bad files, sizes, duplicates, leakage, mean/std, samples.
@@ -216,7 +222,9 @@ def _out_folder(folder: Path, out: Path | None) -> Path:
 @app.command()
 def demo(
     kind: str = typer.Argument(..., help="digits (sklearn 8x8 digits) or shapes (drawn)"),
-    outdir: Path = typer.Argument(..., help="folder to write ROOT/CLASS/*.png into"),
+    outdir: Path = typer.Argument(
+        ..., help="folder to write ROOT/CLASS/*.png into", callback=expand_home
+    ),
 ) -> None:
     """Write a small demo dataset to try cnnlab offline.
 
@@ -250,14 +258,18 @@ def demo(
 
 @app.command()
 def issues(
-    data: str = typer.Argument(..., help="dataset folder (ROOT/CLASS/*) or CSV manifest"),
+    data: str = typer.Argument(
+        ..., help="dataset folder (ROOT/CLASS/*) or CSV manifest", callback=expand_home
+    ),
     overrides: list[str] = typer.Argument(None, help="config overrides KEY=VALUE"),
     model: str | None = typer.Option(
         None, "--model", "-m", help="model behind the probabilities [efficientnet_lite0 or cnn]"
     ),
     folds: int = typer.Option(5, "--folds", "-k", help="K of the K-fold cross-validation"),
     epochs: int | None = typer.Option(None, "--epochs", help="epochs per fold (trained models)"),
-    out: Path | None = typer.Option(None, "--out", help="output folder [./data_issues/NAME]"),
+    out: Path | None = typer.Option(
+        None, "--out", help="output folder [./data_issues/NAME]", callback=expand_home
+    ),
     fix: str = typer.Option("drop", "--fix", help="clean.csv: drop or relabel label issues"),
 ) -> None:
     """Find mislabelled images, near duplicates, outliers and blank/dark/blurry images.

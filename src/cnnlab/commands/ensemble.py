@@ -6,12 +6,16 @@ from pathlib import Path
 
 import typer
 
+from cnnlab.paths import expand_home
+
 
 def ensemble_command(
-    runs: list[Path] = typer.Argument(None, help="Member run folders (two or more)."),
+    runs: list[Path] = typer.Argument(
+        None, help="Member run folders (two or more).", callback=expand_home
+    ),
     method: str = typer.Option("soft", help="soft | hard | weighted | greedy (fitted on val)"),
     out: Path = typer.Option(
-        None, "--out", "-o", help="Ensemble folder [default: runs/ensemble-*]"
+        None, "--out", "-o", help="Ensemble folder [default: runs/ensemble-*]", callback=expand_home
     ),
     runs_dir: Path = typer.Option(
         None,
@@ -19,8 +23,11 @@ def ensemble_command(
         help="Where the default folder goes [default: runs; beside the dataset when run from"
         " inside it].",
         show_default=False,
+        callback=expand_home,
     ),
-    from_study: Path = typer.Option(None, "--from-study", help="Take members from a study folder."),
+    from_study: Path = typer.Option(
+        None, "--from-study", help="Take members from a study folder.", callback=expand_home
+    ),
     top: int = typer.Option(3, "--top", help="With --from-study: the K best cells (by val)."),
 ) -> None:
     """Combine finished runs into an ensemble folder that predicts, evaluates and reports like one.

@@ -16,18 +16,20 @@ from typing import Any
 import typer
 
 from cnnlab.commands.options import overwrite_option, tta_option
+from cnnlab.paths import expand_home
 
 PREDICT_COLUMNS = ["path", "label", "prob", "top_k_labels", "top_k_probs", "error"]
 
 
 def eval_command(
-    run: Path = typer.Argument(..., help="Run folder to evaluate."),
+    run: Path = typer.Argument(..., help="Run folder to evaluate.", callback=expand_home),
     data: Path = typer.Option(
         None,
         "--data",
         "-d",
         help="Labelled folder (ROOT/CLASS/* or ROOT/{train,val,test}/CLASS/*) or CSV manifest "
         "(path,label[,split][,root], as train reads it); default: the run's split.",
+        callback=expand_home,
     ),
     split: str = typer.Option(
         None,
@@ -41,6 +43,7 @@ def eval_command(
         "--out",
         "-o",
         help="Evaluation folder [default: RUN/eval-SPLIT, or RUN/eval-DATA-SPLIT for --data].",
+        callback=expand_home,
     ),
     tta: bool = tta_option(),
 ) -> None:
@@ -132,13 +135,19 @@ def _print_table(results: list[dict[str, Any]], rows: list[dict[str, str]]) -> N
 
 
 def predict_command(
-    run: Path = typer.Argument(..., help="Run folder with the trained model."),
-    paths: list[str] = typer.Argument(..., help="Image files and/or folders (recursed)."),
+    run: Path = typer.Argument(
+        ..., help="Run folder with the trained model.", callback=expand_home
+    ),
+    paths: list[str] = typer.Argument(
+        ..., help="Image files and/or folders (recursed).", callback=expand_home
+    ),
     top_k: int = typer.Option(
         5, "--top-k", "-k", min=1, help="How many classes to list per image (all if more)."
     ),
     tta: bool = tta_option(),
-    out: Path = typer.Option(None, "--out", "-o", help="Also write the predictions as CSV."),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Also write the predictions as CSV.", callback=expand_home
+    ),
     overwrite: bool = overwrite_option(),
     backend: str = typer.Option("torch", help="torch | onnx (after `cnnlab export`)."),
 ) -> None:
@@ -175,13 +184,16 @@ def predict_command(
 
 
 def export_command(
-    run: Path = typer.Argument(..., help="Run folder with the trained model."),
+    run: Path = typer.Argument(
+        ..., help="Run folder with the trained model.", callback=expand_home
+    ),
     format: str = typer.Option("onnx", "--format", "-f", help="onnx | torchscript"),
     out: Path = typer.Option(
         None,
         "--out",
         "-o",
         help="Output file [default: in the run folder, where a new export replaces the old].",
+        callback=expand_home,
     ),
     overwrite: bool = overwrite_option(),
     opset: int = typer.Option(17, help="ONNX opset version."),

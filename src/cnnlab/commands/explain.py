@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from cnnlab.paths import expand_home
+
 
 def _print_layers(run: Path) -> None:
     from rich.table import Table
@@ -23,12 +25,18 @@ def _print_layers(run: Path) -> None:
 
 
 def explain_command(
-    run: Path = typer.Argument(..., help="Run folder with the trained model."),
-    paths: list[str] = typer.Argument(None, help="Image files and/or folders (recursed)."),
+    run: Path = typer.Argument(
+        ..., help="Run folder with the trained model.", callback=expand_home
+    ),
+    paths: list[str] = typer.Argument(
+        None, help="Image files and/or folders (recursed).", callback=expand_home
+    ),
     method: str = typer.Option("gradcam", help="gradcam | gradcam++ | scorecam | eigencam"),
     layer: str = typer.Option("auto", help="CAM layer (see --layers); auto: last conv stage."),
     target: str = typer.Option(None, "--class", help="Class to explain [default: predicted]"),
-    out: Path = typer.Option(None, "--out", "-o", help="Output folder [default: RUN/explain]"),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Output folder [default: RUN/explain]", callback=expand_home
+    ),
     layers: bool = typer.Option(False, "--layers", help="List the layer names and exit."),
     feature_maps: str = typer.Option(
         None, "--feature-maps", help="Also save this layer's activations per image (or auto)."

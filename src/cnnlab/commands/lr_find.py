@@ -8,10 +8,11 @@ from pathlib import Path
 import typer
 
 from cnnlab.commands.options import overwrite_option
+from cnnlab.paths import expand_home
 
 
 def lr_find_command(
-    data: str = typer.Argument(..., help="Dataset folder or CSV manifest."),
+    data: str = typer.Argument(..., help="Dataset folder or CSV manifest.", callback=expand_home),
     overrides: list[str] = typer.Argument(
         None, help="Config overrides KEY=VALUE, e.g. train.optimizer=adam"
     ),
@@ -20,12 +21,18 @@ def lr_find_command(
     img_size: int = typer.Option(None, "--img-size", help="Input side in pixels."),
     batch_size: int = typer.Option(None, "--batch-size", help="Images per step."),
     seed: int = typer.Option(None, help="Seed for weights and batches (split: data.split_seed)."),
-    config: Path = typer.Option(None, "--config", "-c", help="YAML config file."),
+    config: Path = typer.Option(
+        None, "--config", "-c", help="YAML config file.", callback=expand_home
+    ),
     min_lr: float = typer.Option(1e-6, "--min-lr", help="Smallest lr tried."),
     max_lr: float = typer.Option(1.0, "--max-lr", help="Largest lr tried."),
     steps: int = typer.Option(100, help="Training steps in the test."),
     out: Path = typer.Option(
-        None, "--out", "-o", help="Where the plot goes [lr_find.png, or lr_find-2.png... if taken]."
+        None,
+        "--out",
+        "-o",
+        help="Where the plot goes [lr_find.png, or lr_find-2.png... if taken].",
+        callback=expand_home,
     ),
     overwrite: bool = overwrite_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only results and errors."),

@@ -10,14 +10,17 @@ import typer
 
 from cnnlab.commands.options import track_option
 from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.paths import expand_home
 
 
 def study_command(
     data: str = typer.Argument(
-        None, help="Dataset folder or CSV manifest (or `report` followed by a study folder)."
+        None,
+        help="Dataset folder or CSV manifest (or `report` followed by a study folder).",
+        callback=expand_home,
     ),
     overrides: list[str] = typer.Argument(
-        None, help="Values every cell shares, KEY=VALUE, e.g. train.epochs=10"
+        None, help="Values every cell shares, KEY=VALUE, e.g. train.epochs=10", callback=expand_home
     ),
     vary: list[str] = typer.Option(
         None, "--vary", "-v", help="KEY=V1,V2,... ; several --vary make a cross product."
@@ -26,9 +29,15 @@ def study_command(
     recipe: str = typer.Option(
         None, "--recipe", "-r", help="lr | optimizers | models | transfer | ladder"
     ),
-    plan: Path = typer.Option(None, "--plan", help="YAML file listing the cells."),
-    out: Path = typer.Option(None, "--out", "-o", help="Study folder [default: studies/...]."),
-    resume: Path = typer.Option(None, "--resume", help="Continue (or join) a study folder."),
+    plan: Path = typer.Option(
+        None, "--plan", help="YAML file listing the cells.", callback=expand_home
+    ),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Study folder [default: studies/...].", callback=expand_home
+    ),
+    resume: Path = typer.Option(
+        None, "--resume", help="Continue (or join) a study folder.", callback=expand_home
+    ),
     workers: int = typer.Option(1, "--workers", "-w", help="Runs side by side on this machine."),
     storage: str = typer.Option(
         None, "--storage", help="Optuna storage shared by machines, e.g. postgresql://..."

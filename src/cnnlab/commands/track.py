@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from cnnlab.paths import expand_home
+
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 
@@ -19,7 +21,9 @@ def _split(items: list[str]) -> tuple[list[str], list[str]]:
 @app.command("log")
 def log_command(
     items: list[str] = typer.Argument(
-        ..., help="Run folders (or folders of runs), then optional track.uri=URI etc."
+        ...,
+        help="Run folders (or folders of runs), then optional track.uri=URI etc.",
+        callback=expand_home,
     ),
 ) -> None:
     """Log finished run folders to MLflow or W&B (again): only what the store lacks is sent.
@@ -47,7 +51,7 @@ def log_command(
 
 @app.command("register")
 def register_command(
-    run: Path = typer.Argument(..., help="A finished run folder."),
+    run: Path = typer.Argument(..., help="A finished run folder.", callback=expand_home),
     name: str = typer.Option(..., "--name", "-n", help="Registered model name."),
     overrides: list[str] = typer.Argument(None, help="track.uri=URI, track.experiment=NAME"),
 ) -> None:
@@ -69,7 +73,9 @@ def register_command(
 
 
 def ui_command(
-    runs_dir: str = typer.Option("runs", "--runs-dir", help="Folder holding runs and mlflow.db."),
+    runs_dir: str = typer.Option(
+        "runs", "--runs-dir", help="Folder holding runs and mlflow.db.", callback=expand_home
+    ),
     port: int = typer.Option(5000, help="Port (another free one if taken)."),
 ) -> None:
     """Open the MLflow UI on the runs folder's tracking store (this machine only).

@@ -10,15 +10,24 @@ import typer
 
 from cnnlab.commands.options import track_option
 from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.paths import expand_home
 
 
 def tune_command(
-    data: str = typer.Argument(None, help="Dataset folder or CSV manifest (or `report DIR`)."),
+    data: str = typer.Argument(
+        None, help="Dataset folder or CSV manifest (or `report DIR`).", callback=expand_home
+    ),
     overrides: list[str] = typer.Argument(
-        None, help="Values every trial shares, KEY=VALUE, e.g. data.img_size=32"
+        None,
+        help="Values every trial shares, KEY=VALUE, e.g. data.img_size=32",
+        callback=expand_home,
     ),
     space: str = typer.Option(
-        "cnn", "--space", "-s", help="cnn | train | transfer | head | FILE.yaml"
+        "cnn",
+        "--space",
+        "-s",
+        help="cnn | train | transfer | head | FILE.yaml",
+        callback=expand_home,
     ),
     trials: int = typer.Option(
         20, "--trials", "-n", help="Trials in total, over every run and worker."
@@ -35,7 +44,9 @@ def tune_command(
         None, "--storage", help="Optuna storage shared by machines, e.g. postgresql://..."
     ),
     study: str = typer.Option(None, "--study", help="The study's name in the storage."),
-    out: Path = typer.Option(None, "--out", "-o", help="Tune folder [default: tunes/SPACE]."),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Tune folder [default: tunes/SPACE].", callback=expand_home
+    ),
     workers: int = typer.Option(1, "--workers", "-w", help="Trials side by side on this machine."),
     retrain_best: bool = typer.Option(
         False, "--retrain-best", help="Then train the best config over --seeds seeds (a study)."
