@@ -98,6 +98,34 @@ def test_cli_predict_and_eval_list_bad_files(tiny_run, tmp_path):
 
 
 @pytest.mark.slow
+def test_predict_out_prints_counts_not_every_row(tiny_run, tmp_path):
+    """With --out the rows go to the CSV; stdout says where, and how many images each class
+    got (a 4,000-image folder printed 8,000 lines). Without --out, a row per image."""
+    data = tiny_run.parent.parent / "data"
+    add_bad_files(data / "class_1")
+    images = sorted(p.name for p in data.rglob("*.png") if p.stat().st_size > 100)
+    out_csv = tmp_path / "pred.csv"
+    res = _cli("predict_command", str(tiny_run), str(data), "--out", str(out_csv))
+    assert res.returncode == 0, res.stderr
+    with out_csv.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 27 and not any(name in res.stdout for name in images)
+    assert f"wrote 27 predictions to {out_csv} (24 predicted, 3 unreadable)" in res.stdout
+    assert f"3 of 27 files could not be read (see the error column of {out_csv})" in res.stderr
+    counts = {}
+    for row in rows:
+        if not row["error"]:
+            counts[row["label"]] = counts.get(row["label"], 0) + 1
+    lines = res.stdout.splitlines()
+    for label, n in counts.items():
+        assert any(line.split() == ["│", label, "│", str(n), "│"] for line in lines), label
+    assert len(lines) < 12
+    res = _cli("predict_command", str(tiny_run), str(data))
+    assert res.returncode == 0, res.stderr
+    assert all(name in res.stdout for name in images)
+
+
+@pytest.mark.slow
 def test_failed_parity_check_exits_non_zero_and_is_not_used(tiny_run):
     """Issue 10 item 11: a real parity failure (tolerance 0: ONNX Runtime's kernels differ
     from PyTorch's in the last bits) exits 1 with one line, and the export is not served."""
@@ -300,10 +328,12 @@ def test_predict_with_a_separator_in_a_class_name(tiny_run, tmp_path):
             value["classes"] = odd
         path.write_text(json.dumps(odd if name == "classes.json" else value), encoding="utf-8")
     image = next((tiny_run.parent.parent / "data" / "class_0").iterdir())
-    out_csv = tmp_path / "pred.csv"
-    res = _cli("predict_command", str(tiny_run), str(image), "--out", str(out_csv))
+    res = _cli("predict_command", str(tiny_run), str(image))  # the table (every class: k=5)
     assert res.returncode == 0, res.stderr
     assert "a;b" in res.stdout and "Traceback" not in res.stderr
+    out_csv = tmp_path / "pred.csv"
+    res = _cli("predict_command", str(tiny_run), str(image), "--out", str(out_csv))
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
     with out_csv.open(newline="", encoding="utf-8") as fh:
         (row,) = list(csv.DictReader(fh))
     (labels,) = list(csv.reader([row["top_k_labels"]], delimiter=";"))

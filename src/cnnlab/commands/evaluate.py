@@ -134,6 +134,34 @@ def _print_table(results: list[dict[str, Any]], rows: list[dict[str, str]]) -> N
     result(table)  # a result: printed under --quiet too
 
 
+SUMMARY_CLASSES = 20  # predicted classes listed by predict --out; the CSV holds every row
+
+
+def _print_counts(rows: list[dict[str, str]], out: Path) -> None:
+    """With ``--out`` the rows are in the CSV: print where, and how many per predicted class,
+    not one line per image (4,000 images made an 8,000-line log)."""
+    from collections import Counter
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    from cnnlab.console import result
+
+    counts = Counter(r["label"] for r in rows if not r["error"])
+    bad = len(rows) - sum(counts.values())
+    unread = f", {bad} unreadable" if bad else ""
+    typer.echo(f"wrote {len(rows)} predictions to {out} ({sum(counts.values())} predicted{unread})")
+    if not counts:
+        return
+    table = Table("predicted class", "images", show_lines=False)
+    for label, n in counts.most_common(SUMMARY_CLASSES):
+        table.add_row(escape(label), str(n))
+    if len(counts) > SUMMARY_CLASSES:
+        rest = sum(n for _, n in counts.most_common()[SUMMARY_CLASSES:])
+        table.add_row(f"... {len(counts) - SUMMARY_CLASSES} more classes", str(rest))
+    result(table)  # a result: printed under --quiet too
+
+
 def predict_command(
     run: Path = typer.Argument(
         ..., help="Run folder with the trained model.", callback=expand_home
@@ -146,14 +174,20 @@ def predict_command(
     ),
     tta: bool = tta_option(),
     out: Path = typer.Option(
-        None, "--out", "-o", help="Also write the predictions as CSV.", callback=expand_home
+        None,
+        "--out",
+        "-o",
+        help="Write the predictions as CSV (and print a count per class, not every row).",
+        callback=expand_home,
     ),
     overwrite: bool = overwrite_option(),
     backend: str = typer.Option("torch", help="torch | onnx (after `cnnlab export`)."),
 ) -> None:
     """Classify image files or folders with a trained run; unreadable files are listed, not fatal.
 
-    Exits 2 when nothing could be predicted (every file unreadable, or no image found).
+    Prints a row per image, or with ``--out`` writes them to the CSV and prints the count of
+    images per predicted class. Exits 2 when nothing could be predicted (every file
+    unreadable, or no image found).
 
     Example:
 
@@ -169,18 +203,20 @@ def predict_command(
     predictor = load_predictor(run, backend=backend)
     results = predictor.predict(paths, top_k=top_k, tta=tta)
     rows = _rows(results)
-    _print_table(results, rows)
-    if out is not None:
+    if out is None:
+        _print_table(results, rows)
+    else:
         _write_csv(out, rows)
-        typer.echo(f"wrote {len(rows)} predictions to {out}")
+        _print_counts(rows, out)
     bad = sum(1 for r in rows if r["error"])
+    column = "the error column" + (f" of {out}" if out is not None else "")
     if bad == len(rows):  # nothing predicted: a mistyped path must not look like success
-        what = f"all {bad} files could not be read (see the error column)" if rows else (
+        what = f"all {bad} files could not be read (see {column})" if rows else (
             f"no image files in {' '.join(paths)}"
         )  # fmt: skip
         raise DataError(f"nothing was predicted: {what}; check the paths")
     if bad:
-        typer.echo(f"{bad} of {len(rows)} files could not be read (see the error column)", err=True)
+        typer.echo(f"{bad} of {len(rows)} files could not be read (see {column})", err=True)
 
 
 def export_command(
