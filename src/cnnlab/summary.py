@@ -222,9 +222,11 @@ def runs_table(runs_dir: str | Path = "runs", sort: str = "created", wide: bool 
     (an older or unfinished run) is ``-``. Runs that did not finish show
     their epochs so far of those planned and their last epoch's val metrics, and a line
     after the table says how to resume each. A tune trial its pruner stopped shows
-    ``pruned`` beside its epochs.
+    ``pruned`` beside its epochs. A terminal too narrow for the table even so gets one
+    record per run (no number is ever cut short).
     """
     from cnnlab.console import console
+    from cnnlab.tablefit import fit_table, records
 
     title = f"runs in {runs_dir}"
     rows = run_rows(runs_dir, sort)
@@ -232,10 +234,14 @@ def runs_table(runs_dir: str | Path = "runs", sort: str = "created", wide: bool 
     if not cells:
         result(f"no runs in {runs_dir} (train one with `cnnlab train DATA`)")
         return _table(title, cells)
-    if not wide:
-        cells = _fit_names(title, cells, console)
-    table = _table(title, cells)
-    result(table, width=100_000 if wide else None)
+    if wide:
+        table = _table(title, cells)
+        result(table, width=100_000)
+    else:
+        table = _table(title, _fit_names(title, cells, console))
+        shown = fit_table(table, console.width)
+        # too narrow even with short names: one record per run, names and numbers whole
+        result(shown if shown is table else records(_table(title, cells)))
     if any(r["complete"] and r.get("pruned") for r in rows):
         result("pruned = a tune's pruner stopped the trial early: its metrics are of a short run")
     unfinished = [r for r in rows if not r["complete"] and not r["problem"]]

@@ -34,7 +34,10 @@ def study_table(out: Outputs, title: str) -> Table:
 
 def print_outputs(folder: Path, out: Outputs) -> None:
     """Shown even with ``--quiet``: this is the result of the command."""
-    result(study_table(out, f"study: {folder}"))
+    from cnnlab.tablefit import fit_table
+
+    # a narrow terminal: one record per cell rather than cut numbers and a lost verdict column
+    result(fit_table(study_table(out, f"study: {folder}")))
     for sentence in out.sentences:
         result(sentence)
     result(f"report: {folder / HTML}")
