@@ -112,3 +112,35 @@ def test_folders_of_cnnlab_outputs_are_not_offered_as_datasets(
     at = open_page("data")
     assert at.selectbox[0].options == ["messy data"]
     assert "studies (folder of studies), runs (folder of runs), cnn-s0 (run)" in page_text(at)
+
+
+@pytest.mark.slow  # cross-validated features of 24 images
+def test_issues_of_a_model_at_chance_are_shown_as_not_evidence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two classes of pure noise: the page says what `data issues` says on the terminal (the
+    flags are not evidence, clean.csv is not recommended) instead of offering it plainly."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "noise"
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        folder = root / ("a" if i % 2 else "b")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    for key, value in AppSettings(runs_dir=tmp_path / "runs", folders=(root,)).to_env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    before = folder_digest(root)
+    at = open_page("data")
+    at.button[0].click().run(timeout=300)
+    assert not at.exception and not at.error
+    found = at.session_state["issues"]["noise"]
+    assert not found["recommend_clean"]
+    assert "out-of-sample model: accuracy" in page_text(at)
+    assert any("cannot be judged" in w.value for w in at.warning)
+    labels = {b.label for b in at.get("download_button")}
+    assert "Download clean.csv (not recommended)" in labels
+    assert folder_digest(root) == before

@@ -101,6 +101,9 @@ def find_label_issues(root: Path, progress: Any = None) -> dict[str, Any]:
     Returns:
         ``{"counts": {kind: n}, "rows": [issues.csv rows as dicts], "method", "folds",
         "images", "seconds", "out_dir": the output folder as the page may show it,
+        "model": the out-of-sample model's scores beside the baseline's (one line),
+        "verdict": what the label flags are worth (None when the model is good),
+        "recommend_clean": whether clean.csv is worth training on,
         "files": {"issues_csv" | "clean_csv" | "issues_html": bytes}}``, the files without
         server paths (:mod:`cnnlab.app.downloads`).
     """
@@ -121,6 +124,9 @@ def find_label_issues(root: Path, progress: Any = None) -> dict[str, Any]:
         "folds": result.folds,
         "images": result.images,
         "seconds": result.seconds,
+        "model": result.skill.headline(),
+        "verdict": result.skill.verdict(result.counts.get("label", 0)),
+        "recommend_clean": result.recommend_clean,
         "out_dir": out.as_posix() if not out.is_absolute() else f"data_issues/{out.name}",
         "files": _downloads(result.files, root),
     }

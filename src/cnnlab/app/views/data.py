@@ -32,13 +32,18 @@ def cached_inspect(root: str, near: bool) -> dict:
 
 
 def show_issues(found: dict) -> None:
-    """The results of ``cnnlab data issues``: counts, one table per kind, the three files."""
+    """The results of ``cnnlab data issues``: counts, one table per kind, the three files;
+    what the label flags are worth first, as the command says it (a model at chance flags
+    correct labels, and its clean.csv is not worth training on)."""
     from cnnlab.cleaning.outputs import SCORES, TITLES
 
     st.caption(
         f"{found['images']} images, out-of-sample probabilities from {found['method']} "
         f"({found['folds']} folds), {found['seconds']:.0f} s; files in {found['out_dir']}"
     )
+    st.caption(found["model"])
+    if found["verdict"]:
+        (st.info if found["recommend_clean"] else st.warning)(found["verdict"])
     cols = st.columns(len(TITLES))
     for col, (kind, title) in zip(cols, TITLES.items(), strict=True):
         col.metric(title, found["counts"].get(kind, 0))
@@ -50,7 +55,10 @@ def show_issues(found: dict) -> None:
     files = found["files"]
     cols = st.columns(3)
     for col, (key, label, mime) in zip(cols, DOWNLOADS, strict=True):
-        col.download_button(label, files[key], label.split()[-1], mime, key=f"dl-{key}")
+        name = label.split()[-1]
+        if key == "clean_csv" and not found["recommend_clean"]:
+            label += " (not recommended)"
+        col.download_button(label, files[key], name, mime, key=f"dl-{key}")
 
 
 def show_groups(title: str, groups: list) -> None:
