@@ -79,7 +79,11 @@ def _round(
         "inproc": {"import": [5.0, 5.0], "runs": [[r, r] for r in runs], "wrapups": []},
         "wrap": {"wrapups": [[cli[0]] * 2, [cli[2]] * 2], "drawn": [[cli[1]] * 2, [2.0, 2.0]]},
         "wrapsync": {"wrapups": [[w, w] for w in sync], "drawn": []},
-    }
+        # four shares: numbers 0.6 s, then this process draws 0.4 CPU-s, a child 0.45, and
+        # this process spends 0.1 s more after its share (the report)
+        "wrap4": {"wrapups": [[0.6, 1.0]], "drawn": [[0.9, 1.5]],
+                  "shares": {"main_after_s": 0.5, "draw_cpu_s": {"main": 0.4, "77": 0.45}}},
+    }  # fmt: skip
 
 
 def test_overhead_summary_keeps_the_best_round_and_judges_each_goal() -> None:
@@ -96,7 +100,10 @@ def test_overhead_summary_keeps_the_best_round_and_judges_each_goal() -> None:
     assert s["run2_x_run1"] == pytest.approx(1.2 / 2.5)
     assert s["forked_plots_speedup"] == pytest.approx(1.9 / 1.1)
     assert s["wrapup_deferred"] == [0.9, 0.9] and s["figures_after"] == [2.0, 2.0]
+    assert s["wrapup_cli_report_4"] == pytest.approx([1.5, 2.5])
+    assert s["wrapup_cli_report_4_est"] == pytest.approx(0.6 + 0.45 + 0.1)
     text = bench_overhead.report(s)
+    assert "met (estimate)" in text
     assert "1.97x plain" in text and "NOT met" not in text
     s["wrapup"] = [1.6, 1.6]
     assert bench_overhead.report(s).count("NOT met") == 1
