@@ -27,7 +27,7 @@ def test_a_second_resume_of_a_folder_in_training_is_refused(tmp_path: Path) -> N
     env = dict(os.environ, CNNLAB_CACHE=str(tmp_path / "cache"), COLUMNS="200", NO_COLOR="1")
     run = tmp_path / "runs" / "busy"
     first = subprocess.Popen(
-        _cli("train", str(data), "--epochs", "500", "--name", "busy",
+        _cli("train", str(data), "--epochs", "5000", "--name", "busy",
              "--runs-dir", str(tmp_path / "runs"), "--track", "none", "data.img_size=16"),
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -38,7 +38,7 @@ def test_a_second_resume_of_a_folder_in_training_is_refused(tmp_path: Path) -> N
             assert time.monotonic() < deadline, "the first training never saved a checkpoint"
             time.sleep(0.1)
         second = subprocess.run(
-            _cli("train", "--resume", str(run), "--epochs", "600"),
+            _cli("train", "--resume", str(run), "--epochs", "6000"),
             env=env, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         assert second.returncode != 0
