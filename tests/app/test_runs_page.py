@@ -76,3 +76,29 @@ def test_a_killed_run_shows_the_model_and_mode_of_its_config(
     assert (row["run"], row["model"], row["mode"], row["complete"]) == (
         "killed", "tiny_cnn", "scratch", False)  # fmt: skip
     assert row["test acc"] is None
+
+
+def test_a_pruned_tune_trial_is_marked_on_the_runs_page(
+    app_runs: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """A trial the tune's pruner stopped reads as a short run, as `cnnlab runs` says it."""
+    import shutil
+
+    from cnnlab.app.settings import AppSettings
+
+    runs = tmp_path / "runs"
+    shutil.copytree(app_runs / "tiny-s0", runs / "trial-0001")
+    shutil.copytree(app_runs / "cnn-s0", runs / "trial-0000")
+    summary = runs / "trial-0001" / "summary.json"
+    record = json.loads(summary.read_text(encoding="utf-8"))
+    record["pruned"] = {"by": "median", "after_epoch": 1, "of_epochs": 2}
+    summary.write_text(json.dumps(record), encoding="utf-8")
+    assert {r["run"]: r["pruned"] for r in leaderboard(runs)} == {
+        "trial-0000": False, "trial-0001": True}  # fmt: skip
+    for key, value in AppSettings(runs_dir=runs, folders=()).to_env().items():
+        monkeypatch.setenv(key, value)
+    at = open_page("runs")
+    assert not at.exception
+    assert "pruner stopped the trial early" in page_text(at)
+    table = at.dataframe[0].value
+    assert dict(zip(table["run"], table["pruned"], strict=True))["trial-0001"]

@@ -57,7 +57,9 @@ def _configured_model(run: Run) -> tuple[str | None, str | None]:
 
 
 def leaderboard(runs_dir: Path) -> list[dict[str, Any]]:
-    """One row per run folder: name, model, mode, dataset, epochs, val/test accuracy and F1.
+    """One row per run folder: name, model, mode, dataset, epochs, val/test accuracy and F1,
+    and whether a tune's pruner stopped it (its metrics are a short run's, as `cnnlab runs`
+    marks it).
 
     The columns ``cnnlab runs`` reads (:func:`cnnlab.summary.run_rows`), named for the page;
     a run without a readable summary (killed, or still training) shows the model and mode
@@ -78,6 +80,7 @@ def leaderboard(runs_dir: Path) -> list[dict[str, Any]]:
             "epochs": r["epochs_run"],
             "complete": r["complete"],
             "problem": r["problem"],  # a damaged file: neither usable nor resumable
+            "pruned": bool(r["complete"] and r.get("pruned")),  # a tune's trial stopped early
         }
         for split in ("val", "test"):
             for key, short in (("accuracy", "acc"), ("macro_f1", "F1")):

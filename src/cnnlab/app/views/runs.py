@@ -98,6 +98,10 @@ chosen = {
     for col, key in zip(filters, ("model", "mode", "dataset"), strict=True)
 }
 shown = filter_rows(rows, **chosen)
+if any(r["pruned"] for r in shown):
+    st.caption("pruned = a tune's pruner stopped the trial early: its metrics are of a short run")
+else:  # no tune trial among them: the column would only say no
+    shown = [{k: v for k, v in r.items() if k != "pruned"} for r in shown]
 st.dataframe(shown, hide_index=True, placeholder="")  # click a column header to sort
 names = [r["run"] for r in shown]
 if names:
