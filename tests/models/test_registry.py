@@ -72,8 +72,9 @@ def test_a_timm_model_is_built_without_importing_wandb_which_still_imports_after
     import subprocess
     import sys
 
-    if importlib.util.find_spec("wandb") is None:  # installed with the dev extra
-        pytest.skip("wandb is not installed: timm has nothing to import")
+    assert importlib.util.find_spec("wandb") is not None, (
+        "wandb is not installed (the dev extra has it): pip install -e '.[dev]', or make test"
+    )
     code = (
         "import sys\n"
         "from cnnlab.models.registry import create_model, model_info\n"
