@@ -116,15 +116,13 @@ def measure_skill(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> 
     Macro F1 follows the run reports' rule (classes present or predicted), so the numbers read
     the same as a run's.
     """
-    from scipy import stats
-
-    from cnnlab.evaluation.intervals import macro_f1
+    from cnnlab.evaluation.intervals import macro_f1, wilson_interval
 
     y = np.asarray(labels, dtype=np.int64)
     pred = np.asarray(probs).argmax(axis=1)
     n, k = int(y.size), len(classes)
     hits = int((pred == y).sum())
-    ci = stats.binomtest(hits, n).proportion_ci(0.95, method="wilson")
+    low, high = wilson_interval(hits, n)
     counts = np.bincount(y, minlength=k)
     top = int(counts.argmax())
     accuracy, f1 = hits / n, float(macro_f1(y, pred, k))
@@ -132,11 +130,11 @@ def measure_skill(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> 
     return ModelSkill(
         images=n,
         accuracy=accuracy,
-        accuracy_low=float(ci.low),
-        accuracy_high=float(ci.high),
+        accuracy_low=low,
+        accuracy_high=high,
         macro_f1=f1,
         majority_class=classes[top],
         majority_accuracy=majority,
         majority_macro_f1=float(macro_f1(y, np.full_like(y, top), k)),
-        level=grade(accuracy, f1, float(ci.low), majority),
+        level=grade(accuracy, f1, low, majority),
     )

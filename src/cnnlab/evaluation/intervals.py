@@ -67,6 +67,20 @@ def macro_f1(y_true: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarr
     return mean.reshape(lead)
 
 
+def wilson_interval(hits: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The Wilson score interval of ``hits`` right answers out of ``n`` (scipy's ``binomtest``):
+    the one accuracy interval of every report, the no-skill check and ``data issues``' model.
+
+    Example:
+        >>> [round(x, 3) for x in wilson_interval(15, 15)]
+        [0.796, 1.0]
+    """
+    from scipy import stats
+
+    ci = stats.binomtest(hits, n).proportion_ci(confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
 def beats_majority(
     accuracy: float, majority: float, n: int, confidence: float = CONFIDENCE
 ) -> bool:
@@ -81,12 +95,10 @@ def beats_majority(
         >>> beats_majority(0.108, 0.126, 254), beats_majority(0.93, 0.126, 254)
         (False, True)
     """
-    from scipy import stats
-
     if n < 1:
         return False
     hits = min(n, max(0, round(accuracy * n)))
-    return float(stats.binomtest(hits, n).proportion_ci(confidence, method="wilson").low) > majority
+    return wilson_interval(hits, n, confidence)[0] > majority
 
 
 def metric_intervals(
@@ -125,8 +137,7 @@ def metric_intervals(
     n = int(y.size)
     if n < 2:
         return out
-    wilson = stats.binomtest(int((y == p).sum()), n).proportion_ci(confidence, method="wilson")
-    out["accuracy_ci"] = [float(wilson.low), float(wilson.high)]
+    out["accuracy_ci"] = list(wilson_interval(int((y == p).sum()), n, confidence))
 
     def statistic(idx: np.ndarray, axis: int = -1) -> np.ndarray:
         idx = np.moveaxis(idx, axis, -1)
