@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from cnnlab import cachelock
@@ -59,3 +61,26 @@ def release_run(fd: int) -> None:
     with contextlib.suppress(OSError):
         os.ftruncate(fd, 0)
     os.close(fd)
+
+
+@contextlib.contextmanager
+def building(folder: Path, marker: str, fd: int | None = None) -> Iterator[Path]:
+    """``folder`` complete when the block ends (its ``marker`` file removed), else gone.
+
+    Ctrl-C or an error inside the block removes the folder; a process killed outright leaves
+    the marker, so readers can tell the folder is incomplete (ensembles, evaluation folders).
+    ``fd``: the marker is a lock from :func:`lock_run`, released as the block ends; None: the
+    marker is created here.
+    """
+    if fd is None:
+        (folder / marker).touch()
+    try:
+        yield folder
+    except BaseException:
+        if fd is not None:
+            release_run(fd)
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    (folder / marker).unlink(missing_ok=True)
+    if fd is not None:
+        release_run(fd)

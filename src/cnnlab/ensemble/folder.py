@@ -18,10 +18,8 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -171,26 +169,6 @@ def _make_folder(out: str | Path | None, runs_dir: Path, name: str) -> tuple[Pat
     return path, lock_run(path, runs.BUILDING, "built")
 
 
-@contextlib.contextmanager
-def _building(path: Path, fd: int) -> Iterator[None]:
-    """The build of ``path``: complete when the block ends (its marker removed), else gone.
-
-    An interrupted build (Ctrl-C, an error) removes the folder; one killed outright leaves
-    its marker, so predict and eval say the folder is incomplete and a build with the same
-    ``--out`` replaces it (until then ``ensemble.json`` alone looked like a finished one).
-    """
-    from cnnlab.runlock import release_run
-
-    try:
-        yield
-    except BaseException:
-        release_run(fd)
-        shutil.rmtree(path, ignore_errors=True)
-        raise
-    (path / runs.BUILDING).unlink()
-    release_run(fd)
-
-
 def _write_inputs(path: Path, members: list[Member], card: dict[str, Any]) -> None:
     import yaml
 
@@ -244,6 +222,7 @@ def build_ensemble(
         write_ensemble_report,
     )
     from cnnlab.ensemble.tracking import track_ensemble
+    from cnnlab.runlock import building
 
     members = [load_member(r) for r in run_dirs]
     check_members(members)
@@ -251,7 +230,9 @@ def build_ensemble(
     val = stacked(members, "val")
     weights = fit(method, len(members), *(() if val is None else (val[0], val[1].labels)))
     path, fd = _make_folder(out, where, name or f"ensemble-{method}")
-    with _building(path, fd):
+    # complete when the block ends, else gone; one killed outright leaves its marker, so
+    # predict and eval say it is incomplete and a build with the same --out replaces it
+    with building(path, runs.BUILDING, fd):
         card = _card(members, weights, method, path)
         _write_inputs(path, members, card)
         results, gain = {}, None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -177,14 +176,10 @@ def evaluation_dir(path: Path) -> Iterator[Path]:
     """A fresh evaluation folder (:func:`_unique_dir`) that is complete when the block ends,
     else gone: Ctrl-C or an error mid-way removes it (it used to stay with a plot or two and
     nothing saying so); a process killed outright leaves its ``.building`` marker."""
-    out = _unique_dir(path)
-    (out / BUILDING).touch()
-    try:
+    from cnnlab.runlock import building
+
+    with building(_unique_dir(path), BUILDING) as out:
         yield out
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
-        raise
-    (out / BUILDING).unlink(missing_ok=True)
 
 
 EVAL_SPLITS = ("test", "val", "train")  # a run's split.csv and a split folder's names
