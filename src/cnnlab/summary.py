@@ -146,12 +146,13 @@ _MODEL_CHARS = 12  # model names longer than this are shortened in the narrow ta
 def shorten(text: str, width: int) -> str:
     """``text`` cut in the middle to ``width`` characters: run names differ at both ends
     (model and mode first, time stamp last), so both ends are kept."""
+    from cnnlab.evaluation.figure import cut_middle
+
     if len(text) <= width:
         return text
     if width <= 1:
         return "…"[:width]
-    head = width // 2
-    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+    return cut_middle(text, width // 2, width - 1 - width // 2)
 
 
 # --wide adds these columns after the others

@@ -147,7 +147,7 @@ def widest_in(fig: Any, labels: Sequence[str], fontsize: float) -> float:
     return max((width(text) for text in set(labels)), default=0.0)
 
 
-def _cut(name: str, head: int, tail: int) -> str:
+def cut_middle(name: str, head: int, tail: int) -> str:
     """The first ``head`` and last ``tail`` characters of ``name`` joined by an ellipsis
     (``name`` itself when that would not be shorter)."""
     if head + tail + 1 >= len(name):
@@ -170,7 +170,7 @@ def short(name: str, limit: int = _LABEL_CHARS) -> str:
     """
     if len(name) <= limit:
         return name
-    return _cut(name, _head(limit), max(0, limit - 1 - _head(limit)))
+    return cut_middle(name, _head(limit), max(0, limit - 1 - _head(limit)))
 
 
 def _clashing(names: Sequence[str], labels: Sequence[str]) -> list[int]:
@@ -196,7 +196,7 @@ def short_labels(names: Sequence[str], limit: int = _LABEL_CHARS) -> list[str]:
     while clash := _clashing(names, labels):
         for i in clash:
             tails[i] += 1
-            labels[i] = _cut(names[i], head, tails[i])
+            labels[i] = cut_middle(names[i], head, tails[i])
     return labels
 
 
@@ -230,7 +230,7 @@ def _separate(fitted: dict[str, str], width_in: float, width: Callable[[str], fl
                 continue
             tail = len(label) - head - 1
             for keep in range(tail + 1, 0, -1):  # one more at the end, fewer if too wide
-                shifted = _cut(name, head - 1, keep)
+                shifted = cut_middle(name, head - 1, keep)
                 if width(shifted) <= width_in:
                     fitted[name], moved = shifted, True
                     break
